@@ -1,0 +1,134 @@
+# pgferry — build, test and run. GNU make; libraries found with pkg-config.
+#
+#   make            build bin/pgferry
+#   make check      install missing packages, build, run every test
+#   make demo       the main job on an embedded default (see README)
+#
+# See CONTRIBUTING.md for the rest.
+
+CC      ?= gcc
+CLANG   ?= clang
+PREFIX  ?= /usr/local
+PG_BINDIR ?= $(shell pg_config --bindir 2>/dev/null)
+
+PKGS    := libpq libzstd openssl libmicrohttpd libxxhash jansson libcurl
+CPPFLAGS_BASE := -Iinclude -D_GNU_SOURCE
+CFLAGS_BASE   := -std=c11 -Wall -Wextra -Werror -g -pthread
+# pkg-config is asked only when a target compiles something, so that
+# "make deps" works before pkg-config itself is installed
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
+
+LIB_SRCS  := $(sort $(wildcard decoder/*.c) $(filter-out relay/main.c,$(wildcard relay/*.c)))
+MAIN_SRC  := relay/main.c
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+HEADERS   := $(wildcard include/pgferry/*.h)
+ALL_C     := $(LIB_SRCS) $(MAIN_SRC) $(UNIT_SRCS) tests/unit/unit_main.c $(FUZZ_SRCS) \
+             $(wildcard bench/*.c) $(HEADERS)
+
+# one object tree per build flavour
+REL_DIR  := build/release
+ASAN_DIR := build/asan
+REL_FLAGS  := -O2
+ASAN_FLAGS := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+
+REL_OBJS  := $(patsubst %.c,$(REL_DIR)/%.o,$(LIB_SRCS))
+ASAN_OBJS := $(patsubst %.c,$(ASAN_DIR)/%.o,$(LIB_SRCS))
+
+.PHONY: all deps check unit unit-asan integration demo fuzz fuzz-brief bench format \
+        format-check lint install clean deps-tools
+
+all: bin/pgferry
+
+deps:
+	@bash tools/install-deps.sh
+
+deps-tools:
+	@bash tools/install-deps.sh tools
+
+$(REL_DIR)/%.o: %.c $(HEADERS) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_BASE) $(CFLAGS_BASE) $(REL_FLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(ASAN_DIR)/%.o: %.c $(HEADERS) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_BASE) $(CFLAGS_BASE) $(ASAN_FLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+bin/pgferry: $(REL_OBJS) $(REL_DIR)/relay/main.o
+	@mkdir -p bin
+	$(CC) $(CFLAGS_BASE) $(REL_FLAGS) -o $@ $^ $(PKG_LIBS)
+
+bin/pgferry-asan: $(ASAN_OBJS) $(ASAN_DIR)/relay/main.o
+	@mkdir -p bin
+	$(CC) $(CFLAGS_BASE) $(ASAN_FLAGS) -o $@ $^ $(PKG_LIBS)
+
+# Each tests/unit/test_NAME.c defines "Suite *NAME_suite(void)"; the list is
+# generated so that adding a test file is all it takes.
+build/unit_suites.h: $(UNIT_SRCS)
+	@mkdir -p build
+	@for f in $(UNIT_SRCS); do n=$$(basename $$f .c); echo "SUITE($${n#test_})"; done > $@.tmp
+	@cmp -s $@.tmp $@ || mv $@.tmp $@; rm -f $@.tmp
+
+$(REL_DIR)/unit_tests: $(REL_OBJS) $(patsubst %.c,$(REL_DIR)/%.o,$(UNIT_SRCS)) tests/unit/unit_main.c build/unit_suites.h
+	$(CC) $(CPPFLAGS_BASE) -Ibuild $(CFLAGS_BASE) $(REL_FLAGS) $(PKG_CFLAGS) -o $@ tests/unit/unit_main.c \
+		$(filter %.o,$^) $(PKG_LIBS) $(CHECK_LIBS)
+
+$(ASAN_DIR)/unit_tests: $(ASAN_OBJS) $(patsubst %.c,$(ASAN_DIR)/%.o,$(UNIT_SRCS)) tests/unit/unit_main.c build/unit_suites.h
+	$(CC) $(CPPFLAGS_BASE) -Ibuild $(CFLAGS_BASE) $(ASAN_FLAGS) $(PKG_CFLAGS) -o $@ tests/unit/unit_main.c \
+		$(filter %.o,$^) $(PKG_LIBS) $(CHECK_LIBS)
+
+unit: $(REL_DIR)/unit_tests
+	$(REL_DIR)/unit_tests
+
+unit-asan: $(ASAN_DIR)/unit_tests
+	$(ASAN_DIR)/unit_tests
+
+# Integration tests against real PostgreSQL clusters; T=name runs one.
+integration: bin/pgferry bin/pgferry-asan
+	@PG_BINDIR=$(PG_BINDIR) bash tests/integration/run.sh $(T)
+
+# libFuzzer targets: one binary per tests/fuzz/fuzz_NAME.c, built with clang.
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_BINS  := $(patsubst tests/fuzz/fuzz_%.c,build/fuzz/fuzz_%,$(FUZZ_SRCS))
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS) $(HEADERS) | deps
+	@mkdir -p build/fuzz
+	$(CLANG) $(CPPFLAGS_BASE) -std=c11 -Wall -Wextra -Werror -pthread $(FUZZ_FLAGS) $(PKG_CFLAGS) \
+		-o $@ $< $(LIB_SRCS) $(PKG_LIBS)
+
+FUZZ_SECONDS ?= 600
+fuzz: $(FUZZ_BINS)
+	@bash tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
+
+fuzz-brief: $(FUZZ_BINS)
+	@bash tests/fuzz/run.sh brief $(FUZZ_BINS)
+
+# Everything: unit tests plain and sanitized, brief fuzzing, integration.
+check: deps bin/pgferry bin/pgferry-asan $(REL_DIR)/unit_tests $(ASAN_DIR)/unit_tests $(FUZZ_BINS)
+	@PG_BINDIR=$(PG_BINDIR) bash tests/run-all.sh $(FUZZ_BINS)
+
+demo: deps bin/pgferry
+	@PG_BINDIR=$(PG_BINDIR) bash tools/demo.sh
+
+bench: deps bin/pgferry
+	@PG_BINDIR=$(PG_BINDIR) bash bench/run.sh
+
+format: deps-tools
+	clang-format -i $(ALL_C)
+
+format-check: deps-tools
+	clang-format --dry-run --Werror $(ALL_C)
+
+lint: deps-tools
+	clang-tidy --quiet $(LIB_SRCS) $(MAIN_SRC) -- $(CPPFLAGS_BASE) -std=c11 $(PKG_CFLAGS)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
+		--suppress=missingIncludeSystem -Iinclude $(LIB_SRCS) $(MAIN_SRC)
+
+install: bin/pgferry
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/pgferry/sql
+	install -m 755 bin/pgferry $(DESTDIR)$(PREFIX)/bin/pgferry
+	install -m 644 sql/*.sql $(DESTDIR)$(PREFIX)/share/pgferry/sql/
+
+clean:
+	rm -rf build bin

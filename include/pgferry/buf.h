@@ -1,0 +1,48 @@
+/*
+ * buf.h — a growable byte buffer for building output (JSON, frames, SQL).
+ *
+ * The buffer owns its memory: buf_free releases it. Appends never fail
+ * silently: on allocation failure the buffer is marked failed and further
+ * appends are ignored; callers check buf_failed() once at the end.
+ */
+#ifndef PGFERRY_BUF_H
+#define PGFERRY_BUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct buf {
+	char *data; /* NUL-terminated when len < cap */
+	size_t len;
+	size_t cap;
+	bool failed;
+} buf_t;
+
+void buf_init(buf_t *b);
+void buf_free(buf_t *b);
+void buf_reset(buf_t *b); /* len = 0, memory kept */
+bool buf_reserve(buf_t *b, size_t extra);
+void buf_append(buf_t *b, const void *data, size_t len);
+void buf_append_str(buf_t *b, const char *s);
+void buf_append_char(buf_t *b, char c);
+void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_append_u8(buf_t *b, uint8_t v);
+void buf_append_be16(buf_t *b, uint16_t v);
+void buf_append_be32(buf_t *b, uint32_t v);
+void buf_append_be64(buf_t *b, uint64_t v);
+static inline bool buf_failed(const buf_t *b)
+{
+	return b->failed;
+}
+
+/* JSON helpers: a quoted, escaped string. Valid UTF-8 passes through;
+ * invalid bytes are written as \ufffd so the output is always valid JSON. */
+void json_append_string(buf_t *b, const char *s, size_t len);
+void json_append_cstring(buf_t *b, const char *s);
+/* true when s[0..len) is valid UTF-8 with no NUL */
+bool utf8_valid(const char *s, size_t len);
+/* "\\x" followed by lowercase hex, as a JSON string */
+void json_append_hex(buf_t *b, const void *data, size_t len);
+
+#endif

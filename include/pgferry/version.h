@@ -1,0 +1,4 @@
+#ifndef PGFERRY_VERSION_H
+#define PGFERRY_VERSION_H
+#define PGFERRY_VERSION "0.1.0"
+#endif

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# install-deps.sh — install the Debian packages pgferry needs, if missing.
+# Quick when everything is there (dpkg-query only, no apt call). As root it
+# runs apt-get; otherwise it prints the command and fails.
+set -euo pipefail
+
+packages=(
+	pkg-config libev-dev libzstd-dev libxxhash-dev check libssl-dev libpq-dev
+	libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
+	clang libclang-rt-14-dev openssl iproute2 procps
+	postgresql-15 postgresql-client-15
+)
+# extra sets: "tools" adds what make lint/format/promtool need
+if [ "${1:-}" = "tools" ]; then
+	packages+=(clang-format clang-tidy cppcheck)
+fi
+if [ "${1:-}" = "prometheus" ]; then
+	packages=(prometheus)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+	status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	case "$status" in
+	*"install ok installed"*) ;;
+	*) missing+=("$p") ;;
+	esac
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+cmd="apt-get install -y --no-install-recommends ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+	echo "pgferry: missing packages: ${missing[*]}" >&2
+	echo "pgferry: run as root:  apt-get update && $cmd" >&2
+	exit 1
+fi
+echo "pgferry: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+# Debian's prometheus package would start a server; we only want promtool
+if [[ " ${missing[*]} " == *" prometheus "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+	chmod +x /usr/sbin/policy-rc.d
+	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+apt-get update -qq >/dev/null || apt-get update
+$cmd -qq >/dev/null || $cmd
