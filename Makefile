@@ -85,8 +85,13 @@ unit: $(REL_DIR)/unit_tests
 unit-asan: $(ASAN_DIR)/unit_tests
 	$(ASAN_DIR)/unit_tests
 
+# test-only helpers the integration tests run
+build/faultproxy: tests/integration/faultproxy.c
+	@mkdir -p build
+	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -o $@ $<
+
 # Integration tests against real PostgreSQL clusters; T=name runs one.
-integration: bin/pgferry bin/pgferry-asan
+integration: bin/pgferry bin/pgferry-asan build/faultproxy
 	@PG_BINDIR=$(PG_BINDIR) bash tests/integration/run.sh $(T)
 
 # libFuzzer targets: one binary per tests/fuzz/fuzz_NAME.c, built with clang.
@@ -105,7 +110,7 @@ fuzz-brief: $(FUZZ_BINS)
 	@bash tests/fuzz/run.sh brief $(FUZZ_BINS)
 
 # Everything: unit tests plain and sanitized, brief fuzzing, integration.
-check: deps bin/pgferry bin/pgferry-asan $(REL_DIR)/unit_tests $(ASAN_DIR)/unit_tests $(FUZZ_BINS)
+check: deps bin/pgferry bin/pgferry-asan build/faultproxy $(REL_DIR)/unit_tests $(ASAN_DIR)/unit_tests $(FUZZ_BINS)
 	@PG_BINDIR=$(PG_BINDIR) bash tests/run-all.sh $(FUZZ_BINS)
 
 demo: deps bin/pgferry

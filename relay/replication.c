@@ -52,9 +52,16 @@ static int result_error(pgf_error_t *err, PGresult *res, const char *what)
 
 int replication_connect(replication_conn_t *rc, const char *conninfo, pgf_error_t *err)
 {
-	const char *keys[] = {"dbname", "replication", "fallback_application_name", "connect_timeout",
-			      NULL};
-	const char *values[] = {conninfo, "database", "pgferry", "10", NULL};
+	const char *keys[] = {"dbname",	 "replication", "fallback_application_name",
+			      "connect_timeout", "options",	NULL};
+	/* the walsender prints values in these settings; the sink reads them
+	 * back with the same ones (as PostgreSQL's own apply worker does) */
+	const char *values[] = {conninfo,
+				"database",
+				"pgferry",
+				"10",
+				"-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3",
+				NULL};
 	PGresult *res;
 
 	memset(rc, 0, sizeof(*rc));

@@ -39,5 +39,6 @@ int cmd_capture(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_clone(int argc, char **argv);
 int cmd_promote(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
 
 #endif

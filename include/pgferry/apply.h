@@ -1,0 +1,85 @@
+/*
+ * apply.h — applying decoded pgoutput to the DR database, exactly once.
+ *
+ * The apply engine owns one libpq connection to the DR database. It takes
+ * pgoutput messages in stream order (apply_message) and turns them into
+ * prepared INSERT / UPDATE / DELETE / TRUNCATE statements sent in pipeline
+ * mode. Several source transactions are grouped into one DR transaction;
+ * before each DR commit the replication origin "pgferry" is advanced to the
+ * last grouped source commit (pg_replication_origin_xact_setup), so the DR
+ * commit and the progress record are one atomic fact. After any crash,
+ * apply_progress() is where streaming resumes: nothing lost, nothing twice.
+ *
+ * Streamed (large, in-progress) transactions are spilled to files under
+ * work_dir until their Stream Commit and dropped on Stream Abort, so memory
+ * stays bounded whatever the transaction size.
+ *
+ * Not thread-safe: one thread (the sink's apply thread) owns an apply_t.
+ */
+#ifndef PGFERRY_APPLY_H
+#define PGFERRY_APPLY_H
+
+#include "pgferry/config.h"
+#include "pgferry/error.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct apply apply_t;
+
+/* What one DR commit applied (passed to the committed hook). */
+typedef struct apply_group {
+	uint64_t end_lsn;	    /* origin progress now: end of the last source commit */
+	int64_t last_commit_time;   /* its commit time on the primary (pgtime) */
+	uint64_t transactions;	    /* source transactions in the group */
+	uint64_t rows;		    /* changes applied */
+	uint64_t bytes;		    /* pgoutput bytes applied */
+	double seconds;		    /* from the group's BEGIN to its COMMIT */
+} apply_group_t;
+
+typedef struct apply_hooks {
+	void *arg;
+	/* after each DR commit (in the apply thread) */
+	void (*committed)(void *arg, const apply_group_t *group);
+} apply_hooks_t;
+
+/* Ownership: cfg must outlive the apply_t; hooks are copied. */
+apply_t *apply_create(const config_t *cfg, const apply_hooks_t *hooks);
+void apply_free(apply_t *a);
+
+/* Connects to the DR database (dr_conninfo), creates pgferry's schema and
+ * the replication origin if missing, and reads the origin's progress. */
+int apply_connect(apply_t *a, pgf_error_t *err);
+bool apply_connected(const apply_t *a);
+void apply_disconnect(apply_t *a);
+
+/* Committed progress: the end LSN of the last applied source transaction
+ * and its commit time (0 when nothing was applied yet). */
+uint64_t apply_progress(const apply_t *a);
+int64_t apply_progress_time(const apply_t *a);
+
+/* Applies one pgoutput message whose WAL record starts at wal_start. May
+ * commit a group when it reaches apply_group_max_transactions or
+ * apply_group_max_delay. On error (err names LSN, transaction, relation and
+ * statement) the open DR transaction is rolled back; call apply_reset and
+ * resume from apply_progress(). */
+int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t len,
+		  pgf_error_t *err);
+
+/* Commits the open group, if any (the caller does this when no more data is
+ * waiting, so an idle stream is never held back). */
+int apply_commit_group(apply_t *a, pgf_error_t *err);
+/* true between a source transaction's BEGIN and its COMMIT */
+bool apply_in_transaction(const apply_t *a);
+
+/* The pgoutput protocol version the stream speaks (from the source's hello). */
+void apply_set_proto_version(apply_t *a, int proto_version);
+
+/* Forgets everything not committed (open group, partial transaction,
+ * spill files, relation cache): the stream restarts at apply_progress(). */
+void apply_reset(apply_t *a);
+
+/* Quotes an SQL identifier ("a""b"). Exposed for tests. */
+void apply_quote_identifier(const char *name, char *out, size_t len);
+
+#endif

@@ -1,0 +1,63 @@
+/*
+ * queue.h — the hand-off between the sink's network thread (producer) and
+ * its apply thread (consumer): a FIFO of items with byte accounting, so the
+ * network side can stop reading when too much waits (memory stays bounded).
+ *
+ * Ownership: queue_push takes the item; queue_pop hands it to the caller,
+ * who frees it with queue_item_free. Thread-safe.
+ */
+#ifndef PGFERRY_QUEUE_H
+#define PGFERRY_QUEUE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+	QUEUE_SESSION_START, /* a source said hello: check identity, find resume point */
+	QUEUE_RECORDS,	     /* verified walsender messages, in stream order */
+	QUEUE_SESSION_END,   /* the source went away: drop what is not committed */
+} queue_kind_t;
+
+typedef struct queue_item {
+	struct queue_item *next;
+	queue_kind_t kind;
+	uint64_t session; /* which source connection this came from */
+	/* QUEUE_RECORDS: records as u32 big-endian length + CopyData message */
+	uint8_t *data;
+	size_t len;
+	uint32_t nrecords;
+	uint64_t last_lsn;
+	/* QUEUE_SESSION_START */
+	uint64_t system_identifier;
+	uint32_t timeline;
+	int proto_version;
+	char database[128];
+	char slot[128];
+} queue_item_t;
+
+typedef struct queue {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	queue_item_t *head, *tail;
+	size_t bytes; /* of QUEUE_RECORDS data waiting */
+	size_t items;
+	bool closed;
+} queue_t;
+
+void queue_init(queue_t *q);
+void queue_destroy(queue_t *q); /* frees what is left */
+void queue_push(queue_t *q, queue_item_t *item);
+/* The next item, waiting up to timeout_ms (0 = do not wait); NULL if none
+ * came or the queue is closed. */
+queue_item_t *queue_pop(queue_t *q, int timeout_ms);
+size_t queue_bytes(queue_t *q);
+bool queue_empty(queue_t *q);
+/* Wakes the consumer for good (shutdown). */
+void queue_close(queue_t *q);
+
+queue_item_t *queue_item_new(queue_kind_t kind, uint64_t session);
+void queue_item_free(queue_item_t *item);
+
+#endif

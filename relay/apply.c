@@ -1,0 +1,1312 @@
+/*
+ * apply.c — pgoutput to SQL on the DR database, exactly once (see apply.h).
+ *
+ * Data flow: apply_message decodes one message; changes become prepared
+ * statements sent in libpq pipeline mode inside one DR transaction that
+ * groups several source transactions. Results are read at each pipeline
+ * sync (every PIPELINE_BATCH statements and at commit), so a row that is
+ * not found or a constraint violation stops apply at that statement; the
+ * ring of in-flight statements tells which one it was.
+ *
+ * Why text parameters without type OIDs: pgoutput sends each value in its
+ * type's text form; the DR server infers each parameter's type from the
+ * target column, exactly as an INSERT typed by hand would.
+ */
+#include "pgferry/apply.h"
+
+#include "pgferry/buf.h"
+#include "pgferry/decoder.h"
+#include "pgferry/log.h"
+#include "pgferry/replication.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PIPELINE_BATCH 256    /* statements between syncs */
+#define PIPELINE_BYTES (4u << 20) /* or this many parameter bytes */
+#define STMT_BUCKETS 1024
+#define STMT_CACHE_MAX 20000
+#define MAX_STREAMS 64
+#define MAX_SUBXACTS 4096
+
+typedef enum { OP_INSERT, OP_UPDATE, OP_DELETE } op_t;
+
+/* A prepared statement for one shape of change. */
+typedef struct stmt {
+	struct stmt *next;
+	char *key;
+	char name[24];
+} stmt_t;
+
+/* What an in-flight pipelined statement was, for error messages. */
+typedef struct inflight {
+	char what[16]; /* "insert", "update", "commit"... */
+	bool check_rows; /* update/delete: zero rows affected is an error */
+	uint32_t relid;
+	uint32_t xid;
+	uint64_t lsn;
+	const stmt_t *stmt;
+} inflight_t;
+
+/* A streamed transaction being spilled to disk. */
+typedef struct stream_file {
+	uint32_t xid;
+	int fd;
+	char path[512];
+	off_t size;
+	int nsubxacts;
+	struct {
+		uint32_t xid;
+		off_t offset;
+	} subxacts[MAX_SUBXACTS];
+} stream_file_t;
+
+struct apply {
+	const config_t *cfg;
+	apply_hooks_t hooks;
+	PGconn *conn;
+
+	int proto_version;
+	pgoutput_decoder_t decoder;
+	pgoutput_message_t *msg;
+	relcache_t *relcache;
+
+	stmt_t *stmts[STMT_BUCKETS];
+	unsigned nstmts;
+	unsigned next_stmt_id;
+
+	uint64_t progress_lsn;
+	int64_t progress_time;
+
+	/* the DR transaction that groups source transactions */
+	bool group_open;
+	uint64_t group_txns, group_rows, group_bytes;
+	uint64_t group_end_lsn;
+	int64_t group_commit_time;
+	struct timespec group_started;
+
+	/* the source transaction being applied */
+	bool in_txn;
+	bool skipping; /* already applied before (a resend overlapped): ignore it */
+	uint32_t txn_xid;
+	uint64_t txn_lsn; /* its final/commit LSN, for error messages */
+
+	/* pipeline bookkeeping */
+	inflight_t inflight[PIPELINE_BATCH + 8];
+	int ninflight;
+	size_t pipeline_bytes;
+
+	/* spill files of streamed transactions */
+	stream_file_t *streams[MAX_STREAMS];
+	stream_file_t *current_stream; /* between Stream Start and Stop */
+	bool replaying;
+
+	/* parameter arrays, reused */
+	const char *values[2 * PGOUTPUT_MAX_COLUMNS + 2];
+	int lengths[2 * PGOUTPUT_MAX_COLUMNS + 2];
+	int formats[2 * PGOUTPUT_MAX_COLUMNS + 2];
+	buf_t sql;
+	buf_t key;
+	buf_t scratch; /* replay buffer */
+};
+
+static double elapsed_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+void apply_quote_identifier(const char *name, char *out, size_t len)
+{
+	size_t o = 0;
+
+	if (len < 3) {
+		if (len)
+			out[0] = '\0';
+		return;
+	}
+	out[o++] = '"';
+	for (; *name && o + 3 < len; name++) {
+		if (*name == '"')
+			out[o++] = '"';
+		out[o++] = *name;
+	}
+	out[o++] = '"';
+	out[o] = '\0';
+}
+
+static void append_ident(buf_t *b, const char *name)
+{
+	buf_append_char(b, '"');
+	for (; *name; name++) {
+		if (*name == '"')
+			buf_append_char(b, '"');
+		buf_append_char(b, *name);
+	}
+	buf_append_char(b, '"');
+}
+
+static void append_qualified(buf_t *b, const relcache_entry_t *rel)
+{
+	append_ident(b, rel->namespace[0] ? rel->namespace : "pg_catalog");
+	buf_append_char(b, '.');
+	append_ident(b, rel->name);
+}
+
+apply_t *apply_create(const config_t *cfg, const apply_hooks_t *hooks)
+{
+	apply_t *a = calloc(1, sizeof(*a));
+
+	if (a == NULL)
+		return NULL;
+	a->cfg = cfg;
+	if (hooks)
+		a->hooks = *hooks;
+	a->msg = malloc(sizeof(*a->msg));
+	a->relcache = relcache_create();
+	if (a->msg == NULL || a->relcache == NULL) {
+		apply_free(a);
+		return NULL;
+	}
+	a->proto_version = 4;
+	pgoutput_decoder_init(&a->decoder, a->proto_version);
+	buf_init(&a->sql);
+	buf_init(&a->key);
+	buf_init(&a->scratch);
+	return a;
+}
+
+static void stmt_cache_clear(apply_t *a)
+{
+	int i;
+
+	for (i = 0; i < STMT_BUCKETS; i++) {
+		stmt_t *s = a->stmts[i], *n;
+		for (; s; s = n) {
+			n = s->next;
+			free(s->key);
+			free(s);
+		}
+		a->stmts[i] = NULL;
+	}
+	a->nstmts = 0;
+}
+
+static void stream_close(apply_t *a, stream_file_t *s, bool remove)
+{
+	int i;
+
+	if (s == NULL)
+		return;
+	if (s->fd >= 0)
+		close(s->fd);
+	if (remove)
+		unlink(s->path);
+	for (i = 0; i < MAX_STREAMS; i++)
+		if (a->streams[i] == s)
+			a->streams[i] = NULL;
+	if (a->current_stream == s)
+		a->current_stream = NULL;
+	free(s);
+}
+
+static void streams_drop_all(apply_t *a)
+{
+	int i;
+
+	for (i = 0; i < MAX_STREAMS; i++)
+		if (a->streams[i])
+			stream_close(a, a->streams[i], true);
+	a->current_stream = NULL;
+}
+
+void apply_free(apply_t *a)
+{
+	if (a == NULL)
+		return;
+	apply_disconnect(a);
+	streams_drop_all(a);
+	stmt_cache_clear(a);
+	relcache_free(a->relcache);
+	free(a->msg);
+	buf_free(&a->sql);
+	buf_free(&a->key);
+	buf_free(&a->scratch);
+	free(a);
+}
+
+void apply_disconnect(apply_t *a)
+{
+	if (a->conn) {
+		PQfinish(a->conn);
+		a->conn = NULL;
+	}
+	stmt_cache_clear(a); /* prepared statements die with the session */
+	a->group_open = false;
+	a->in_txn = false;
+	a->ninflight = 0;
+}
+
+bool apply_connected(const apply_t *a) { return a->conn && PQstatus(a->conn) == CONNECTION_OK; }
+
+uint64_t apply_progress(const apply_t *a) { return a->progress_lsn; }
+int64_t apply_progress_time(const apply_t *a) { return a->progress_time; }
+bool apply_in_transaction(const apply_t *a) { return a->in_txn; }
+
+/* Fills err from a failed result, with PostgreSQL's own detail and hint. */
+static int dr_result_error(pgf_error_t *err, const PGresult *res, const char *what)
+{
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+	const char *hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	error_set(err, PGF_E_APPLY, "%s failed on the DR database: %s (SQLSTATE %s)", what,
+		  msg ? msg : PQresultErrorMessage(res), state ? state : "?");
+	if (detail)
+		error_detail(err, "%s", detail);
+	if (hint)
+		error_hint(err, "%s", hint);
+	return PGF_ERR;
+}
+
+static int dr_conn_error(pgf_error_t *err, PGconn *conn, const char *what)
+{
+	char clean[400];
+	size_t n;
+
+	snprintf(clean, sizeof(clean), "%s", conn ? PQerrorMessage(conn) : "out of memory");
+	n = strlen(clean);
+	while (n > 0 && (clean[n - 1] == '\n' || clean[n - 1] == ' '))
+		clean[--n] = '\0';
+	error_set(err, PGF_E_DATABASE, "%s failed on the DR database: %s", what, clean);
+	return PGF_ERR;
+}
+
+static int exec_simple(apply_t *a, const char *sql, pgf_error_t *err)
+{
+	PGresult *res = PQexec(a->conn, sql);
+	int st = PQresultStatus(res);
+
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		dr_result_error(err, res, "setting up pgferry's state");
+		error_where(err, "%.200s", sql);
+		PQclear(res);
+		return PGF_ERR;
+	}
+	PQclear(res);
+	return PGF_OK;
+}
+
+/* The DR-side state; the same text as sql/dr_state.sql. */
+static const char *const state_sql[] = {
+	"CREATE SCHEMA IF NOT EXISTS pgferry",
+	"CREATE TABLE IF NOT EXISTS pgferry.identity (singleton boolean PRIMARY KEY DEFAULT true "
+	"CHECK (singleton), system_identifier numeric NOT NULL, database text NOT NULL, slot text "
+	"NOT NULL, first_contact timestamptz NOT NULL DEFAULT now())",
+	"CREATE TABLE IF NOT EXISTS pgferry.fence (singleton boolean PRIMARY KEY DEFAULT true CHECK "
+	"(singleton), fenced_at timestamptz NOT NULL DEFAULT now(), reason text NOT NULL)",
+	"CREATE TABLE IF NOT EXISTS pgferry.progress (singleton boolean PRIMARY KEY DEFAULT true "
+	"CHECK (singleton), source_lsn pg_lsn NOT NULL, source_commit_time timestamptz NOT NULL, "
+	"applied_at timestamptz NOT NULL)",
+	"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = 'pgferry') "
+	"THEN PERFORM pg_replication_origin_create('pgferry'); END IF; END $$",
+};
+
+int apply_connect(apply_t *a, pgf_error_t *err)
+{
+	const char *keys[] = {"dbname", "fallback_application_name", "connect_timeout", "options",
+			      NULL};
+	/* the walsender prints values with these settings (see source.c); the
+	 * DR session must read them back the same way */
+	const char *values[] = {a->cfg->dr_conninfo, "pgferry sink", "10",
+				"-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3 "
+				"-c session_replication_role=replica",
+				NULL};
+	PGresult *res;
+	size_t i;
+
+	apply_disconnect(a);
+	a->conn = PQconnectdbParams(keys, values, 1);
+	if (a->conn == NULL || PQstatus(a->conn) != CONNECTION_OK) {
+		dr_conn_error(err, a->conn, "connecting");
+		error_hint(err, "Check dr_conninfo and that the DR server is up; pgferry retries "
+				"by itself.");
+		apply_disconnect(a);
+		return PGF_ERR;
+	}
+	for (i = 0; i < sizeof(state_sql) / sizeof(state_sql[0]); i++) {
+		if (exec_simple(a, state_sql[i], err) != PGF_OK) {
+			error_hint(err, "The sink's role needs CREATE on the DR database and the "
+					"REPLICATION attribute or superuser (for replication origins).");
+			apply_disconnect(a);
+			return PGF_ERR;
+		}
+	}
+	res = PQexec(a->conn, "SELECT pg_replication_origin_session_setup('pgferry')");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		dr_result_error(err, res, "taking the replication origin");
+		error_hint(err, "Another sink may be applying to this DR database; only one may.");
+		PQclear(res);
+		apply_disconnect(a);
+		return PGF_ERR;
+	}
+	PQclear(res);
+	res = PQexec(a->conn, "SELECT pg_replication_origin_progress('pgferry', true)");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		dr_result_error(err, res, "reading the replication origin");
+		PQclear(res);
+		apply_disconnect(a);
+		return PGF_ERR;
+	}
+	a->progress_lsn = 0;
+	if (!PQgetisnull(res, 0, 0))
+		lsn_parse(PQgetvalue(res, 0, 0), &a->progress_lsn);
+	PQclear(res);
+	a->progress_time = 0;
+	/* the commit time of the last applied source transaction, written in the
+	 * same DR transaction as the origin progress, so lag is right at once
+	 * after a restart */
+	res = PQexec(a->conn, "SELECT (extract(epoch FROM source_commit_time - "
+			      "'2000-01-01 00:00:00+00'::timestamptz) * 1000000)::int8 "
+			      "FROM pgferry.progress");
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+		a->progress_time = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	if (PQenterPipelineMode(a->conn) != 1) {
+		dr_conn_error(err, a->conn, "entering pipeline mode");
+		apply_disconnect(a);
+		return PGF_ERR;
+	}
+	return PGF_OK;
+}
+
+/* ---- pipeline ---------------------------------------------------------- */
+
+static inflight_t *inflight_push(apply_t *a, const char *what, uint32_t relid, bool check_rows,
+				 const stmt_t *stmt)
+{
+	inflight_t *f = &a->inflight[a->ninflight++];
+
+	snprintf(f->what, sizeof(f->what), "%s", what);
+	f->relid = relid;
+	f->check_rows = check_rows;
+	f->lsn = a->txn_lsn;
+	f->xid = a->txn_xid;
+	f->stmt = stmt;
+	return f;
+}
+
+static void describe_relation(apply_t *a, uint32_t relid, char *out, size_t len)
+{
+	const relcache_entry_t *rel = relcache_get(a->relcache, relid);
+
+	if (rel)
+		snprintf(out, len, "%s.%s", rel->namespace[0] ? rel->namespace : "pg_catalog",
+			 rel->name);
+	else
+		snprintf(out, len, "relation %u", relid);
+}
+
+/* Sends a sync and reads every result up to it. Returns the first error. */
+static int pipeline_sync(apply_t *a, pgf_error_t *err)
+{
+	int i = 0, rc = PGF_OK;
+	PGresult *res;
+
+	if (PQpipelineSync(a->conn) != 1)
+		return dr_conn_error(err, a->conn, "sending to");
+	for (;;) {
+		int st;
+		res = PQgetResult(a->conn);
+		if (res == NULL) {
+			/* end of one statement's results; a dead connection gives
+			 * NULL forever, so check it */
+			if (PQstatus(a->conn) != CONNECTION_OK) {
+				if (rc == PGF_OK)
+					dr_conn_error(err, a->conn, "applying");
+				a->ninflight = 0;
+				return PGF_ERR;
+			}
+			continue;
+		}
+		st = PQresultStatus(res);
+		if (st == PGRES_PIPELINE_SYNC) {
+			PQclear(res);
+			break;
+		}
+		if (i >= a->ninflight) {
+			PQclear(res);
+			continue;
+		}
+		inflight_t *f = &a->inflight[i++];
+		if (st == PGRES_PIPELINE_ABORTED) {
+			/* skipped after an earlier error; that error is reported */
+		} else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+			if (rc == PGF_OK) {
+				char rel[300], lsn[LSN_TEXT_LEN];
+				dr_result_error(err, res, f->what);
+				describe_relation(a, f->relid, rel, sizeof(rel));
+				error_where(err, "transaction %u ending at %s, %s%s%s", f->xid,
+					    lsn_format(f->lsn, lsn), f->relid ? rel : "",
+					    f->stmt ? ", statement " : "",
+					    f->stmt ? f->stmt->key : "");
+				rc = PGF_ERR;
+			}
+		} else if (f->check_rows && rc == PGF_OK && strcmp(PQcmdTuples(res), "0") == 0) {
+			char rel[300], lsn[LSN_TEXT_LEN];
+			describe_relation(a, f->relid, rel, sizeof(rel));
+			error_set(err, PGF_E_APPLY, "row to %s not found on the DR database in %s",
+				  f->what, rel);
+			error_where(err, "transaction %u ending at %s, statement %s", f->xid,
+				    lsn_format(f->lsn, lsn), f->stmt ? f->stmt->key : "");
+			error_detail(err, "The DR copy differs from the primary: the row the primary "
+					  "changed does not exist on the DR side.");
+			error_hint(err, "Find out how the DR copy diverged (pgferry verify), repair "
+					"the row, and apply resumes by itself.");
+			rc = PGF_ERR;
+		}
+		PQclear(res);
+	}
+	a->ninflight = 0;
+	a->pipeline_bytes = 0;
+	return rc;
+}
+
+static int maybe_sync(apply_t *a, pgf_error_t *err)
+{
+	if (a->ninflight >= PIPELINE_BATCH || a->pipeline_bytes >= PIPELINE_BYTES)
+		return pipeline_sync(a, err);
+	return PGF_OK;
+}
+
+static int send_plain(apply_t *a, const char *sql, const char *what, pgf_error_t *err)
+{
+	if (PQsendQueryParams(a->conn, sql, 0, NULL, NULL, NULL, NULL, 0) != 1)
+		return dr_conn_error(err, a->conn, what);
+	inflight_push(a, what, 0, false, NULL);
+	return PGF_OK;
+}
+
+static int group_begin(apply_t *a, pgf_error_t *err)
+{
+	if (a->group_open)
+		return PGF_OK;
+	if (send_plain(a, "BEGIN", "begin", err) != PGF_OK)
+		return PGF_ERR;
+	a->group_open = true;
+	a->group_txns = a->group_rows = a->group_bytes = 0;
+	a->group_end_lsn = 0;
+	a->group_commit_time = 0;
+	clock_gettime(CLOCK_MONOTONIC, &a->group_started);
+	return PGF_OK;
+}
+
+static void rollback_quietly(apply_t *a)
+{
+	PGresult *res;
+
+	if (a->conn == NULL || PQstatus(a->conn) != CONNECTION_OK)
+		return;
+	a->ninflight = 0;
+	if (PQsendQueryParams(a->conn, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0) == 1 &&
+	    PQpipelineSync(a->conn) == 1) {
+		for (;;) {
+			res = PQgetResult(a->conn);
+			if (res == NULL) {
+				if (PQstatus(a->conn) != CONNECTION_OK)
+					break;
+				continue;
+			}
+			int st = PQresultStatus(res);
+			PQclear(res);
+			if (st == PGRES_PIPELINE_SYNC)
+				break;
+		}
+	}
+}
+
+int apply_commit_group(apply_t *a, pgf_error_t *err)
+{
+	char lsn[LSN_TEXT_LEN], ts[64];
+	const char *params[2];
+	apply_group_t g;
+
+	if (!a->group_open || a->in_txn)
+		return PGF_OK;
+	if (a->group_txns == 0) {
+		/* nothing to record: end the empty transaction */
+		if (send_plain(a, "COMMIT", "commit", err) != PGF_OK ||
+		    pipeline_sync(a, err) != PGF_OK) {
+			a->group_open = false;
+			rollback_quietly(a);
+			return PGF_ERR;
+		}
+		a->group_open = false;
+		return PGF_OK;
+	}
+	/* the origin's progress commits atomically with the group's changes */
+	lsn_format(a->group_end_lsn, lsn);
+	pgtime_format_iso(a->group_commit_time, ts);
+	params[0] = lsn;
+	params[1] = ts;
+	if (PQsendQueryParams(a->conn,
+			      "SELECT pg_replication_origin_xact_setup($1::pg_lsn, $2::timestamptz)", 2,
+			      NULL, params, NULL, NULL, 0) != 1 ||
+	    PQsendQueryParams(a->conn,
+			      "INSERT INTO pgferry.progress VALUES (true, $1::pg_lsn, $2::timestamptz, "
+			      "now()) ON CONFLICT (singleton) DO UPDATE SET source_lsn = "
+			      "excluded.source_lsn, source_commit_time = excluded.source_commit_time, "
+			      "applied_at = excluded.applied_at",
+			      2, NULL, params, NULL, NULL, 0) != 1) {
+		a->group_open = false;
+		return dr_conn_error(err, a->conn, "recording progress");
+	}
+	inflight_push(a, "progress", 0, false, NULL);
+	inflight_push(a, "progress", 0, false, NULL);
+	if (send_plain(a, "COMMIT", "commit", err) != PGF_OK || pipeline_sync(a, err) != PGF_OK) {
+		a->group_open = false;
+		rollback_quietly(a);
+		return PGF_ERR;
+	}
+	a->group_open = false;
+	a->progress_lsn = a->group_end_lsn;
+	a->progress_time = a->group_commit_time;
+	g.end_lsn = a->group_end_lsn;
+	g.last_commit_time = a->group_commit_time;
+	g.transactions = a->group_txns;
+	g.rows = a->group_rows;
+	g.bytes = a->group_bytes;
+	g.seconds = elapsed_since(&a->group_started);
+	if (a->hooks.committed)
+		a->hooks.committed(a->hooks.arg, &g);
+	return PGF_OK;
+}
+
+/* ---- statements ---------------------------------------------------------- */
+
+static unsigned hash_key(const char *s, size_t len)
+{
+	unsigned h = 2166136261u;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		h = (h ^ (unsigned char)s[i]) * 16777619u;
+	return h;
+}
+
+/* Finds or prepares (in the pipeline) the statement for key, built by sql. */
+static const stmt_t *stmt_get(apply_t *a, const buf_t *key, const buf_t *sql, int nparams,
+			      pgf_error_t *err)
+{
+	unsigned b = hash_key(key->data, key->len) % STMT_BUCKETS;
+	stmt_t *s;
+
+	for (s = a->stmts[b]; s; s = s->next)
+		if (strcmp(s->key, key->data) == 0)
+			return s;
+	if (a->nstmts >= STMT_CACHE_MAX) {
+		/* a pathological number of shapes: start over rather than grow */
+		if (pipeline_sync(a, err) != PGF_OK)
+			return NULL;
+		if (send_plain(a, "DEALLOCATE ALL", "deallocate", err) != PGF_OK ||
+		    pipeline_sync(a, err) != PGF_OK)
+			return NULL;
+		stmt_cache_clear(a);
+	}
+	s = calloc(1, sizeof(*s));
+	if (s == NULL || (s->key = strdup(key->data)) == NULL) {
+		free(s);
+		error_set(err, PGF_E_MEMORY, "out of memory");
+		return NULL;
+	}
+	snprintf(s->name, sizeof(s->name), "pgferry_%u", ++a->next_stmt_id);
+	if (PQsendPrepare(a->conn, s->name, sql->data, nparams, NULL) != 1) {
+		free(s->key);
+		free(s);
+		dr_conn_error(err, a->conn, "preparing a statement");
+		return NULL;
+	}
+	s->next = a->stmts[b];
+	a->stmts[b] = s;
+	a->nstmts++;
+	inflight_push(a, "prepare", 0, false, s);
+	return s;
+}
+
+static const relcache_entry_t *known_relation(apply_t *a, uint32_t relid, pgf_error_t *err)
+{
+	const relcache_entry_t *rel = relcache_get(a->relcache, relid);
+	char lsn[LSN_TEXT_LEN];
+
+	if (rel == NULL) {
+		error_set(err, PGF_E_PROTOCOL, "change for relation %u before its Relation message",
+			  relid);
+		error_where(err, "transaction %u ending at %s", a->txn_xid,
+			    lsn_format(a->txn_lsn, lsn));
+		return NULL;
+	}
+	return rel;
+}
+
+static int check_tuple(const relcache_entry_t *rel, const tuple_t *t, pgf_error_t *err)
+{
+	if (t->ncolumns != rel->ncolumns) {
+		error_set(err, PGF_E_PROTOCOL,
+			  "tuple for %s.%s has %u columns but its Relation message has %u",
+			  rel->namespace, rel->name, t->ncolumns, rel->ncolumns);
+		return PGF_ERR;
+	}
+	return PGF_OK;
+}
+
+/* Adds the value of column i of t as the next parameter. */
+static void add_param(apply_t *a, int *n, const tuple_column_t *c)
+{
+	if (c->kind == 'n') {
+		a->values[*n] = NULL;
+		a->lengths[*n] = 0;
+		a->formats[*n] = 0;
+	} else {
+		a->values[*n] = c->data;
+		a->lengths[*n] = (int)c->len;
+		/* text values are not NUL-terminated: send them as binary-safe
+		 * text via their length (format 0 needs a terminator, so text is
+		 * copied below when needed) */
+		a->formats[*n] = c->kind == 'b' ? 1 : 0;
+	}
+	a->pipeline_bytes += c->len;
+	(*n)++;
+}
+
+/* libpq reads text parameters up to a NUL: copy text values into scratch
+ * with terminators. Binary values are passed with their length. */
+static int terminate_text_params(apply_t *a, int n, pgf_error_t *err)
+{
+	size_t total = 0, off = 0;
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (a->values[i] && a->formats[i] == 0)
+			total += (size_t)a->lengths[i] + 1;
+	buf_reset(&a->scratch);
+	if (!buf_reserve(&a->scratch, total))
+		return error_set(err, PGF_E_MEMORY, "out of memory for a row of %zu bytes", total);
+	for (i = 0; i < n; i++) {
+		if (a->values[i] && a->formats[i] == 0) {
+			char *dst = a->scratch.data + off;
+			memcpy(dst, a->values[i], (size_t)a->lengths[i]);
+			dst[a->lengths[i]] = '\0';
+			a->values[i] = dst;
+			off += (size_t)a->lengths[i] + 1;
+		}
+	}
+	return PGF_OK;
+}
+
+static int send_stmt(apply_t *a, const stmt_t *s, int n, const char *what, uint32_t relid,
+		     bool check_rows, pgf_error_t *err)
+{
+	if (terminate_text_params(a, n, err) != PGF_OK)
+		return PGF_ERR;
+	if (PQsendQueryPrepared(a->conn, s->name, n, a->values, a->lengths, a->formats, 0) != 1)
+		return dr_conn_error(err, a->conn, "sending a change");
+	inflight_push(a, what, relid, check_rows, s);
+	a->group_rows++;
+	return maybe_sync(a, err);
+}
+
+static int apply_insert(apply_t *a, uint32_t relid, const tuple_t *t, pgf_error_t *err)
+{
+	const relcache_entry_t *rel = known_relation(a, relid, err);
+	const stmt_t *s;
+	int i, n = 0;
+
+	if (rel == NULL || check_tuple(rel, t, err) != PGF_OK)
+		return PGF_ERR;
+	buf_reset(&a->key);
+	buf_printf(&a->key, "I|%s|%s|%u", rel->namespace, rel->name, rel->ncolumns);
+	for (i = 0; i < rel->ncolumns; i++)
+		buf_printf(&a->key, "|%s", rel->columns[i].name);
+	buf_reset(&a->sql);
+	buf_append_str(&a->sql, "INSERT INTO ");
+	append_qualified(&a->sql, rel);
+	buf_append_str(&a->sql, " (");
+	for (i = 0; i < rel->ncolumns; i++) {
+		if (i)
+			buf_append_str(&a->sql, ", ");
+		append_ident(&a->sql, rel->columns[i].name);
+	}
+	buf_append_str(&a->sql, ") VALUES (");
+	for (i = 0; i < rel->ncolumns; i++)
+		buf_printf(&a->sql, "%s$%d", i ? ", " : "", i + 1);
+	buf_append_char(&a->sql, ')');
+	if (buf_failed(&a->sql) || buf_failed(&a->key))
+		return error_set(err, PGF_E_MEMORY, "out of memory");
+	s = stmt_get(a, &a->key, &a->sql, rel->ncolumns, err);
+	if (s == NULL)
+		return PGF_ERR;
+	for (i = 0; i < rel->ncolumns; i++) {
+		if (t->columns[i].kind == 'u')
+			return error_set(err, PGF_E_PROTOCOL, "insert into %s.%s carries an unchanged "
+							      "TOAST column", rel->namespace, rel->name);
+		add_param(a, &n, &t->columns[i]);
+	}
+	return send_stmt(a, s, n, "insert", relid, false, err);
+}
+
+/*
+ * The WHERE clause that finds the row: by key columns for replica identity
+ * DEFAULT / INDEX; for FULL, every old column compared NULL-safely (as
+ * text, so that types without an equality operator work too), limited to
+ * one physical row since a table without a key may hold duplicates.
+ */
+static void append_where(apply_t *a, const relcache_entry_t *rel, const tuple_t *old, bool full,
+			 int *pno)
+{
+	int i;
+	bool first = true;
+
+	if (full) {
+		buf_append_str(&a->sql, " WHERE (tableoid, ctid) = (SELECT tableoid, ctid FROM ");
+		append_qualified(&a->sql, rel);
+		buf_append_str(&a->sql, " WHERE ");
+		for (i = 0; i < rel->ncolumns; i++) {
+			if (old->columns[i].kind == 'u')
+				continue;
+			if (!first)
+				buf_append_str(&a->sql, " AND ");
+			first = false;
+			buf_append_char(&a->sql, '(');
+			append_ident(&a->sql, rel->columns[i].name);
+			buf_printf(&a->sql, ")::text IS NOT DISTINCT FROM $%d", ++*pno);
+			buf_printf(&a->key, "|w%d", i);
+		}
+		if (first)
+			buf_append_str(&a->sql, "true");
+		buf_append_str(&a->sql, " LIMIT 1)");
+		return;
+	}
+	buf_append_str(&a->sql, " WHERE ");
+	for (i = 0; i < rel->ncolumns; i++) {
+		if (!rel->columns[i].key)
+			continue;
+		if (!first)
+			buf_append_str(&a->sql, " AND ");
+		first = false;
+		append_ident(&a->sql, rel->columns[i].name);
+		buf_printf(&a->sql, " = $%d", ++*pno);
+		buf_printf(&a->key, "|k%d", i);
+	}
+	if (first)
+		buf_append_str(&a->sql, "false");
+}
+
+static void add_where_params(apply_t *a, const relcache_entry_t *rel, const tuple_t *old, bool full,
+			     int *n)
+{
+	int i;
+
+	for (i = 0; i < rel->ncolumns; i++) {
+		if (full ? old->columns[i].kind == 'u' : !rel->columns[i].key)
+			continue;
+		add_param(a, n, &old->columns[i]);
+	}
+}
+
+static int no_identity_error(const relcache_entry_t *rel, const char *op, pgf_error_t *err)
+{
+	error_set(err, PGF_E_APPLY, "cannot %s in %s.%s: it has no replica identity", op,
+		  rel->namespace, rel->name);
+	error_hint(err, "Give the table a primary key or REPLICA IDENTITY FULL on the primary.");
+	return PGF_ERR;
+}
+
+static bool has_key_columns(const relcache_entry_t *rel)
+{
+	int i;
+
+	for (i = 0; i < rel->ncolumns; i++)
+		if (rel->columns[i].key)
+			return true;
+	return false;
+}
+
+static int apply_update(apply_t *a, const pgoutput_message_t *m, pgf_error_t *err)
+{
+	const relcache_entry_t *rel = known_relation(a, m->u.update.relid, err);
+	const tuple_t *newt = &m->u.update.new_tuple;
+	const tuple_t *old;
+	bool full;
+	const stmt_t *s;
+	int i, n = 0, pno = 0;
+
+	if (rel == NULL || check_tuple(rel, newt, err) != PGF_OK)
+		return PGF_ERR;
+	full = m->u.update.old_kind == 'O';
+	old = m->u.update.old_kind ? &m->u.update.old_tuple : newt;
+	if (m->u.update.old_kind && check_tuple(rel, old, err) != PGF_OK)
+		return PGF_ERR;
+	if (!full && !has_key_columns(rel))
+		return no_identity_error(rel, "update", err);
+	buf_reset(&a->key);
+	buf_printf(&a->key, "U|%s|%s|%u", rel->namespace, rel->name, rel->ncolumns);
+	for (i = 0; i < rel->ncolumns; i++)
+		buf_printf(&a->key, "|%s", rel->columns[i].name);
+	buf_reset(&a->sql);
+	buf_append_str(&a->sql, "UPDATE ");
+	append_qualified(&a->sql, rel);
+	buf_append_str(&a->sql, " SET ");
+	for (i = 0; i < rel->ncolumns; i++) {
+		/* unchanged TOAST values are not sent: leave them as they are */
+		if (newt->columns[i].kind == 'u')
+			continue;
+		if (pno)
+			buf_append_str(&a->sql, ", ");
+		append_ident(&a->sql, rel->columns[i].name);
+		buf_printf(&a->sql, " = $%d", ++pno);
+		buf_printf(&a->key, "|s%d", i);
+	}
+	if (pno == 0)
+		return PGF_OK; /* nothing but unchanged TOAST: nothing to write */
+	append_where(a, rel, old, full, &pno);
+	if (buf_failed(&a->sql) || buf_failed(&a->key))
+		return error_set(err, PGF_E_MEMORY, "out of memory");
+	s = stmt_get(a, &a->key, &a->sql, pno, err);
+	if (s == NULL)
+		return PGF_ERR;
+	for (i = 0; i < rel->ncolumns; i++)
+		if (newt->columns[i].kind != 'u')
+			add_param(a, &n, &newt->columns[i]);
+	add_where_params(a, rel, old, full, &n);
+	return send_stmt(a, s, n, "update", rel->relid, true, err);
+}
+
+static int apply_delete(apply_t *a, const pgoutput_message_t *m, pgf_error_t *err)
+{
+	const relcache_entry_t *rel = known_relation(a, m->u.delete_.relid, err);
+	const tuple_t *old = &m->u.delete_.old_tuple;
+	bool full = m->u.delete_.old_kind == 'O';
+	const stmt_t *s;
+	int n = 0, pno = 0;
+
+	if (rel == NULL || check_tuple(rel, old, err) != PGF_OK)
+		return PGF_ERR;
+	if (!full && !has_key_columns(rel))
+		return no_identity_error(rel, "delete", err);
+	buf_reset(&a->key);
+	buf_printf(&a->key, "D|%s|%s|%u", rel->namespace, rel->name, rel->ncolumns);
+	for (int i = 0; i < rel->ncolumns; i++)
+		buf_printf(&a->key, "|%s", rel->columns[i].name);
+	buf_reset(&a->sql);
+	buf_append_str(&a->sql, "DELETE FROM ");
+	append_qualified(&a->sql, rel);
+	append_where(a, rel, old, full, &pno);
+	if (buf_failed(&a->sql) || buf_failed(&a->key))
+		return error_set(err, PGF_E_MEMORY, "out of memory");
+	s = stmt_get(a, &a->key, &a->sql, pno, err);
+	if (s == NULL)
+		return PGF_ERR;
+	add_where_params(a, rel, old, full, &n);
+	return send_stmt(a, s, n, "delete", rel->relid, true, err);
+}
+
+static int apply_truncate(apply_t *a, const pgoutput_message_t *m, pgf_error_t *err)
+{
+	uint32_t i;
+
+	buf_reset(&a->sql);
+	buf_append_str(&a->sql, "TRUNCATE ");
+	for (i = 0; i < m->u.truncate.nrelids; i++) {
+		const relcache_entry_t *rel =
+			known_relation(a, pgoutput_truncate_relid(m, i), err);
+		if (rel == NULL)
+			return PGF_ERR;
+		if (i)
+			buf_append_str(&a->sql, ", ");
+		append_qualified(&a->sql, rel);
+	}
+	if (m->u.truncate.options & 2)
+		buf_append_str(&a->sql, " RESTART IDENTITY");
+	if (m->u.truncate.options & 1)
+		buf_append_str(&a->sql, " CASCADE");
+	if (buf_failed(&a->sql))
+		return error_set(err, PGF_E_MEMORY, "out of memory");
+	if (PQsendQueryParams(a->conn, a->sql.data, 0, NULL, NULL, NULL, NULL, 0) != 1)
+		return dr_conn_error(err, a->conn, "sending a truncate");
+	inflight_push(a, "truncate", m->u.truncate.nrelids ? pgoutput_truncate_relid(m, 0) : 0,
+		      false, NULL);
+	a->group_rows++;
+	return maybe_sync(a, err);
+}
+
+/* ---- streamed transactions ------------------------------------------------ */
+
+static stream_file_t *stream_find(apply_t *a, uint32_t xid)
+{
+	int i;
+
+	for (i = 0; i < MAX_STREAMS; i++)
+		if (a->streams[i] && a->streams[i]->xid == xid)
+			return a->streams[i];
+	return NULL;
+}
+
+static stream_file_t *stream_open(apply_t *a, uint32_t xid, pgf_error_t *err)
+{
+	stream_file_t *s = stream_find(a, xid);
+	int i;
+
+	if (s)
+		return s;
+	for (i = 0; i < MAX_STREAMS && a->streams[i]; i++)
+		;
+	if (i == MAX_STREAMS) {
+		error_set(err, PGF_E_MEMORY, "more than %d streamed transactions in progress",
+			  MAX_STREAMS);
+		return NULL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		error_set(err, PGF_E_MEMORY, "out of memory");
+		return NULL;
+	}
+	s->xid = xid;
+	snprintf(s->path, sizeof(s->path), "%s/stream-%u.spill", a->cfg->work_dir, xid);
+	s->fd = open(s->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (s->fd < 0) {
+		error_set(err, PGF_E_IO, "could not create spill file \"%s\": %s", s->path,
+			  strerror(errno));
+		error_hint(err, "Check that work_dir exists, is writable and has free space.");
+		free(s);
+		return NULL;
+	}
+	a->streams[i] = s;
+	return s;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return PGF_ERR;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	return PGF_OK;
+}
+
+/* Spill record: u32 length, u64 wal_start, the pgoutput message. */
+static int stream_append(apply_t *a, stream_file_t *s, uint64_t wal_start, const uint8_t *data,
+			 size_t len, pgf_error_t *err)
+{
+	uint8_t hdr[12];
+	int i;
+
+	/* remember where each subtransaction starts, for subtransaction aborts */
+	if (a->msg->has_xid && a->msg->xid != s->xid) {
+		for (i = 0; i < s->nsubxacts && s->subxacts[i].xid != a->msg->xid; i++)
+			;
+		if (i == s->nsubxacts) {
+			if (s->nsubxacts == MAX_SUBXACTS)
+				return error_set(err, PGF_E_MEMORY,
+						 "transaction %u has more than %d subtransactions",
+						 s->xid, MAX_SUBXACTS);
+			s->subxacts[i].xid = a->msg->xid;
+			s->subxacts[i].offset = s->size;
+			s->nsubxacts++;
+		}
+	}
+	hdr[0] = (uint8_t)(len >> 24);
+	hdr[1] = (uint8_t)(len >> 16);
+	hdr[2] = (uint8_t)(len >> 8);
+	hdr[3] = (uint8_t)len;
+	for (i = 0; i < 8; i++)
+		hdr[4 + i] = (uint8_t)(wal_start >> (56 - 8 * i));
+	if (write_all(s->fd, hdr, sizeof(hdr)) != PGF_OK || write_all(s->fd, data, len) != PGF_OK) {
+		error_set(err, PGF_E_IO, "could not write spill file \"%s\": %s", s->path,
+			  strerror(errno));
+		error_hint(err, "Check free space in work_dir.");
+		return PGF_ERR;
+	}
+	s->size += (off_t)(sizeof(hdr) + len);
+	return PGF_OK;
+}
+
+static int stream_abort(apply_t *a, uint32_t xid, uint32_t subxid, pgf_error_t *err)
+{
+	stream_file_t *s = stream_find(a, xid);
+	int i;
+
+	if (s == NULL)
+		return PGF_OK; /* nothing of it was spilled */
+	if (subxid == xid || subxid == 0) {
+		stream_close(a, s, true);
+		return PGF_OK;
+	}
+	for (i = 0; i < s->nsubxacts && s->subxacts[i].xid != subxid; i++)
+		;
+	if (i == s->nsubxacts)
+		return PGF_OK; /* the subtransaction changed nothing */
+	/* drop the subtransaction and every one started after it */
+	if (ftruncate(s->fd, s->subxacts[i].offset) != 0 ||
+	    lseek(s->fd, s->subxacts[i].offset, SEEK_SET) < 0)
+		return error_set(err, PGF_E_IO, "could not truncate spill file \"%s\": %s", s->path,
+				 strerror(errno));
+	s->size = s->subxacts[i].offset;
+	s->nsubxacts = i;
+	return PGF_OK;
+}
+
+static int apply_change(apply_t *a, const pgoutput_message_t *m, size_t len, pgf_error_t *err);
+
+/* Replays a committed streamed transaction from its spill file, one
+ * message at a time (memory: the largest single message). */
+static int stream_replay(apply_t *a, uint32_t xid, pgf_error_t *err)
+{
+	stream_file_t *s = stream_find(a, xid);
+	pgoutput_decoder_t saved = a->decoder;
+	off_t pos = 0;
+	uint8_t hdr[12];
+	buf_t rec;
+	int rc = PGF_OK;
+
+	if (s == NULL)
+		return PGF_OK;
+	buf_init(&rec);
+	a->decoder.in_stream = true; /* spilled changes carry their xid */
+	while (pos < s->size) {
+		uint32_t len;
+		uint64_t wal_start = 0;
+		int i;
+		if (pread(s->fd, hdr, sizeof(hdr), pos) != (ssize_t)sizeof(hdr)) {
+			rc = error_set(err, PGF_E_IO, "could not read spill file \"%s\"", s->path);
+			break;
+		}
+		len = ((uint32_t)hdr[0] << 24) | ((uint32_t)hdr[1] << 16) |
+		      ((uint32_t)hdr[2] << 8) | hdr[3];
+		for (i = 0; i < 8; i++)
+			wal_start = (wal_start << 8) | hdr[4 + i];
+		if ((int64_t)len > a->cfg->max_frame_bytes ||
+		    pos + (off_t)sizeof(hdr) + (off_t)len > s->size) {
+			rc = error_set(err, PGF_E_IO, "spill file \"%s\" is corrupt at offset %lld",
+				       s->path, (long long)pos);
+			break;
+		}
+		buf_reset(&rec);
+		if (!buf_reserve(&rec, len)) {
+			rc = error_set(err, PGF_E_MEMORY, "out of memory");
+			break;
+		}
+		if (pread(s->fd, rec.data, len, pos + (off_t)sizeof(hdr)) != (ssize_t)len) {
+			rc = error_set(err, PGF_E_IO, "could not read spill file \"%s\"", s->path);
+			break;
+		}
+		pos += (off_t)sizeof(hdr) + (off_t)len;
+		if (pgoutput_decode(&a->decoder, (const uint8_t *)rec.data, len, a->msg, err) !=
+		    PGF_OK) {
+			rc = PGF_ERR;
+			break;
+		}
+		(void)wal_start;
+		if (apply_change(a, a->msg, len, err) != PGF_OK) {
+			rc = PGF_ERR;
+			break;
+		}
+	}
+	buf_free(&rec);
+	a->decoder = saved;
+	if (rc == PGF_OK)
+		stream_close(a, s, true);
+	return rc;
+}
+
+/* ---- the dispatcher --------------------------------------------------------- */
+
+/* Relation, Type and row changes, inside a transaction (or a replay). */
+static int apply_change(apply_t *a, const pgoutput_message_t *m, size_t len, pgf_error_t *err)
+{
+	switch (m->type) {
+	case PGOUTPUT_RELATION:
+		return relcache_update(a->relcache, m, err);
+	case PGOUTPUT_TYPE:
+		return relcache_update_type(a->relcache, m, err);
+	case PGOUTPUT_INSERT:
+		a->group_bytes += len;
+		return apply_insert(a, m->u.insert.relid, &m->u.insert.new_tuple, err);
+	case PGOUTPUT_UPDATE:
+		a->group_bytes += len;
+		return apply_update(a, m, err);
+	case PGOUTPUT_DELETE:
+		a->group_bytes += len;
+		return apply_delete(a, m, err);
+	case PGOUTPUT_TRUNCATE:
+		a->group_bytes += len;
+		return apply_truncate(a, m, err);
+	case PGOUTPUT_MESSAGE:
+	case PGOUTPUT_ORIGIN:
+		/* heartbeats and other logical messages change no table */
+		return PGF_OK;
+	default:
+		return error_set(err, PGF_E_PROTOCOL, "unexpected %s message inside a transaction",
+				 pgoutput_type_name(m->type));
+	}
+}
+
+static bool group_full(apply_t *a)
+{
+	if ((int64_t)a->group_txns >= a->cfg->apply_group_max_transactions)
+		return true;
+	return elapsed_since(&a->group_started) * 1000.0 >= (double)a->cfg->apply_group_max_delay;
+}
+
+static int source_commit(apply_t *a, uint64_t end_lsn, int64_t commit_time, pgf_error_t *err)
+{
+	a->in_txn = false;
+	a->group_txns++;
+	a->group_end_lsn = end_lsn;
+	a->group_commit_time = commit_time;
+	if (group_full(a))
+		return apply_commit_group(a, err);
+	return PGF_OK;
+}
+
+static int unsupported_two_phase(pgf_error_t *err)
+{
+	error_set(err, PGF_E_PROTOCOL, "the stream carries two-phase (prepared) transactions");
+	error_detail(err, "The sink applies prepared transactions when they commit; the slot "
+			  "must not decode them at PREPARE time.");
+	error_hint(err, "Use a slot created without two_phase and set two_phase = off.");
+	return PGF_ERR;
+}
+
+int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t len,
+		  pgf_error_t *err)
+{
+	pgoutput_message_t *m = a->msg;
+	char lsn[LSN_TEXT_LEN];
+
+	if (!apply_connected(a))
+		return error_set(err, PGF_E_DATABASE, "not connected to the DR database");
+	if (pgoutput_decode(&a->decoder, data, len, m, err) != PGF_OK) {
+		error_where(err, "message at %s", lsn_format(wal_start, lsn));
+		return PGF_ERR;
+	}
+	/* inside a Stream Start/Stop block everything goes to the spill file */
+	if (a->current_stream != NULL && m->type != PGOUTPUT_STREAM_STOP) {
+		if (m->type == PGOUTPUT_STREAM_START || m->type == PGOUTPUT_STREAM_COMMIT ||
+		    m->type == PGOUTPUT_STREAM_ABORT)
+			return error_set(err, PGF_E_PROTOCOL, "%s inside a stream block at %s",
+					 pgoutput_type_name(m->type), lsn_format(wal_start, lsn));
+		return stream_append(a, a->current_stream, wal_start, data, len, err);
+	}
+	switch (m->type) {
+	case PGOUTPUT_BEGIN:
+		if (a->in_txn)
+			return error_set(err, PGF_E_PROTOCOL, "BEGIN inside a transaction at %s",
+					 lsn_format(wal_start, lsn));
+		a->in_txn = true;
+		a->txn_xid = m->u.begin.xid;
+		a->txn_lsn = m->u.begin.final_lsn;
+		/* the origin's progress is the end of the last applied commit:
+		 * a commit before it was applied already and must not be twice */
+		a->skipping = m->u.begin.final_lsn < a->progress_lsn;
+		if (a->skipping)
+			return PGF_OK;
+		return group_begin(a, err);
+	case PGOUTPUT_COMMIT:
+		if (!a->in_txn)
+			return error_set(err, PGF_E_PROTOCOL, "COMMIT outside a transaction at %s",
+					 lsn_format(wal_start, lsn));
+		if (a->skipping) {
+			a->in_txn = a->skipping = false;
+			return PGF_OK;
+		}
+		return source_commit(a, m->u.commit.end_lsn, m->u.commit.commit_time, err);
+	case PGOUTPUT_STREAM_START:
+		a->current_stream = stream_open(a, m->u.stream_start.xid, err);
+		return a->current_stream ? PGF_OK : PGF_ERR;
+	case PGOUTPUT_STREAM_STOP:
+		a->current_stream = NULL;
+		return PGF_OK;
+	case PGOUTPUT_STREAM_ABORT:
+		return stream_abort(a, m->u.stream_abort.xid, m->u.stream_abort.subxid, err);
+	case PGOUTPUT_STREAM_COMMIT: {
+		uint64_t end_lsn = m->u.stream_commit.end_lsn;
+		int64_t commit_time = m->u.stream_commit.commit_time;
+		if (a->in_txn)
+			return error_set(err, PGF_E_PROTOCOL, "STREAM COMMIT inside a transaction");
+		if (m->u.stream_commit.commit_lsn < a->progress_lsn) {
+			/* applied before: drop its spill file */
+			stream_close(a, stream_find(a, m->u.stream_commit.xid), true);
+			return PGF_OK;
+		}
+		if (group_begin(a, err) != PGF_OK)
+			return PGF_ERR;
+		a->in_txn = true;
+		a->txn_xid = m->u.stream_commit.xid;
+		a->txn_lsn = m->u.stream_commit.commit_lsn;
+		if (stream_replay(a, m->u.stream_commit.xid, err) != PGF_OK)
+			return PGF_ERR;
+		return source_commit(a, end_lsn, commit_time, err);
+	}
+	case PGOUTPUT_BEGIN_PREPARE:
+	case PGOUTPUT_PREPARE:
+	case PGOUTPUT_COMMIT_PREPARED:
+	case PGOUTPUT_ROLLBACK_PREPARED:
+	case PGOUTPUT_STREAM_PREPARE:
+		return unsupported_two_phase(err);
+	case PGOUTPUT_MESSAGE:
+		/* a non-transactional message outside a transaction changes nothing */
+		if (!a->in_txn)
+			return PGF_OK;
+		return apply_change(a, m, len, err);
+	case PGOUTPUT_RELATION:
+	case PGOUTPUT_TYPE:
+	case PGOUTPUT_ORIGIN:
+		return apply_change(a, m, len, err);
+	default:
+		if (!a->in_txn)
+			return error_set(err, PGF_E_PROTOCOL, "%s outside a transaction at %s",
+					 pgoutput_type_name(m->type), lsn_format(wal_start, lsn));
+		if (a->skipping)
+			return PGF_OK;
+		return apply_change(a, m, len, err);
+	}
+}
+
+void apply_set_proto_version(apply_t *a, int proto_version)
+{
+	a->proto_version = proto_version;
+	pgoutput_decoder_init(&a->decoder, proto_version);
+}
+
+void apply_reset(apply_t *a)
+{
+	if (a->group_open || a->ninflight > 0)
+		rollback_quietly(a);
+	a->group_open = false;
+	a->in_txn = false;
+	a->skipping = false;
+	a->ninflight = 0;
+	a->pipeline_bytes = 0;
+	streams_drop_all(a);
+	relcache_clear(a->relcache);
+	pgoutput_decoder_init(&a->decoder, a->proto_version);
+}

@@ -1,0 +1,82 @@
+/*
+ * test_queue.c — the network-to-apply queue: order, byte accounting, close.
+ */
+#include "pgferry/queue.h"
+
+#include <check.h>
+#include <stdlib.h>
+
+static void *producer(void *arg)
+{
+	queue_t *q = arg;
+	int i;
+
+	for (i = 0; i < 1000; i++) {
+		queue_item_t *it = queue_item_new(QUEUE_RECORDS, (uint64_t)i);
+		it->data = malloc(10);
+		it->len = 10;
+		queue_push(q, it);
+	}
+	return NULL;
+}
+
+START_TEST(order_across_threads)
+{
+	queue_t q;
+	pthread_t t;
+	uint64_t expect = 0;
+
+	queue_init(&q);
+	pthread_create(&t, NULL, producer, &q);
+	while (expect < 1000) {
+		queue_item_t *it = queue_pop(&q, 1000);
+		if (it == NULL)
+			continue;
+		ck_assert_uint_eq(it->session, expect);
+		expect++;
+		queue_item_free(it);
+	}
+	pthread_join(t, NULL);
+	ck_assert_uint_eq(queue_bytes(&q), 0);
+	ck_assert(queue_empty(&q));
+	queue_destroy(&q);
+}
+END_TEST
+
+START_TEST(bytes_and_close)
+{
+	queue_t q;
+	queue_item_t *it;
+
+	queue_init(&q);
+	ck_assert_ptr_null(queue_pop(&q, 0));
+	it = queue_item_new(QUEUE_RECORDS, 1);
+	it->data = malloc(100);
+	it->len = 100;
+	queue_push(&q, it);
+	queue_push(&q, queue_item_new(QUEUE_SESSION_END, 1));
+	ck_assert_uint_eq(queue_bytes(&q), 100);
+	queue_close(&q);
+	it = queue_pop(&q, 1000);
+	ck_assert_int_eq(it->kind, QUEUE_RECORDS);
+	queue_item_free(it);
+	ck_assert_uint_eq(queue_bytes(&q), 0);
+	/* closed: returns what is left without waiting, then NULL */
+	it = queue_pop(&q, 100000);
+	ck_assert_int_eq(it->kind, QUEUE_SESSION_END);
+	queue_item_free(it);
+	ck_assert_ptr_null(queue_pop(&q, 100000));
+	queue_destroy(&q);
+}
+END_TEST
+
+Suite *queue_suite(void)
+{
+	Suite *s = suite_create("queue");
+	TCase *tc = tcase_create("queue");
+
+	tcase_add_test(tc, order_across_threads);
+	tcase_add_test(tc, bytes_and_close);
+	suite_add_tcase(s, tc);
+	return s;
+}
