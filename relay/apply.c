@@ -1291,6 +1291,89 @@ int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t le
 	}
 }
 
+/* Runs one statement outside the pipeline (only between groups). */
+static PGresult *exec_outside_pipeline(apply_t *a, const char *sql, int nparams,
+				       const char *const *params, pgf_error_t *err)
+{
+	PGresult *res;
+	int st;
+
+	if (PQpipelineStatus(a->conn) != PQ_PIPELINE_OFF && PQexitPipelineMode(a->conn) != 1) {
+		dr_conn_error(err, a->conn, "leaving pipeline mode");
+		return NULL;
+	}
+	res = PQexecParams(a->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	st = PQresultStatus(res);
+	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+		dr_result_error(err, res, "checking the stream's identity");
+		PQclear(res);
+		res = NULL;
+	}
+	if (PQenterPipelineMode(a->conn) != 1 && res != NULL) {
+		PQclear(res);
+		dr_conn_error(err, a->conn, "entering pipeline mode");
+		return NULL;
+	}
+	return res;
+}
+
+int apply_check_identity(apply_t *a, uint64_t system_identifier, const char *database,
+			 const char *slot, identity_verdict_t *verdict, char *why, size_t why_len,
+			 pgf_error_t *err)
+{
+	char sysid[32];
+	const char *params[3] = {sysid, database, slot};
+	PGresult *res;
+
+	if (!apply_connected(a))
+		return error_set(err, PGF_E_DATABASE, "not connected to the DR database");
+	if (a->group_open || a->in_txn)
+		return error_set(err, PGF_E_APPLY, "identity check inside a transaction");
+	why[0] = '\0';
+	res = exec_outside_pipeline(a, "SELECT reason, fenced_at FROM pgferry.fence", 0, NULL, err);
+	if (res == NULL)
+		return PGF_ERR;
+	if (PQntuples(res) > 0) {
+		snprintf(why, why_len, "this DR database was promoted at %s (%s); it takes no stream",
+			 PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 0));
+		*verdict = IDENTITY_FENCED;
+		PQclear(res);
+		return PGF_OK;
+	}
+	PQclear(res);
+	snprintf(sysid, sizeof(sysid), "%" PRIu64, system_identifier);
+	res = exec_outside_pipeline(a,
+				    "SELECT system_identifier::text, database, slot FROM "
+				    "pgferry.identity",
+				    0, NULL, err);
+	if (res == NULL)
+		return PGF_ERR;
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		res = exec_outside_pipeline(a,
+					    "INSERT INTO pgferry.identity (system_identifier, "
+					    "database, slot) VALUES ($1::numeric, $2, $3)",
+					    3, params, err);
+		if (res == NULL)
+			return PGF_ERR;
+		PQclear(res);
+		*verdict = IDENTITY_RECORDED;
+		return PGF_OK;
+	}
+	if (strcmp(PQgetvalue(res, 0, 0), sysid) != 0 || strcmp(PQgetvalue(res, 0, 1), database) != 0 ||
+	    strcmp(PQgetvalue(res, 0, 2), slot) != 0) {
+		snprintf(why, why_len,
+			 "this DR database follows system %s, database \"%s\", slot \"%s\"; the "
+			 "stream offered comes from system %s, database \"%s\", slot \"%s\"",
+			 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2), sysid,
+			 database, slot);
+		*verdict = IDENTITY_MISMATCH;
+	} else
+		*verdict = IDENTITY_MATCHES;
+	PQclear(res);
+	return PGF_OK;
+}
+
 void apply_set_proto_version(apply_t *a, int proto_version)
 {
 	a->proto_version = proto_version;

@@ -126,14 +126,22 @@ int replication_max_proto_version(int server_version)
 int replication_slot_position(replication_conn_t *rc, const char *slot, bool *exists,
 			      uint64_t *confirmed_flush, pgf_error_t *err)
 {
-	const char *params[1] = {slot};
+	char *literal;
+	buf_t sql;
 	PGresult *res;
 
-	/* a replication=database connection accepts plain SQL too */
-	res = PQexecParams(rc->conn,
-			   "SELECT confirmed_flush_lsn, plugin, database FROM pg_replication_slots "
-			   "WHERE slot_name = $1",
-			   1, NULL, params, NULL, NULL, 0);
+	/* a replication connection takes plain SQL, but only the simple protocol */
+	literal = PQescapeLiteral(rc->conn, slot, strlen(slot));
+	if (literal == NULL)
+		return db_error(err, rc->conn, "quoting the slot name");
+	buf_init(&sql);
+	buf_printf(&sql,
+		   "SELECT confirmed_flush_lsn, plugin, database FROM pg_replication_slots "
+		   "WHERE slot_name = %s",
+		   literal);
+	PQfreemem(literal);
+	res = PQexec(rc->conn, sql.data);
+	buf_free(&sql);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		result_error(err, res, "reading the slot");
 		PQclear(res);

@@ -79,6 +79,21 @@ void apply_set_proto_version(apply_t *a, int proto_version);
  * spill files, relation cache): the stream restarts at apply_progress(). */
 void apply_reset(apply_t *a);
 
+/* Guarantee 4: the first stream's identity is recorded; any other is refused. */
+typedef enum {
+	IDENTITY_RECORDED, /* first contact: recorded now */
+	IDENTITY_MATCHES,
+	IDENTITY_MISMATCH, /* another primary, database or slot: refuse */
+	IDENTITY_FENCED,   /* this DR database was promoted: refuse everything */
+} identity_verdict_t;
+
+/* Checks (and on first contact records) the primary's identity against
+ * pgferry.identity, and the fence. why explains a refusal for the log and
+ * the source. Call only between groups (no transaction open). */
+int apply_check_identity(apply_t *a, uint64_t system_identifier, const char *database,
+			 const char *slot, identity_verdict_t *verdict, char *why, size_t why_len,
+			 pgf_error_t *err);
+
 /* Quotes an SQL identifier ("a""b"). Exposed for tests. */
 void apply_quote_identifier(const char *name, char *out, size_t len);
 

@@ -6,7 +6,10 @@
  *
  *   faultproxy LISTEN_PORT TARGET_PORT FLIP_OFFSET
  *
- * It prints "flipped" on stdout when it did. Test-only; not installed.
+ * It prints "flipped" on stdout when it did, and "bytes up=N down=M" (all
+ * connections so far) whenever a connection ends and on SIGTERM, so that
+ * benchmarks can count what crossed the wire. A negative offset flips
+ * nothing. Test-only; not installed.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,8 +19,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+/* shared between the forked connection handlers */
+typedef struct shared {
+	volatile long long up, down;
+	volatile long long flip_at;
+} shared_t;
+static shared_t *shared;
+
+static void print_totals(void)
+{
+	char line[96];
+	int n = snprintf(line, sizeof(line), "bytes up=%lld down=%lld\n", shared->up, shared->down);
+	/* async-signal-safe: also called from the SIGTERM handler */
+	if (write(1, line, (size_t)n) < 0)
+		return;
+}
+
+static void on_term(int sig)
+{
+	(void)sig;
+	print_totals();
+	_exit(0);
+}
 
 static int listen_on(int port)
 {
@@ -64,7 +91,7 @@ static int write_all(int fd, const char *p, size_t n)
 
 /* Forwards until either side closes; flips the bit at *flip_at (client to
  * server) when it passes, then sets *flip_at to -1. */
-static void relay(int client, int server, long long *flip_at)
+static void relay(int client, int server, volatile long long *flip_at)
 {
 	struct pollfd p[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
 	long long seen = 0;
@@ -87,6 +114,7 @@ static void relay(int client, int server, long long *flip_at)
 				fflush(stdout);
 			}
 			seen += n;
+			__atomic_add_fetch(&shared->up, n, __ATOMIC_RELAXED);
 			if (write_all(server, buf, (size_t)n) != 0)
 				return;
 		}
@@ -94,6 +122,7 @@ static void relay(int client, int server, long long *flip_at)
 			ssize_t n = read(server, buf, sizeof(buf));
 			if (n <= 0 || write_all(client, buf, (size_t)n) != 0)
 				return;
+			__atomic_add_fetch(&shared->down, n, __ATOMIC_RELAXED);
 		}
 	}
 }
@@ -101,24 +130,38 @@ static void relay(int client, int server, long long *flip_at)
 int main(int argc, char **argv)
 {
 	int lfd, target;
-	long long flip_at;
 
 	if (argc != 4) {
 		fprintf(stderr, "usage: faultproxy LISTEN_PORT TARGET_PORT FLIP_OFFSET\n");
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, on_term);
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	lfd = listen_on(atoi(argv[1]));
 	target = atoi(argv[2]);
-	flip_at = atoll(argv[3]);
+	shared = mmap(NULL, sizeof(*shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+		      0);
+	if (shared == MAP_FAILED)
+		return 2;
+	shared->flip_at = atoll(argv[3]);
+	signal(SIGCHLD, SIG_IGN); /* no zombies */
 	for (;;) {
 		int c = accept(lfd, NULL, NULL), s;
 		if (c < 0)
 			continue;
-		s = connect_to(target);
-		if (s >= 0) {
-			relay(c, s, &flip_at);
-			close(s);
+		if (fork() == 0) {
+			/* one process per connection, so several may be open at once */
+			signal(SIGTERM, SIG_DFL);
+			close(lfd);
+			s = connect_to(target);
+			if (s >= 0) {
+				relay(c, s, &shared->flip_at);
+				close(s);
+			}
+			close(c);
+			print_totals();
+			_exit(0);
 		}
 		close(c);
 	}

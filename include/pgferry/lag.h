@@ -1,0 +1,148 @@
+/*
+ * lag.h — the sink's lag and RPO figures (DESIGN.md, "Lag and RPO").
+ *
+ * The network thread records what the primary said (WAL end and its clock
+ * on every walsender message, each received commit, clock samples), the
+ * apply thread records DR commits, the HTTP thread takes snapshots. All
+ * calls are thread-safe (one mutex; every call is short).
+ *
+ * Times: primary times arrive as pgtime on the primary's clock and are
+ * moved to the sink's clock with the estimated offset. Snapshot figures
+ * are in milliseconds unless named otherwise.
+ */
+#ifndef PGFERRY_LAG_H
+#define PGFERRY_LAG_H
+
+#include "pgferry/buf.h"
+#include "pgferry/config.h"
+#include "pgferry/error.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum {
+	LAG_SOURCE_NEVER = 0,	     /* no source since the sink started */
+	LAG_SOURCE_CONNECTED,
+	LAG_SOURCE_DISCONNECTED,
+	LAG_SOURCE_PRIMARY_SHUTDOWN, /* the primary ended its stream cleanly */
+} lag_source_state_t;
+
+typedef struct lag_tracker lag_tracker_t;
+
+#define LAG_HISTOGRAM_BUCKETS 14
+extern const double lag_histogram_bounds[LAG_HISTOGRAM_BUCKETS]; /* seconds */
+
+typedef struct lag_histogram {
+	uint64_t counts[LAG_HISTOGRAM_BUCKETS + 1]; /* last: +Inf */
+	double sum;
+	uint64_t count;
+} lag_histogram_t;
+
+typedef struct lag_snapshot {
+	int64_t now_us; /* sink clock, Unix µs */
+	bool identity_known;
+	uint64_t system_identifier;
+	char database[128];
+	char slot[128];
+	bool identity_ok;
+
+	bool heard_from_primary;
+	uint64_t primary_wal_lsn;
+	int64_t primary_wal_time_us; /* on the sink's clock, Unix µs */
+	uint64_t received_lsn;
+	uint64_t applied_lsn;
+	int64_t last_applied_commit_time_us; /* sink clock; 0 = none */
+	double last_commit_lag_ms; /* commit on the primary → applied on DR */
+	bool caught_up;
+
+	uint64_t known_loss_transactions;
+	uint64_t known_loss_bytes; /* WAL bytes the primary reported beyond what was applied */
+	double oldest_commit_age_ms;
+	double unknown_window_ms;
+	double rpo_bound_ms;
+
+	uint64_t backlog_transactions;
+	uint64_t backlog_bytes;
+	double drain_estimate_ms; /* -1 when it cannot be estimated */
+
+	double transactions_per_s, rows_per_s, bytes_per_s;
+
+	bool clock_known;
+	double clock_offset_ms; /* primary (source host) clock minus sink clock */
+	double clock_uncertainty_ms;
+
+	lag_source_state_t source_state;
+	int64_t source_since_us;
+	uint64_t primary_final_lsn; /* with LAG_SOURCE_PRIMARY_SHUTDOWN */
+
+	bool dr_reachable;
+	bool apply_error;
+	char apply_error_message[600];
+	char apply_error_where[300];
+	bool fenced;
+
+	/* counters */
+	uint64_t batches, batch_wire_bytes, batch_raw_bytes, bad_batches, source_connections,
+		apply_errors, transactions_applied, rows_applied, heartbeats;
+	lag_histogram_t commit_lag;  /* seconds, per applied group's last commit */
+	lag_histogram_t apply_group; /* seconds per DR transaction */
+
+	/* the configured limits, for the verdict's defaults */
+	int64_t max_rpo_ms;
+	int64_t max_apply_backlog;
+	int64_t max_clock_offset_ms;
+} lag_snapshot_t;
+
+typedef enum { VERDICT_SAFE, VERDICT_UNSAFE, VERDICT_UNKNOWN } verdict_t;
+
+#define VERDICT_MAX_REASONS 12
+typedef struct lag_verdict {
+	verdict_t verdict;
+	int nreasons;
+	char reasons[VERDICT_MAX_REASONS][400];
+} lag_verdict_t;
+
+/* cfg must outlive the tracker. now_us NULL = the real clock (tests inject). */
+lag_tracker_t *lag_tracker_create(const config_t *cfg);
+void lag_tracker_free(lag_tracker_t *l);
+void lag_tracker_set_clock(lag_tracker_t *l, int64_t (*now_us)(void *arg), void *arg);
+
+/* network thread */
+void lag_set_identity(lag_tracker_t *l, uint64_t system_identifier, const char *database,
+		      const char *slot);
+void lag_set_identity_ok(lag_tracker_t *l, bool ok);
+void lag_set_source_state(lag_tracker_t *l, lag_source_state_t state, uint64_t final_lsn);
+void lag_on_heard_from_source(lag_tracker_t *l);
+void lag_on_primary_wal(lag_tracker_t *l, uint64_t wal_end, int64_t primary_send_time);
+void lag_on_received_commit(lag_tracker_t *l, uint64_t commit_lsn, uint64_t end_lsn,
+			    int64_t commit_time, uint64_t bytes, uint64_t rows);
+void lag_on_received(lag_tracker_t *l, uint64_t lsn);
+void lag_on_heartbeat(lag_tracker_t *l);
+void lag_reset_received(lag_tracker_t *l, uint64_t resume_lsn);
+void lag_on_clock_sample(lag_tracker_t *l, int64_t t1, int64_t t2, int64_t t3, int64_t t4);
+void lag_count_batch(lag_tracker_t *l, uint64_t wire_bytes, uint64_t raw_bytes);
+void lag_count_bad_batch(lag_tracker_t *l);
+
+/* apply thread */
+void lag_on_applied(lag_tracker_t *l, uint64_t end_lsn, int64_t last_commit_time,
+		    uint64_t transactions, uint64_t rows, uint64_t bytes, double seconds);
+void lag_restore_applied(lag_tracker_t *l, uint64_t lsn, int64_t commit_time);
+void lag_set_apply_error(lag_tracker_t *l, const pgf_error_t *err);
+void lag_set_dr_reachable(lag_tracker_t *l, bool reachable, const pgf_error_t *err);
+void lag_set_fenced(lag_tracker_t *l, bool fenced);
+
+/* any thread */
+void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s);
+/* max_rpo_ms / max_backlog < 0: the configured defaults */
+void lag_verdict(const lag_snapshot_t *s, int64_t max_rpo_ms, int64_t max_backlog,
+		 lag_verdict_t *v);
+const char *lag_verdict_name(verdict_t v);
+const char *lag_source_state_name(lag_source_state_t s);
+
+/* Renderers (status JSON, promotion JSON, Prometheus text). */
+void lag_render_status_json(const lag_snapshot_t *s, const lag_verdict_t *v, buf_t *out);
+void lag_render_verdict_json(const lag_snapshot_t *s, const lag_verdict_t *v, int64_t max_rpo_ms,
+			     int64_t max_backlog, buf_t *out);
+void lag_render_metrics(const lag_snapshot_t *s, buf_t *out);
+
+#endif

@@ -1,0 +1,116 @@
+/*
+ * wire.h — pgferry's own protocol between source and sink (docs/PROTOCOL.md).
+ *
+ * Every frame is: u8 type | u32 big-endian payload length | payload. A
+ * length over max_frame_bytes is refused before anything is allocated.
+ * Messages are encoded into a buf_t and decoded from a payload through the
+ * bounds-checked reader; decoders fill caller-owned structs (strings are
+ * copied into fixed arrays, so nothing points into the frame afterwards).
+ */
+#ifndef PGFERRY_WIRE_H
+#define PGFERRY_WIRE_H
+
+#include "pgferry/buf.h"
+#include "pgferry/error.h"
+
+#include <stdint.h>
+
+#define WIRE_PROTOCOL_VERSION 1
+#define WIRE_HEADER_LEN 5
+
+typedef enum {
+	WIRE_HELLO = 1,		/* source → sink: who the primary is */
+	WIRE_WELCOME = 2,	/* sink → source: where to resume */
+	WIRE_BATCH = 3,		/* source → sink: records (batch.h) */
+	WIRE_ACK = 4,		/* sink → source: received and applied LSNs */
+	WIRE_PING = 5,		/* either way: liveness and clock samples */
+	WIRE_PONG = 6,
+	WIRE_ERROR = 7,		/* either way, before closing */
+	WIRE_END_OF_STREAM = 8, /* source → sink: the primary shut down cleanly */
+	WIRE_TYPE_MAX = 8,
+} wire_type_t;
+
+/* codes of WIRE_ERROR */
+typedef enum {
+	WIRE_ERR_PROTOCOL = 1,
+	WIRE_ERR_VERSION = 2,
+	WIRE_ERR_IDENTITY = 3, /* the sink follows another primary */
+	WIRE_ERR_FENCED = 4,   /* the DR database was promoted */
+	WIRE_ERR_BUSY = 5,     /* another source is connected */
+	WIRE_ERR_BAD_BATCH = 6,
+	WIRE_ERR_APPLY = 7,    /* apply failed; reconnect and resend */
+	WIRE_ERR_INTERNAL = 8,
+} wire_error_code_t;
+
+typedef struct wire_hello {
+	uint16_t protocol_version;
+	uint64_t system_identifier;
+	uint32_t timeline;
+	uint8_t proto_version; /* pgoutput protocol of the stream */
+	uint32_t capabilities; /* none defined yet: 0 */
+	int64_t source_time;   /* pgtime, the source host's clock */
+	char database[128];
+	char slot[128];
+} wire_hello_t;
+
+typedef struct wire_welcome {
+	uint16_t protocol_version;
+	uint64_t resume_lsn; /* START_REPLICATION here: the DR side's committed progress */
+	int64_t sink_time;
+} wire_welcome_t;
+
+typedef struct wire_ack {
+	uint64_t received_lsn; /* verified and held by the sink */
+	uint64_t applied_lsn;  /* committed on the DR database */
+	uint64_t batch_seq;    /* last batch received */
+} wire_ack_t;
+
+typedef struct wire_ping {
+	int64_t t1; /* sender's clock at send */
+} wire_ping_t;
+
+typedef struct wire_pong {
+	int64_t t1; /* echoed */
+	int64_t t2; /* receiver's clock at receipt */
+	int64_t t3; /* receiver's clock at reply */
+} wire_pong_t;
+
+typedef struct wire_error {
+	uint16_t code;
+	char message[1024];
+} wire_error_t;
+
+typedef struct wire_end_of_stream {
+	uint64_t final_lsn;
+} wire_end_of_stream_t;
+
+/* Appends a frame header; the payload follows. */
+void wire_append_header(buf_t *b, uint8_t type, uint32_t len);
+/* Checks a frame header: known type and length within max_frame_bytes. */
+int wire_check_header(const uint8_t *hdr, int64_t max_frame_bytes, uint8_t *type, uint32_t *len,
+		      pgf_error_t *err);
+const char *wire_type_name(uint8_t type);
+
+void wire_encode_hello(const wire_hello_t *m, buf_t *b);
+void wire_encode_welcome(const wire_welcome_t *m, buf_t *b);
+void wire_encode_ack(const wire_ack_t *m, buf_t *b);
+void wire_encode_ping(const wire_ping_t *m, buf_t *b);
+void wire_encode_pong(const wire_pong_t *m, buf_t *b);
+void wire_encode_error(const wire_error_t *m, buf_t *b);
+void wire_encode_end_of_stream(const wire_end_of_stream_t *m, buf_t *b);
+
+int wire_decode_hello(const uint8_t *p, size_t len, wire_hello_t *m, pgf_error_t *err);
+int wire_decode_welcome(const uint8_t *p, size_t len, wire_welcome_t *m, pgf_error_t *err);
+int wire_decode_ack(const uint8_t *p, size_t len, wire_ack_t *m, pgf_error_t *err);
+int wire_decode_ping(const uint8_t *p, size_t len, wire_ping_t *m, pgf_error_t *err);
+int wire_decode_pong(const uint8_t *p, size_t len, wire_pong_t *m, pgf_error_t *err);
+int wire_decode_error(const uint8_t *p, size_t len, wire_error_t *m, pgf_error_t *err);
+int wire_decode_end_of_stream(const uint8_t *p, size_t len, wire_end_of_stream_t *m,
+			      pgf_error_t *err);
+
+/* NTP-style clock offset of the peer relative to us and its uncertainty
+ * (half the round trip), in microseconds, from one ping/pong exchange. */
+void wire_clock_offset(const wire_pong_t *p, int64_t t4, int64_t *offset_us,
+		       int64_t *uncertainty_us);
+
+#endif

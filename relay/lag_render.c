@@ -1,0 +1,253 @@
+/*
+ * lag_render.c — the lag snapshot as /v1/status JSON, as the promotion
+ * verdict's JSON body, and as Prometheus text (names pgferry_*, base units).
+ */
+#include "pgferry/decoder.h"
+#include "pgferry/lag.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <time.h>
+
+static void iso_time(buf_t *b, int64_t unix_us)
+{
+	if (unix_us == 0) {
+		buf_append_str(b, "null");
+		return;
+	}
+	char t[40];
+	pgtime_format_iso(unix_us_to_pgtime(unix_us), t);
+	buf_printf(b, "\"%s\"", t);
+}
+
+static void lsn_json(buf_t *b, uint64_t lsn)
+{
+	char t[LSN_TEXT_LEN];
+	buf_printf(b, "\"%s\"", lsn_format(lsn, t));
+}
+
+static void verdict_fields(buf_t *b, const lag_verdict_t *v)
+{
+	int i;
+
+	buf_printf(b, "\"verdict\":\"%s\",\"reasons\":[", lag_verdict_name(v->verdict));
+	for (i = 0; i < v->nreasons; i++) {
+		if (i)
+			buf_append_char(b, ',');
+		json_append_cstring(b, v->reasons[i]);
+	}
+	buf_append_char(b, ']');
+}
+
+void lag_render_status_json(const lag_snapshot_t *s, const lag_verdict_t *v, buf_t *b)
+{
+	buf_append_str(b, "{\"identity\":");
+	if (s->identity_known) {
+		buf_printf(b, "{\"system_identifier\":\"%" PRIu64 "\",\"database\":",
+			   s->system_identifier);
+		json_append_cstring(b, s->database);
+		buf_append_str(b, ",\"slot\":");
+		json_append_cstring(b, s->slot);
+		buf_printf(b, ",\"consistent\":%s}", s->identity_ok ? "true" : "false");
+	} else
+		buf_append_str(b, "null");
+	buf_append_str(b, ",\"primary_wal_lsn\":");
+	lsn_json(b, s->primary_wal_lsn);
+	buf_append_str(b, ",\"primary_wal_time\":");
+	iso_time(b, s->primary_wal_time_us);
+	buf_append_str(b, ",\"received_lsn\":");
+	lsn_json(b, s->received_lsn);
+	buf_append_str(b, ",\"applied_lsn\":");
+	lsn_json(b, s->applied_lsn);
+	buf_append_str(b, ",\"last_applied_commit_time\":");
+	iso_time(b, s->last_applied_commit_time_us);
+	buf_printf(b, ",\"last_commit_lag_ms\":%.3f", s->last_commit_lag_ms);
+	buf_printf(b, ",\"caught_up\":%s", s->caught_up ? "true" : "false");
+	buf_printf(b,
+		   ",\"known_loss\":{\"transactions\":%" PRIu64 ",\"bytes\":%" PRIu64
+		   ",\"oldest_commit_age_ms\":%.3f}",
+		   s->known_loss_transactions, s->known_loss_bytes, s->oldest_commit_age_ms);
+	buf_printf(b, ",\"unknown_window_ms\":%.3f,\"rpo_bound_ms\":%.3f", s->unknown_window_ms,
+		   s->rpo_bound_ms);
+	buf_printf(b,
+		   ",\"apply_backlog\":{\"transactions\":%" PRIu64 ",\"bytes\":%" PRIu64
+		   ",\"drain_estimate_ms\":",
+		   s->backlog_transactions, s->backlog_bytes);
+	if (s->drain_estimate_ms < 0)
+		buf_append_str(b, "null}");
+	else
+		buf_printf(b, "%.0f}", s->drain_estimate_ms);
+	buf_printf(b,
+		   ",\"apply_rate\":{\"transactions_per_s\":%.1f,\"rows_per_s\":%.1f,"
+		   "\"bytes_per_s\":%.0f}",
+		   s->transactions_per_s, s->rows_per_s, s->bytes_per_s);
+	if (s->clock_known)
+		buf_printf(b, ",\"clock\":{\"offset_ms\":%.3f,\"uncertainty_ms\":%.3f}",
+			   s->clock_offset_ms, s->clock_uncertainty_ms);
+	else
+		buf_append_str(b, ",\"clock\":{\"offset_ms\":null,\"uncertainty_ms\":null}");
+	buf_printf(b, ",\"source_connection\":{\"state\":\"%s\",\"since\":",
+		   lag_source_state_name(s->source_state));
+	iso_time(b, s->source_since_us);
+	if (s->source_state == LAG_SOURCE_PRIMARY_SHUTDOWN) {
+		buf_append_str(b, ",\"primary_final_lsn\":");
+		lsn_json(b, s->primary_final_lsn);
+	}
+	buf_append_str(b, "}");
+	buf_printf(b, ",\"dr_reachable\":%s,\"fenced\":%s", s->dr_reachable ? "true" : "false",
+		   s->fenced ? "true" : "false");
+	buf_append_str(b, ",\"errors\":{\"apply\":");
+	if (s->apply_error) {
+		buf_append_str(b, "{\"message\":");
+		json_append_cstring(b, s->apply_error_message);
+		buf_append_str(b, ",\"where\":");
+		json_append_cstring(b, s->apply_error_where);
+		buf_append_str(b, "}");
+	} else
+		buf_append_str(b, "null");
+	buf_printf(b, ",\"bad_batches\":%" PRIu64 "}", s->bad_batches);
+	buf_append_str(b, ",\"promotion\":{");
+	verdict_fields(b, v);
+	buf_printf(b, ",\"max_rpo_ms\":%lld,\"max_apply_backlog\":%lld}}\n", (long long)s->max_rpo_ms,
+		   (long long)s->max_apply_backlog);
+}
+
+void lag_render_verdict_json(const lag_snapshot_t *s, const lag_verdict_t *v, int64_t max_rpo_ms,
+			     int64_t max_backlog, buf_t *b)
+{
+	buf_append_char(b, '{');
+	verdict_fields(b, v);
+	buf_printf(b,
+		   ",\"rpo_bound_ms\":%.3f,\"max_rpo_ms\":%lld,\"max_apply_backlog\":%lld,"
+		   "\"figures\":{\"oldest_commit_age_ms\":%.3f,\"unknown_window_ms\":%.3f,"
+		   "\"known_loss_transactions\":%" PRIu64 ",\"known_loss_bytes\":%" PRIu64
+		   ",\"apply_backlog_transactions\":%" PRIu64 ",\"apply_error\":%s,"
+		   "\"dr_reachable\":%s,\"identity_consistent\":%s,\"fenced\":%s,"
+		   "\"source_connection\":\"%s\"",
+		   s->rpo_bound_ms, (long long)max_rpo_ms, (long long)max_backlog,
+		   s->oldest_commit_age_ms, s->unknown_window_ms, s->known_loss_transactions,
+		   s->known_loss_bytes, s->backlog_transactions, s->apply_error ? "true" : "false",
+		   s->dr_reachable ? "true" : "false", s->identity_ok ? "true" : "false",
+		   s->fenced ? "true" : "false", lag_source_state_name(s->source_state));
+	if (s->clock_known)
+		buf_printf(b, ",\"clock_offset_ms\":%.3f,\"clock_uncertainty_ms\":%.3f",
+			   s->clock_offset_ms, s->clock_uncertainty_ms);
+	buf_append_str(b, ",\"applied_lsn\":");
+	lsn_json(b, s->applied_lsn);
+	buf_append_str(b, ",\"primary_wal_lsn\":");
+	lsn_json(b, s->primary_wal_lsn);
+	buf_append_str(b, "}}\n");
+}
+
+static void gauge(buf_t *b, const char *name, const char *help, double v)
+{
+	buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
+}
+
+static void counter(buf_t *b, const char *name, const char *help, uint64_t v)
+{
+	buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n", name, help, name, name, v);
+}
+
+static void histogram(buf_t *b, const char *name, const char *help, const lag_histogram_t *h)
+{
+	uint64_t cum = 0;
+	int i;
+
+	buf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	for (i = 0; i < LAG_HISTOGRAM_BUCKETS; i++) {
+		cum += h->counts[i];
+		buf_printf(b, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, lag_histogram_bounds[i], cum);
+	}
+	cum += h->counts[LAG_HISTOGRAM_BUCKETS];
+	buf_printf(b, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, cum);
+	buf_printf(b, "%s_sum %.17g\n%s_count %" PRIu64 "\n", name, h->sum, name, h->count);
+}
+
+void lag_render_metrics(const lag_snapshot_t *s, buf_t *b)
+{
+	lag_verdict_t v;
+
+	lag_verdict(s, -1, -1, &v);
+	gauge(b, "pgferry_rpo_bound_seconds",
+	      "Upper bound of committed data a promotion now would lose (oldest unapplied commit "
+	      "age plus unknown window).",
+	      s->rpo_bound_ms / 1000.0);
+	gauge(b, "pgferry_known_loss_transactions",
+	      "Committed source transactions received but not yet applied.",
+	      (double)s->known_loss_transactions);
+	gauge(b, "pgferry_known_loss_bytes",
+	      "WAL bytes the primary reported beyond what the DR database applied.",
+	      (double)s->known_loss_bytes);
+	gauge(b, "pgferry_oldest_unapplied_commit_age_seconds",
+	      "Age of the oldest committed source transaction not yet applied.",
+	      s->oldest_commit_age_ms / 1000.0);
+	gauge(b, "pgferry_unknown_window_seconds",
+	      "Time since the sink last heard from the primary through the source.",
+	      s->unknown_window_ms / 1000.0);
+	gauge(b, "pgferry_apply_backlog_transactions", "Received transactions not yet applied.",
+	      (double)s->backlog_transactions);
+	gauge(b, "pgferry_apply_backlog_bytes", "pgoutput bytes received but not yet applied.",
+	      (double)s->backlog_bytes);
+	gauge(b, "pgferry_apply_drain_estimate_seconds",
+	      "Time to apply the backlog at the current apply rate (-1: unknown).",
+	      s->drain_estimate_ms < 0 ? -1 : s->drain_estimate_ms / 1000.0);
+	gauge(b, "pgferry_apply_rate_transactions_per_second",
+	      "Source transactions applied per second, recent window.", s->transactions_per_s);
+	gauge(b, "pgferry_apply_rate_rows_per_second", "Rows applied per second, recent window.",
+	      s->rows_per_s);
+	gauge(b, "pgferry_apply_rate_bytes_per_second",
+	      "pgoutput bytes applied per second, recent window.", s->bytes_per_s);
+	gauge(b, "pgferry_last_commit_lag_seconds",
+	      "Commit on the primary to commit on the DR database, last applied transaction.",
+	      s->last_commit_lag_ms / 1000.0);
+	gauge(b, "pgferry_primary_wal_lsn_bytes", "Newest end of WAL the primary reported.",
+	      (double)s->primary_wal_lsn);
+	gauge(b, "pgferry_received_lsn_bytes", "Newest WAL position verified and held by the sink.",
+	      (double)s->received_lsn);
+	gauge(b, "pgferry_applied_lsn_bytes", "End of the last source commit applied on DR.",
+	      (double)s->applied_lsn);
+	gauge(b, "pgferry_clock_offset_seconds",
+	      "Estimated clock of the primary's host minus the sink's clock.",
+	      s->clock_offset_ms / 1000.0);
+	gauge(b, "pgferry_clock_uncertainty_seconds", "Uncertainty of the clock offset (half RTT).",
+	      s->clock_uncertainty_ms / 1000.0);
+	gauge(b, "pgferry_source_connected", "1 when a source is connected.",
+	      s->source_state == LAG_SOURCE_CONNECTED ? 1 : 0);
+	gauge(b, "pgferry_primary_clean_shutdown",
+	      "1 when the primary ended its stream cleanly (shut down).",
+	      s->source_state == LAG_SOURCE_PRIMARY_SHUTDOWN ? 1 : 0);
+	gauge(b, "pgferry_dr_reachable", "1 when the DR database answers.", s->dr_reachable ? 1 : 0);
+	gauge(b, "pgferry_apply_error", "1 while apply is stopped by an error.",
+	      s->apply_error ? 1 : 0);
+	gauge(b, "pgferry_identity_consistent",
+	      "0 when a stream from another primary was offered and refused.",
+	      s->identity_ok ? 1 : 0);
+	gauge(b, "pgferry_fenced", "1 when the DR database was promoted and the sink is fenced.",
+	      s->fenced ? 1 : 0);
+	gauge(b, "pgferry_promotion_safe",
+	      "1 when a promotion now is safe under the configured max_rpo and backlog limit.",
+	      v.verdict == VERDICT_SAFE ? 1 : 0);
+	counter(b, "pgferry_batches_total", "Batches received and verified.", s->batches);
+	counter(b, "pgferry_batch_compressed_bytes_total", "Batch bytes on the wire (compressed).",
+		s->batch_wire_bytes);
+	counter(b, "pgferry_batch_raw_bytes_total", "Batch bytes after decompression.",
+		s->batch_raw_bytes);
+	counter(b, "pgferry_bad_batches_total",
+		"Batches or frames rejected (checksum, decompression, decoding, framing).",
+		s->bad_batches);
+	counter(b, "pgferry_source_connections_total", "Source connections accepted (reconnects).",
+		s->source_connections);
+	counter(b, "pgferry_apply_errors_total", "Apply errors (each stops apply until resolved).",
+		s->apply_errors);
+	counter(b, "pgferry_applied_transactions_total", "Source transactions applied.",
+		s->transactions_applied);
+	counter(b, "pgferry_applied_rows_total", "Rows applied.", s->rows_applied);
+	counter(b, "pgferry_heartbeats_total", "Heartbeat messages received from the primary.",
+		s->heartbeats);
+	histogram(b, "pgferry_commit_lag_seconds",
+		  "Commit on the primary to commit on the DR database, per DR transaction.",
+		  &s->commit_lag);
+	histogram(b, "pgferry_apply_group_seconds", "Duration of each DR transaction.",
+		  &s->apply_group);
+}

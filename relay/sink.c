@@ -1,0 +1,703 @@
+/*
+ * sink.c — `pgferry sink`, next to the DR database.
+ *
+ * The network thread (a libev loop, this file) accepts one source at a
+ * time over mutual TLS, verifies each batch (checksum, decompression, every
+ * record decoded) before anything of it is queued, feeds the lag tracker
+ * with what the primary said, and acks what the DR database committed. The
+ * apply thread (sink_apply.c) applies in order and owns the DR connection.
+ * The HTTP thread (http.c) answers /metrics, /v1/status and the promotion
+ * question from the lag tracker, so it keeps answering while apply stalls.
+ *
+ * A bad batch is never applied, even partly: the connection is closed, the
+ * failure is counted and logged, and the source resends from the last ack.
+ */
+#include "pgferry/batch.h"
+#include "pgferry/cli.h"
+#include "pgferry/decoder.h"
+#include "pgferry/http.h"
+#include "pgferry/lag.h"
+#include "pgferry/log.h"
+#include "pgferry/netconn.h"
+#include "pgferry/queue.h"
+#include "pgferry/replication.h"
+#include "pgferry/sink_apply.h"
+#include "pgferry/tls.h"
+#include "pgferry/wire.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define HEARTBEAT_PREFIX "pgferry.heartbeat"
+
+/* handed from the apply thread to the loop */
+typedef struct session_verdict {
+	bool pending;
+	uint64_t session;
+	bool accepted;
+	sink_refusal_t refusal;
+	char why[1024];
+	uint64_t resume_lsn;
+} session_verdict_t;
+
+typedef struct session_failure {
+	bool pending;
+	uint64_t session;
+	char why[600];
+} session_failure_t;
+
+typedef struct sink {
+	config_t *cfg;
+	struct ev_loop *loop;
+	queue_t queue;
+	sink_apply_t *applier;
+	lag_tracker_t *lag;
+	http_server_t *http;
+	tls_context_t *tls;
+	netconn_listener_t *listener;
+
+	/* the current source (network thread only) */
+	netconn_t *conn;
+	uint64_t session;
+	bool welcomed;
+	bool paused; /* stopped reading: the apply queue is full */
+	batch_decoder_t *decoder;
+	uint64_t expected_seq;
+	uint64_t received_lsn;
+	pgoutput_decoder_t pgo;
+	pgoutput_message_t *msg;
+	uint64_t txn_bytes; /* pgoutput bytes of the transaction being received */
+	uint64_t txn_rows;
+	bool in_stream_block;
+	ev_tstamp last_heard;
+
+	/* set by the apply thread, read by the loop under lock */
+	pthread_mutex_t lock;
+	ev_async wakeup;
+	uint64_t applied_lsn;
+	bool applied_changed;
+	session_verdict_t verdict;
+	session_failure_t failed;
+
+	ev_timer ping_timer;
+	ev_timer ack_timer;
+	ev_signal sigint, sigterm;
+} sink_t;
+
+/* ---- events from the apply thread (called there; they only record and wake) -- */
+
+static void ev_session_verdict(void *arg, uint64_t session, bool accepted, sink_refusal_t refusal,
+			       const char *why, uint64_t resume_lsn)
+{
+	sink_t *s = arg;
+
+	pthread_mutex_lock(&s->lock);
+	s->verdict.pending = true;
+	s->verdict.session = session;
+	s->verdict.accepted = accepted;
+	s->verdict.refusal = refusal;
+	snprintf(s->verdict.why, sizeof(s->verdict.why), "%s", why ? why : "");
+	s->verdict.resume_lsn = resume_lsn;
+	pthread_mutex_unlock(&s->lock);
+	if (!accepted)
+		lag_set_identity_ok(s->lag, refusal != SINK_REFUSE_IDENTITY);
+	ev_async_send(s->loop, &s->wakeup);
+}
+
+static void ev_applied(void *arg, const apply_group_t *g)
+{
+	sink_t *s = arg;
+
+	lag_on_applied(s->lag, g->end_lsn, g->last_commit_time, g->transactions, g->rows, g->bytes,
+		       g->seconds);
+	pthread_mutex_lock(&s->lock);
+	s->applied_lsn = g->end_lsn;
+	s->applied_changed = true;
+	pthread_mutex_unlock(&s->lock);
+	ev_async_send(s->loop, &s->wakeup);
+}
+
+static void ev_apply_error(void *arg, const pgf_error_t *err)
+{
+	sink_t *s = arg;
+
+	lag_set_apply_error(s->lag, err);
+}
+
+static void ev_session_failed(void *arg, uint64_t session, const pgf_error_t *err)
+{
+	sink_t *s = arg;
+
+	pthread_mutex_lock(&s->lock);
+	s->failed.pending = true;
+	s->failed.session = session;
+	snprintf(s->failed.why, sizeof(s->failed.why), "%s", err ? err->message : "apply failed");
+	pthread_mutex_unlock(&s->lock);
+	ev_async_send(s->loop, &s->wakeup);
+}
+
+static void ev_dr_state(void *arg, bool reachable, uint64_t progress_lsn, int64_t progress_time,
+			const pgf_error_t *err)
+{
+	sink_t *s = arg;
+
+	lag_set_dr_reachable(s->lag, reachable, err);
+	if (reachable) {
+		lag_restore_applied(s->lag, progress_lsn, progress_time);
+		pthread_mutex_lock(&s->lock);
+		if (progress_lsn > s->applied_lsn)
+			s->applied_lsn = progress_lsn;
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
+/* ---- the source connection ---------------------------------------------------- */
+
+static void send_frame(sink_t *s, uint8_t type, const buf_t *b)
+{
+	pgf_error_t err;
+
+	if (s->conn == NULL)
+		return;
+	error_clear(&err);
+	if (netconn_send(s->conn, type, b->data, b->len, &err) != PGF_OK)
+		log_error_value(LOG_WARNING, &err);
+}
+
+static void send_ack(sink_t *s)
+{
+	wire_ack_t ack = {0};
+	buf_t b;
+
+	if (s->conn == NULL || !s->welcomed)
+		return;
+	pthread_mutex_lock(&s->lock);
+	ack.applied_lsn = s->applied_lsn;
+	s->applied_changed = false;
+	pthread_mutex_unlock(&s->lock);
+	ack.received_lsn = s->received_lsn;
+	ack.batch_seq = s->expected_seq ? s->expected_seq - 1 : 0;
+	buf_init(&b);
+	wire_encode_ack(&ack, &b);
+	send_frame(s, WIRE_ACK, &b);
+	buf_free(&b);
+}
+
+static void drop_source(sink_t *s, uint16_t code, const char *why)
+{
+	netconn_t *c = s->conn;
+	queue_item_t *end;
+
+	if (c == NULL)
+		return;
+	s->conn = NULL;
+	s->welcomed = false;
+	end = queue_item_new(QUEUE_SESSION_END, s->session);
+	if (end)
+		queue_push(&s->queue, end);
+	lag_set_source_state(s->lag, LAG_SOURCE_DISCONNECTED, 0);
+	netconn_close(c, code, why);
+}
+
+static void source_closed(netconn_t *c, void *arg, const pgf_error_t *err)
+{
+	sink_t *s = arg;
+
+	if (s->conn != c)
+		return;
+	if (err && err->message[0])
+		log_error_value(LOG_WARNING, err);
+	log_info("the source disconnected");
+	s->conn = NULL; /* netconn frees itself after this callback */
+	s->welcomed = false;
+	queue_push(&s->queue, queue_item_new(QUEUE_SESSION_END, s->session));
+	lag_set_source_state(s->lag, LAG_SOURCE_DISCONNECTED, 0);
+}
+
+static void reject_batch(sink_t *s, const pgf_error_t *err)
+{
+	char msg[1200];
+
+	lag_count_bad_batch(s->lag);
+	snprintf(msg, sizeof(msg), "rejected a batch from the source: %s%s%s", err->message,
+		 err->where[0] ? " at " : "", err->where);
+	log_error("%s", msg);
+	if (err->detail[0])
+		log_error("DETAIL: %s", err->detail);
+	log_info("closing the connection; the source resends from the last acknowledged position");
+	drop_source(s, WIRE_ERR_BAD_BATCH, msg);
+}
+
+/*
+ * Checks every record of a verified batch and collects the primary's facts
+ * for the lag tracker: the newest WAL end with its clock time, and each
+ * committed transaction (commit LSN, end LSN, commit time, size).
+ */
+static int inspect_records(sink_t *s, const batch_view_t *v, uint64_t *last_lsn, pgf_error_t *err)
+{
+	uint32_t i;
+
+	for (i = 0; i < v->nrecords; i++) {
+		const uint8_t *rec;
+		size_t len;
+		walsender_message_t wm;
+		char lsn[LSN_TEXT_LEN];
+
+		batch_view_record(v, i, &rec, &len);
+		if (walsender_parse(rec, len, &wm, err) != PGF_OK) {
+			error_where(err, "record %u of batch %" PRIu64, i + 1, v->seq);
+			return PGF_ERR;
+		}
+		lag_on_primary_wal(s->lag, wm.wal_end, wm.send_time);
+		if (wm.kind != 'w')
+			continue;
+		if (pgoutput_decode(&s->pgo, wm.payload, wm.payload_len, s->msg, err) != PGF_OK) {
+			error_where(err, "record %u of batch %" PRIu64 ", WAL %s", i + 1, v->seq,
+				    lsn_format(wm.wal_start, lsn));
+			return PGF_ERR;
+		}
+		*last_lsn = wm.wal_start;
+		s->txn_bytes += wm.payload_len;
+		switch (s->msg->type) {
+		case PGOUTPUT_BEGIN:
+			s->txn_bytes = wm.payload_len;
+			s->txn_rows = 0;
+			break;
+		case PGOUTPUT_INSERT:
+		case PGOUTPUT_UPDATE:
+		case PGOUTPUT_DELETE:
+		case PGOUTPUT_TRUNCATE:
+			s->txn_rows++;
+			break;
+		case PGOUTPUT_MESSAGE:
+			if (strcmp(s->msg->u.message.prefix, HEARTBEAT_PREFIX) == 0)
+				lag_on_heartbeat(s->lag);
+			break;
+		case PGOUTPUT_COMMIT:
+			lag_on_received_commit(s->lag, s->msg->u.commit.commit_lsn,
+					       s->msg->u.commit.end_lsn, s->msg->u.commit.commit_time,
+					       s->txn_bytes, s->txn_rows);
+			s->txn_bytes = 0;
+			break;
+		case PGOUTPUT_STREAM_COMMIT:
+			lag_on_received_commit(s->lag, s->msg->u.stream_commit.commit_lsn,
+					       s->msg->u.stream_commit.end_lsn,
+					       s->msg->u.stream_commit.commit_time, s->txn_bytes,
+					       s->txn_rows);
+			s->txn_bytes = 0;
+			break;
+		default:
+			break;
+		}
+	}
+	return PGF_OK;
+}
+
+static void on_batch(sink_t *s, const uint8_t *payload, size_t len)
+{
+	batch_view_t view;
+	pgf_error_t err;
+	queue_item_t *it;
+	uint64_t last_lsn = s->received_lsn;
+
+	error_clear(&err);
+	if (!s->welcomed) {
+		error_set(&err, PGF_E_PROTOCOL, "batch before the handshake finished");
+		reject_batch(s, &err);
+		return;
+	}
+	if (batch_decode(s->decoder, payload, len, s->expected_seq, &view, &err) != PGF_OK) {
+		reject_batch(s, &err);
+		return;
+	}
+	if (inspect_records(s, &view, &last_lsn, &err) != PGF_OK) {
+		reject_batch(s, &err);
+		return;
+	}
+	lag_count_batch(s->lag, len, view.raw_len);
+	s->expected_seq = view.seq + 1;
+	it = queue_item_new(QUEUE_RECORDS, s->session);
+	if (it == NULL || (it->data = malloc(view.raw_len ? view.raw_len : 1)) == NULL) {
+		queue_item_free(it);
+		error_set(&err, PGF_E_MEMORY, "out of memory queueing a batch");
+		reject_batch(s, &err);
+		return;
+	}
+	memcpy(it->data, view.raw, view.raw_len);
+	it->len = view.raw_len;
+	it->nrecords = view.nrecords;
+	it->last_lsn = last_lsn;
+	queue_push(&s->queue, it);
+	s->received_lsn = last_lsn;
+	lag_on_received(s->lag, last_lsn);
+	/* memory stays bounded: past the limit, TCP holds the rest */
+	if ((int64_t)queue_bytes(&s->queue) > s->cfg->spool_memory_limit && !s->paused) {
+		netconn_pause(s->conn, true);
+		s->paused = true;
+	}
+}
+
+static void on_hello(sink_t *s, const uint8_t *payload, size_t len)
+{
+	wire_hello_t h;
+	pgf_error_t err;
+	queue_item_t *it;
+
+	error_clear(&err);
+	if (s->welcomed || wire_decode_hello(payload, len, &h, &err) != PGF_OK) {
+		if (err.message[0] == '\0')
+			error_set(&err, PGF_E_PROTOCOL, "a second hello on one connection");
+		log_error_value(LOG_ERROR, &err);
+		drop_source(s, WIRE_ERR_PROTOCOL, err.message);
+		return;
+	}
+	if (h.protocol_version != WIRE_PROTOCOL_VERSION) {
+		log_error("the source speaks wire protocol %u, this sink %u", h.protocol_version,
+			  WIRE_PROTOCOL_VERSION);
+		drop_source(s, WIRE_ERR_VERSION, "unsupported wire protocol version");
+		return;
+	}
+	s->session++;
+	s->expected_seq = 1;
+	s->txn_bytes = 0;
+	pgoutput_decoder_init(&s->pgo, h.proto_version);
+	batch_decoder_reset(s->decoder);
+	lag_set_identity(s->lag, h.system_identifier, h.database, h.slot);
+	it = queue_item_new(QUEUE_SESSION_START, s->session);
+	if (it == NULL) {
+		drop_source(s, WIRE_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	it->system_identifier = h.system_identifier;
+	it->timeline = h.timeline;
+	it->proto_version = h.proto_version;
+	snprintf(it->database, sizeof(it->database), "%s", h.database);
+	snprintf(it->slot, sizeof(it->slot), "%s", h.slot);
+	log_info("hello from system %" PRIu64 ", database \"%s\", slot \"%s\", timeline %u",
+		 h.system_identifier, h.database, h.slot, h.timeline);
+	queue_push(&s->queue, it);
+}
+
+static void send_ping(sink_t *s)
+{
+	wire_ping_t p;
+	buf_t b;
+
+	if (s->conn == NULL || !s->welcomed)
+		return;
+	p.t1 = pgtime_now() + s->cfg->test_clock_skew * 1000;
+	buf_init(&b);
+	wire_encode_ping(&p, &b);
+	send_frame(s, WIRE_PING, &b);
+	buf_free(&b);
+}
+
+static void source_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *payload, size_t len)
+{
+	sink_t *s = arg;
+	pgf_error_t err;
+
+	if (c != s->conn)
+		return;
+	s->last_heard = ev_now(s->loop);
+	lag_on_heard_from_source(s->lag);
+	error_clear(&err);
+	switch (type) {
+	case WIRE_HELLO:
+		on_hello(s, payload, len);
+		return;
+	case WIRE_BATCH:
+		on_batch(s, payload, len);
+		return;
+	case WIRE_PONG: {
+		wire_pong_t p;
+		if (wire_decode_pong(payload, len, &p, &err) == PGF_OK) {
+			int64_t t4 = pgtime_now() + s->cfg->test_clock_skew * 1000;
+			lag_on_clock_sample(s->lag, p.t1, p.t2, p.t3, t4);
+			return;
+		}
+		break;
+	}
+	case WIRE_PING: {
+		wire_ping_t p;
+		wire_pong_t q;
+		buf_t b;
+		if (wire_decode_ping(payload, len, &p, &err) != PGF_OK)
+			break;
+		q.t1 = p.t1;
+		q.t2 = q.t3 = pgtime_now() + s->cfg->test_clock_skew * 1000;
+		buf_init(&b);
+		wire_encode_pong(&q, &b);
+		send_frame(s, WIRE_PONG, &b);
+		buf_free(&b);
+		return;
+	}
+	case WIRE_END_OF_STREAM: {
+		wire_end_of_stream_t e;
+		char lsn[LSN_TEXT_LEN];
+		if (wire_decode_end_of_stream(payload, len, &e, &err) != PGF_OK)
+			break;
+		log_info("the primary shut down cleanly; its stream ended at %s",
+			 lsn_format(e.final_lsn, lsn));
+		lag_set_source_state(s->lag, LAG_SOURCE_PRIMARY_SHUTDOWN, e.final_lsn);
+		return;
+	}
+	case WIRE_ERROR: {
+		wire_error_t e;
+		if (wire_decode_error(payload, len, &e, &err) == PGF_OK)
+			log_warning("the source reports an error: %s", e.message);
+		drop_source(s, 0, NULL);
+		return;
+	}
+	default:
+		error_set(&err, PGF_E_PROTOCOL, "unexpected frame type %u from the source", type);
+		break;
+	}
+	log_error_value(LOG_ERROR, &err);
+	drop_source(s, WIRE_ERR_PROTOCOL, err.message);
+}
+
+static void source_bad_frame(netconn_t *c, void *arg, const pgf_error_t *err)
+{
+	sink_t *s = arg;
+
+	if (c != s->conn)
+		return;
+	reject_batch(s, err);
+}
+
+static bool source_accept(netconn_t *c, void *arg)
+{
+	sink_t *s = arg;
+
+	if (s->conn != NULL) {
+		log_warning("refused a second source from %s: one source at a time (the first is "
+			    "still connected)",
+			    netconn_peer_name(c));
+		return false;
+	}
+	log_info("source connected from %s", netconn_peer_name(c));
+	s->conn = c;
+	s->welcomed = false;
+	s->paused = false;
+	s->last_heard = ev_now(s->loop);
+	lag_set_source_state(s->lag, LAG_SOURCE_CONNECTED, 0);
+	return true;
+}
+
+/* ---- the loop's own work ---------------------------------------------------------- */
+
+static void on_wakeup(struct ev_loop *loop, ev_async *w, int revents)
+{
+	sink_t *s = w->data;
+	bool verdict = false, failed = false, applied;
+	session_verdict_t v;
+	session_failure_t f;
+
+	(void)loop;
+	(void)revents;
+	pthread_mutex_lock(&s->lock);
+	if (s->verdict.pending) {
+		v = s->verdict;
+		s->verdict.pending = false;
+		verdict = true;
+	}
+	if (s->failed.pending) {
+		f = s->failed;
+		s->failed.pending = false;
+		failed = true;
+	}
+	applied = s->applied_changed;
+	pthread_mutex_unlock(&s->lock);
+
+	if (verdict && s->conn && v.session == s->session) {
+		if (v.accepted) {
+			wire_welcome_t w = {0};
+			buf_t b;
+			char lsn[LSN_TEXT_LEN];
+			w.protocol_version = WIRE_PROTOCOL_VERSION;
+			w.resume_lsn = v.resume_lsn;
+			w.sink_time = pgtime_now() + s->cfg->test_clock_skew * 1000;
+			buf_init(&b);
+			wire_encode_welcome(&w, &b);
+			send_frame(s, WIRE_WELCOME, &b);
+			buf_free(&b);
+			s->welcomed = true;
+			s->received_lsn = v.resume_lsn;
+			lag_reset_received(s->lag, v.resume_lsn);
+			log_info("stream accepted; resuming at %s", lsn_format(v.resume_lsn, lsn));
+			send_ping(s);
+		} else {
+			uint16_t code = v.refusal == SINK_REFUSE_FENCED	    ? WIRE_ERR_FENCED
+					: v.refusal == SINK_REFUSE_IDENTITY ? WIRE_ERR_IDENTITY
+									    : WIRE_ERR_INTERNAL;
+			drop_source(s, code, v.why);
+		}
+	}
+	if (failed && s->conn && f.session == s->session) {
+		log_info("dropping the source after an apply failure; it resends from the last "
+			 "committed position");
+		drop_source(s, WIRE_ERR_APPLY, f.why);
+	}
+	if (applied)
+		send_ack(s);
+	if (s->paused && s->conn &&
+	    (int64_t)queue_bytes(&s->queue) <= s->cfg->spool_memory_limit / 2) {
+		netconn_pause(s->conn, false);
+		s->paused = false;
+	}
+}
+
+static void ping_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	sink_t *s = w->data;
+
+	(void)revents;
+	if (s->conn && ev_now(loop) - s->last_heard > (double)s->cfg->source_timeout / 1000.0) {
+		log_error("nothing heard from the source for %.1f s; disconnecting it",
+			  ev_now(loop) - s->last_heard);
+		drop_source(s, WIRE_ERR_PROTOCOL, "timeout");
+		return;
+	}
+	send_ping(s);
+	if (s->paused && s->conn &&
+	    (int64_t)queue_bytes(&s->queue) <= s->cfg->spool_memory_limit / 2) {
+		netconn_pause(s->conn, false);
+		s->paused = false;
+	}
+}
+
+static void ack_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	sink_t *s = w->data;
+
+	(void)loop;
+	(void)revents;
+	send_ack(s);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	sink_t *s = w->data;
+
+	(void)revents;
+	log_info("shutting down (signal %d)", w->signum);
+	drop_source(s, 0, NULL);
+	ev_break(loop, EVBREAK_ALL);
+}
+
+int cmd_sink(int argc, char **argv)
+{
+	cli_t cli;
+	pgf_error_t err;
+	sink_t s;
+	sink_apply_events_t events = {0};
+	netconn_callbacks_t cb = {0};
+	int rc = EXIT_ERROR;
+
+	error_clear(&err);
+	memset(&s, 0, sizeof(s));
+	if (cli_load(argc, argv, ROLE_SINK, &cli, &err) != PGF_OK) {
+		log_error_value(LOG_ERROR, &err);
+		cli_free(&cli);
+		return EXIT_ERROR;
+	}
+	cli_configure_logging(&cli, "sink");
+	s.cfg = &cli.cfg;
+	signal(SIGPIPE, SIG_IGN);
+	pthread_mutex_init(&s.lock, NULL);
+	queue_init(&s.queue);
+	if (mkdir(cli.cfg.work_dir, 0700) != 0 && errno != EEXIST) {
+		error_set(&err, PGF_E_CONFIG, "could not create work_dir \"%s\": %s", cli.cfg.work_dir,
+			  strerror(errno));
+		goto out;
+	}
+	if (!cli.cfg.tls) {
+		if (!netconn_address_is_loopback(cli.cfg.listen_address)) {
+			error_set(&err, PGF_E_CONFIG,
+				  "tls = off is allowed only on a loopback listen_address, not \"%s\"",
+				  cli.cfg.listen_address);
+			error_hint(&err, "Give both sides certificates (tls_ca, tls_cert, tls_key).");
+			goto out;
+		}
+		log_warning("TLS is OFF: the source is neither encrypted nor authenticated (allowed "
+			    "on loopback only)");
+	} else {
+		s.tls = tls_context_create(TLS_ROLE_SERVER, cli.cfg.tls_ca, cli.cfg.tls_cert,
+					   cli.cfg.tls_key, cli.cfg.tls_peer_name, &err);
+		if (s.tls == NULL)
+			goto out;
+	}
+	s.msg = malloc(sizeof(*s.msg));
+	s.decoder = batch_decoder_create((size_t)cli.cfg.max_frame_bytes, &err);
+	s.lag = lag_tracker_create(&cli.cfg);
+	if (s.msg == NULL || s.decoder == NULL || s.lag == NULL) {
+		if (err.message[0] == '\0')
+			error_set(&err, PGF_E_MEMORY, "out of memory");
+		goto out;
+	}
+	s.loop = EV_DEFAULT;
+	ev_async_init(&s.wakeup, on_wakeup);
+	s.wakeup.data = &s;
+	ev_async_start(s.loop, &s.wakeup);
+
+	s.http = http_server_start(&cli.cfg, s.lag, &err);
+	if (s.http == NULL)
+		goto out;
+	events.arg = &s;
+	events.session_verdict = ev_session_verdict;
+	events.applied = ev_applied;
+	events.apply_error = ev_apply_error;
+	events.session_failed = ev_session_failed;
+	events.dr_state = ev_dr_state;
+	s.applier = sink_apply_start(&cli.cfg, &s.queue, &events, &err);
+	if (s.applier == NULL)
+		goto out;
+
+	cb.arg = &s;
+	cb.accept = source_accept;
+	cb.frame = source_frame;
+	cb.bad_frame = source_bad_frame;
+	cb.closed = source_closed;
+	s.listener = netconn_listen(s.loop, cli.cfg.listen_address, s.tls, cli.cfg.max_frame_bytes,
+				    &cb, &err);
+	if (s.listener == NULL)
+		goto out;
+	log_info("pgferry sink listening on %s; HTTP on %s; DR database: %s", cli.cfg.listen_address,
+		 cli.cfg.http_listen, cli.cfg.dr_conninfo);
+
+	ev_timer_init(&s.ping_timer, ping_tick, 0.2, 0.2);
+	s.ping_timer.data = &s;
+	ev_timer_start(s.loop, &s.ping_timer);
+	ev_timer_init(&s.ack_timer, ack_tick, 1.0, 1.0);
+	s.ack_timer.data = &s;
+	ev_timer_start(s.loop, &s.ack_timer);
+	ev_signal_init(&s.sigint, on_signal, SIGINT);
+	s.sigint.data = &s;
+	ev_signal_start(s.loop, &s.sigint);
+	ev_signal_init(&s.sigterm, on_signal, SIGTERM);
+	s.sigterm.data = &s;
+	ev_signal_start(s.loop, &s.sigterm);
+	ev_run(s.loop, 0);
+	rc = 0;
+out:
+	if (rc != 0)
+		log_error_value(LOG_ERROR, &err);
+	netconn_listener_free(s.listener);
+	sink_apply_stop(s.applier); /* commits whole transactions, then joins */
+	http_server_stop(s.http);
+	lag_tracker_free(s.lag);
+	batch_decoder_free(s.decoder);
+	free(s.msg);
+	tls_context_free(s.tls);
+	queue_destroy(&s.queue);
+	cli_free(&cli);
+	return rc;
+}

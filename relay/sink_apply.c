@@ -1,0 +1,296 @@
+/*
+ * sink_apply.c — the sink's apply thread: takes verified records from the
+ * queue in stream order and applies them through apply.c. It owns the DR
+ * connection, so every DR-side decision runs here too: the identity check
+ * on a source's hello, reconnecting to a DR database that went away, and
+ * backing off after an apply error (never skipping: the same transaction
+ * is tried again after the source resends it).
+ *
+ * It talks back to the network thread only through sink_apply_events_t
+ * (called from this thread; the network side wakes its loop with ev_async).
+ */
+#include "pgferry/sink_apply.h"
+
+#include "pgferry/decoder.h"
+#include "pgferry/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct sink_apply {
+	const config_t *cfg;
+	queue_t *queue;
+	apply_t *apply;
+	sink_apply_events_t events;
+	pthread_t thread;
+	volatile int stop;
+	bool started;
+
+	uint64_t session;   /* the source connection being applied */
+	bool session_ok;    /* identity accepted and no apply error since */
+	int backoff_ms;	    /* after an apply error or a lost DR connection */
+	bool dr_reachable;
+};
+
+static void sleep_ms(sink_apply_t *sa, int ms)
+{
+	struct timespec ts;
+
+	/* in slices, so that a stop request is seen quickly */
+	while (ms > 0 && !sa->stop) {
+		int slice = ms > 50 ? 50 : ms;
+		ts.tv_sec = 0;
+		ts.tv_nsec = (long)slice * 1000000L;
+		nanosleep(&ts, NULL);
+		ms -= slice;
+	}
+}
+
+static void next_backoff(sink_apply_t *sa)
+{
+	sa->backoff_ms = sa->backoff_ms ? sa->backoff_ms * 2 : 100;
+	if (sa->backoff_ms > sa->cfg->reconnect_max_delay)
+		sa->backoff_ms = (int)sa->cfg->reconnect_max_delay;
+}
+
+static void on_committed(void *arg, const apply_group_t *g)
+{
+	sink_apply_t *sa = arg;
+
+	sa->backoff_ms = 0;
+	if (sa->events.applied)
+		sa->events.applied(sa->events.arg, g);
+}
+
+/* The current session cannot go on: tell the network side to drop it (the
+ * source reconnects and resends from the committed progress). */
+static void drop_session(sink_apply_t *sa, const pgf_error_t *err)
+{
+	apply_reset(sa->apply);
+	if (sa->session_ok && sa->events.session_failed)
+		sa->events.session_failed(sa->events.arg, sa->session, err);
+	sa->session_ok = false;
+}
+
+static bool ensure_connected(sink_apply_t *sa)
+{
+	pgf_error_t err;
+
+	if (apply_connected(sa->apply))
+		return true;
+	error_clear(&err);
+	if (apply_connect(sa->apply, &err) != PGF_OK) {
+		if (sa->dr_reachable || sa->backoff_ms == 0)
+			log_error_value(LOG_ERROR, &err);
+		if (sa->dr_reachable || sa->backoff_ms == 0) {
+			sa->dr_reachable = false;
+			if (sa->events.dr_state)
+				sa->events.dr_state(sa->events.arg, false, 0, 0, &err);
+		}
+		next_backoff(sa);
+		sleep_ms(sa, sa->backoff_ms);
+		return false;
+	}
+	if (!sa->dr_reachable) {
+		char lsn[LSN_TEXT_LEN];
+		log_info("connected to the DR database; applied up to %s",
+			 lsn_format(apply_progress(sa->apply), lsn));
+	}
+	sa->dr_reachable = true;
+	sa->backoff_ms = 0;
+	if (sa->events.dr_state)
+		sa->events.dr_state(sa->events.arg, true, apply_progress(sa->apply),
+				    apply_progress_time(sa->apply), NULL);
+	return true;
+}
+
+static void start_session(sink_apply_t *sa, const queue_item_t *it)
+{
+	identity_verdict_t verdict;
+	char why[1024];
+	pgf_error_t err;
+
+	apply_reset(sa->apply);
+	sa->session = it->session;
+	sa->session_ok = false;
+	error_clear(&err);
+	apply_set_proto_version(sa->apply, it->proto_version);
+	if (apply_check_identity(sa->apply, it->system_identifier, it->database, it->slot, &verdict,
+				 why, sizeof(why), &err) != PGF_OK) {
+		log_error_value(LOG_ERROR, &err);
+		if (sa->events.session_verdict)
+			sa->events.session_verdict(sa->events.arg, it->session, false,
+						   SINK_REFUSE_INTERNAL, err.message, 0);
+		apply_disconnect(sa->apply);
+		return;
+	}
+	if (verdict == IDENTITY_MISMATCH || verdict == IDENTITY_FENCED) {
+		log_error("refusing the stream: %s", why);
+		if (sa->events.session_verdict)
+			sa->events.session_verdict(sa->events.arg, it->session, false,
+						   verdict == IDENTITY_FENCED ? SINK_REFUSE_FENCED
+									      : SINK_REFUSE_IDENTITY,
+						   why, 0);
+		return;
+	}
+	if (verdict == IDENTITY_RECORDED)
+		log_info("first contact: this DR database now follows system %llu, database \"%s\", "
+			 "slot \"%s\"",
+			 (unsigned long long)it->system_identifier, it->database, it->slot);
+	sa->session_ok = true;
+	if (sa->events.session_verdict)
+		sa->events.session_verdict(sa->events.arg, it->session, true, 0, NULL,
+					   apply_progress(sa->apply));
+}
+
+/* Applies one queue item of records; false on an apply error. */
+static bool apply_records(sink_apply_t *sa, const queue_item_t *it)
+{
+	reader_t r;
+	pgf_error_t err;
+
+	error_clear(&err);
+	reader_init(&r, it->data, it->len);
+	while (reader_remaining(&r) > 0) {
+		uint32_t len;
+		const uint8_t *rec;
+		walsender_message_t wm;
+
+		/* the network thread verified these bytes; check anyway, cheaply */
+		if (reader_u32(&r, &len) != PGF_OK || reader_bytes(&r, len, &rec) != PGF_OK) {
+			error_set(&err, PGF_E_PROTOCOL, "corrupt record in the apply queue");
+			goto failed;
+		}
+		if (walsender_parse(rec, len, &wm, &err) != PGF_OK)
+			goto failed;
+		if (wm.kind != 'w')
+			continue;
+		if (apply_message(sa->apply, wm.wal_start, wm.payload, wm.payload_len, &err) != PGF_OK)
+			goto failed;
+	}
+	return true;
+failed:
+	log_error_value(LOG_ERROR, &err);
+	if (sa->events.apply_error)
+		sa->events.apply_error(sa->events.arg, &err);
+	if (!apply_connected(sa->apply) || err.code == PGF_E_DATABASE)
+		apply_disconnect(sa->apply);
+	drop_session(sa, &err);
+	next_backoff(sa);
+	sleep_ms(sa, sa->backoff_ms);
+	return false;
+}
+
+static void commit_if_idle(sink_apply_t *sa)
+{
+	pgf_error_t err;
+
+	if (apply_in_transaction(sa->apply))
+		return;
+	error_clear(&err);
+	if (apply_commit_group(sa->apply, &err) != PGF_OK) {
+		log_error_value(LOG_ERROR, &err);
+		if (sa->events.apply_error)
+			sa->events.apply_error(sa->events.arg, &err);
+		if (!apply_connected(sa->apply))
+			apply_disconnect(sa->apply);
+		drop_session(sa, &err);
+		next_backoff(sa);
+		sleep_ms(sa, sa->backoff_ms);
+	}
+}
+
+static void *apply_thread_main(void *arg)
+{
+	sink_apply_t *sa = arg;
+
+	while (!sa->stop) {
+		queue_item_t *it;
+
+		if (!ensure_connected(sa)) {
+			/* whatever was in flight is gone with the connection */
+			if (sa->session_ok) {
+				pgf_error_t err;
+				error_set(&err, PGF_E_DATABASE, "lost the DR database connection");
+				drop_session(sa, &err);
+			}
+			continue;
+		}
+		/* wait briefly while a group is open, so it commits when input pauses */
+		it = queue_pop(sa->queue, 20);
+		if (it == NULL) {
+			if (sa->session_ok)
+				commit_if_idle(sa);
+			continue;
+		}
+		switch (it->kind) {
+		case QUEUE_SESSION_START:
+			start_session(sa, it);
+			break;
+		case QUEUE_RECORDS:
+			if (it->session == sa->session && sa->session_ok) {
+				if (apply_records(sa, it) && queue_empty(sa->queue))
+					commit_if_idle(sa);
+			}
+			break;
+		case QUEUE_SESSION_END:
+			if (it->session == sa->session && sa->session_ok) {
+				/* whole transactions in the open group may still commit */
+				commit_if_idle(sa);
+				apply_reset(sa->apply);
+				sa->session_ok = false;
+			}
+			break;
+		}
+		queue_item_free(it);
+	}
+	if (apply_connected(sa->apply) && sa->session_ok)
+		commit_if_idle(sa);
+	apply_reset(sa->apply);
+	return NULL;
+}
+
+sink_apply_t *sink_apply_start(const config_t *cfg, queue_t *queue,
+			       const sink_apply_events_t *events, pgf_error_t *err)
+{
+	sink_apply_t *sa = calloc(1, sizeof(*sa));
+	apply_hooks_t hooks;
+
+	if (sa == NULL) {
+		error_set(err, PGF_E_MEMORY, "out of memory");
+		return NULL;
+	}
+	sa->cfg = cfg;
+	sa->queue = queue;
+	sa->events = *events;
+	sa->dr_reachable = true; /* so the first failure is logged */
+	hooks.arg = sa;
+	hooks.committed = on_committed;
+	sa->apply = apply_create(cfg, &hooks);
+	if (sa->apply == NULL) {
+		free(sa);
+		error_set(err, PGF_E_MEMORY, "out of memory");
+		return NULL;
+	}
+	if (pthread_create(&sa->thread, NULL, apply_thread_main, sa) != 0) {
+		apply_free(sa->apply);
+		free(sa);
+		error_set(err, PGF_E_MEMORY, "could not start the apply thread");
+		return NULL;
+	}
+	sa->started = true;
+	return sa;
+}
+
+void sink_apply_stop(sink_apply_t *sa)
+{
+	if (sa == NULL)
+		return;
+	sa->stop = 1;
+	queue_close(sa->queue);
+	if (sa->started)
+		pthread_join(sa->thread, NULL);
+	apply_free(sa->apply);
+	free(sa);
+}

@@ -1,0 +1,657 @@
+/*
+ * source.c — `pgferry source`, next to the primary.
+ *
+ * One libev loop drives three connections: the logical replication stream
+ * from the slot (libpq, non-blocking), a plain connection that writes a
+ * heartbeat logical message every heartbeat_interval, and the TLS link to
+ * the sink. CopyData messages from the walsender are cut into batches
+ * (batch_max_bytes / batch_max_delay), compressed, checksummed and shipped.
+ * The walsender is told flush = what the sink reports committed on the DR
+ * database, never more: the slot is the durable buffer on this side.
+ *
+ * Any failure of either peer closes the session and starts a new one after
+ * a backoff: the sink says where to resume (its committed progress), the
+ * stream starts again there, nothing is lost and nothing applied twice.
+ */
+#include "pgferry/batch.h"
+#include "pgferry/cli.h"
+#include "pgferry/decoder.h"
+#include "pgferry/log.h"
+#include "pgferry/netconn.h"
+#include "pgferry/replication.h"
+#include "pgferry/tls.h"
+#include "pgferry/wire.h"
+
+#include <ev.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum {
+	SOURCE_IDLE,	   /* waiting for the reconnect timer */
+	SOURCE_HELLO,	   /* connected to the sink, hello sent, waiting for welcome */
+	SOURCE_STREAMING,  /* replication running */
+} source_state_t;
+
+typedef struct source {
+	config_t *cfg;
+	struct ev_loop *loop;
+	source_state_t state;
+
+	replication_conn_t repl;
+	bool repl_open;
+	ev_io repl_watcher;
+	int proto_version;
+
+	PGconn *heartbeat_conn;
+	ev_io heartbeat_watcher;
+	ev_timer heartbeat_timer;
+	bool heartbeat_busy;
+
+	netconn_t *sink;
+	tls_context_t *tls;
+	ev_timer reconnect_timer;
+	int backoff_ms;
+
+	batch_encoder_t *encoder;
+	ev_timer batch_timer;
+	bool batch_timer_armed;
+	uint64_t batch_seq;
+
+	ev_timer status_timer;
+	uint64_t sink_received_lsn;
+	uint64_t sink_applied_lsn;
+	uint64_t last_reported_flush;
+	uint64_t last_record_lsn;
+	bool stream_ended;
+
+	ev_signal sigint, sigterm;
+	int exit_code;
+} source_t;
+
+static void session_close(source_t *s, const char *why);
+static void schedule_reconnect(source_t *s);
+
+static uint64_t backpressure_limit(const source_t *s) { return 4 * (uint64_t)s->cfg->batch_max_bytes; }
+
+/* ---- heartbeats ------------------------------------------------------------ */
+
+static void heartbeat_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+	source_t *s = w->data;
+	PGresult *res;
+
+	(void)loop;
+	(void)revents;
+	if (PQconsumeInput(s->heartbeat_conn) == 0) {
+		log_warning("heartbeat connection to the primary lost: %s",
+			    PQerrorMessage(s->heartbeat_conn));
+		session_close(s, "the heartbeat connection failed");
+		return;
+	}
+	while (!PQisBusy(s->heartbeat_conn)) {
+		res = PQgetResult(s->heartbeat_conn);
+		if (res == NULL) {
+			s->heartbeat_busy = false;
+			break;
+		}
+		if (PQresultStatus(res) != PGRES_TUPLES_OK)
+			log_warning("heartbeat failed on the primary: %s", PQresultErrorMessage(res));
+		PQclear(res);
+	}
+}
+
+static void heartbeat_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	source_t *s = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (s->heartbeat_conn == NULL || s->heartbeat_busy)
+		return;
+	/* a transactional message: it commits, so the sink sees a commit time
+	 * every interval even when nothing else changes, and the slot moves */
+	if (PQsendQuery(s->heartbeat_conn,
+			"SELECT pg_logical_emit_message(true, 'pgferry.heartbeat', "
+			"clock_timestamp()::text)") != 1) {
+		log_warning("could not send a heartbeat: %s", PQerrorMessage(s->heartbeat_conn));
+		return;
+	}
+	s->heartbeat_busy = true;
+	PQflush(s->heartbeat_conn);
+}
+
+static int heartbeat_open(source_t *s, pgf_error_t *err)
+{
+	const char *keys[] = {"dbname", "fallback_application_name", "connect_timeout", NULL};
+	const char *values[] = {s->cfg->primary_conninfo, "pgferry heartbeat", "10", NULL};
+
+	if (s->cfg->heartbeat_interval == 0)
+		return PGF_OK;
+	s->heartbeat_conn = PQconnectdbParams(keys, values, 1);
+	if (s->heartbeat_conn == NULL || PQstatus(s->heartbeat_conn) != CONNECTION_OK) {
+		error_set(err, PGF_E_DATABASE, "heartbeat connection to the primary failed: %s",
+			  s->heartbeat_conn ? PQerrorMessage(s->heartbeat_conn) : "out of memory");
+		PQfinish(s->heartbeat_conn);
+		s->heartbeat_conn = NULL;
+		return PGF_ERR;
+	}
+	PQsetnonblocking(s->heartbeat_conn, 1);
+	s->heartbeat_busy = false;
+	ev_io_init(&s->heartbeat_watcher, heartbeat_io, PQsocket(s->heartbeat_conn), EV_READ);
+	s->heartbeat_watcher.data = s;
+	ev_io_start(s->loop, &s->heartbeat_watcher);
+	ev_timer_init(&s->heartbeat_timer, heartbeat_tick, 0.0,
+		      (double)s->cfg->heartbeat_interval / 1000.0);
+	s->heartbeat_timer.data = s;
+	ev_timer_again(s->loop, &s->heartbeat_timer);
+	return PGF_OK;
+}
+
+static void heartbeat_close(source_t *s)
+{
+	if (s->heartbeat_conn == NULL)
+		return;
+	ev_io_stop(s->loop, &s->heartbeat_watcher);
+	ev_timer_stop(s->loop, &s->heartbeat_timer);
+	PQfinish(s->heartbeat_conn);
+	s->heartbeat_conn = NULL;
+}
+
+/* ---- reporting to the walsender ------------------------------------------- */
+
+/* Standby status: write = what the sink holds, flush = what the DR database
+ * committed. The slot's confirmed_flush_lsn follows flush only. */
+static void send_status(source_t *s, bool reply_requested)
+{
+	pgf_error_t err;
+
+	if (!s->repl_open || s->state != SOURCE_STREAMING)
+		return;
+	error_clear(&err);
+	if (replication_send_status(&s->repl, s->sink_received_lsn, s->sink_applied_lsn,
+				    s->sink_applied_lsn, reply_requested, &err) != PGF_OK) {
+		log_error_value(LOG_ERROR, &err);
+		session_close(s, "the primary connection failed");
+		return;
+	}
+	s->last_reported_flush = s->sink_applied_lsn;
+}
+
+static void status_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	source_t *s = w->data;
+
+	(void)loop;
+	(void)revents;
+	/* asking for a reply makes the primary send a keepalive: its WAL end
+	 * and clock reach the sink even when nothing is written */
+	send_status(s, true);
+}
+
+/* ---- batches ---------------------------------------------------------------- */
+
+static void ship_batch(source_t *s)
+{
+	pgf_error_t err;
+	buf_t frame;
+
+	if (s->batch_timer_armed) {
+		ev_timer_stop(s->loop, &s->batch_timer);
+		s->batch_timer_armed = false;
+	}
+	if (batch_encoder_records(s->encoder) == 0 || s->sink == NULL)
+		return;
+	buf_init(&frame);
+	error_clear(&err);
+	if (batch_encoder_finish(s->encoder, ++s->batch_seq, &frame, &err) != PGF_OK ||
+	    netconn_send(s->sink, WIRE_BATCH, frame.data, frame.len, &err) != PGF_OK) {
+		buf_free(&frame);
+		log_error_value(LOG_ERROR, &err);
+		session_close(s, "could not ship a batch");
+		return;
+	}
+	buf_free(&frame);
+}
+
+static void batch_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	source_t *s = w->data;
+
+	(void)loop;
+	(void)revents;
+	s->batch_timer_armed = false;
+	ship_batch(s);
+}
+
+/* ---- the replication stream -------------------------------------------------- */
+
+static void repl_pause(source_t *s, bool pause)
+{
+	if (!s->repl_open)
+		return;
+	if (pause)
+		ev_io_stop(s->loop, &s->repl_watcher);
+	else if (!ev_is_active(&s->repl_watcher))
+		ev_io_start(s->loop, &s->repl_watcher);
+}
+
+static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	source_t *s = w->data;
+	pgf_error_t err;
+	int n = 0;
+
+	(void)loop;
+	(void)revents;
+	error_clear(&err);
+	/* bounded per wake-up so the sink link and the timers get their turn */
+	while (n++ < 10000) {
+		const uint8_t *data;
+		size_t len;
+		walsender_message_t wm;
+		int r = replication_read(&s->repl, &data, &len, &err);
+
+		if (r == 0)
+			break;
+		if (r == 2) {
+			char lsn[LSN_TEXT_LEN];
+			/* the primary ended the stream: it is shutting down after
+			 * sending everything; tell the sink, it reports it */
+			ship_batch(s);
+			log_info("the primary ended the replication stream cleanly at %s",
+				 lsn_format(s->last_record_lsn, lsn));
+			if (s->sink) {
+				buf_t b;
+				wire_end_of_stream_t eos = {s->last_record_lsn};
+				buf_init(&b);
+				wire_encode_end_of_stream(&eos, &b);
+				netconn_send(s->sink, WIRE_END_OF_STREAM, b.data, b.len, &err);
+				buf_free(&b);
+			}
+			s->stream_ended = true;
+			session_close(s, "the primary ended the stream");
+			return;
+		}
+		if (r < 0) {
+			log_error_value(LOG_ERROR, &err);
+			session_close(s, "the replication connection failed");
+			return;
+		}
+		if (walsender_parse(data, len, &wm, &err) != PGF_OK) {
+			log_error_value(LOG_ERROR, &err);
+			session_close(s, "the primary sent a malformed message");
+			return;
+		}
+		if (wm.kind == 'w')
+			s->last_record_lsn = wm.wal_start;
+		if (batch_encoder_add(s->encoder, data, len, wm.kind == 'w' ? wm.wal_start : wm.wal_end,
+				      &err) != PGF_OK) {
+			log_error_value(LOG_ERROR, &err);
+			session_close(s, "could not batch a message");
+			return;
+		}
+		if (wm.kind == 'k' && wm.reply_requested)
+			send_status(s, false);
+		if ((int64_t)batch_encoder_bytes(s->encoder) >= s->cfg->batch_max_bytes)
+			ship_batch(s);
+		else if (!s->batch_timer_armed) {
+			ev_timer_set(&s->batch_timer, (double)s->cfg->batch_max_delay / 1000.0, 0.0);
+			ev_timer_start(s->loop, &s->batch_timer);
+			s->batch_timer_armed = true;
+		}
+		if (s->sink == NULL)
+			return;
+		/* the sink (or the link) is slower than the primary: stop reading
+		 * and let the slot hold the rest */
+		if (netconn_queued_bytes(s->sink) > backpressure_limit(s)) {
+			repl_pause(s, true);
+			return;
+		}
+	}
+}
+
+static int start_streaming(source_t *s, uint64_t resume_lsn, pgf_error_t *err)
+{
+	replication_options_t opts = {0};
+	bool exists;
+	uint64_t confirmed;
+	char a[LSN_TEXT_LEN], b[LSN_TEXT_LEN];
+
+	if (replication_slot_position(&s->repl, s->cfg->slot_name, &exists, &confirmed, err) != PGF_OK)
+		return PGF_ERR;
+	if (!exists)
+		return error_set(err, PGF_E_CONFIG, "slot \"%s\" disappeared", s->cfg->slot_name);
+	/* guarantee 1 seen from here: if the slot already confirmed more than
+	 * the DR side committed, the transactions in between are gone */
+	if (resume_lsn != 0 && confirmed > resume_lsn) {
+		error_set(err, PGF_E_IDENTITY,
+			  "slot \"%s\" is ahead of the DR database: it confirmed %s but the DR side "
+			  "committed only up to %s",
+			  s->cfg->slot_name, lsn_format(confirmed, a), lsn_format(resume_lsn, b));
+		error_detail(err, "Transactions between these positions were released by the slot "
+				  "and cannot be streamed again.");
+		error_hint(err, "Rebuild the DR copy (pgferry clone), or check that this sink and "
+				"slot belong together.");
+		return PGF_ERR;
+	}
+	opts.slot_name = s->cfg->slot_name;
+	opts.publication = s->cfg->publication;
+	opts.proto_version = s->proto_version;
+	opts.streaming = true;
+	opts.messages = true;
+	opts.two_phase = false;
+	if (replication_start(&s->repl, resume_lsn, &opts, err) != PGF_OK)
+		return PGF_ERR;
+	log_info("streaming slot \"%s\" from %s (pgoutput protocol %d)", s->cfg->slot_name,
+		 lsn_format(resume_lsn ? resume_lsn : confirmed, a), s->proto_version);
+	s->sink_applied_lsn = resume_lsn;
+	s->sink_received_lsn = resume_lsn;
+	ev_io_init(&s->repl_watcher, repl_readable, replication_socket(&s->repl), EV_READ);
+	s->repl_watcher.data = s;
+	ev_io_start(s->loop, &s->repl_watcher);
+	s->state = SOURCE_STREAMING;
+	s->backoff_ms = 0;
+	ev_timer_again(s->loop, &s->status_timer);
+	/* data may already be buffered by libpq */
+	ev_feed_event(s->loop, &s->repl_watcher, EV_READ);
+	return PGF_OK;
+}
+
+/* ---- the sink link ------------------------------------------------------------- */
+
+static void sink_connected(netconn_t *c, void *arg)
+{
+	source_t *s = arg;
+	wire_hello_t hello = {0};
+	pgf_error_t err;
+	buf_t b;
+
+	log_info("connected to the sink at %s (%s)", s->cfg->sink_address, netconn_peer_name(c));
+	hello.protocol_version = WIRE_PROTOCOL_VERSION;
+	hello.system_identifier = s->repl.system_identifier;
+	hello.timeline = s->repl.timeline;
+	hello.proto_version = (uint8_t)s->proto_version;
+	snprintf(hello.database, sizeof(hello.database), "%s", s->repl.dbname);
+	snprintf(hello.slot, sizeof(hello.slot), "%s", s->cfg->slot_name);
+	hello.source_time = pgtime_now() + s->cfg->test_clock_skew * 1000;
+	buf_init(&b);
+	error_clear(&err);
+	wire_encode_hello(&hello, &b);
+	if (netconn_send(c, WIRE_HELLO, b.data, b.len, &err) != PGF_OK) {
+		log_error_value(LOG_ERROR, &err);
+		session_close(s, "could not greet the sink");
+	} else
+		s->state = SOURCE_HELLO;
+	buf_free(&b);
+}
+
+static void on_ack(source_t *s, const wire_ack_t *ack)
+{
+	if (ack->received_lsn > s->sink_received_lsn)
+		s->sink_received_lsn = ack->received_lsn;
+	if (ack->applied_lsn > s->sink_applied_lsn)
+		s->sink_applied_lsn = ack->applied_lsn;
+	/* confirm promptly: the slot may release WAL up to what the DR side has */
+	if (s->sink_applied_lsn != s->last_reported_flush)
+		send_status(s, false);
+}
+
+static void sink_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *payload, size_t len)
+{
+	source_t *s = arg;
+	pgf_error_t err;
+
+	error_clear(&err);
+	switch (type) {
+	case WIRE_WELCOME: {
+		wire_welcome_t w;
+		char lsn[LSN_TEXT_LEN];
+		if (s->state != SOURCE_HELLO || wire_decode_welcome(payload, len, &w, &err) != PGF_OK) {
+			if (err.message[0] == '\0')
+				error_set(&err, PGF_E_PROTOCOL, "unexpected welcome from the sink");
+			break;
+		}
+		log_info("the sink resumes at %s", lsn_format(w.resume_lsn, lsn));
+		batch_encoder_reset(s->encoder);
+		s->batch_seq = 0;
+		if (start_streaming(s, w.resume_lsn, &err) != PGF_OK)
+			break;
+		return;
+	}
+	case WIRE_ACK: {
+		wire_ack_t ack;
+		if (wire_decode_ack(payload, len, &ack, &err) != PGF_OK)
+			break;
+		on_ack(s, &ack);
+		/* the link drained: read the stream again */
+		if (netconn_queued_bytes(c) <= backpressure_limit(s) / 2)
+			repl_pause(s, false);
+		return;
+	}
+	case WIRE_PING: {
+		wire_ping_t ping;
+		wire_pong_t pong;
+		buf_t b;
+		if (wire_decode_ping(payload, len, &ping, &err) != PGF_OK)
+			break;
+		pong.t1 = ping.t1;
+		pong.t2 = pgtime_now() + s->cfg->test_clock_skew * 1000;
+		pong.t3 = pgtime_now() + s->cfg->test_clock_skew * 1000;
+		buf_init(&b);
+		wire_encode_pong(&pong, &b);
+		netconn_send(c, WIRE_PONG, b.data, b.len, &err);
+		buf_free(&b);
+		/* the link drained: read the stream again */
+		if (netconn_queued_bytes(c) <= backpressure_limit(s) / 2)
+			repl_pause(s, false);
+		return;
+	}
+	case WIRE_ERROR: {
+		wire_error_t e;
+		if (wire_decode_error(payload, len, &e, &err) == PGF_OK) {
+			error_set(&err, PGF_E_PROTOCOL, "the sink refused the stream: %s", e.message);
+			if (e.code == WIRE_ERR_IDENTITY || e.code == WIRE_ERR_FENCED)
+				error_hint(&err, "The sink follows another primary or was promoted; "
+						 "this source must not feed it.");
+		}
+		break;
+	}
+	default:
+		error_set(&err, PGF_E_PROTOCOL, "unexpected frame type %u from the sink", type);
+		break;
+	}
+	log_error_value(LOG_ERROR, &err);
+	session_close(s, "the sink session failed");
+}
+
+static void sink_writable(netconn_t *c, void *arg)
+{
+	source_t *s = arg;
+
+	if (netconn_queued_bytes(c) <= backpressure_limit(s) / 2)
+		repl_pause(s, false);
+}
+
+static void sink_closed(netconn_t *c, void *arg, const pgf_error_t *err)
+{
+	source_t *s = arg;
+
+	(void)c;
+	if (err && err->message[0])
+		log_error_value(LOG_ERROR, err);
+	s->sink = NULL; /* netconn frees itself after this callback */
+	session_close(s, "the sink connection closed");
+}
+
+/* ---- sessions ------------------------------------------------------------------ */
+
+static void session_close(source_t *s, const char *why)
+{
+	if (s->state == SOURCE_IDLE && !s->repl_open && s->sink == NULL)
+		return;
+	log_info("session ended: %s", why);
+	if (s->batch_timer_armed) {
+		ev_timer_stop(s->loop, &s->batch_timer);
+		s->batch_timer_armed = false;
+	}
+	ev_timer_stop(s->loop, &s->status_timer);
+	if (s->repl_open) {
+		ev_io_stop(s->loop, &s->repl_watcher);
+		replication_close(&s->repl);
+		s->repl_open = false;
+	}
+	heartbeat_close(s);
+	if (s->sink) {
+		netconn_t *c = s->sink;
+		s->sink = NULL;
+		netconn_close(c, 0, NULL);
+	}
+	s->state = SOURCE_IDLE;
+	schedule_reconnect(s);
+}
+
+static int session_open(source_t *s, pgf_error_t *err)
+{
+	bool created;
+	uint64_t consistent;
+	char lsn[LSN_TEXT_LEN];
+	netconn_callbacks_t cb = {0};
+
+	if (replication_connect(&s->repl, s->cfg->primary_conninfo, err) != PGF_OK)
+		return PGF_ERR;
+	s->repl_open = true;
+	s->proto_version = replication_max_proto_version(s->repl.server_version);
+	if (replication_ensure_slot(&s->repl, s->cfg->slot_name, false, &created, &consistent, err) !=
+	    PGF_OK)
+		return PGF_ERR;
+	if (created)
+		log_info("created replication slot \"%s\" at %s", s->cfg->slot_name,
+			 lsn_format(consistent, lsn));
+	if (heartbeat_open(s, err) != PGF_OK)
+		return PGF_ERR;
+	cb.arg = s;
+	cb.connected = sink_connected;
+	cb.frame = sink_frame;
+	cb.writable = sink_writable;
+	cb.closed = sink_closed;
+	s->sink = netconn_connect(s->loop, s->cfg->sink_address, s->tls, s->cfg->max_frame_bytes, &cb,
+				  err);
+	if (s->sink == NULL)
+		return PGF_ERR;
+	return PGF_OK;
+}
+
+static void reconnect_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	source_t *s = w->data;
+	pgf_error_t err;
+
+	(void)loop;
+	(void)revents;
+	error_clear(&err);
+	if (session_open(s, &err) != PGF_OK) {
+		log_error_value(LOG_ERROR, &err);
+		session_close(s, "could not start a session");
+		if (s->state == SOURCE_IDLE && !ev_is_active(&s->reconnect_timer))
+			schedule_reconnect(s);
+	}
+}
+
+static void schedule_reconnect(source_t *s)
+{
+	double delay;
+
+	if (ev_is_active(&s->reconnect_timer))
+		return;
+	s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : 100;
+	if (s->backoff_ms > s->cfg->reconnect_max_delay)
+		s->backoff_ms = (int)s->cfg->reconnect_max_delay;
+	delay = (double)s->backoff_ms / 1000.0;
+	ev_timer_set(&s->reconnect_timer, delay, 0.0);
+	ev_timer_start(s->loop, &s->reconnect_timer);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	source_t *s = w->data;
+
+	(void)revents;
+	log_info("shutting down (signal %d)", w->signum);
+	ship_batch(s);
+	session_close(s, "shutdown");
+	ev_timer_stop(loop, &s->reconnect_timer);
+	ev_break(loop, EVBREAK_ALL);
+}
+
+int cmd_source(int argc, char **argv)
+{
+	cli_t cli;
+	pgf_error_t err;
+	source_t s;
+	int rc = EXIT_ERROR;
+
+	error_clear(&err);
+	memset(&s, 0, sizeof(s));
+	if (cli_load(argc, argv, ROLE_SOURCE, &cli, &err) != PGF_OK) {
+		log_error_value(LOG_ERROR, &err);
+		cli_free(&cli);
+		return EXIT_ERROR;
+	}
+	cli_configure_logging(&cli, "source");
+	if (cli.argc > 1) {
+		fprintf(stderr, "pgferry source: unexpected argument \"%s\"\n", cli.argv[1]);
+		cli_free(&cli);
+		return EXIT_ERROR;
+	}
+	s.cfg = &cli.cfg;
+	signal(SIGPIPE, SIG_IGN);
+	if (!cli.cfg.tls) {
+		if (!netconn_address_is_loopback(cli.cfg.sink_address)) {
+			error_set(&err, PGF_E_CONFIG,
+				  "tls = off is allowed only when the sink is on loopback, not \"%s\"",
+				  cli.cfg.sink_address);
+			error_hint(&err, "Give both sides certificates (tls_ca, tls_cert, tls_key).");
+			goto out;
+		}
+		log_warning("TLS is OFF: batches cross the link in plaintext and unauthenticated "
+			    "(allowed on loopback only)");
+	} else {
+		s.tls = tls_context_create(TLS_ROLE_CLIENT, cli.cfg.tls_ca, cli.cfg.tls_cert,
+					   cli.cfg.tls_key, cli.cfg.tls_peer_name, &err);
+		if (s.tls == NULL)
+			goto out;
+	}
+	s.encoder = batch_encoder_create((int)cli.cfg.compression_level,
+					 (size_t)cli.cfg.max_frame_bytes, &err);
+	if (s.encoder == NULL)
+		goto out;
+	s.loop = EV_DEFAULT;
+	ev_timer_init(&s.reconnect_timer, reconnect_tick, 0.0, 0.0);
+	s.reconnect_timer.data = &s;
+	ev_timer_init(&s.batch_timer, batch_deadline, 0.0, 0.0);
+	s.batch_timer.data = &s;
+	ev_timer_init(&s.status_timer, status_tick, 0.0, (double)cli.cfg.status_interval / 1000.0);
+	s.status_timer.data = &s;
+	ev_signal_init(&s.sigint, on_signal, SIGINT);
+	s.sigint.data = &s;
+	ev_signal_start(s.loop, &s.sigint);
+	ev_signal_init(&s.sigterm, on_signal, SIGTERM);
+	s.sigterm.data = &s;
+	ev_signal_start(s.loop, &s.sigterm);
+	log_info("pgferry source starting: slot \"%s\", publication \"%s\", sink %s",
+		 cli.cfg.slot_name, cli.cfg.publication, cli.cfg.sink_address);
+	ev_timer_set(&s.reconnect_timer, 0.0, 0.0);
+	ev_timer_start(s.loop, &s.reconnect_timer);
+	ev_run(s.loop, 0);
+	rc = 0;
+out:
+	if (rc != 0)
+		log_error_value(LOG_ERROR, &err);
+	batch_encoder_free(s.encoder);
+	tls_context_free(s.tls);
+	cli_free(&cli);
+	return rc;
+}

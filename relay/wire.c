@@ -1,0 +1,232 @@
+/*
+ * wire.c — encoding and decoding of pgferry's frames (see wire.h and
+ * docs/PROTOCOL.md). Every decoder reads through reader_t and insists that
+ * the payload is consumed exactly: trailing bytes are an error too.
+ */
+#include "pgferry/wire.h"
+
+#include "pgferry/decoder.h"
+
+#include <string.h>
+
+static const char *const type_names[] = {"?",	 "hello", "welcome", "batch",	     "ack",
+					 "ping", "pong",  "error",   "end-of-stream"};
+
+const char *wire_type_name(uint8_t type)
+{
+	return type >= 1 && type <= WIRE_TYPE_MAX ? type_names[type] : "unknown";
+}
+
+void wire_append_header(buf_t *b, uint8_t type, uint32_t len)
+{
+	buf_append_u8(b, type);
+	buf_append_be32(b, len);
+}
+
+int wire_check_header(const uint8_t *hdr, int64_t max_frame_bytes, uint8_t *type, uint32_t *len,
+		      pgf_error_t *err)
+{
+	*type = hdr[0];
+	*len = ((uint32_t)hdr[1] << 24) | ((uint32_t)hdr[2] << 16) | ((uint32_t)hdr[3] << 8) | hdr[4];
+	if (*type < 1 || *type > WIRE_TYPE_MAX) {
+		error_set(err, PGF_E_PROTOCOL, "unknown frame type %u", *type);
+		error_detail(err, "The peer is not a pgferry %s of wire protocol %d, or the stream "
+				  "is damaged.",
+			     "process", WIRE_PROTOCOL_VERSION);
+		return PGF_ERR;
+	}
+	if ((int64_t)*len > max_frame_bytes) {
+		error_set(err, PGF_E_PROTOCOL, "%s frame of %u bytes exceeds max_frame_bytes (%lld)",
+			  wire_type_name(*type), *len, (long long)max_frame_bytes);
+		error_hint(err, "If the peer is a genuine pgferry, give both sides the same "
+				"max_frame_bytes.");
+		return PGF_ERR;
+	}
+	return PGF_OK;
+}
+
+static void put_string(buf_t *b, const char *s)
+{
+	size_t n = strlen(s);
+
+	buf_append_be16(b, (uint16_t)(n > 0xffff ? 0xffff : n));
+	buf_append(b, s, n > 0xffff ? 0xffff : n);
+}
+
+static int get_string(reader_t *r, char *out, size_t cap)
+{
+	uint16_t n;
+	const uint8_t *p;
+
+	if (reader_u16(r, &n) != PGF_OK || reader_bytes(r, n, &p) != PGF_OK || n >= cap ||
+	    memchr(p, 0, n) != NULL)
+		return PGF_ERR;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return PGF_OK;
+}
+
+static int malformed(pgf_error_t *err, const char *what, const reader_t *r)
+{
+	error_set(err, PGF_E_PROTOCOL, "malformed %s frame at byte %zu of %zu", what, r->pos, r->len);
+	return PGF_ERR;
+}
+
+static int finish(pgf_error_t *err, const char *what, const reader_t *r)
+{
+	if (reader_remaining(r) != 0) {
+		error_set(err, PGF_E_PROTOCOL, "%s frame has %zu unexpected trailing bytes", what,
+			  reader_remaining(r));
+		return PGF_ERR;
+	}
+	return PGF_OK;
+}
+
+void wire_encode_hello(const wire_hello_t *m, buf_t *b)
+{
+	buf_append_be16(b, m->protocol_version);
+	buf_append_be64(b, m->system_identifier);
+	buf_append_be32(b, m->timeline);
+	buf_append_u8(b, m->proto_version);
+	buf_append_be32(b, m->capabilities);
+	buf_append_be64(b, (uint64_t)m->source_time);
+	put_string(b, m->database);
+	put_string(b, m->slot);
+}
+
+int wire_decode_hello(const uint8_t *p, size_t len, wire_hello_t *m, pgf_error_t *err)
+{
+	reader_t r;
+
+	memset(m, 0, sizeof(*m));
+	reader_init(&r, p, len);
+	/* the version first, alone: a newer peer's hello may not parse further */
+	if (reader_u16(&r, &m->protocol_version) != PGF_OK)
+		return malformed(err, "hello", &r);
+	if (m->protocol_version != WIRE_PROTOCOL_VERSION)
+		return PGF_OK;
+	if (reader_u64(&r, &m->system_identifier) != PGF_OK ||
+	    reader_u32(&r, &m->timeline) != PGF_OK || reader_u8(&r, &m->proto_version) != PGF_OK ||
+	    reader_u32(&r, &m->capabilities) != PGF_OK ||
+	    reader_i64(&r, &m->source_time) != PGF_OK ||
+	    get_string(&r, m->database, sizeof(m->database)) != PGF_OK ||
+	    get_string(&r, m->slot, sizeof(m->slot)) != PGF_OK)
+		return malformed(err, "hello", &r);
+	if (m->proto_version < 1 || m->proto_version > 4) {
+		error_set(err, PGF_E_PROTOCOL, "hello names pgoutput protocol %u; 1 to 4 are known",
+			  m->proto_version);
+		return PGF_ERR;
+	}
+	return finish(err, "hello", &r);
+}
+
+void wire_encode_welcome(const wire_welcome_t *m, buf_t *b)
+{
+	buf_append_be16(b, m->protocol_version);
+	buf_append_be64(b, m->resume_lsn);
+	buf_append_be64(b, (uint64_t)m->sink_time);
+}
+
+int wire_decode_welcome(const uint8_t *p, size_t len, wire_welcome_t *m, pgf_error_t *err)
+{
+	reader_t r;
+
+	reader_init(&r, p, len);
+	if (reader_u16(&r, &m->protocol_version) != PGF_OK || reader_u64(&r, &m->resume_lsn) != PGF_OK ||
+	    reader_i64(&r, &m->sink_time) != PGF_OK)
+		return malformed(err, "welcome", &r);
+	if (m->protocol_version != WIRE_PROTOCOL_VERSION) {
+		error_set(err, PGF_E_PROTOCOL, "the sink speaks wire protocol %u, this source %d",
+			  m->protocol_version, WIRE_PROTOCOL_VERSION);
+		return PGF_ERR;
+	}
+	return finish(err, "welcome", &r);
+}
+
+void wire_encode_ack(const wire_ack_t *m, buf_t *b)
+{
+	buf_append_be64(b, m->received_lsn);
+	buf_append_be64(b, m->applied_lsn);
+	buf_append_be64(b, m->batch_seq);
+}
+
+int wire_decode_ack(const uint8_t *p, size_t len, wire_ack_t *m, pgf_error_t *err)
+{
+	reader_t r;
+
+	reader_init(&r, p, len);
+	if (reader_u64(&r, &m->received_lsn) != PGF_OK || reader_u64(&r, &m->applied_lsn) != PGF_OK ||
+	    reader_u64(&r, &m->batch_seq) != PGF_OK)
+		return malformed(err, "ack", &r);
+	return finish(err, "ack", &r);
+}
+
+void wire_encode_ping(const wire_ping_t *m, buf_t *b) { buf_append_be64(b, (uint64_t)m->t1); }
+
+int wire_decode_ping(const uint8_t *p, size_t len, wire_ping_t *m, pgf_error_t *err)
+{
+	reader_t r;
+
+	reader_init(&r, p, len);
+	if (reader_i64(&r, &m->t1) != PGF_OK)
+		return malformed(err, "ping", &r);
+	return finish(err, "ping", &r);
+}
+
+void wire_encode_pong(const wire_pong_t *m, buf_t *b)
+{
+	buf_append_be64(b, (uint64_t)m->t1);
+	buf_append_be64(b, (uint64_t)m->t2);
+	buf_append_be64(b, (uint64_t)m->t3);
+}
+
+int wire_decode_pong(const uint8_t *p, size_t len, wire_pong_t *m, pgf_error_t *err)
+{
+	reader_t r;
+
+	reader_init(&r, p, len);
+	if (reader_i64(&r, &m->t1) != PGF_OK || reader_i64(&r, &m->t2) != PGF_OK ||
+	    reader_i64(&r, &m->t3) != PGF_OK)
+		return malformed(err, "pong", &r);
+	return finish(err, "pong", &r);
+}
+
+void wire_encode_error(const wire_error_t *m, buf_t *b)
+{
+	buf_append_be16(b, m->code);
+	put_string(b, m->message);
+}
+
+int wire_decode_error(const uint8_t *p, size_t len, wire_error_t *m, pgf_error_t *err)
+{
+	reader_t r;
+
+	reader_init(&r, p, len);
+	if (reader_u16(&r, &m->code) != PGF_OK || get_string(&r, m->message, sizeof(m->message)) != PGF_OK)
+		return malformed(err, "error", &r);
+	return finish(err, "error", &r);
+}
+
+void wire_encode_end_of_stream(const wire_end_of_stream_t *m, buf_t *b)
+{
+	buf_append_be64(b, m->final_lsn);
+}
+
+int wire_decode_end_of_stream(const uint8_t *p, size_t len, wire_end_of_stream_t *m,
+			      pgf_error_t *err)
+{
+	reader_t r;
+
+	reader_init(&r, p, len);
+	if (reader_u64(&r, &m->final_lsn) != PGF_OK)
+		return malformed(err, "end-of-stream", &r);
+	return finish(err, "end-of-stream", &r);
+}
+
+void wire_clock_offset(const wire_pong_t *p, int64_t t4, int64_t *offset_us, int64_t *uncertainty_us)
+{
+	int64_t round_trip = (t4 - p->t1) - (p->t3 - p->t2);
+
+	*offset_us = ((p->t2 - p->t1) + (p->t3 - t4)) / 2;
+	*uncertainty_us = round_trip > 0 ? round_trip / 2 : 0;
+}
