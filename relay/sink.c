@@ -470,7 +470,11 @@ static void source_bad_frame(netconn_t *c, void *arg, const pgf_error_t *err)
 
 	if (c != s->conn)
 		return;
-	reject_batch(s, err);
+	lag_count_bad_batch(s->lag);
+	log_error("rejected a frame from %s: %s", netconn_peer_name(c), err->message);
+	if (err->detail[0])
+		log_error("DETAIL: %s", err->detail);
+	drop_source(s, WIRE_ERR_PROTOCOL, err->message);
 }
 
 static bool source_accept(netconn_t *c, void *arg)

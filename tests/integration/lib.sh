@@ -122,6 +122,14 @@ cluster_ctl()
 			pgrep -P "$pid" >/dev/null 2>&1 || break
 			sleep 0.1
 		done
+		# a dead postmaster nobody reaped is a zombie, which still "exists"
+		# for the lock-file check: the crash left a stale file, remove it
+		for i in $(seq 50); do
+			state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)
+			[ -z "$state" ] || [ "$state" = Z ] && break
+			sleep 0.1
+		done
+		as_pg rm -f "$dir/data/postmaster.pid" "$dir"/.s.PGSQL.*.lock
 		;;
 	esac
 }

@@ -61,8 +61,9 @@ for round in 1 2; do
 	settle 4
 done
 
+# let the load loop end by itself: killing it would leave its pgbench running
 touch "$T/stop-load"
-bg_stop load
+wait_until "the load to stop" 60 bash -c "! kill -0 $(bg_pid load) 2>/dev/null"
 wait_applied 240
 check_no_loss_invariant
 tables_equal pgbench_accounts pgbench_branches pgbench_tellers pgbench_history bulk

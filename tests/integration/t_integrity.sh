@@ -16,8 +16,9 @@ psql_on primary -c "CREATE PUBLICATION pgferry FOR ALL TABLES" >/dev/null
 relay_setup "sink:tls = off" "source:tls = off"
 PROXY_PORT=$(free_port)
 sed -i "s/^sink_address = .*/sink_address = '127.0.0.1:$PROXY_PORT'/" "$T/source.conf"
-# flip a bit 300 kB into the stream: inside the batches of the data load
-bg_start proxy "$ROOT/build/faultproxy" "$PROXY_PORT" "$SINK_PORT" 300000
+# flip a bit 100 kB into the stream: inside the batches of the data load
+# (100k pgbench rows compress to about 270 kB)
+bg_start proxy "$ROOT/build/faultproxy" "$PROXY_PORT" "$SINK_PORT" 100000
 sink_start
 source_start
 wait_applied 60
@@ -29,16 +30,29 @@ grep -Eiq "rejected|checksum|decompress|malformed|frame" "$T/sink.log" ||
 grep -Ei "rejected|checksum|decompress|malformed|frame" "$T/sink.log" | head -3
 tables_equal pgbench_accounts pgbench_branches pgbench_tellers
 
-# garbage straight to the sink: a clear error, and replication goes on
-exec 3<>"/dev/tcp/127.0.0.1/$SINK_PORT" || fail "cannot reach the sink"
-printf 'GET / HTTP/1.0\r\n\r\nthis is not pgferry' >&3
-exec 3>&-
-# an oversized frame header: type 1, length 2^31
-exec 3<>"/dev/tcp/127.0.0.1/$SINK_PORT"
-printf '\001\177\377\377\377' >&3
-exec 3>&-
-sleep 1
+# garbage straight to the sink (the source stopped, so the sink reads it):
+# a clear error each time, and replication goes on afterwards
+source_stop
+send_bytes()
+{ # the sink closes on us: a broken pipe here is expected
+	(
+		exec 3<>"/dev/tcp/127.0.0.1/$SINK_PORT" || exit 0
+		printf "$1" >&3
+		sleep 0.3
+	) 2>/dev/null || true
+}
+send_bytes 'GET / HTTP/1.0\r\n\r\nthis is not pgferry'
+wait_until "garbage reported" 10 grep -q "unknown frame type" "$T/sink.log"
+# an oversized frame header: type 1 (hello), length 2^31 - 1
+send_bytes '\001\177\377\377\377'
+wait_until "oversized frame reported" 10 grep -q "exceeds max_frame_bytes" "$T/sink.log"
+# a truncated hello, then the peer goes away
+send_bytes '\001\000\000\000\040\000\001'
+grep -E "unknown frame type|exceeds max_frame_bytes" "$T/sink.log" | head -2
+source_start
 psql_on primary -c "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= 100" >/dev/null
 wait_applied 60
 tables_equal pgbench_accounts
-log "integrity ok"
+bad=$(curl -s "$SINK_URL/metrics" | awk '/^pgferry_bad_batches_total/ {print $2}')
+[ "${bad:-0}" -ge 3 ] || fail "pgferry_bad_batches_total is ${bad:-missing}, expected at least 3"
+log "integrity ok: $bad bad frames counted"
