@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# make_seeds.sh — seeds the fuzz corpora from a real PostgreSQL capture:
+# corpus/capture/ gets small capture files, corpus/pgoutput/ each distinct
+# message (prefixed by the fuzz target's selector byte), corpus/frame/ a few
+# hand-made frames. Run by hand when the protocol grows; the output is
+# committed.
+. "$(dirname "$0")/../integration/lib.sh"
+HERE=$(cd "$(dirname "$0")" && pwd)
+cluster_start primary "logical_decoding_work_mem = 64kB"
+psql_on primary -f "$HERE/../integration/schema.sql" >/dev/null
+psql_on primary -c "CREATE PUBLICATION pgferry FOR ALL TABLES WITH (publish_via_partition_root = true)" >/dev/null
+psql_on primary -c "SELECT pg_create_logical_replication_slot('seed', 'pgoutput', false, true)" >/dev/null
+# the workload without its large parts, plus one small streamed transaction
+sed -e 's/generate_series(1, 20000)/generate_series(1, 300)/' -e 's/generate_series(100001, 120000)/generate_series(100001, 100300)/' \
+	-e 's/generate_series(200001, 205000)/generate_series(200001, 200300)/' -e 's/generate_series(300001, 310000)/generate_series(300001, 300300)/' \
+	-e 's/generate_series(400001, 405000)/generate_series(400001, 400300)/' -e 's/generate_series(1, 4000)/generate_series(1, 200)/' \
+	"$HERE/../integration/workload.sql" | psql_on primary >/dev/null
+"$PGFERRY" capture -d "$PRIMARY_CONN" --slot seed -o "$T/seed.cap" --proto-version 3 --streaming \
+	--two-phase --messages --until-idle 2s
+mkdir -p "$HERE/corpus/capture" "$HERE/corpus/pgoutput" "$HERE/corpus/frame"
+python3 - "$T/seed.cap" "$HERE/corpus" <<'PY'
+import hashlib, os, struct, sys
+data = open(sys.argv[1], "rb").read()
+out = sys.argv[2]
+pos, recs = 8, []
+while pos < len(data):
+    n = struct.unpack(">I", data[pos:pos + 4])[0]
+    recs.append(data[pos + 4:pos + 4 + n]); pos += 4 + n
+def save(d, blob):
+    open(os.path.join(out, d, hashlib.sha1(blob).hexdigest()[:16]), "wb").write(blob)
+# captures: the head of the stream and a few slices
+save("capture", data[:min(len(data), 6000)])
+for i in range(0, len(recs), 40):
+    save("capture", b"PGFCAP1\n" + b"".join(struct.pack(">I", len(r)) + r for r in recs[i:i + 40]))
+seen, in_stream = set(), False
+for r in recs:
+    if r[:1] != b"w":
+        continue
+    msg = r[25:]
+    t = msg[:1]
+    sel = 2 | (4 if in_stream and t not in b"SE" else 0)   # protocol 3
+    if t == b"S": in_stream = True
+    if t == b"E": in_stream = False
+    key = (t, len(msg) // 64)
+    if key in seen:
+        continue
+    seen.add(key)
+    save("pgoutput", bytes([sel]) + msg)
+# frames: hello, ack, ping, pong, error, end-of-stream
+def frame(t, p): return bytes([t]) + struct.pack(">I", len(p)) + p
+s = lambda x: struct.pack(">H", len(x)) + x
+save("frame", frame(1, struct.pack(">HQIBIq", 1, 7311, 1, 3, 0, 1000) + s(b"postgres") + s(b"pgferry")))
+save("frame", frame(4, struct.pack(">QQQ", 1, 2, 3)))
+save("frame", frame(5, struct.pack(">q", 5)))
+save("frame", frame(6, struct.pack(">qqq", 5, 6, 7)))
+save("frame", frame(7, struct.pack(">H", 3) + s(b"identity mismatch")))
+save("frame", frame(8, struct.pack(">Q", 99)))
+save("frame", frame(3, b"\0" * 40))
+PY
+ls "$HERE/corpus"/* | head -3; du -sh "$HERE/corpus"

@@ -1,0 +1,236 @@
+/*
+ * test_lag.c — the lag tracker on an injected clock: figures grow at clock
+ * rate when nothing is heard, known loss and backlog count exactly, the
+ * clock offset is recovered from skewed samples, and the verdict names
+ * every failed condition. JSON output parses.
+ */
+#include "pgferry/config.h"
+#include "pgferry/decoder.h"
+#include "pgferry/lag.h"
+
+#include <check.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int64_t fake_now; /* sink clock, Unix µs */
+static int64_t clock_fn(void *arg)
+{
+	(void)arg;
+	return fake_now;
+}
+
+static config_t cfg;
+static lag_tracker_t *l;
+static lag_snapshot_t *s;
+
+/* the primary's clock runs SKEW µs ahead of the sink's */
+#define SKEW 250000
+static int64_t primary_pgtime(int64_t sink_unix_us) { return unix_us_to_pgtime(sink_unix_us + SKEW); }
+
+static void setup(void)
+{
+	config_init(&cfg);
+	fake_now = 1800000000000000LL;
+	l = lag_tracker_create(&cfg);
+	lag_tracker_set_clock(l, clock_fn, NULL);
+	s = malloc(sizeof(*s));
+	/* a clock sample: 2 ms each way, the source 250 ms ahead */
+	lag_on_clock_sample(l, unix_us_to_pgtime(fake_now), primary_pgtime(fake_now + 2000),
+			    primary_pgtime(fake_now + 2000), unix_us_to_pgtime(fake_now + 4000));
+}
+
+static void teardown(void)
+{
+	lag_tracker_free(l);
+	config_free(&cfg);
+	free(s);
+}
+
+START_TEST(offset_recovered_and_lag_undistorted)
+{
+	/* a worse sample (more queueing) must not win */
+	lag_on_clock_sample(l, unix_us_to_pgtime(fake_now), primary_pgtime(fake_now + 30000),
+			    primary_pgtime(fake_now + 30000), unix_us_to_pgtime(fake_now + 31000));
+	lag_on_primary_wal(l, 0x1000, primary_pgtime(fake_now));
+	lag_on_received_commit(l, 0x900, 0x1000, primary_pgtime(fake_now), 100, 1);
+	fake_now += 50000; /* applied 50 ms after the commit */
+	lag_on_applied(l, 0x1000, primary_pgtime(fake_now - 50000), 1, 1, 100, 0.01);
+	lag_snapshot(l, s);
+	ck_assert(s->clock_known);
+	ck_assert(fabs(s->clock_offset_ms - SKEW / 1000.0) <= s->clock_uncertainty_ms);
+	ck_assert(fabs(s->clock_uncertainty_ms - 2.0) < 0.01);
+	/* 50 ms, not 300 ms: the skew is taken out */
+	ck_assert(fabs(s->last_commit_lag_ms - 50.0) < 0.01);
+	ck_assert(s->caught_up);
+	ck_assert(fabs(s->unknown_window_ms - 50.0) < 0.01);
+}
+END_TEST
+
+START_TEST(silence_grows_at_clock_rate)
+{
+	lag_verdict_t v;
+
+	lag_on_primary_wal(l, 0x1000, primary_pgtime(fake_now));
+	lag_snapshot(l, s);
+	ck_assert(s->unknown_window_ms < 0.001);
+	fake_now += 3000000;
+	lag_snapshot(l, s);
+	ck_assert(fabs(s->unknown_window_ms - 3000.0) < 0.01);
+	ck_assert(fabs(s->rpo_bound_ms - 3000.0) < 0.01);
+	lag_verdict(s, 1000, 0, &v);
+	ck_assert_int_eq(v.verdict, VERDICT_UNSAFE);
+	ck_assert_int_eq(v.nreasons, 1);
+	ck_assert_ptr_nonnull(strstr(v.reasons[0], "nothing was heard from the primary for 3.0 s"));
+	lag_verdict(s, 5000, 0, &v);
+	ck_assert_int_eq(v.verdict, VERDICT_SAFE);
+}
+END_TEST
+
+START_TEST(known_loss_and_backlog)
+{
+	lag_verdict_t v;
+	int i;
+
+	lag_on_primary_wal(l, 0x5000, primary_pgtime(fake_now));
+	for (i = 1; i <= 4; i++)
+		lag_on_received_commit(l, 0x1000 * (uint64_t)i - 8, 0x1000 * (uint64_t)i,
+				       primary_pgtime(fake_now + i * 1000), 1000, 10);
+	/* a resend after a reconnect is not counted twice */
+	lag_on_received_commit(l, 0x1ff8, 0x2000, primary_pgtime(fake_now + 2000), 1000, 10);
+	fake_now += 2000000;
+	lag_on_primary_wal(l, 0x5000, primary_pgtime(fake_now));
+	lag_snapshot(l, s);
+	ck_assert_uint_eq(s->known_loss_transactions, 4);
+	ck_assert_uint_eq(s->backlog_bytes, 4000);
+	ck_assert_uint_eq(s->known_loss_bytes, 0x5000);
+	ck_assert(fabs(s->oldest_commit_age_ms - 1999.0) < 0.01);
+	ck_assert(!s->caught_up);
+	ck_assert(s->drain_estimate_ms < 0); /* nothing applied yet: no rate */
+	lag_verdict(s, 1000, 0, &v);
+	ck_assert_int_eq(v.verdict, VERDICT_UNSAFE);
+	ck_assert_int_eq(v.nreasons, 2);
+	ck_assert_ptr_nonnull(strstr(v.reasons[0], "oldest unapplied commit is 2.0 s old"));
+	ck_assert_ptr_nonnull(strstr(v.reasons[1], "4 received transactions"));
+	/* two applied: the rate gives a drain estimate */
+	lag_on_applied(l, 0x2000, primary_pgtime(fake_now - 1998000), 2, 20, 2000, 0.5);
+	fake_now += 1000000;
+	lag_snapshot(l, s);
+	ck_assert_uint_eq(s->backlog_transactions, 2);
+	ck_assert(s->drain_estimate_ms > 0);
+	lag_verdict(s, 60000, 2, &v);
+	ck_assert_int_eq(v.verdict, VERDICT_SAFE);
+	/* the resume point after a reconnect drops what it covers */
+	lag_reset_received(l, 0x3000);
+	lag_snapshot(l, s);
+	ck_assert_uint_eq(s->backlog_transactions, 1);
+}
+END_TEST
+
+START_TEST(unknown_and_faults)
+{
+	lag_verdict_t v;
+	pgf_error_t err;
+
+	lag_snapshot(l, s);
+	lag_verdict(s, -1, -1, &v);
+	ck_assert_int_eq(v.verdict, VERDICT_UNKNOWN);
+	ck_assert_ptr_nonnull(strstr(v.reasons[0], "not heard from any primary"));
+	lag_on_primary_wal(l, 0x1000, primary_pgtime(fake_now));
+	error_set(&err, PGF_E_APPLY, "duplicate key value");
+	error_where(&err, "public.t");
+	lag_set_apply_error(l, &err);
+	lag_set_identity_ok(l, false);
+	lag_snapshot(l, s);
+	lag_verdict(s, -1, -1, &v);
+	ck_assert_int_eq(v.verdict, VERDICT_UNSAFE);
+	ck_assert_int_eq(v.nreasons, 2);
+	ck_assert_ptr_nonnull(strstr(v.reasons[0], "duplicate key value at public.t"));
+	ck_assert_ptr_nonnull(strstr(v.reasons[1], "another primary"));
+	lag_set_dr_reachable(l, false, &err);
+	lag_snapshot(l, s);
+	lag_verdict(s, -1, -1, &v);
+	ck_assert_int_eq(v.verdict, VERDICT_UNKNOWN);
+	/* a commit clears the apply error */
+	lag_set_identity_ok(l, true);
+	lag_on_applied(l, 0x1000, primary_pgtime(fake_now), 1, 1, 1, 0.001);
+	lag_snapshot(l, s);
+	lag_verdict(s, -1, -1, &v);
+	ck_assert_int_eq(v.verdict, VERDICT_SAFE);
+	/* clean primary shutdown: reported, and safe */
+	lag_set_source_state(l, LAG_SOURCE_PRIMARY_SHUTDOWN, 0x1000);
+	lag_set_source_state(l, LAG_SOURCE_DISCONNECTED, 0);
+	lag_snapshot(l, s);
+	ck_assert_int_eq(s->source_state, LAG_SOURCE_PRIMARY_SHUTDOWN);
+	lag_verdict(s, 3600000, -1, &v);
+	ck_assert_int_eq(v.verdict, VERDICT_SAFE);
+	ck_assert_ptr_nonnull(strstr(v.reasons[0], "shut down cleanly at 0/1000"));
+}
+END_TEST
+
+START_TEST(clock_offset_fault)
+{
+	lag_verdict_t v;
+
+	/* 5 s skew is beyond max_clock_offset (1 s) */
+	lag_on_clock_sample(l, unix_us_to_pgtime(fake_now), unix_us_to_pgtime(fake_now + 5000000),
+			    unix_us_to_pgtime(fake_now + 5000000), unix_us_to_pgtime(fake_now));
+	lag_on_primary_wal(l, 0x1000, unix_us_to_pgtime(fake_now + 5000000));
+	lag_snapshot(l, s);
+	lag_verdict(s, -1, -1, &v);
+	ck_assert_int_eq(v.verdict, VERDICT_UNSAFE);
+	ck_assert_ptr_nonnull(strstr(v.reasons[0], "clocks"));
+	ck_assert(fabs(s->unknown_window_ms) < 0.01);
+}
+END_TEST
+
+START_TEST(json_parses)
+{
+	buf_t b;
+	lag_verdict_t v;
+	json_error_t je;
+	json_t *j;
+
+	lag_set_identity(l, 7311, "db \"x\"", "pgferry");
+	lag_on_primary_wal(l, 0x1000, primary_pgtime(fake_now));
+	lag_snapshot(l, s);
+	lag_verdict(s, -1, -1, &v);
+	buf_init(&b);
+	lag_render_status_json(s, &v, &b);
+	j = json_loads(b.data, 0, &je);
+	ck_assert_msg(j != NULL, "status JSON does not parse: %s", je.text);
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "identity"), "database")),
+			 "db \"x\"");
+	ck_assert(json_is_number(json_object_get(j, "rpo_bound_ms")));
+	ck_assert_str_eq(json_string_value(json_object_get(j, "applied_lsn")), "0/0");
+	json_decref(j);
+	buf_reset(&b);
+	lag_render_verdict_json(s, &v, 1000, 0, &b);
+	j = json_loads(b.data, 0, &je);
+	ck_assert(j != NULL);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "verdict")), "safe");
+	json_decref(j);
+	buf_reset(&b);
+	lag_render_metrics(s, &b);
+	ck_assert_ptr_nonnull(strstr(b.data, "# TYPE pgferry_rpo_bound_seconds gauge"));
+	ck_assert_ptr_nonnull(strstr(b.data, "pgferry_commit_lag_seconds_bucket{le=\"+Inf\"} 0"));
+	buf_free(&b);
+}
+END_TEST
+
+Suite *lag_suite(void)
+{
+	Suite *su = suite_create("lag");
+	TCase *tc = tcase_create("lag");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, offset_recovered_and_lag_undistorted);
+	tcase_add_test(tc, silence_grows_at_clock_rate);
+	tcase_add_test(tc, known_loss_and_backlog);
+	tcase_add_test(tc, unknown_and_faults);
+	tcase_add_test(tc, clock_offset_fault);
+	tcase_add_test(tc, json_parses);
+	suite_add_tcase(su, tc);
+	return su;
+}

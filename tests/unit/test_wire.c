@@ -1,0 +1,222 @@
+/*
+ * test_wire.c — wire messages and batches: round trips, and every kind of
+ * damage (flipped bits, truncation, lying lengths, wrong sequence), none of
+ * which may hand out a record.
+ */
+#include "pgferry/batch.h"
+#include "pgferry/wire.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static pgf_error_t err;
+
+START_TEST(messages_round_trip)
+{
+	buf_t b;
+	wire_hello_t h = {WIRE_PROTOCOL_VERSION, 7311, 2, 3, 0, -5, "postgres", "pgferry"}, h2;
+	wire_ack_t a = {10, 9, 8}, a2;
+	wire_pong_t p = {1, 2, 3}, p2;
+	wire_error_t e = {WIRE_ERR_IDENTITY, "another primary"}, e2;
+	wire_welcome_t w = {WIRE_PROTOCOL_VERSION, 0x1234, 99}, w2;
+	size_t n;
+
+	buf_init(&b);
+	wire_encode_hello(&h, &b);
+	ck_assert_int_eq(wire_decode_hello((uint8_t *)b.data, b.len, &h2, &err), PGF_OK);
+	ck_assert_uint_eq(h2.system_identifier, 7311);
+	ck_assert_str_eq(h2.slot, "pgferry");
+	ck_assert_int_eq(h2.source_time, -5);
+	for (n = 2; n < b.len; n++)
+		ck_assert_int_eq(wire_decode_hello((uint8_t *)b.data, n, &h2, &err), PGF_ERR);
+	buf_reset(&b);
+	wire_encode_ack(&a, &b);
+	ck_assert_int_eq(wire_decode_ack((uint8_t *)b.data, b.len, &a2, &err), PGF_OK);
+	ck_assert_uint_eq(a2.applied_lsn, 9);
+	ck_assert_int_eq(wire_decode_ack((uint8_t *)b.data, b.len - 1, &a2, &err), PGF_ERR);
+	buf_append_u8(&b, 0);
+	ck_assert_int_eq(wire_decode_ack((uint8_t *)b.data, b.len, &a2, &err), PGF_ERR);
+	ck_assert_ptr_nonnull(strstr(err.message, "trailing"));
+	buf_reset(&b);
+	wire_encode_pong(&p, &b);
+	ck_assert_int_eq(wire_decode_pong((uint8_t *)b.data, b.len, &p2, &err), PGF_OK);
+	ck_assert_int_eq(p2.t3, 3);
+	buf_reset(&b);
+	wire_encode_error(&e, &b);
+	ck_assert_int_eq(wire_decode_error((uint8_t *)b.data, b.len, &e2, &err), PGF_OK);
+	ck_assert_str_eq(e2.message, "another primary");
+	buf_reset(&b);
+	wire_encode_welcome(&w, &b);
+	ck_assert_int_eq(wire_decode_welcome((uint8_t *)b.data, b.len, &w2, &err), PGF_OK);
+	ck_assert_uint_eq(w2.resume_lsn, 0x1234);
+	/* a welcome of another protocol version is refused */
+	b.data[1] = 9;
+	ck_assert_int_eq(wire_decode_welcome((uint8_t *)b.data, b.len, &w2, &err), PGF_ERR);
+	/* a hello of another version parses the version only */
+	buf_reset(&b);
+	buf_append_be16(&b, 99);
+	ck_assert_int_eq(wire_decode_hello((uint8_t *)b.data, b.len, &h2, &err), PGF_OK);
+	ck_assert_int_eq(h2.protocol_version, 99);
+	buf_free(&b);
+}
+END_TEST
+
+START_TEST(frame_headers)
+{
+	uint8_t hdr[5] = {WIRE_BATCH, 0, 0, 1, 0};
+	uint8_t type;
+	uint32_t len;
+
+	ck_assert_int_eq(wire_check_header(hdr, 1024, &type, &len, &err), PGF_OK);
+	ck_assert_uint_eq(len, 256);
+	hdr[1] = 0x7f;
+	ck_assert_int_eq(wire_check_header(hdr, 1 << 20, &type, &len, &err), PGF_ERR);
+	ck_assert_ptr_nonnull(strstr(err.message, "exceeds max_frame_bytes"));
+	hdr[0] = 0;
+	ck_assert_int_eq(wire_check_header(hdr, 1 << 20, &type, &len, &err), PGF_ERR);
+	hdr[0] = 'G';
+	ck_assert_int_eq(wire_check_header(hdr, 1 << 20, &type, &len, &err), PGF_ERR);
+	ck_assert_ptr_nonnull(strstr(err.message, "unknown frame type 71"));
+}
+END_TEST
+
+START_TEST(clock_offset)
+{
+	/* the peer is 500 ms ahead; 20 ms each way; 1 ms to answer */
+	wire_pong_t p = {1000000, 1000000 + 20000 + 500000, 1000000 + 21000 + 500000};
+	int64_t off, unc;
+
+	wire_clock_offset(&p, 1000000 + 41000, &off, &unc);
+	ck_assert_int_eq(off, 500000);
+	ck_assert_int_eq(unc, 20000);
+}
+END_TEST
+
+static void make_batch(batch_encoder_t *e, int n, uint64_t seq, buf_t *out)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		char rec[100];
+		int len = snprintf(rec, sizeof(rec), "w record number %d with some text to compress", i);
+		ck_assert_int_eq(batch_encoder_add(e, (uint8_t *)rec, (size_t)len, (uint64_t)i, &err),
+				 PGF_OK);
+	}
+	ck_assert_int_eq(batch_encoder_finish(e, seq, out, &err), PGF_OK);
+}
+
+START_TEST(batch_round_trip)
+{
+	batch_encoder_t *e = batch_encoder_create(1, 1 << 20, &err);
+	batch_decoder_t *d = batch_decoder_create(1 << 20, &err);
+	batch_view_t v;
+	buf_t out;
+	const uint8_t *r;
+	size_t len;
+	int seq;
+
+	buf_init(&out);
+	/* several batches on one compression stream */
+	for (seq = 1; seq <= 3; seq++) {
+		make_batch(e, 50 * seq, (uint64_t)seq, &out);
+		ck_assert_int_eq(batch_decode(d, (uint8_t *)out.data, out.len, (uint64_t)seq, &v, &err),
+				 PGF_OK);
+		ck_assert_uint_eq(v.nrecords, (uint32_t)(50 * seq));
+		ck_assert_uint_eq(v.seq, (uint64_t)seq);
+		ck_assert_uint_eq(v.last_lsn, (uint64_t)(50 * seq - 1));
+		batch_view_record(&v, 7, &r, &len);
+		ck_assert(len > 10 && memcmp(r, "w record number 7 ", 18) == 0);
+	}
+	/* an empty batch */
+	ck_assert_int_eq(batch_encoder_finish(e, 4, &out, &err), PGF_OK);
+	ck_assert_int_eq(batch_decode(d, (uint8_t *)out.data, out.len, 4, &v, &err), PGF_OK);
+	ck_assert_uint_eq(v.nrecords, 0);
+	/* a record larger than the maximum is refused when added */
+	{
+		uint8_t *big = calloc(1, 1 << 20);
+		ck_assert_int_eq(batch_encoder_add(e, big, 1 << 20, 5, &err), PGF_ERR);
+		ck_assert_ptr_nonnull(strstr(err.message, "max_frame_bytes"));
+		free(big);
+	}
+	buf_free(&out);
+	batch_encoder_free(e);
+	batch_decoder_free(d);
+}
+END_TEST
+
+START_TEST(batch_damage)
+{
+	batch_encoder_t *e = batch_encoder_create(3, 1 << 20, &err);
+	batch_decoder_t *d = batch_decoder_create(1 << 20, &err);
+	batch_view_t v;
+	buf_t out;
+	size_t i, n;
+	int bit;
+
+	uint8_t *good;
+	size_t good_len;
+	int caught = 0, harmless = 0;
+
+	buf_init(&out);
+	make_batch(e, 40, 1, &out);
+	ck_assert_int_eq(batch_decode(d, (uint8_t *)out.data, out.len, 1, &v, &err), PGF_OK);
+	good = malloc(v.raw_len);
+	memcpy(good, v.raw, v.raw_len);
+	good_len = v.raw_len;
+	/* every flipped bit anywhere is caught, or (in zstd framing flags that
+	 * do not change the content) yields exactly the original records:
+	 * damaged records are never handed out */
+	for (i = 0; i < out.len; i++) {
+		for (bit = 0; bit < 8; bit++) {
+			out.data[i] ^= (char)(1 << bit);
+			batch_decoder_reset(d);
+			if (batch_decode(d, (uint8_t *)out.data, out.len, 1, &v, &err) == PGF_ERR)
+				caught++;
+			else {
+				ck_assert_msg(v.raw_len == good_len &&
+						      memcmp(v.raw, good, good_len) == 0,
+					      "flipped bit %d of byte %zu handed out damaged records",
+					      bit, i);
+				harmless++;
+			}
+			out.data[i] ^= (char)(1 << bit);
+		}
+	}
+	ck_assert_int_gt(caught, (int)(out.len * 8) - 64);
+	free(good);
+	/* every truncation */
+	for (n = 0; n < out.len; n++) {
+		batch_decoder_reset(d);
+		ck_assert_int_eq(batch_decode(d, (uint8_t *)out.data, n, 1, &v, &err), PGF_ERR);
+	}
+	/* intact, but not the expected sequence number */
+	batch_decoder_reset(d);
+	ck_assert_int_eq(batch_decode(d, (uint8_t *)out.data, out.len, 2, &v, &err), PGF_ERR);
+	ck_assert_ptr_nonnull(strstr(err.message, "expected"));
+	/* a raw length over the limit is refused before allocating */
+	batch_decoder_reset(d);
+	out.data[28] = 0x7f;
+	ck_assert_int_eq(batch_decode(d, (uint8_t *)out.data, out.len, 1, &v, &err), PGF_ERR);
+	ck_assert_ptr_nonnull(strstr(err.message, "over the limit"));
+	buf_free(&out);
+	batch_encoder_free(e);
+	batch_decoder_free(d);
+}
+END_TEST
+
+Suite *wire_suite(void)
+{
+	Suite *s = suite_create("wire");
+	TCase *tc = tcase_create("wire");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, messages_round_trip);
+	tcase_add_test(tc, frame_headers);
+	tcase_add_test(tc, clock_offset);
+	tcase_add_test(tc, batch_round_trip);
+	tcase_add_test(tc, batch_damage);
+	suite_add_tcase(s, tc);
+	return s;
+}
