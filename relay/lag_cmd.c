@@ -1,0 +1,316 @@
+/*
+ * lag_cmd.c — `pgferry lag` (a report for people, --json for scripts,
+ * --watch to refresh in place) and `pgferry promote-check` (exit 0 safe,
+ * 1 unsafe, 2 unknown or unreachable), both clients of the sink's HTTP API.
+ * libcurl fetches, jansson parses.
+ */
+#include "pgferry/cli.h"
+#include "pgferry/log.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct fetched {
+	char *data;
+	size_t len;
+} fetched_t;
+
+static size_t on_data(char *p, size_t size, size_t n, void *arg)
+{
+	fetched_t *f = arg;
+	size_t add = size * n;
+	char *d;
+
+	if (f->len + add > (8u << 20))
+		return 0; /* no sane answer is this large */
+	d = realloc(f->data, f->len + add + 1);
+	if (d == NULL)
+		return 0;
+	memcpy(d + f->len, p, add);
+	f->data = d;
+	f->len += add;
+	d[f->len] = '\0';
+	return add;
+}
+
+/* GET base+path; returns the HTTP status (0 when unreachable). */
+static long http_get(const char *base, const char *path, fetched_t *out, char *why, size_t why_len)
+{
+	CURL *c = curl_easy_init();
+	char url[1024];
+	long status = 0;
+	CURLcode rc;
+
+	memset(out, 0, sizeof(*out));
+	if (c == NULL) {
+		snprintf(why, why_len, "could not start an HTTP client");
+		return 0;
+	}
+	snprintf(url, sizeof(url), "%s%s", base, path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 5L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	rc = curl_easy_perform(c);
+	if (rc != CURLE_OK)
+		snprintf(why, why_len, "cannot reach the sink at %s: %s", url, curl_easy_strerror(rc));
+	else
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(c);
+	return status;
+}
+
+static double num(json_t *o, const char *a, const char *b)
+{
+	json_t *v = json_object_get(o, a);
+
+	if (b)
+		v = json_object_get(v, b);
+	return json_is_number(v) ? json_number_value(v) : -1;
+}
+
+static const char *txt(json_t *o, const char *a, const char *b)
+{
+	json_t *v = json_object_get(o, a);
+
+	if (b)
+		v = json_object_get(v, b);
+	return json_is_string(v) ? json_string_value(v) : "-";
+}
+
+static void print_duration(FILE *f, double ms)
+{
+	if (ms < 0)
+		fprintf(f, "unknown");
+	else if (ms < 1000)
+		fprintf(f, "%.0f ms", ms);
+	else if (ms < 120000)
+		fprintf(f, "%.1f s", ms / 1000);
+	else
+		fprintf(f, "%.1f min", ms / 60000);
+}
+
+static void print_report(FILE *f, json_t *st, const char *url)
+{
+	json_t *prom = json_object_get(st, "promotion");
+	json_t *reasons = json_object_get(prom, "reasons");
+	json_t *apply_err = json_object_get(json_object_get(st, "errors"), "apply");
+	json_t *hist = json_object_get(st, "lag_history");
+	size_t i;
+
+	fprintf(f, "pgferry lag report — %s\n\n", url);
+	fprintf(f, "  primary            system %s, database %s, slot %s\n",
+		txt(st, "identity", "system_identifier"), txt(st, "identity", "database"),
+		txt(st, "identity", "slot"));
+	fprintf(f, "  source             %s since %s\n", txt(st, "source_connection", "state"),
+		txt(st, "source_connection", "since"));
+	fprintf(f, "  positions          primary %s · received %s · applied %s\n",
+		txt(st, "primary_wal_lsn", NULL), txt(st, "received_lsn", NULL),
+		txt(st, "applied_lsn", NULL));
+	fprintf(f, "  last applied       commit of %s (lag ", txt(st, "last_applied_commit_time", NULL));
+	print_duration(f, num(st, "last_commit_lag_ms", NULL));
+	fprintf(f, ")\n\n  RPO bound          ");
+	print_duration(f, num(st, "rpo_bound_ms", NULL));
+	fprintf(f, "\n    known loss       %.0f transactions, %.0f WAL bytes, oldest ",
+		num(st, "known_loss", "transactions"), num(st, "known_loss", "bytes"));
+	print_duration(f, num(st, "known_loss", "oldest_commit_age_ms"));
+	fprintf(f, " old\n    unknown window   ");
+	print_duration(f, num(st, "unknown_window_ms", NULL));
+	fprintf(f, " since the primary was last heard\n");
+	fprintf(f, "  apply backlog      %.0f transactions, %.0f bytes, drains in ",
+		num(st, "apply_backlog", "transactions"), num(st, "apply_backlog", "bytes"));
+	print_duration(f, num(st, "apply_backlog", "drain_estimate_ms"));
+	fprintf(f, "\n  apply rate         %.1f txn/s, %.1f rows/s, %.0f bytes/s\n",
+		num(st, "apply_rate", "transactions_per_s"), num(st, "apply_rate", "rows_per_s"),
+		num(st, "apply_rate", "bytes_per_s"));
+	if (json_is_number(json_object_get(json_object_get(st, "clock"), "offset_ms")))
+		fprintf(f, "  clock offset       %+.1f ms ± %.1f ms (primary host minus sink)\n",
+			num(st, "clock", "offset_ms"), num(st, "clock", "uncertainty_ms"));
+	if (json_is_object(hist))
+		fprintf(f, "  last hour          lag p50 %.0f ms, p95 %.0f ms, p99 %.0f ms, max %.0f ms\n",
+			num(hist, "p50_ms", NULL), num(hist, "p95_ms", NULL), num(hist, "p99_ms", NULL),
+			num(hist, "max_ms", NULL));
+	if (json_is_object(apply_err))
+		fprintf(f, "  APPLY ERROR        %s (%s)\n", txt(apply_err, "message", NULL),
+			txt(apply_err, "where", NULL));
+	fprintf(f, "\n  promotion now      %s", txt(prom, "verdict", NULL));
+	fprintf(f, " (max_rpo ");
+	print_duration(f, num(prom, "max_rpo_ms", NULL));
+	fprintf(f, ")\n");
+	for (i = 0; i < json_array_size(reasons); i++)
+		fprintf(f, "    - %s\n", json_string_value(json_array_get(reasons, i)));
+}
+
+static volatile sig_atomic_t interrupted;
+static void on_int(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+static const char *sink_url(cli_t *cli, int *i_out)
+{
+	int i;
+
+	for (i = 1; i < cli->argc; i++)
+		if (strcmp(cli->argv[i], "--url") == 0 && i + 1 < cli->argc) {
+			*i_out = i;
+			return cli->argv[i + 1];
+		}
+	*i_out = -1;
+	return cli->cfg.sink_url;
+}
+
+int cmd_lag(int argc, char **argv)
+{
+	cli_t cli;
+	pgf_error_t err;
+	bool as_json = false, watch = false;
+	const char *url;
+	int i, url_at, rc = EXIT_ERROR;
+
+	error_clear(&err);
+	if (cli_load(argc, argv, 0, &cli, &err) != PGF_OK) {
+		log_error_value(LOG_ERROR, &err);
+		cli_free(&cli);
+		return EXIT_ERROR;
+	}
+	url = sink_url(&cli, &url_at);
+	for (i = 1; i < cli.argc; i++) {
+		if (i == url_at || i == url_at + 1)
+			continue;
+		if (strcmp(cli.argv[i], "--json") == 0)
+			as_json = true;
+		else if (strcmp(cli.argv[i], "--watch") == 0)
+			watch = true;
+		else {
+			fprintf(stderr, "Usage: pgferry lag [--url URL] [--json] [--watch]\n");
+			cli_free(&cli);
+			return EXIT_ERROR;
+		}
+	}
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	signal(SIGINT, on_int);
+	do {
+		fetched_t f;
+		char why[1400] = "";
+		long status = http_get(url, "/v1/status", &f, why, sizeof(why));
+		json_t *st;
+		json_error_t je;
+
+		if (status != 200) {
+			fprintf(stderr, "pgferry lag: %s\n",
+				why[0] ? why : "the sink answered with an error");
+			free(f.data);
+			rc = EXIT_ERROR;
+		} else if (as_json) {
+			fwrite(f.data, 1, f.len, stdout);
+			free(f.data);
+			rc = 0;
+		} else if ((st = json_loads(f.data, 0, &je)) == NULL) {
+			fprintf(stderr, "pgferry lag: the sink's answer is not JSON: %s\n", je.text);
+			free(f.data);
+			rc = EXIT_ERROR;
+		} else {
+			if (watch)
+				fputs("\033[H\033[2J", stdout); /* clear, home */
+			print_report(stdout, st, url);
+			json_decref(st);
+			free(f.data);
+			rc = 0;
+		}
+		fflush(stdout);
+		if (watch && !interrupted)
+			sleep(1);
+	} while (watch && !interrupted);
+	curl_global_cleanup();
+	cli_free(&cli);
+	return rc;
+}
+
+int cmd_promote_check(int argc, char **argv)
+{
+	cli_t cli;
+	pgf_error_t err;
+	const char *url, *max_rpo = NULL, *max_backlog = NULL;
+	int i, url_at, rc;
+	char path[256], why[1400] = "";
+	fetched_t f;
+	long status;
+	json_t *v, *reasons;
+	json_error_t je;
+	size_t k;
+
+	error_clear(&err);
+	if (cli_load(argc, argv, 0, &cli, &err) != PGF_OK) {
+		log_error_value(LOG_ERROR, &err);
+		cli_free(&cli);
+		return EXIT_ERROR;
+	}
+	url = sink_url(&cli, &url_at);
+	for (i = 1; i < cli.argc; i++) {
+		if (i == url_at || i == url_at + 1)
+			continue;
+		if (strcmp(cli.argv[i], "--max-rpo") == 0 && i + 1 < cli.argc)
+			max_rpo = cli.argv[++i];
+		else if (strcmp(cli.argv[i], "--max-apply-backlog") == 0 && i + 1 < cli.argc)
+			max_backlog = cli.argv[++i];
+		else {
+			fprintf(stderr, "Usage: pgferry promote-check [--url URL] [--max-rpo 1s] "
+					"[--max-apply-backlog N]\n");
+			cli_free(&cli);
+			return EXIT_ERROR;
+		}
+	}
+	{
+		/* without --max-rpo: the max_rpo of the configuration */
+		char d[32];
+		snprintf(d, sizeof(d), "%lldms", (long long)cli.cfg.max_rpo);
+		snprintf(path, sizeof(path), "/v1/promotion-safety?max_rpo=%s%s%s",
+			 max_rpo ? max_rpo : d, max_backlog ? "&max_apply_backlog=" : "",
+			 max_backlog ? max_backlog : "");
+	}
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	status = http_get(url, path, &f, why, sizeof(why));
+	curl_global_cleanup();
+	if (status == 0) {
+		printf("UNKNOWN: %s\n", why);
+		free(f.data);
+		cli_free(&cli);
+		return EXIT_ERROR;
+	}
+	if (status == 400) {
+		printf("bad request: %s", f.data ? f.data : "\n");
+		free(f.data);
+		cli_free(&cli);
+		return EXIT_ERROR;
+	}
+	v = f.data ? json_loads(f.data, 0, &je) : NULL;
+	if (v == NULL) {
+		printf("UNKNOWN: the sink answered HTTP %ld without a verdict\n", status);
+		free(f.data);
+		cli_free(&cli);
+		return EXIT_ERROR;
+	}
+	rc = status == 200 ? 0 : status == 409 ? EXIT_NEGATIVE : EXIT_ERROR;
+	printf("%s: promotion now is %s (RPO bound ",
+	       rc == 0 ? "SAFE" : rc == EXIT_NEGATIVE ? "UNSAFE" : "UNKNOWN",
+	       txt(v, "verdict", NULL));
+	print_duration(stdout, num(v, "rpo_bound_ms", NULL));
+	printf(", limit ");
+	print_duration(stdout, num(v, "max_rpo_ms", NULL));
+	printf(")\n");
+	reasons = json_object_get(v, "reasons");
+	for (k = 0; k < json_array_size(reasons); k++)
+		printf("  - %s\n", json_string_value(json_array_get(reasons, k)));
+	json_decref(v);
+	free(f.data);
+	cli_free(&cli);
+	return rc;
+}
