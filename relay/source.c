@@ -78,6 +78,8 @@ static uint64_t backpressure_limit(const source_t *s) { return 4 * (uint64_t)s->
 
 /* ---- heartbeats ------------------------------------------------------------ */
 
+static void heartbeat_close(source_t *s);
+
 static void heartbeat_io(struct ev_loop *loop, ev_io *w, int revents)
 {
 	source_t *s = w->data;
@@ -86,9 +88,14 @@ static void heartbeat_io(struct ev_loop *loop, ev_io *w, int revents)
 	(void)loop;
 	(void)revents;
 	if (PQconsumeInput(s->heartbeat_conn) == 0) {
-		log_warning("heartbeat connection to the primary lost: %s",
+		/* not the end of the session: a shutting-down primary ends plain
+		 * backends first and the walsender last, after sending everything;
+		 * keepalives (requested every status_interval) keep the sink
+		 * informed until the next session reopens heartbeats */
+		log_warning("heartbeat connection to the primary lost; no heartbeats until the next "
+			    "session: %s",
 			    PQerrorMessage(s->heartbeat_conn));
-		session_close(s, "the heartbeat connection failed");
+		heartbeat_close(s);
 		return;
 	}
 	while (!PQisBusy(s->heartbeat_conn)) {

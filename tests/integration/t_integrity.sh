@@ -33,6 +33,7 @@ tables_equal pgbench_accounts pgbench_branches pgbench_tellers
 # garbage straight to the sink (the source stopped, so the sink reads it):
 # a clear error each time, and replication goes on afterwards
 source_stop
+wait_until "the sink to see the source gone" 20 bash -c "curl -s '$SINK_URL/v1/status' | grep -q '\"state\":\"disconnected\"'"
 send_bytes()
 { # the sink closes on us: a broken pipe here is expected
 	(
