@@ -189,6 +189,15 @@ teardown()
 	local rc=$? name pid
 	trap - EXIT INT TERM
 	[ $rc -ne 0 ] && TEST_FAILED=1
+	# a sanitizer report in any process's output fails the test
+	for name in "${BG_NAMES[@]}"; do
+		if grep -Eq "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:" "$T/$name.log" 2>/dev/null; then
+			log "FAIL: sanitizer report in $T/$name.log"
+			grep -E -A12 "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:" "$T/$name.log" | head -40
+			TEST_FAILED=1
+			rc=1
+		fi
+	done
 	for name in "${BG_NAMES[@]}"; do
 		pid=${BG_PIDS[$name]:-}
 		[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null

@@ -4,6 +4,10 @@
 set -u
 cd "$(dirname "$0")"
 filter=${1:-}
+ROOT=$(cd ../.. && pwd)
+# these run pgferry built with AddressSanitizer + UndefinedBehaviorSanitizer
+# (the others measure memory or time, for which the plain build is right)
+ASAN_TESTS=" pipeline integrity tls identity apply_error metrics lag "
 passed=0
 failed=0
 failed_names=()
@@ -15,6 +19,11 @@ for t in t_*.sh; do
 	fi
 	start=$SECONDS
 	out=$(mktemp)
+	if [[ "$ASAN_TESTS" == *" $name "* ]] && [ -x "$ROOT/bin/pgferry-asan" ]; then
+		export PGFERRY_BIN=$ROOT/bin/pgferry-asan
+	else
+		unset PGFERRY_BIN
+	fi
 	if timeout --kill-after=10 "${TEST_TIMEOUT:-600}" bash "$t" >"$out" 2>&1; then
 		passed=$((passed + 1))
 		printf 'integration %-28s ok    (%ds)\n' "$name" $((SECONDS - start))
