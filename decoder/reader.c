@@ -123,18 +123,25 @@ int lsn_parse(const char *text, uint64_t *lsn)
 
 char *pgtime_format_iso(int64_t pgtime, char *buf)
 {
-	int64_t us = pgtime_to_unix_us(pgtime);
-	int64_t sec = us / 1000000, frac = us % 1000000;
+	int64_t us, sec, frac;
 	time_t t;
 	struct tm tm;
 	char date[24];
 
+	/* PostgreSQL's DT_NOEND and DT_NOBEGIN */
+	if (pgtime == INT64_MAX || pgtime == INT64_MIN) {
+		snprintf(buf, 32, "%s", pgtime == INT64_MAX ? "infinity" : "-infinity");
+		return buf;
+	}
+	us = pgtime_to_unix_us(pgtime);
+	sec = us / 1000000;
+	frac = us % 1000000;
 	if (frac < 0) {
 		frac += 1000000;
 		sec -= 1;
 	}
 	t = (time_t)sec;
-	if (gmtime_r(&t, &tm) == NULL) {
+	if (gmtime_r(&t, &tm) == NULL || tm.tm_year > 9999 - 1900 || tm.tm_year < -4713 - 1900) {
 		snprintf(buf, 32, "invalid");
 		return buf;
 	}

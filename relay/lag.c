@@ -156,7 +156,12 @@ static int64_t offset_us(const lag_tracker_t *l)
 /* a primary pgtime on the sink's clock, Unix µs */
 static int64_t primary_to_sink_us(const lag_tracker_t *l, int64_t pgtime)
 {
-	return pgtime_to_unix_us(pgtime) - offset_us(l);
+	int64_t u = pgtime_to_unix_us(pgtime), o = offset_us(l);
+
+	/* a nonsense timestamp from outside must not overflow */
+	if ((o < 0 && u > INT64_MAX + o) || (o > 0 && u < INT64_MIN + o))
+		return u;
+	return u - o;
 }
 
 static void histogram_add(lag_histogram_t *h, double v)
@@ -286,9 +291,14 @@ void lag_reset_received(lag_tracker_t *l, uint64_t resume_lsn)
 void lag_on_clock_sample(lag_tracker_t *l, int64_t t1, int64_t t2, int64_t t3, int64_t t4)
 {
 	/* t1, t4 on the sink's clock; t2, t3 on the source's */
-	int64_t round_trip = (t4 - t1) - (t3 - t2);
+	int64_t round_trip;
 	clock_sample_t *c;
 
+	/* samples are the peer's numbers: ignore any that cannot be sane */
+	if (llabs(t1) > INT64_MAX / 4 || llabs(t2) > INT64_MAX / 4 || llabs(t3) > INT64_MAX / 4 ||
+	    llabs(t4) > INT64_MAX / 4 || t4 < t1 || t3 < t2 || t4 - t1 > 60000000)
+		return;
+	round_trip = (t4 - t1) - (t3 - t2);
 	if (round_trip < 0)
 		round_trip = 0;
 	pthread_mutex_lock(&l->lock);
@@ -329,7 +339,7 @@ void lag_on_applied(lag_tracker_t *l, uint64_t end_lsn, int64_t last_commit_time
 	if (end_lsn > l->applied_lsn)
 		l->applied_lsn = end_lsn;
 	l->last_applied_commit_time = last_commit_time;
-	l->last_commit_lag_s = (double)(now - primary_to_sink_us(l, last_commit_time)) / 1e6;
+	l->last_commit_lag_s = ((double)now - (double)primary_to_sink_us(l, last_commit_time)) / 1e6;
 	if (l->last_commit_lag_s < 0)
 		l->last_commit_lag_s = 0;
 	histogram_add(&l->commit_lag, l->last_commit_lag_s);
@@ -422,12 +432,14 @@ void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
 		l->primary_wal_lsn > l->applied_lsn ? l->primary_wal_lsn - l->applied_lsn : 0;
 	if (l->count) {
 		int64_t t = primary_to_sink_us(l, l->pending[l->head].commit_time);
-		s->oldest_commit_age_ms = s->now_us > t ? (double)(s->now_us - t) / 1000.0 : 0;
+		s->oldest_commit_age_ms =
+			s->now_us > t ? ((double)s->now_us - (double)t) / 1000.0 : 0;
 	}
 	if (l->heard_from_primary)
-		s->unknown_window_ms = s->now_us > l->last_primary_us
-					       ? (double)(s->now_us - l->last_primary_us) / 1000.0
-					       : 0;
+		s->unknown_window_ms =
+			s->now_us > l->last_primary_us
+				? ((double)s->now_us - (double)l->last_primary_us) / 1000.0
+				: 0;
 	s->rpo_bound_ms = s->oldest_commit_age_ms + s->unknown_window_ms;
 	s->backlog_transactions = txns;
 	s->backlog_bytes = bytes;

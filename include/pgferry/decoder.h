@@ -30,8 +30,16 @@ int lsn_parse(const char *text, uint64_t *lsn);
 
 /* PostgreSQL timestamps: microseconds since 2000-01-01 00:00:00 UTC. */
 #define PG_EPOCH_OFFSET_US INT64_C(946684800000000) /* 2000-01-01 in Unix µs */
-static inline int64_t pgtime_to_unix_us(int64_t t) { return t + PG_EPOCH_OFFSET_US; }
-static inline int64_t unix_us_to_pgtime(int64_t t) { return t - PG_EPOCH_OFFSET_US; }
+/* Saturating: a timestamp from outside may be anything (PostgreSQL's
+ * infinity is INT64_MAX), and overflow must not be undefined behaviour. */
+static inline int64_t pgtime_to_unix_us(int64_t t)
+{
+	return t > INT64_MAX - PG_EPOCH_OFFSET_US ? INT64_MAX : t + PG_EPOCH_OFFSET_US;
+}
+static inline int64_t unix_us_to_pgtime(int64_t t)
+{
+	return t < INT64_MIN + PG_EPOCH_OFFSET_US ? INT64_MIN : t - PG_EPOCH_OFFSET_US;
+}
 /* ISO 8601 UTC with microseconds, e.g. 2026-01-02T03:04:05.678901Z; buf >= 32 */
 char *pgtime_format_iso(int64_t pgtime, char *buf);
 

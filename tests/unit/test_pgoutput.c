@@ -578,6 +578,12 @@ START_TEST(lsn_and_time_text)
 	ck_assert_str_eq(pgtime_format_iso(unix_us_to_pgtime(1767323045678901LL), t),
 			 "2026-01-02T03:04:05.678901Z");
 	ck_assert_str_eq(pgtime_format_iso(-1, t), "1999-12-31T23:59:59.999999Z");
+	/* found by fuzzing: extreme values must not overflow */
+	ck_assert_str_eq(pgtime_format_iso(INT64_MAX, t), "infinity");
+	ck_assert_str_eq(pgtime_format_iso(INT64_MIN, t), "-infinity");
+	ck_assert_str_eq(pgtime_format_iso(9223090561878152021LL, t), "invalid");
+	ck_assert_int_eq(pgtime_to_unix_us(INT64_MAX - 5), INT64_MAX);
+	ck_assert_int_eq(unix_us_to_pgtime(INT64_MIN + 5), INT64_MIN);
 }
 END_TEST
 
