@@ -116,7 +116,11 @@ check: deps bin/pgferry bin/pgferry-asan build/faultproxy $(REL_DIR)/unit_tests 
 demo: deps bin/pgferry
 	@PG_BINDIR=$(PG_BINDIR) bash tools/demo.sh
 
-bench: deps bin/pgferry
+build/bench/decode_bench: bench/decode_bench.c $(REL_OBJS)
+	@mkdir -p build/bench
+	$(CC) $(CPPFLAGS_BASE) $(CFLAGS_BASE) $(REL_FLAGS) $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS)
+
+bench: deps bin/pgferry build/bench/decode_bench build/faultproxy
 	@PG_BINDIR=$(PG_BINDIR) bash bench/run.sh
 
 format: deps-tools

@@ -7,11 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static void format_into(char *dst, size_t len, const char *fmt, va_list ap)
-{
-	vsnprintf(dst, len, fmt, ap);
-}
-
 int error_set(pgf_error_t *err, int code, const char *fmt, ...)
 {
 	va_list ap;
@@ -21,7 +16,7 @@ int error_set(pgf_error_t *err, int code, const char *fmt, ...)
 	error_clear(err);
 	err->code = code;
 	va_start(ap, fmt);
-	format_into(err->message, sizeof(err->message), fmt, ap);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
 	va_end(ap);
 	return PGF_ERR;
 }
@@ -33,7 +28,7 @@ void error_detail(pgf_error_t *err, const char *fmt, ...)
 	if (err == NULL)
 		return;
 	va_start(ap, fmt);
-	format_into(err->detail, sizeof(err->detail), fmt, ap);
+	vsnprintf(err->detail, sizeof(err->detail), fmt, ap);
 	va_end(ap);
 }
 
@@ -44,7 +39,7 @@ void error_hint(pgf_error_t *err, const char *fmt, ...)
 	if (err == NULL)
 		return;
 	va_start(ap, fmt);
-	format_into(err->hint, sizeof(err->hint), fmt, ap);
+	vsnprintf(err->hint, sizeof(err->hint), fmt, ap);
 	va_end(ap);
 }
 
@@ -55,7 +50,7 @@ void error_where(pgf_error_t *err, const char *fmt, ...)
 	if (err == NULL)
 		return;
 	va_start(ap, fmt);
-	format_into(err->where, sizeof(err->where), fmt, ap);
+	vsnprintf(err->where, sizeof(err->where), fmt, ap);
 	va_end(ap);
 }
 

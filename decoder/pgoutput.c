@@ -17,10 +17,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#define READ(call)                                                                               \
-	do {                                                                                     \
-		if ((call) != PGF_OK)                                                            \
-			return truncated(r, m, err);                                             \
+#define READ(call)                                                                                 \
+	do {                                                                                       \
+		if ((call) != PGF_OK)                                                              \
+			return truncated(r, m, err);                                               \
 	} while (0)
 
 static const char *type_label(char t)
@@ -32,15 +32,15 @@ static const char *type_label(char t)
 static int truncated(const reader_t *r, const pgoutput_message_t *m, pgf_error_t *err)
 {
 	error_set(err, PGF_E_PROTOCOL, "truncated %s message: %zu bytes, more needed at byte %zu",
-		  type_label((char)m->type), r->len, r->pos);
+	          type_label((char)m->type), r->len, r->pos);
 	return PGF_ERR;
 }
 
 static int malformed(const reader_t *r, const pgoutput_message_t *m, pgf_error_t *err,
-		     const char *what)
+                     const char *what)
 {
-	error_set(err, PGF_E_PROTOCOL, "malformed %s message: %s at byte %zu", type_label((char)m->type),
-		  what, r->pos);
+	error_set(err, PGF_E_PROTOCOL, "malformed %s message: %s at byte %zu",
+	          type_label((char)m->type), what, r->pos);
 	return PGF_ERR;
 }
 
@@ -144,7 +144,7 @@ static int read_tuple(reader_t *r, pgoutput_message_t *m, tuple_t *t, pgf_error_
 }
 
 static int read_xid_if_streamed(pgoutput_decoder_t *d, reader_t *r, pgoutput_message_t *m,
-				pgf_error_t *err)
+                                pgf_error_t *err)
 {
 	m->has_xid = false;
 	if (d->in_stream && d->proto_version >= 2) {
@@ -167,10 +167,12 @@ int walsender_parse(const uint8_t *data, size_t len, walsender_message_t *out, p
 	}
 	out->kind = (char)kind;
 	if (kind == 'w') {
-		if (reader_u64(&r, &out->wal_start) != PGF_OK || reader_u64(&r, &out->wal_end) != PGF_OK ||
+		if (reader_u64(&r, &out->wal_start) != PGF_OK ||
+		    reader_u64(&r, &out->wal_end) != PGF_OK ||
 		    reader_i64(&r, &out->send_time) != PGF_OK) {
 			error_set(err, PGF_E_PROTOCOL,
-				  "truncated XLogData message: %zu bytes, the header needs 25", len);
+			          "truncated XLogData message: %zu bytes, the header needs 25",
+			          len);
 			return PGF_ERR;
 		}
 		out->payload = data + r.pos;
@@ -183,14 +185,15 @@ int walsender_parse(const uint8_t *data, size_t len, walsender_message_t *out, p
 	}
 	if (kind == 'k') {
 		uint8_t reply;
-		if (reader_u64(&r, &out->wal_end) != PGF_OK || reader_i64(&r, &out->send_time) != PGF_OK ||
-		    reader_u8(&r, &reply) != PGF_OK) {
+		if (reader_u64(&r, &out->wal_end) != PGF_OK ||
+		    reader_i64(&r, &out->send_time) != PGF_OK || reader_u8(&r, &reply) != PGF_OK) {
 			error_set(err, PGF_E_PROTOCOL,
-				  "truncated keepalive message: %zu bytes, 18 expected", len);
+			          "truncated keepalive message: %zu bytes, 18 expected", len);
 			return PGF_ERR;
 		}
 		if (reader_remaining(&r) != 0) {
-			error_set(err, PGF_E_PROTOCOL, "keepalive message of %zu bytes, 18 expected", len);
+			error_set(err, PGF_E_PROTOCOL,
+			          "keepalive message of %zu bytes, 18 expected", len);
 			return PGF_ERR;
 		}
 		out->reply_requested = reply != 0;
@@ -201,7 +204,7 @@ int walsender_parse(const uint8_t *data, size_t len, walsender_message_t *out, p
 }
 
 int pgoutput_decode(pgoutput_decoder_t *d, const uint8_t *data, size_t len, pgoutput_message_t *m,
-		    pgf_error_t *err)
+                    pgf_error_t *err)
 {
 	reader_t rs, *r = &rs;
 	uint8_t t;
@@ -417,7 +420,7 @@ int pgoutput_decode(pgoutput_decoder_t *d, const uint8_t *data, size_t len, pgou
 	}
 	if (reader_remaining(r) != 0) {
 		error_set(err, PGF_E_PROTOCOL, "%s message has %zu unexpected bytes at byte %zu",
-			  type_label((char)t), reader_remaining(r), r->pos);
+		          type_label((char)t), reader_remaining(r), r->pos);
 		return PGF_ERR;
 	}
 	return PGF_OK;

@@ -40,7 +40,7 @@ int reader_u32(reader_t *r, uint32_t *v)
 
 int reader_u64(reader_t *r, uint64_t *v)
 {
-	uint32_t hi, lo;
+	uint32_t hi = 0, lo = 0;
 
 	if (reader_remaining(r) < 8)
 		return PGF_ERR;

@@ -27,7 +27,10 @@ struct relcache {
 	uint64_t generation;
 };
 
-relcache_t *relcache_create(void) { return calloc(1, sizeof(relcache_t)); }
+relcache_t *relcache_create(void)
+{
+	return calloc(1, sizeof(relcache_t));
+}
 
 static void entry_free(relcache_entry_t *e)
 {
@@ -79,13 +82,13 @@ int relcache_update(relcache_t *c, const pgoutput_message_t *m, pgf_error_t *err
 	n = calloc(1, sizeof(*n));
 	if (n == NULL)
 		return error_set(err, PGF_E_MEMORY, "out of memory caching relation %u",
-				 m->u.relation.relid);
+		                 m->u.relation.relid);
 	n->e.relid = m->u.relation.relid;
 	n->e.namespace = strdup(m->u.relation.namespace);
 	n->e.name = strdup(m->u.relation.name);
 	n->e.replica_identity = m->u.relation.replica_identity;
 	n->e.columns = calloc(m->u.relation.ncolumns ? m->u.relation.ncolumns : 1,
-			      sizeof(relcache_column_t));
+	                      sizeof(relcache_column_t));
 	if (n->e.namespace == NULL || n->e.name == NULL || n->e.columns == NULL)
 		goto oom;
 	for (i = 0; i < m->u.relation.ncolumns; i++) {
@@ -119,7 +122,7 @@ oom:
 	entry_free(&n->e);
 	free(n);
 	return error_set(err, PGF_E_MEMORY, "out of memory caching relation %u",
-			 m->u.relation.relid);
+	                 m->u.relation.relid);
 }
 
 const relcache_entry_t *relcache_get(const relcache_t *c, uint32_t relid)

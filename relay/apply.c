@@ -30,12 +30,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PIPELINE_BATCH 256    /* statements between syncs */
+#define PIPELINE_BATCH 256        /* statements between syncs */
 #define PIPELINE_BYTES (4u << 20) /* or this many parameter bytes */
-#define STMT_BUCKETS 1024
+#define STMT_BUCKETS   1024
 #define STMT_CACHE_MAX 20000
-#define MAX_STREAMS 64
-#define MAX_SUBXACTS 4096
+#define MAX_STREAMS    64
+#define MAX_SUBXACTS   4096
 
 typedef enum { OP_INSERT, OP_UPDATE, OP_DELETE } op_t;
 
@@ -48,7 +48,7 @@ typedef struct stmt {
 
 /* What an in-flight pipelined statement was, for error messages. */
 typedef struct inflight {
-	char what[16]; /* "insert", "update", "commit"... */
+	char what[16];   /* "insert", "update", "commit"... */
 	bool check_rows; /* update/delete: zero rows affected is an error */
 	uint32_t relid;
 	uint32_t xid;
@@ -257,11 +257,23 @@ void apply_disconnect(apply_t *a)
 	a->ninflight = 0;
 }
 
-bool apply_connected(const apply_t *a) { return a->conn && PQstatus(a->conn) == CONNECTION_OK; }
+bool apply_connected(const apply_t *a)
+{
+	return a->conn && PQstatus(a->conn) == CONNECTION_OK;
+}
 
-uint64_t apply_progress(const apply_t *a) { return a->progress_lsn; }
-int64_t apply_progress_time(const apply_t *a) { return a->progress_time; }
-bool apply_in_transaction(const apply_t *a) { return a->in_txn; }
+uint64_t apply_progress(const apply_t *a)
+{
+	return a->progress_lsn;
+}
+int64_t apply_progress_time(const apply_t *a)
+{
+	return a->progress_time;
+}
+bool apply_in_transaction(const apply_t *a)
+{
+	return a->in_txn;
+}
 
 /* Fills err from a failed result, with PostgreSQL's own detail and hint. */
 static int dr_result_error(pgf_error_t *err, const PGresult *res, const char *what)
@@ -272,7 +284,7 @@ static int dr_result_error(pgf_error_t *err, const PGresult *res, const char *wh
 	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
 	error_set(err, PGF_E_APPLY, "%s failed on the DR database: %s (SQLSTATE %s)", what,
-		  msg ? msg : PQresultErrorMessage(res), state ? state : "?");
+	          msg ? msg : PQresultErrorMessage(res), state ? state : "?");
 	if (detail)
 		error_detail(err, "%s", detail);
 	if (hint)
@@ -310,29 +322,31 @@ static int exec_simple(apply_t *a, const char *sql, pgf_error_t *err)
 
 /* The DR-side state; the same text as sql/dr_state.sql. */
 static const char *const state_sql[] = {
-	"CREATE SCHEMA IF NOT EXISTS pgferry",
-	"CREATE TABLE IF NOT EXISTS pgferry.identity (singleton boolean PRIMARY KEY DEFAULT true "
-	"CHECK (singleton), system_identifier numeric NOT NULL, database text NOT NULL, slot text "
-	"NOT NULL, first_contact timestamptz NOT NULL DEFAULT now())",
-	"CREATE TABLE IF NOT EXISTS pgferry.fence (singleton boolean PRIMARY KEY DEFAULT true CHECK "
-	"(singleton), fenced_at timestamptz NOT NULL DEFAULT now(), reason text NOT NULL)",
-	"CREATE TABLE IF NOT EXISTS pgferry.progress (singleton boolean PRIMARY KEY DEFAULT true "
-	"CHECK (singleton), source_lsn pg_lsn NOT NULL, source_commit_time timestamptz NOT NULL, "
-	"applied_at timestamptz NOT NULL)",
-	"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = 'pgferry') "
-	"THEN PERFORM pg_replication_origin_create('pgferry'); END IF; END $$",
+        "CREATE SCHEMA IF NOT EXISTS pgferry",
+        "CREATE TABLE IF NOT EXISTS pgferry.identity (singleton boolean PRIMARY KEY DEFAULT true "
+        "CHECK (singleton), system_identifier numeric NOT NULL, database text NOT NULL, slot text "
+        "NOT NULL, first_contact timestamptz NOT NULL DEFAULT now())",
+        "CREATE TABLE IF NOT EXISTS pgferry.fence (singleton boolean PRIMARY KEY DEFAULT true "
+        "CHECK "
+        "(singleton), fenced_at timestamptz NOT NULL DEFAULT now(), reason text NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS pgferry.progress (singleton boolean PRIMARY KEY DEFAULT true "
+        "CHECK (singleton), source_lsn pg_lsn NOT NULL, source_commit_time timestamptz NOT NULL, "
+        "applied_at timestamptz NOT NULL)",
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = 'pgferry') "
+        "THEN PERFORM pg_replication_origin_create('pgferry'); END IF; END $$",
 };
 
 int apply_connect(apply_t *a, pgf_error_t *err)
 {
 	const char *keys[] = {"dbname", "fallback_application_name", "connect_timeout", "options",
-			      NULL};
+	                      NULL};
 	/* the walsender prints values with these settings (see source.c); the
 	 * DR session must read them back the same way */
-	const char *values[] = {a->cfg->dr_conninfo, "pgferry sink", "10",
-				"-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3 "
-				"-c session_replication_role=replica",
-				NULL};
+	const char *values[] = {
+	        a->cfg->dr_conninfo, "pgferry sink", "10",
+	        "-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3 "
+	        "-c session_replication_role=replica",
+	        NULL};
 	PGresult *res;
 	size_t i;
 
@@ -341,14 +355,15 @@ int apply_connect(apply_t *a, pgf_error_t *err)
 	if (a->conn == NULL || PQstatus(a->conn) != CONNECTION_OK) {
 		dr_conn_error(err, a->conn, "connecting");
 		error_hint(err, "Check dr_conninfo and that the DR server is up; pgferry retries "
-				"by itself.");
+		                "by itself.");
 		apply_disconnect(a);
 		return PGF_ERR;
 	}
 	for (i = 0; i < sizeof(state_sql) / sizeof(state_sql[0]); i++) {
 		if (exec_simple(a, state_sql[i], err) != PGF_OK) {
-			error_hint(err, "The sink's role needs CREATE on the DR database and the "
-					"REPLICATION attribute or superuser (for replication origins).");
+			error_hint(err,
+			           "The sink's role needs CREATE on the DR database and the "
+			           "REPLICATION attribute or superuser (for replication origins).");
 			apply_disconnect(a);
 			return PGF_ERR;
 		}
@@ -378,9 +393,10 @@ int apply_connect(apply_t *a, pgf_error_t *err)
 	 * same DR transaction as the origin progress, so lag is right at once
 	 * after a restart */
 	res = PQexec(a->conn, "SELECT (extract(epoch FROM source_commit_time - "
-			      "'2000-01-01 00:00:00+00'::timestamptz) * 1000000)::int8 "
-			      "FROM pgferry.progress");
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+	                      "'2000-01-01 00:00:00+00'::timestamptz) * 1000000)::int8 "
+	                      "FROM pgferry.progress");
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+	    !PQgetisnull(res, 0, 0))
 		a->progress_time = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
 	if (PQenterPipelineMode(a->conn) != 1) {
@@ -394,7 +410,7 @@ int apply_connect(apply_t *a, pgf_error_t *err)
 /* ---- pipeline ---------------------------------------------------------- */
 
 static inflight_t *inflight_push(apply_t *a, const char *what, uint32_t relid, bool check_rows,
-				 const stmt_t *stmt)
+                                 const stmt_t *stmt)
 {
 	inflight_t *f = &a->inflight[a->ninflight++];
 
@@ -413,7 +429,7 @@ static void describe_relation(apply_t *a, uint32_t relid, char *out, size_t len)
 
 	if (rel)
 		snprintf(out, len, "%s.%s", rel->namespace[0] ? rel->namespace : "pg_catalog",
-			 rel->name);
+		         rel->name);
 	else
 		snprintf(out, len, "relation %u", relid);
 }
@@ -458,22 +474,24 @@ static int pipeline_sync(apply_t *a, pgf_error_t *err)
 				dr_result_error(err, res, f->what);
 				describe_relation(a, f->relid, rel, sizeof(rel));
 				error_where(err, "transaction %u ending at %s, %s%s%s", f->xid,
-					    lsn_format(f->lsn, lsn), f->relid ? rel : "",
-					    f->stmt ? ", statement " : "",
-					    f->stmt ? f->stmt->key : "");
+				            lsn_format(f->lsn, lsn), f->relid ? rel : "",
+				            f->stmt ? ", statement " : "",
+				            f->stmt ? f->stmt->key : "");
 				rc = PGF_ERR;
 			}
 		} else if (f->check_rows && rc == PGF_OK && strcmp(PQcmdTuples(res), "0") == 0) {
 			char rel[300], lsn[LSN_TEXT_LEN];
 			describe_relation(a, f->relid, rel, sizeof(rel));
 			error_set(err, PGF_E_APPLY, "row to %s not found on the DR database in %s",
-				  f->what, rel);
+			          f->what, rel);
 			error_where(err, "transaction %u ending at %s, statement %s", f->xid,
-				    lsn_format(f->lsn, lsn), f->stmt ? f->stmt->key : "");
-			error_detail(err, "The DR copy differs from the primary: the row the primary "
-					  "changed does not exist on the DR side.");
-			error_hint(err, "Find out how the DR copy diverged (pgferry verify), repair "
-					"the row, and apply resumes by itself.");
+			            lsn_format(f->lsn, lsn), f->stmt ? f->stmt->key : "");
+			error_detail(err,
+			             "The DR copy differs from the primary: the row the primary "
+			             "changed does not exist on the DR side.");
+			error_hint(err,
+			           "Find out how the DR copy diverged (pgferry verify), repair "
+			           "the row, and apply resumes by itself.");
 			rc = PGF_ERR;
 		}
 		PQclear(res);
@@ -560,15 +578,16 @@ int apply_commit_group(apply_t *a, pgf_error_t *err)
 	pgtime_format_iso(a->group_commit_time, ts);
 	params[0] = lsn;
 	params[1] = ts;
-	if (PQsendQueryParams(a->conn,
-			      "SELECT pg_replication_origin_xact_setup($1::pg_lsn, $2::timestamptz)", 2,
-			      NULL, params, NULL, NULL, 0) != 1 ||
-	    PQsendQueryParams(a->conn,
-			      "INSERT INTO pgferry.progress VALUES (true, $1::pg_lsn, $2::timestamptz, "
-			      "now()) ON CONFLICT (singleton) DO UPDATE SET source_lsn = "
-			      "excluded.source_lsn, source_commit_time = excluded.source_commit_time, "
-			      "applied_at = excluded.applied_at",
-			      2, NULL, params, NULL, NULL, 0) != 1) {
+	if (PQsendQueryParams(
+	            a->conn, "SELECT pg_replication_origin_xact_setup($1::pg_lsn, $2::timestamptz)",
+	            2, NULL, params, NULL, NULL, 0) != 1 ||
+	    PQsendQueryParams(
+	            a->conn,
+	            "INSERT INTO pgferry.progress VALUES (true, $1::pg_lsn, $2::timestamptz, "
+	            "now()) ON CONFLICT (singleton) DO UPDATE SET source_lsn = "
+	            "excluded.source_lsn, source_commit_time = excluded.source_commit_time, "
+	            "applied_at = excluded.applied_at",
+	            2, NULL, params, NULL, NULL, 0) != 1) {
 		a->group_open = false;
 		return dr_conn_error(err, a->conn, "recording progress");
 	}
@@ -607,7 +626,7 @@ static unsigned hash_key(const char *s, size_t len)
 
 /* Finds or prepares (in the pipeline) the statement for key, built by sql. */
 static const stmt_t *stmt_get(apply_t *a, const buf_t *key, const buf_t *sql, int nparams,
-			      pgf_error_t *err)
+                              pgf_error_t *err)
 {
 	unsigned b = hash_key(key->data, key->len) % STMT_BUCKETS;
 	stmt_t *s;
@@ -651,9 +670,9 @@ static const relcache_entry_t *known_relation(apply_t *a, uint32_t relid, pgf_er
 
 	if (rel == NULL) {
 		error_set(err, PGF_E_PROTOCOL, "change for relation %u before its Relation message",
-			  relid);
+		          relid);
 		error_where(err, "transaction %u ending at %s", a->txn_xid,
-			    lsn_format(a->txn_lsn, lsn));
+		            lsn_format(a->txn_lsn, lsn));
 		return NULL;
 	}
 	return rel;
@@ -663,8 +682,8 @@ static int check_tuple(const relcache_entry_t *rel, const tuple_t *t, pgf_error_
 {
 	if (t->ncolumns != rel->ncolumns) {
 		error_set(err, PGF_E_PROTOCOL,
-			  "tuple for %s.%s has %u columns but its Relation message has %u",
-			  rel->namespace, rel->name, t->ncolumns, rel->ncolumns);
+		          "tuple for %s.%s has %u columns but its Relation message has %u",
+		          rel->namespace, rel->name, t->ncolumns, rel->ncolumns);
 		return PGF_ERR;
 	}
 	return PGF_OK;
@@ -715,7 +734,7 @@ static int terminate_text_params(apply_t *a, int n, pgf_error_t *err)
 }
 
 static int send_stmt(apply_t *a, const stmt_t *s, int n, const char *what, uint32_t relid,
-		     bool check_rows, pgf_error_t *err)
+                     bool check_rows, pgf_error_t *err)
 {
 	if (terminate_text_params(a, n, err) != PGF_OK)
 		return PGF_ERR;
@@ -758,8 +777,10 @@ static int apply_insert(apply_t *a, uint32_t relid, const tuple_t *t, pgf_error_
 		return PGF_ERR;
 	for (i = 0; i < rel->ncolumns; i++) {
 		if (t->columns[i].kind == 'u')
-			return error_set(err, PGF_E_PROTOCOL, "insert into %s.%s carries an unchanged "
-							      "TOAST column", rel->namespace, rel->name);
+			return error_set(err, PGF_E_PROTOCOL,
+			                 "insert into %s.%s carries an unchanged "
+			                 "TOAST column",
+			                 rel->namespace, rel->name);
 		add_param(a, &n, &t->columns[i]);
 	}
 	return send_stmt(a, s, n, "insert", relid, false, err);
@@ -772,7 +793,7 @@ static int apply_insert(apply_t *a, uint32_t relid, const tuple_t *t, pgf_error_
  * one physical row since a table without a key may hold duplicates.
  */
 static void append_where(apply_t *a, const relcache_entry_t *rel, const tuple_t *old, bool full,
-			 int *pno)
+                         int *pno)
 {
 	int i;
 	bool first = true;
@@ -813,7 +834,7 @@ static void append_where(apply_t *a, const relcache_entry_t *rel, const tuple_t 
 }
 
 static void add_where_params(apply_t *a, const relcache_entry_t *rel, const tuple_t *old, bool full,
-			     int *n)
+                             int *n)
 {
 	int i;
 
@@ -827,7 +848,7 @@ static void add_where_params(apply_t *a, const relcache_entry_t *rel, const tupl
 static int no_identity_error(const relcache_entry_t *rel, const char *op, pgf_error_t *err)
 {
 	error_set(err, PGF_E_APPLY, "cannot %s in %s.%s: it has no replica identity", op,
-		  rel->namespace, rel->name);
+	          rel->namespace, rel->name);
 	error_hint(err, "Give the table a primary key or REPLICA IDENTITY FULL on the primary.");
 	return PGF_ERR;
 }
@@ -928,8 +949,7 @@ static int apply_truncate(apply_t *a, const pgoutput_message_t *m, pgf_error_t *
 	buf_reset(&a->sql);
 	buf_append_str(&a->sql, "TRUNCATE ");
 	for (i = 0; i < m->u.truncate.nrelids; i++) {
-		const relcache_entry_t *rel =
-			known_relation(a, pgoutput_truncate_relid(m, i), err);
+		const relcache_entry_t *rel = known_relation(a, pgoutput_truncate_relid(m, i), err);
 		if (rel == NULL)
 			return PGF_ERR;
 		if (i)
@@ -945,7 +965,7 @@ static int apply_truncate(apply_t *a, const pgoutput_message_t *m, pgf_error_t *
 	if (PQsendQueryParams(a->conn, a->sql.data, 0, NULL, NULL, NULL, NULL, 0) != 1)
 		return dr_conn_error(err, a->conn, "sending a truncate");
 	inflight_push(a, "truncate", m->u.truncate.nrelids ? pgoutput_truncate_relid(m, 0) : 0,
-		      false, NULL);
+	              false, NULL);
 	a->group_rows++;
 	return maybe_sync(a, err);
 }
@@ -973,7 +993,7 @@ static stream_file_t *stream_open(apply_t *a, uint32_t xid, pgf_error_t *err)
 		;
 	if (i == MAX_STREAMS) {
 		error_set(err, PGF_E_MEMORY, "more than %d streamed transactions in progress",
-			  MAX_STREAMS);
+		          MAX_STREAMS);
 		return NULL;
 	}
 	s = calloc(1, sizeof(*s));
@@ -986,7 +1006,7 @@ static stream_file_t *stream_open(apply_t *a, uint32_t xid, pgf_error_t *err)
 	s->fd = open(s->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (s->fd < 0) {
 		error_set(err, PGF_E_IO, "could not create spill file \"%s\": %s", s->path,
-			  strerror(errno));
+		          strerror(errno));
 		error_hint(err, "Check that work_dir exists, is writable and has free space.");
 		free(s);
 		return NULL;
@@ -1014,7 +1034,7 @@ static int write_all(int fd, const void *data, size_t len)
 
 /* Spill record: u32 length, u64 wal_start, the pgoutput message. */
 static int stream_append(apply_t *a, stream_file_t *s, uint64_t wal_start, const uint8_t *data,
-			 size_t len, pgf_error_t *err)
+                         size_t len, pgf_error_t *err)
 {
 	uint8_t hdr[12];
 	int i;
@@ -1026,8 +1046,8 @@ static int stream_append(apply_t *a, stream_file_t *s, uint64_t wal_start, const
 		if (i == s->nsubxacts) {
 			if (s->nsubxacts == MAX_SUBXACTS)
 				return error_set(err, PGF_E_MEMORY,
-						 "transaction %u has more than %d subtransactions",
-						 s->xid, MAX_SUBXACTS);
+				                 "transaction %u has more than %d subtransactions",
+				                 s->xid, MAX_SUBXACTS);
 			s->subxacts[i].xid = a->msg->xid;
 			s->subxacts[i].offset = s->size;
 			s->nsubxacts++;
@@ -1041,7 +1061,7 @@ static int stream_append(apply_t *a, stream_file_t *s, uint64_t wal_start, const
 		hdr[4 + i] = (uint8_t)(wal_start >> (56 - 8 * i));
 	if (write_all(s->fd, hdr, sizeof(hdr)) != PGF_OK || write_all(s->fd, data, len) != PGF_OK) {
 		error_set(err, PGF_E_IO, "could not write spill file \"%s\": %s", s->path,
-			  strerror(errno));
+		          strerror(errno));
 		error_hint(err, "Check free space in work_dir.");
 		return PGF_ERR;
 	}
@@ -1068,7 +1088,7 @@ static int stream_abort(apply_t *a, uint32_t xid, uint32_t subxid, pgf_error_t *
 	if (ftruncate(s->fd, s->subxacts[i].offset) != 0 ||
 	    lseek(s->fd, s->subxacts[i].offset, SEEK_SET) < 0)
 		return error_set(err, PGF_E_IO, "could not truncate spill file \"%s\": %s", s->path,
-				 strerror(errno));
+		                 strerror(errno));
 	s->size = s->subxacts[i].offset;
 	s->nsubxacts = i;
 	return PGF_OK;
@@ -1106,7 +1126,7 @@ static int stream_replay(apply_t *a, uint32_t xid, pgf_error_t *err)
 		if ((int64_t)len > a->cfg->max_frame_bytes ||
 		    pos + (off_t)sizeof(hdr) + (off_t)len > s->size) {
 			rc = error_set(err, PGF_E_IO, "spill file \"%s\" is corrupt at offset %lld",
-				       s->path, (long long)pos);
+			               s->path, (long long)pos);
 			break;
 		}
 		buf_reset(&rec);
@@ -1165,7 +1185,7 @@ static int apply_change(apply_t *a, const pgoutput_message_t *m, size_t len, pgf
 		return PGF_OK;
 	default:
 		return error_set(err, PGF_E_PROTOCOL, "unexpected %s message inside a transaction",
-				 pgoutput_type_name(m->type));
+		                 pgoutput_type_name(m->type));
 	}
 }
 
@@ -1191,13 +1211,12 @@ static int unsupported_two_phase(pgf_error_t *err)
 {
 	error_set(err, PGF_E_PROTOCOL, "the stream carries two-phase (prepared) transactions");
 	error_detail(err, "The sink applies prepared transactions when they commit; the slot "
-			  "must not decode them at PREPARE time.");
+	                  "must not decode them at PREPARE time.");
 	error_hint(err, "Use a slot created without two_phase and set two_phase = off.");
 	return PGF_ERR;
 }
 
-int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t len,
-		  pgf_error_t *err)
+int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t len, pgf_error_t *err)
 {
 	pgoutput_message_t *m = a->msg;
 	char lsn[LSN_TEXT_LEN];
@@ -1213,14 +1232,14 @@ int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t le
 		if (m->type == PGOUTPUT_STREAM_START || m->type == PGOUTPUT_STREAM_COMMIT ||
 		    m->type == PGOUTPUT_STREAM_ABORT)
 			return error_set(err, PGF_E_PROTOCOL, "%s inside a stream block at %s",
-					 pgoutput_type_name(m->type), lsn_format(wal_start, lsn));
+			                 pgoutput_type_name(m->type), lsn_format(wal_start, lsn));
 		return stream_append(a, a->current_stream, wal_start, data, len, err);
 	}
 	switch (m->type) {
 	case PGOUTPUT_BEGIN:
 		if (a->in_txn)
 			return error_set(err, PGF_E_PROTOCOL, "BEGIN inside a transaction at %s",
-					 lsn_format(wal_start, lsn));
+			                 lsn_format(wal_start, lsn));
 		a->in_txn = true;
 		a->txn_xid = m->u.begin.xid;
 		a->txn_lsn = m->u.begin.final_lsn;
@@ -1233,7 +1252,7 @@ int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t le
 	case PGOUTPUT_COMMIT:
 		if (!a->in_txn)
 			return error_set(err, PGF_E_PROTOCOL, "COMMIT outside a transaction at %s",
-					 lsn_format(wal_start, lsn));
+			                 lsn_format(wal_start, lsn));
 		if (a->skipping) {
 			a->in_txn = a->skipping = false;
 			return PGF_OK;
@@ -1284,7 +1303,7 @@ int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t le
 	default:
 		if (!a->in_txn)
 			return error_set(err, PGF_E_PROTOCOL, "%s outside a transaction at %s",
-					 pgoutput_type_name(m->type), lsn_format(wal_start, lsn));
+			                 pgoutput_type_name(m->type), lsn_format(wal_start, lsn));
 		if (a->skipping)
 			return PGF_OK;
 		return apply_change(a, m, len, err);
@@ -1293,7 +1312,7 @@ int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t le
 
 /* Runs one statement outside the pipeline (only between groups). */
 static PGresult *exec_outside_pipeline(apply_t *a, const char *sql, int nparams,
-				       const char *const *params, pgf_error_t *err)
+                                       const char *const *params, pgf_error_t *err)
 {
 	PGresult *res;
 	int st;
@@ -1318,8 +1337,8 @@ static PGresult *exec_outside_pipeline(apply_t *a, const char *sql, int nparams,
 }
 
 int apply_check_identity(apply_t *a, uint64_t system_identifier, const char *database,
-			 const char *slot, identity_verdict_t *verdict, char *why, size_t why_len,
-			 pgf_error_t *err)
+                         const char *slot, identity_verdict_t *verdict, char *why, size_t why_len,
+                         pgf_error_t *err)
 {
 	char sysid[32];
 	const char *params[3] = {sysid, database, slot};
@@ -1334,8 +1353,9 @@ int apply_check_identity(apply_t *a, uint64_t system_identifier, const char *dat
 	if (res == NULL)
 		return PGF_ERR;
 	if (PQntuples(res) > 0) {
-		snprintf(why, why_len, "this DR database was promoted at %s (%s); it takes no stream",
-			 PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 0));
+		snprintf(why, why_len,
+		         "this DR database was promoted at %s (%s); it takes no stream",
+		         PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 0));
 		*verdict = IDENTITY_FENCED;
 		PQclear(res);
 		return PGF_OK;
@@ -1343,30 +1363,31 @@ int apply_check_identity(apply_t *a, uint64_t system_identifier, const char *dat
 	PQclear(res);
 	snprintf(sysid, sizeof(sysid), "%" PRIu64, system_identifier);
 	res = exec_outside_pipeline(a,
-				    "SELECT system_identifier::text, database, slot FROM "
-				    "pgferry.identity",
-				    0, NULL, err);
+	                            "SELECT system_identifier::text, database, slot FROM "
+	                            "pgferry.identity",
+	                            0, NULL, err);
 	if (res == NULL)
 		return PGF_ERR;
 	if (PQntuples(res) == 0) {
 		PQclear(res);
 		res = exec_outside_pipeline(a,
-					    "INSERT INTO pgferry.identity (system_identifier, "
-					    "database, slot) VALUES ($1::numeric, $2, $3)",
-					    3, params, err);
+		                            "INSERT INTO pgferry.identity (system_identifier, "
+		                            "database, slot) VALUES ($1::numeric, $2, $3)",
+		                            3, params, err);
 		if (res == NULL)
 			return PGF_ERR;
 		PQclear(res);
 		*verdict = IDENTITY_RECORDED;
 		return PGF_OK;
 	}
-	if (strcmp(PQgetvalue(res, 0, 0), sysid) != 0 || strcmp(PQgetvalue(res, 0, 1), database) != 0 ||
+	if (strcmp(PQgetvalue(res, 0, 0), sysid) != 0 ||
+	    strcmp(PQgetvalue(res, 0, 1), database) != 0 ||
 	    strcmp(PQgetvalue(res, 0, 2), slot) != 0) {
 		snprintf(why, why_len,
-			 "this DR database follows system %s, database \"%s\", slot \"%s\"; the "
-			 "stream offered comes from system %s, database \"%s\", slot \"%s\"",
-			 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2), sysid,
-			 database, slot);
+		         "this DR database follows system %s, database \"%s\", slot \"%s\"; the "
+		         "stream offered comes from system %s, database \"%s\", slot \"%s\"",
+		         PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2), sysid,
+		         database, slot);
 		*verdict = IDENTITY_MISMATCH;
 	} else
 		*verdict = IDENTITY_MATCHES;

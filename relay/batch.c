@@ -78,16 +78,16 @@ void batch_encoder_reset(batch_encoder_t *e)
 }
 
 int batch_encoder_add(batch_encoder_t *e, const uint8_t *data, size_t len, uint64_t lsn,
-		      pgf_error_t *err)
+                      pgf_error_t *err)
 {
 	char l[LSN_TEXT_LEN];
 
 	if (len + 4 > e->max_raw) {
 		error_set(err, PGF_E_PROTOCOL,
-			  "a message of %zu bytes at %s is larger than max_frame_bytes (%zu)", len,
-			  lsn_format(lsn, l), e->max_raw);
+		          "a message of %zu bytes at %s is larger than max_frame_bytes (%zu)", len,
+		          lsn_format(lsn, l), e->max_raw);
 		error_hint(err, "Raise max_frame_bytes on both source and sink above the largest "
-				"row change.");
+		                "row change.");
 		return PGF_ERR;
 	}
 	if (e->nrecords == 0)
@@ -102,8 +102,14 @@ int batch_encoder_add(batch_encoder_t *e, const uint8_t *data, size_t len, uint6
 	return PGF_OK;
 }
 
-uint32_t batch_encoder_records(const batch_encoder_t *e) { return e->nrecords; }
-size_t batch_encoder_bytes(const batch_encoder_t *e) { return e->raw.len; }
+uint32_t batch_encoder_records(const batch_encoder_t *e)
+{
+	return e->nrecords;
+}
+size_t batch_encoder_bytes(const batch_encoder_t *e)
+{
+	return e->raw.len;
+}
 
 int batch_encoder_finish(batch_encoder_t *e, uint64_t seq, buf_t *out, pgf_error_t *err)
 {
@@ -116,7 +122,7 @@ int batch_encoder_finish(batch_encoder_t *e, uint64_t seq, buf_t *out, pgf_error
 
 	if (e->raw.len > e->max_raw)
 		return error_set(err, PGF_E_PROTOCOL, "batch of %zu bytes exceeds max_frame_bytes",
-				 e->raw.len);
+		                 e->raw.len);
 	put_be64(hdr, seq);
 	put_be64(hdr + 8, e->first_lsn);
 	put_be64(hdr + 16, e->last_lsn);
@@ -147,7 +153,7 @@ int batch_encoder_finish(batch_encoder_t *e, uint64_t seq, buf_t *out, pgf_error
 		rem = ZSTD_compressStream2(e->cctx, &ob, &in, ZSTD_e_flush);
 		if (ZSTD_isError(rem))
 			return error_set(err, PGF_E_PROTOCOL, "compression failed: %s",
-					 ZSTD_getErrorName(rem));
+			                 ZSTD_getErrorName(rem));
 	} while (rem != 0 && ob.pos < ob.size);
 	if (rem != 0)
 		return error_set(err, PGF_E_PROTOCOL, "compressed batch does not fit its bound");
@@ -183,10 +189,13 @@ void batch_decoder_free(batch_decoder_t *d)
 	free(d);
 }
 
-void batch_decoder_reset(batch_decoder_t *d) { ZSTD_DCtx_reset(d->dctx, ZSTD_reset_session_only); }
+void batch_decoder_reset(batch_decoder_t *d)
+{
+	ZSTD_DCtx_reset(d->dctx, ZSTD_reset_session_only);
+}
 
 int batch_decode(batch_decoder_t *d, const uint8_t *payload, size_t len, uint64_t expected_seq,
-		 batch_view_t *out, pgf_error_t *err)
+                 batch_view_t *out, pgf_error_t *err)
 {
 	reader_t r;
 	uint64_t seq, first, last, sum, check;
@@ -199,24 +208,25 @@ int batch_decode(batch_decoder_t *d, const uint8_t *payload, size_t len, uint64_
 	if (reader_u64(&r, &seq) != PGF_OK || reader_u64(&r, &first) != PGF_OK ||
 	    reader_u64(&r, &last) != PGF_OK || reader_u32(&r, &nrecords) != PGF_OK ||
 	    reader_u32(&r, &raw_len) != PGF_OK || reader_u64(&r, &sum) != PGF_OK)
-		return error_set(err, PGF_E_PROTOCOL, "batch frame of %zu bytes is shorter than its "
-						      "header",
-				 len);
+		return error_set(err, PGF_E_PROTOCOL,
+		                 "batch frame of %zu bytes is shorter than its "
+		                 "header",
+		                 len);
 	if (expected_seq != 0 && seq != expected_seq) {
 		error_set(err, PGF_E_PROTOCOL, "batch number %llu arrived where %llu was expected",
-			  (unsigned long long)seq, (unsigned long long)expected_seq);
+		          (unsigned long long)seq, (unsigned long long)expected_seq);
 		return PGF_ERR;
 	}
 	/* lengths are checked before anything is allocated */
 	if (raw_len > d->max_raw || nrecords > raw_len / 4 + 1)
 		return error_set(err, PGF_E_PROTOCOL,
-				 "batch %llu claims %u bytes in %u records, over the limit of %zu",
-				 (unsigned long long)seq, raw_len, nrecords, d->max_raw);
+		                 "batch %llu claims %u bytes in %u records, over the limit of %zu",
+		                 (unsigned long long)seq, raw_len, nrecords, d->max_raw);
 	if (raw_len + 1 > d->raw_cap) {
 		uint8_t *p = realloc(d->raw, (size_t)raw_len + 1);
 		if (p == NULL)
 			return error_set(err, PGF_E_MEMORY, "out of memory for a batch of %u bytes",
-					 raw_len);
+			                 raw_len);
 		d->raw = p;
 		d->raw_cap = (size_t)raw_len + 1;
 	}
@@ -238,14 +248,14 @@ int batch_decode(batch_decoder_t *d, const uint8_t *payload, size_t len, uint64_
 			rc = ZSTD_decompressStream(d->dctx, &p1, &in);
 			if (!ZSTD_isError(rc) && p1.pos != 0) {
 				error_set(err, PGF_E_PROTOCOL,
-					  "batch %llu decompresses to more than its %u bytes",
-					  (unsigned long long)seq, raw_len);
+				          "batch %llu decompresses to more than its %u bytes",
+				          (unsigned long long)seq, raw_len);
 				return PGF_ERR;
 			}
 		}
 		if (ZSTD_isError(rc)) {
 			error_set(err, PGF_E_PROTOCOL, "batch %llu does not decompress: %s",
-				  (unsigned long long)seq, ZSTD_getErrorName(rc));
+			          (unsigned long long)seq, ZSTD_getErrorName(rc));
 			return PGF_ERR;
 		}
 		if (in.pos == before_in && ob.pos == before_out)
@@ -253,8 +263,8 @@ int batch_decode(batch_decoder_t *d, const uint8_t *payload, size_t len, uint64_
 	}
 	if (ob.pos != raw_len || in.pos != in.size) {
 		error_set(err, PGF_E_PROTOCOL,
-			  "batch %llu decompresses to %zu bytes, its header says %u",
-			  (unsigned long long)seq, ob.pos, raw_len);
+		          "batch %llu decompresses to %zu bytes, its header says %u",
+		          (unsigned long long)seq, ob.pos, raw_len);
 		return PGF_ERR;
 	}
 	{
@@ -268,10 +278,12 @@ int batch_decode(batch_decoder_t *d, const uint8_t *payload, size_t len, uint64_
 		XXH3_freeState(st);
 	}
 	if (check != sum) {
-		error_set(err, PGF_E_PROTOCOL, "batch %llu fails its checksum", (unsigned long long)seq);
-		error_detail(err, "XXH3 of the header and %u decompressed bytes is %016llx; the "
-				  "batch says %016llx.",
-			     raw_len, (unsigned long long)check, (unsigned long long)sum);
+		error_set(err, PGF_E_PROTOCOL, "batch %llu fails its checksum",
+		          (unsigned long long)seq);
+		error_detail(err,
+		             "XXH3 of the header and %u decompressed bytes is %016llx; the "
+		             "batch says %016llx.",
+		             raw_len, (unsigned long long)check, (unsigned long long)sum);
 		return PGF_ERR;
 	}
 	/* record framing: every length within bounds, the count as announced */
@@ -288,13 +300,13 @@ int batch_decode(batch_decoder_t *d, const uint8_t *payload, size_t len, uint64_
 		const uint8_t *p;
 		if (reader_u32(&r, &rl) != PGF_OK || reader_bytes(&r, rl, &p) != PGF_OK)
 			return error_set(err, PGF_E_PROTOCOL,
-					 "batch %llu: record %u overruns the batch at byte %zu",
-					 (unsigned long long)seq, i + 1, r.pos);
+			                 "batch %llu: record %u overruns the batch at byte %zu",
+			                 (unsigned long long)seq, i + 1, r.pos);
 		d->offsets[i] = (uint32_t)(p - d->raw);
 	}
 	if (reader_remaining(&r) != 0)
 		return error_set(err, PGF_E_PROTOCOL, "batch %llu: %zu bytes after its %u records",
-				 (unsigned long long)seq, reader_remaining(&r), nrecords);
+		                 (unsigned long long)seq, reader_remaining(&r), nrecords);
 	out->seq = seq;
 	out->first_lsn = first;
 	out->last_lsn = last;

@@ -57,16 +57,17 @@ static int write_all(int fd, const void *p, size_t n)
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"Usage: pgferry capture -d CONNINFO -o FILE [options]\n"
-		"  -d, --dbname CONNINFO   the primary (a database connection string)\n"
-		"  -o, --output FILE       capture file to write\n"
-		"  --slot NAME             logical slot (created if missing; default pgferry_capture)\n"
-		"  --publication NAME      publication (default pgferry)\n"
-		"  --proto-version N       pgoutput protocol (default: the highest the server has)\n"
-		"  --binary --streaming --two-phase --messages   pgoutput options\n"
-		"  --until-idle DURATION   stop after this long without a change (e.g. 2s)\n"
-		"  --end-lsn X/Y           stop once a message at or past X/Y arrived\n");
+	fprintf(out, "Usage: pgferry capture -d CONNINFO -o FILE [options]\n"
+	             "  -d, --dbname CONNINFO   the primary (a database connection string)\n"
+	             "  -o, --output FILE       capture file to write\n"
+	             "  --slot NAME             logical slot (created if missing; default "
+	             "pgferry_capture)\n"
+	             "  --publication NAME      publication (default pgferry)\n"
+	             "  --proto-version N       pgoutput protocol (default: the highest the server "
+	             "has)\n"
+	             "  --binary --streaming --two-phase --messages   pgoutput options\n"
+	             "  --until-idle DURATION   stop after this long without a change (e.g. 2s)\n"
+	             "  --end-lsn X/Y           stop once a message at or past X/Y arrived\n");
 }
 
 int cmd_capture(int argc, char **argv)
@@ -90,6 +91,9 @@ int cmd_capture(int argc, char **argv)
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (a == NULL)
+			break;
 		if ((strcmp(a, "-d") == 0 || strcmp(a, "--dbname") == 0) && next)
 			conninfo = argv[++i];
 		else if ((strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) && next)
@@ -114,13 +118,15 @@ int cmd_capture(int argc, char **argv)
 			opts.messages = true;
 		else if (strcmp(a, "--until-idle") == 0 && next) {
 			if (config_parse_duration(argv[++i], &idle_ms) != PGF_OK || idle_ms <= 0) {
-				fprintf(stderr, "pgferry capture: --until-idle takes a duration such as "
-						"2s\n");
+				fprintf(stderr,
+				        "pgferry capture: --until-idle takes a duration such as "
+				        "2s\n");
 				return EXIT_ERROR;
 			}
 		} else if (strcmp(a, "--end-lsn") == 0 && next) {
 			if (lsn_parse(argv[++i], &end_lsn) != PGF_OK) {
-				fprintf(stderr, "pgferry capture: --end-lsn takes an LSN such as 0/16B3748\n");
+				fprintf(stderr, "pgferry capture: --end-lsn takes an LSN such as "
+				                "0/16B3748\n");
 				return EXIT_ERROR;
 			}
 		} else if (strcmp(a, "--help") == 0) {
@@ -141,8 +147,8 @@ int cmd_capture(int argc, char **argv)
 	if (replication_connect(&rc, conninfo, &err) != PGF_OK)
 		goto fail;
 	repl_open = true;
-	if (replication_ensure_slot(&rc, opts.slot_name, opts.two_phase, &created, &consistent, &err) !=
-	    PGF_OK)
+	if (replication_ensure_slot(&rc, opts.slot_name, opts.two_phase, &created, &consistent,
+	                            &err) != PGF_OK)
 		goto fail;
 	if (created)
 		log_info("created slot \"%s\" at %s", opts.slot_name, lsn_format(consistent, lsn));
@@ -173,7 +179,8 @@ int cmd_capture(int argc, char **argv)
 		}
 		if (r == 0) {
 			struct pollfd p = {replication_socket(&rc), POLLIN, 0};
-			if (idle_ms > 0 && (monotonic_s() - last_change) * 1000.0 >= (double)idle_ms)
+			if (idle_ms > 0 &&
+			    (monotonic_s() - last_change) * 1000.0 >= (double)idle_ms)
 				break;
 			poll(&p, 1, 100);
 			continue;
@@ -185,7 +192,8 @@ int cmd_capture(int argc, char **argv)
 		hdr[2] = (uint8_t)(len >> 8);
 		hdr[3] = (uint8_t)len;
 		if (write_all(fd, hdr, 4) != PGF_OK || write_all(fd, data, len) != PGF_OK) {
-			error_set(&err, PGF_E_IO, "could not write \"%s\": %s", output, strerror(errno));
+			error_set(&err, PGF_E_IO, "could not write \"%s\": %s", output,
+			          strerror(errno));
 			goto fail;
 		}
 		records++;
@@ -197,8 +205,9 @@ int cmd_capture(int argc, char **argv)
 		}
 		if (wm.kind == 'k' && wm.reply_requested) {
 			/* confirm only what is safely on disk */
-			if (fsync(fd) != 0 || replication_send_status(&rc, written_lsn, written_lsn,
-								      written_lsn, false, &err) != PGF_OK)
+			if (fsync(fd) != 0 ||
+			    replication_send_status(&rc, written_lsn, written_lsn, written_lsn,
+			                            false, &err) != PGF_OK)
 				goto fail;
 		}
 		if (end_lsn && wm.kind == 'w' && wm.wal_start >= end_lsn)
@@ -208,11 +217,12 @@ int cmd_capture(int argc, char **argv)
 		error_set(&err, PGF_E_IO, "could not fsync \"%s\": %s", output, strerror(errno));
 		goto fail;
 	}
-	if (written_lsn && replication_send_status(&rc, written_lsn, written_lsn, written_lsn, false,
-						   &err) != PGF_OK)
+	if (written_lsn && replication_send_status(&rc, written_lsn, written_lsn, written_lsn,
+	                                           false, &err) != PGF_OK)
 		goto fail;
-	fprintf(stderr, "pgferry capture: wrote %" PRIu64 " messages (%" PRIu64 " bytes) to %s, up to %s\n",
-		records, bytes, output, lsn_format(written_lsn, lsn));
+	fprintf(stderr,
+	        "pgferry capture: wrote %" PRIu64 " messages (%" PRIu64 " bytes) to %s, up to %s\n",
+	        records, bytes, output, lsn_format(written_lsn, lsn));
 	result = 0;
 	goto done;
 fail:

@@ -21,7 +21,7 @@ int cli_load(int argc, char **argv, int role, cli_t *cli, pgf_error_t *err)
 		return error_set(err, PGF_E_MEMORY, "out of memory");
 	cli->argv[cli->argc++] = argv[0];
 	/* the file first, so that -c overrides it whatever the order on the line */
-	for (i = 1; i < argc; i++) {
+	for (i = 1; i < argc && argv[i] != NULL; i++) {
 		if (strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-f") == 0) {
 			if (i + 1 >= argc)
 				return error_set(err, PGF_E_USAGE, "%s needs a file name", argv[i]);
@@ -31,7 +31,7 @@ int cli_load(int argc, char **argv, int role, cli_t *cli, pgf_error_t *err)
 	}
 	if (config_file != NULL && config_load_file(&cli->cfg, config_file, err) != PGF_OK)
 		return PGF_ERR;
-	for (i = 1; i < argc; i++) {
+	for (i = 1; i < argc && argv[i] != NULL; i++) {
 		if (strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-f") == 0) {
 			i++;
 		} else if (strncmp(argv[i], "--config=", 9) == 0) {

@@ -150,13 +150,13 @@ typedef struct unit {
 
 static int parse_with_units(const char *text, const unit_t *units, int64_t *out)
 {
-	char *end;
+	char *end = NULL;
 	long long n;
 	const char *u;
 	size_t i;
 
 	errno = 0;
-	while (isspace((unsigned char)*text))
+	while (*text == ' ' || *text == '\t')
 		text++;
 	if (*text == '\0')
 		return PGF_ERR;

@@ -45,15 +45,15 @@ static void field_gid(buf_t *b, uint32_t xid, const char *gid)
 /* A tuple as {"column": "text value" | null}; unchanged TOAST columns are
  * left out and collected for "unchanged_toast". */
 static int tuple_json(buf_t *b, const relcache_entry_t *rel, const tuple_t *t, buf_t *unchanged,
-		      pgf_error_t *err)
+                      pgf_error_t *err)
 {
 	uint16_t i;
 	bool first = true;
 
 	if (t->ncolumns != rel->ncolumns)
 		return error_set(err, PGF_E_PROTOCOL,
-				 "a tuple of %s.%s has %u columns, its Relation message %u",
-				 rel->namespace, rel->name, t->ncolumns, rel->ncolumns);
+		                 "a tuple of %s.%s has %u columns, its Relation message %u",
+		                 rel->namespace, rel->name, t->ncolumns, rel->ncolumns);
 	buf_append_char(b, '{');
 	for (i = 0; i < t->ncolumns; i++) {
 		const tuple_column_t *c = &t->columns[i];
@@ -87,7 +87,7 @@ static const relcache_entry_t *need_relation(relcache_t *rc, uint32_t relid, pgf
 
 	if (rel == NULL)
 		error_set(err, PGF_E_PROTOCOL, "change for relation %u before its Relation message",
-			  relid);
+		          relid);
 	return rel;
 }
 
@@ -135,15 +135,16 @@ static int message_json(buf_t *b, const pgoutput_message_t *m, relcache_t *rc, p
 		buf_append_str(b, ",\"name\":");
 		json_append_cstring(b, m->u.relation.name);
 		buf_printf(b, ",\"replica_identity\":\"%c\",\"columns\":[",
-			   m->u.relation.replica_identity >= 32 && m->u.relation.replica_identity < 127
-				   ? m->u.relation.replica_identity
-				   : '?');
+		           m->u.relation.replica_identity >= 32 &&
+		                           m->u.relation.replica_identity < 127
+		                   ? m->u.relation.replica_identity
+		                   : '?');
 		for (i = 0; i < m->u.relation.ncolumns; i++) {
 			const relation_column_t *c = &m->u.relation.columns[i];
 			buf_append_str(b, i ? ",{\"name\":" : "{\"name\":");
 			json_append_cstring(b, c->name);
 			buf_printf(b, ",\"type_oid\":%u,\"type_mod\":%d,\"key\":%s}", c->type_oid,
-				   c->type_mod, (c->flags & 1) ? "true" : "false");
+			           c->type_mod, (c->flags & 1) ? "true" : "false");
 		}
 		buf_append_char(b, ']');
 		break;
@@ -163,10 +164,12 @@ static int message_json(buf_t *b, const pgoutput_message_t *m, relcache_t *rc, p
 		return tuple_json(b, rel, &m->u.insert.new_tuple, NULL, err);
 	case PGOUTPUT_UPDATE:
 	case PGOUTPUT_DELETE: {
-		char old_kind = m->type == PGOUTPUT_UPDATE ? m->u.update.old_kind : m->u.delete_.old_kind;
+		char old_kind =
+		        m->type == PGOUTPUT_UPDATE ? m->u.update.old_kind : m->u.delete_.old_kind;
 		const tuple_t *old = m->type == PGOUTPUT_UPDATE ? &m->u.update.old_tuple
-								: &m->u.delete_.old_tuple;
-		uint32_t relid = m->type == PGOUTPUT_UPDATE ? m->u.update.relid : m->u.delete_.relid;
+		                                                : &m->u.delete_.old_tuple;
+		uint32_t relid =
+		        m->type == PGOUTPUT_UPDATE ? m->u.update.relid : m->u.delete_.relid;
 		if ((rel = need_relation(rc, relid, err)) == NULL)
 			return PGF_ERR;
 		relation_names(b, rel);
@@ -174,8 +177,8 @@ static int message_json(buf_t *b, const pgoutput_message_t *m, relcache_t *rc, p
 		if (old_kind) {
 			buf_append_str(b, old_kind == 'K' ? ",\"key\":" : ",\"old\":");
 			/* unchanged TOAST is listed from the newest tuple shown */
-			rc_ = tuple_json(b, rel, old, m->type == PGOUTPUT_DELETE ? &unchanged : NULL,
-					 err);
+			rc_ = tuple_json(b, rel, old,
+			                 m->type == PGOUTPUT_DELETE ? &unchanged : NULL, err);
 		}
 		if (rc_ == PGF_OK && m->type == PGOUTPUT_UPDATE) {
 			buf_append_str(b, ",\"new\":");
@@ -204,8 +207,8 @@ static int message_json(buf_t *b, const pgoutput_message_t *m, relcache_t *rc, p
 			buf_free(&q);
 		}
 		buf_printf(b, "],\"cascade\":%s,\"restart_identity\":%s",
-			   (m->u.truncate.options & 1) ? "true" : "false",
-			   (m->u.truncate.options & 2) ? "true" : "false");
+		           (m->u.truncate.options & 1) ? "true" : "false",
+		           (m->u.truncate.options & 2) ? "true" : "false");
 		break;
 	case PGOUTPUT_MESSAGE:
 		buf_printf(b, ",\"transactional\":%s", (m->u.message.flags & 1) ? "true" : "false");
@@ -215,26 +218,26 @@ static int message_json(buf_t *b, const pgoutput_message_t *m, relcache_t *rc, p
 		buf_append_str(b, ",\"content\":");
 		if (utf8_valid((const char *)m->u.message.content, m->u.message.content_len))
 			json_append_string(b, (const char *)m->u.message.content,
-					   m->u.message.content_len);
+			                   m->u.message.content_len);
 		else
 			json_append_hex(b, m->u.message.content, m->u.message.content_len);
 		break;
 	case PGOUTPUT_STREAM_START:
 		buf_printf(b, ",\"xid\":%u,\"first_segment\":%s", m->u.stream_start.xid,
-			   m->u.stream_start.first_segment ? "true" : "false");
+		           m->u.stream_start.first_segment ? "true" : "false");
 		break;
 	case PGOUTPUT_STREAM_STOP:
 		break;
 	case PGOUTPUT_STREAM_COMMIT:
 		buf_printf(b, ",\"xid\":%u,\"flags\":%u", m->u.stream_commit.xid,
-			   m->u.stream_commit.flags);
+		           m->u.stream_commit.flags);
 		field_lsn(b, "commit_lsn", m->u.stream_commit.commit_lsn);
 		field_lsn(b, "end_lsn", m->u.stream_commit.end_lsn);
 		field_time(b, "commit_time", m->u.stream_commit.commit_time);
 		break;
 	case PGOUTPUT_STREAM_ABORT:
 		buf_printf(b, ",\"xid\":%u,\"subxid\":%u", m->u.stream_abort.xid,
-			   m->u.stream_abort.subxid);
+		           m->u.stream_abort.subxid);
 		if (m->u.stream_abort.has_abort_lsn) {
 			field_lsn(b, "abort_lsn", m->u.stream_abort.abort_lsn);
 			field_time(b, "abort_time", m->u.stream_abort.abort_time);
@@ -273,8 +276,7 @@ static int message_json(buf_t *b, const pgoutput_message_t *m, relcache_t *rc, p
 	return PGF_OK;
 }
 
-int decode_capture(const uint8_t *data, size_t len, int proto_version, FILE *out,
-		   pgf_error_t *err)
+int decode_capture(const uint8_t *data, size_t len, int proto_version, FILE *out, pgf_error_t *err)
 {
 	capture_reader_t cr;
 	pgoutput_decoder_t d;
@@ -307,15 +309,15 @@ int decode_capture(const uint8_t *data, size_t len, int proto_version, FILE *out
 			goto bad_record;
 		if (wm.kind == 'k') {
 			buf_printf(&line, "{\"lsn\":\"%s\",\"type\":\"keepalive\"",
-				   lsn_format(wm.wal_end, t));
+			           lsn_format(wm.wal_end, t));
 			field_lsn(&line, "wal_end", wm.wal_end);
 			buf_printf(&line, ",\"reply_requested\":%s}\n",
-				   wm.reply_requested ? "true" : "false");
+			           wm.reply_requested ? "true" : "false");
 		} else {
 			if (pgoutput_decode(&d, wm.payload, wm.payload_len, m, err) != PGF_OK)
 				goto bad_record;
 			buf_printf(&line, "{\"lsn\":\"%s\",\"type\":\"%s\"",
-				   lsn_format(wm.wal_start, t), pgoutput_type_name(m->type));
+			           lsn_format(wm.wal_start, t), pgoutput_type_name(m->type));
 			if (message_json(&line, m, rc, err) != PGF_OK)
 				goto bad_record;
 			buf_append_str(&line, "}\n");
@@ -331,7 +333,7 @@ int decode_capture(const uint8_t *data, size_t len, int proto_version, FILE *out
 		/* the message's own offset within the record, plus the record's
 		 * place in the file */
 		error_where(err, "record %llu at byte %zu of the file",
-			    (unsigned long long)cr.record_no, cr.record_offset);
+		            (unsigned long long)cr.record_no, cr.record_offset);
 		goto done;
 	}
 	result = PGF_OK;
@@ -361,7 +363,8 @@ int cmd_decode(int argc, char **argv)
 			}
 		} else if (strcmp(argv[i], "--help") == 0) {
 			printf("Usage: pgferry decode [--proto-version N] FILE\n"
-			       "Prints a capture file as JSON Lines, one walsender message a line.\n");
+			       "Prints a capture file as JSON Lines, one walsender message a "
+			       "line.\n");
 			return 0;
 		} else if (path == NULL)
 			path = argv[i];
@@ -376,7 +379,8 @@ int cmd_decode(int argc, char **argv)
 	}
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) != 0) {
-		fprintf(stderr, "pgferry decode: could not open \"%s\": %s\n", path, strerror(errno));
+		fprintf(stderr, "pgferry decode: could not open \"%s\": %s\n", path,
+		        strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return EXIT_ERROR;
@@ -385,7 +389,7 @@ int cmd_decode(int argc, char **argv)
 		map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 		if (map == MAP_FAILED) {
 			fprintf(stderr, "pgferry decode: could not map \"%s\": %s\n", path,
-				strerror(errno));
+			        strerror(errno));
 			close(fd);
 			return EXIT_ERROR;
 		}

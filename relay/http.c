@@ -23,13 +23,13 @@ struct http_server {
 };
 
 static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, const char *type,
-			       buf_t *body)
+                               buf_t *body)
 {
 	struct MHD_Response *r;
 	enum MHD_Result rc;
 
 	r = MHD_create_response_from_buffer(body->len, body->data ? body->data : (char *)"",
-					    MHD_RESPMEM_MUST_COPY);
+	                                    MHD_RESPMEM_MUST_COPY);
 	if (r == NULL)
 		return MHD_NO;
 	MHD_add_response_header(r, "Content-Type", type);
@@ -52,8 +52,8 @@ static enum MHD_Result respond_text(struct MHD_Connection *conn, unsigned status
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
-			       const char *method, const char *version, const char *upload,
-			       size_t *upload_size, void **state)
+                               const char *method, const char *version, const char *upload,
+                               size_t *upload_size, void **state)
 {
 	http_server_t *h = cls;
 	lag_snapshot_t *snap;
@@ -79,8 +79,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 	if (strcmp(url, "/metrics") != 0 && strcmp(url, "/v1/status") != 0 &&
 	    strcmp(url, "/v1/promotion-safety") != 0)
 		return respond_text(conn, MHD_HTTP_NOT_FOUND,
-				    "not found: try /v1/status, /v1/promotion-safety, /metrics, "
-				    "/healthz\n");
+		                    "not found: try /v1/status, /v1/promotion-safety, /metrics, "
+		                    "/healthz\n");
 	snap = malloc(sizeof(*snap));
 	if (snap == NULL)
 		return MHD_NO;
@@ -94,16 +94,18 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 		lag_render_status_json(snap, &v, &body);
 		rc = respond(conn, MHD_HTTP_OK, "application/json", &body);
 	} else {
-		const char *p_rpo = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "max_rpo");
-		const char *p_bl =
-			MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "max_apply_backlog");
+		const char *p_rpo =
+		        MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "max_rpo");
+		const char *p_bl = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
+		                                               "max_apply_backlog");
 		int64_t max_rpo = h->cfg->max_rpo, max_bl = h->cfg->max_apply_backlog;
 		char *end = NULL;
 		unsigned status;
 
 		if (p_rpo && (config_parse_duration(p_rpo, &max_rpo) != PGF_OK || max_rpo < 0)) {
-			buf_printf(&body, "{\"error\":\"max_rpo must be a duration such as 500ms, 1s "
-					  "or 2min\"}\n");
+			buf_printf(&body,
+			           "{\"error\":\"max_rpo must be a duration such as 500ms, 1s "
+			           "or 2min\"}\n");
 			rc = respond(conn, MHD_HTTP_BAD_REQUEST, "application/json", &body);
 			goto done;
 		}
@@ -111,16 +113,16 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 			max_bl = strtoll(p_bl, &end, 10);
 			if (end == p_bl || *end != '\0' || max_bl < 0) {
 				buf_printf(&body, "{\"error\":\"max_apply_backlog must be a whole "
-						  "number of transactions\"}\n");
+				                  "number of transactions\"}\n");
 				rc = respond(conn, MHD_HTTP_BAD_REQUEST, "application/json", &body);
 				goto done;
 			}
 		}
 		lag_verdict(snap, max_rpo, max_bl, &v);
 		lag_render_verdict_json(snap, &v, max_rpo, max_bl, &body);
-		status = v.verdict == VERDICT_SAFE	 ? MHD_HTTP_OK
-			 : v.verdict == VERDICT_UNSAFE ? MHD_HTTP_CONFLICT
-						       : MHD_HTTP_SERVICE_UNAVAILABLE;
+		status = v.verdict == VERDICT_SAFE     ? MHD_HTTP_OK
+		         : v.verdict == VERDICT_UNSAFE ? MHD_HTTP_CONFLICT
+		                                       : MHD_HTTP_SERVICE_UNAVAILABLE;
 		rc = respond(conn, status, "application/json", &body);
 	}
 done:
@@ -159,12 +161,12 @@ http_server_t *http_server_start(const config_t *cfg, lag_tracker_t *lag, pgf_er
 	h->cfg = cfg;
 	h->lag = lag;
 	h->daemon = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-			(res->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-		0, NULL, NULL, handler, h, MHD_OPTION_SOCK_ADDR, res->ai_addr,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-		(unsigned)16, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_END);
+	        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+	                (res->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+	        0, NULL, NULL, handler, h, MHD_OPTION_SOCK_ADDR, res->ai_addr,
+	        MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+	        (unsigned)16, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+	        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_END);
 	freeaddrinfo(res);
 	if (h->daemon == NULL) {
 		free(h);
@@ -185,4 +187,7 @@ void http_server_stop(http_server_t *h)
 	free(h);
 }
 
-int http_server_port(const http_server_t *h) { return h->port; }
+int http_server_port(const http_server_t *h)
+{
+	return h->port;
+}

@@ -19,13 +19,13 @@
 #include <string.h>
 #include <sys/time.h>
 
-#define PENDING_MAX 262144
-#define RATE_SLOTS 64	     /* recent apply groups for the rate */
+#define PENDING_MAX    262144
+#define RATE_SLOTS     64       /* recent apply groups for the rate */
 #define RATE_WINDOW_US 10000000 /* 10 s */
-#define CLOCK_SAMPLES 32
+#define CLOCK_SAMPLES  32
 
 const double lag_histogram_bounds[LAG_HISTOGRAM_BUCKETS] = {
-	0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 
 typedef struct pending {
 	uint64_t end_lsn;
@@ -77,7 +77,7 @@ struct lag_tracker {
 	char apply_error_message[600], apply_error_where[300];
 
 	uint64_t batches, batch_wire_bytes, batch_raw_bytes, bad_batches, source_connections,
-		apply_errors, transactions_applied, rows_applied, heartbeats;
+	        apply_errors, transactions_applied, rows_applied, heartbeats;
 	lag_histogram_t commit_lag, apply_group;
 };
 
@@ -176,7 +176,7 @@ static void histogram_add(lag_histogram_t *h, double v)
 }
 
 void lag_set_identity(lag_tracker_t *l, uint64_t system_identifier, const char *database,
-		      const char *slot)
+                      const char *slot)
 {
 	pthread_mutex_lock(&l->lock);
 	l->identity_known = true;
@@ -210,7 +210,10 @@ void lag_set_source_state(lag_tracker_t *l, lag_source_state_t state, uint64_t f
 	pthread_mutex_unlock(&l->lock);
 }
 
-void lag_on_heard_from_source(lag_tracker_t *l) { (void)l; }
+void lag_on_heard_from_source(lag_tracker_t *l)
+{
+	(void)l;
+}
 
 void lag_on_primary_wal(lag_tracker_t *l, uint64_t wal_end, int64_t primary_send_time)
 {
@@ -229,7 +232,7 @@ void lag_on_primary_wal(lag_tracker_t *l, uint64_t wal_end, int64_t primary_send
 }
 
 void lag_on_received_commit(lag_tracker_t *l, uint64_t commit_lsn, uint64_t end_lsn,
-			    int64_t commit_time, uint64_t bytes, uint64_t rows)
+                            int64_t commit_time, uint64_t bytes, uint64_t rows)
 {
 	pending_t *tail;
 
@@ -241,14 +244,15 @@ void lag_on_received_commit(lag_tracker_t *l, uint64_t commit_lsn, uint64_t end_
 		pthread_mutex_unlock(&l->lock);
 		return;
 	}
-	if (l->count == PENDING_MAX) {
+	if (tail != NULL && l->count == PENDING_MAX) {
 		tail->end_lsn = end_lsn;
 		tail->transactions++;
 		tail->bytes += bytes;
 		tail->rows += rows;
 	} else {
 		pending_t *p = &l->pending[(l->head + l->count) % PENDING_MAX];
-		p->end_lsn = end_lsn;
+		p->end_lsn =
+		        end_lsn; // NOLINT(clang-analyzer-core.NullDereference): allocated at create
 		p->commit_time = commit_time;
 		p->transactions = 1;
 		p->bytes = bytes;
@@ -329,7 +333,7 @@ void lag_count_bad_batch(lag_tracker_t *l)
 }
 
 void lag_on_applied(lag_tracker_t *l, uint64_t end_lsn, int64_t last_commit_time,
-		    uint64_t transactions, uint64_t rows, uint64_t bytes, double seconds)
+                    uint64_t transactions, uint64_t rows, uint64_t bytes, double seconds)
 {
 	int64_t now;
 	rate_slot_t *r;
@@ -339,7 +343,8 @@ void lag_on_applied(lag_tracker_t *l, uint64_t end_lsn, int64_t last_commit_time
 	if (end_lsn > l->applied_lsn)
 		l->applied_lsn = end_lsn;
 	l->last_applied_commit_time = last_commit_time;
-	l->last_commit_lag_s = ((double)now - (double)primary_to_sink_us(l, last_commit_time)) / 1e6;
+	l->last_commit_lag_s =
+	        ((double)now - (double)primary_to_sink_us(l, last_commit_time)) / 1e6;
 	if (l->last_commit_lag_s < 0)
 		l->last_commit_lag_s = 0;
 	histogram_add(&l->commit_lag, l->last_commit_lag_s);
@@ -387,7 +392,8 @@ void lag_set_dr_reachable(lag_tracker_t *l, bool reachable, const pgf_error_t *e
 	pthread_mutex_lock(&l->lock);
 	l->dr_reachable = reachable;
 	if (!reachable && err)
-		snprintf(l->apply_error_message, sizeof(l->apply_error_message), "%s", err->message);
+		snprintf(l->apply_error_message, sizeof(l->apply_error_message), "%s",
+		         err->message);
 	pthread_mutex_unlock(&l->lock);
 }
 
@@ -415,11 +421,13 @@ void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
 	s->identity_ok = l->identity_ok;
 	s->heard_from_primary = l->heard_from_primary;
 	s->primary_wal_lsn = l->primary_wal_lsn;
-	s->primary_wal_time_us = l->primary_wal_time ? primary_to_sink_us(l, l->primary_wal_time) : 0;
+	s->primary_wal_time_us =
+	        l->primary_wal_time ? primary_to_sink_us(l, l->primary_wal_time) : 0;
 	s->received_lsn = l->received_lsn;
 	s->applied_lsn = l->applied_lsn;
 	s->last_applied_commit_time_us =
-		l->last_applied_commit_time ? primary_to_sink_us(l, l->last_applied_commit_time) : 0;
+	        l->last_applied_commit_time ? primary_to_sink_us(l, l->last_applied_commit_time)
+	                                    : 0;
 	s->last_commit_lag_ms = l->last_commit_lag_s * 1000.0;
 
 	for (i = 0; i < l->count; i++) {
@@ -429,17 +437,17 @@ void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
 	}
 	s->known_loss_transactions = txns;
 	s->known_loss_bytes =
-		l->primary_wal_lsn > l->applied_lsn ? l->primary_wal_lsn - l->applied_lsn : 0;
+	        l->primary_wal_lsn > l->applied_lsn ? l->primary_wal_lsn - l->applied_lsn : 0;
 	if (l->count) {
 		int64_t t = primary_to_sink_us(l, l->pending[l->head].commit_time);
 		s->oldest_commit_age_ms =
-			s->now_us > t ? ((double)s->now_us - (double)t) / 1000.0 : 0;
+		        s->now_us > t ? ((double)s->now_us - (double)t) / 1000.0 : 0;
 	}
 	if (l->heard_from_primary)
 		s->unknown_window_ms =
-			s->now_us > l->last_primary_us
-				? ((double)s->now_us - (double)l->last_primary_us) / 1000.0
-				: 0;
+		        s->now_us > l->last_primary_us
+		                ? ((double)s->now_us - (double)l->last_primary_us) / 1000.0
+		                : 0;
 	s->rpo_bound_ms = s->oldest_commit_age_ms + s->unknown_window_ms;
 	s->backlog_transactions = txns;
 	s->backlog_bytes = bytes;
@@ -481,7 +489,8 @@ void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
 	s->primary_final_lsn = l->primary_final_lsn;
 	s->dr_reachable = l->dr_reachable;
 	s->apply_error = l->apply_error;
-	snprintf(s->apply_error_message, sizeof(s->apply_error_message), "%s", l->apply_error_message);
+	snprintf(s->apply_error_message, sizeof(s->apply_error_message), "%s",
+	         l->apply_error_message);
 	snprintf(s->apply_error_where, sizeof(s->apply_error_where), "%s", l->apply_error_where);
 	s->fenced = l->fenced;
 	s->batches = l->batches;
@@ -550,7 +559,7 @@ void lag_verdict(const lag_snapshot_t *s, int64_t max_rpo_ms, int64_t max_backlo
 	}
 	if (!s->heard_from_primary) {
 		reason(v, "the sink has not heard from any primary since it started, so it cannot "
-			  "tell what a promotion would lose");
+		          "tell what a promotion would lose");
 		v->verdict = VERDICT_UNKNOWN;
 	}
 	if (!s->dr_reachable) {
@@ -561,31 +570,36 @@ void lag_verdict(const lag_snapshot_t *s, int64_t max_rpo_ms, int64_t max_backlo
 	if (v->verdict == VERDICT_UNKNOWN)
 		return;
 	if (s->source_state == LAG_SOURCE_PRIMARY_SHUTDOWN && s->known_loss_transactions == 0)
-		reason(v, "note: the primary shut down cleanly at %s and everything it sent is "
-			  "applied",
+		reason(v,
+		       "note: the primary shut down cleanly at %s and everything it sent is "
+		       "applied",
 		       lsn_format(s->primary_final_lsn, lsn));
 	if (s->rpo_bound_ms > (double)max_rpo_ms) {
 		if (s->oldest_commit_age_ms > 0 && s->unknown_window_ms > 0)
-			reason(v, "RPO bound %.1f s is over the %.1f s limit: the oldest unapplied "
-				  "commit is %.1f s old and nothing was heard from the primary for "
-				  "%.1f s",
+			reason(v,
+			       "RPO bound %.1f s is over the %.1f s limit: the oldest unapplied "
+			       "commit is %.1f s old and nothing was heard from the primary for "
+			       "%.1f s",
 			       s->rpo_bound_ms / 1000, (double)max_rpo_ms / 1000,
 			       s->oldest_commit_age_ms / 1000, s->unknown_window_ms / 1000);
 		else if (s->oldest_commit_age_ms > 0)
-			reason(v, "RPO bound %.1f s is over the %.1f s limit: the oldest unapplied "
-				  "commit is %.1f s old",
+			reason(v,
+			       "RPO bound %.1f s is over the %.1f s limit: the oldest unapplied "
+			       "commit is %.1f s old",
 			       s->rpo_bound_ms / 1000, (double)max_rpo_ms / 1000,
 			       s->oldest_commit_age_ms / 1000);
 		else
-			reason(v, "RPO bound %.1f s is over the %.1f s limit: nothing was heard from "
-				  "the primary for %.1f s (source %s), so commits in that time may "
-				  "be missing",
+			reason(v,
+			       "RPO bound %.1f s is over the %.1f s limit: nothing was heard from "
+			       "the primary for %.1f s (source %s), so commits in that time may "
+			       "be missing",
 			       s->rpo_bound_ms / 1000, (double)max_rpo_ms / 1000,
 			       s->unknown_window_ms / 1000, lag_source_state_name(s->source_state));
 		v->verdict = VERDICT_UNSAFE;
 	}
 	if ((int64_t)s->backlog_transactions > max_backlog) {
-		reason(v, "%llu received transactions (%llu bytes) are not applied yet (limit %lld)%s",
+		reason(v,
+		       "%llu received transactions (%llu bytes) are not applied yet (limit %lld)%s",
 		       (unsigned long long)s->backlog_transactions,
 		       (unsigned long long)s->backlog_bytes, (long long)max_backlog,
 		       s->drain_estimate_ms >= 0 ? "; wait for apply to drain them" : "");
@@ -598,12 +612,13 @@ void lag_verdict(const lag_snapshot_t *s, int64_t max_rpo_ms, int64_t max_backlo
 	}
 	if (!s->identity_ok) {
 		reason(v, "the stream offered comes from another primary than the one this DR "
-			  "database follows");
+		          "database follows");
 		v->verdict = VERDICT_UNSAFE;
 	}
 	if (s->clock_known && fabs(s->clock_offset_ms) > (double)s->max_clock_offset_ms) {
-		reason(v, "the clocks of the primary and the sink differ by %.0f ms (more than %lld "
-			  "ms): time-based figures are unreliable",
+		reason(v,
+		       "the clocks of the primary and the sink differ by %.0f ms (more than %lld "
+		       "ms): time-based figures are unreliable",
 		       s->clock_offset_ms, (long long)s->max_clock_offset_ms);
 		v->verdict = VERDICT_UNSAFE;
 	}

@@ -59,7 +59,8 @@ static long http_get(const char *base, const char *path, fetched_t *out, char *w
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	rc = curl_easy_perform(c);
 	if (rc != CURLE_OK)
-		snprintf(why, why_len, "cannot reach the sink at %s: %s", url, curl_easy_strerror(rc));
+		snprintf(why, why_len, "cannot reach the sink at %s: %s", url,
+		         curl_easy_strerror(rc));
 	else
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_cleanup(c);
@@ -106,39 +107,42 @@ static void print_report(FILE *f, json_t *st, const char *url)
 
 	fprintf(f, "pgferry lag report — %s\n\n", url);
 	fprintf(f, "  primary            system %s, database %s, slot %s\n",
-		txt(st, "identity", "system_identifier"), txt(st, "identity", "database"),
-		txt(st, "identity", "slot"));
+	        txt(st, "identity", "system_identifier"), txt(st, "identity", "database"),
+	        txt(st, "identity", "slot"));
 	fprintf(f, "  source             %s since %s\n", txt(st, "source_connection", "state"),
-		txt(st, "source_connection", "since"));
+	        txt(st, "source_connection", "since"));
 	fprintf(f, "  positions          primary %s · received %s · applied %s\n",
-		txt(st, "primary_wal_lsn", NULL), txt(st, "received_lsn", NULL),
-		txt(st, "applied_lsn", NULL));
-	fprintf(f, "  last applied       commit of %s (lag ", txt(st, "last_applied_commit_time", NULL));
+	        txt(st, "primary_wal_lsn", NULL), txt(st, "received_lsn", NULL),
+	        txt(st, "applied_lsn", NULL));
+	fprintf(f, "  last applied       commit of %s (lag ",
+	        txt(st, "last_applied_commit_time", NULL));
 	print_duration(f, num(st, "last_commit_lag_ms", NULL));
 	fprintf(f, ")\n\n  RPO bound          ");
 	print_duration(f, num(st, "rpo_bound_ms", NULL));
 	fprintf(f, "\n    known loss       %.0f transactions, %.0f WAL bytes, oldest ",
-		num(st, "known_loss", "transactions"), num(st, "known_loss", "bytes"));
+	        num(st, "known_loss", "transactions"), num(st, "known_loss", "bytes"));
 	print_duration(f, num(st, "known_loss", "oldest_commit_age_ms"));
 	fprintf(f, " old\n    unknown window   ");
 	print_duration(f, num(st, "unknown_window_ms", NULL));
 	fprintf(f, " since the primary was last heard\n");
 	fprintf(f, "  apply backlog      %.0f transactions, %.0f bytes, drains in ",
-		num(st, "apply_backlog", "transactions"), num(st, "apply_backlog", "bytes"));
+	        num(st, "apply_backlog", "transactions"), num(st, "apply_backlog", "bytes"));
 	print_duration(f, num(st, "apply_backlog", "drain_estimate_ms"));
 	fprintf(f, "\n  apply rate         %.1f txn/s, %.1f rows/s, %.0f bytes/s\n",
-		num(st, "apply_rate", "transactions_per_s"), num(st, "apply_rate", "rows_per_s"),
-		num(st, "apply_rate", "bytes_per_s"));
+	        num(st, "apply_rate", "transactions_per_s"), num(st, "apply_rate", "rows_per_s"),
+	        num(st, "apply_rate", "bytes_per_s"));
 	if (json_is_number(json_object_get(json_object_get(st, "clock"), "offset_ms")))
 		fprintf(f, "  clock offset       %+.1f ms ± %.1f ms (primary host minus sink)\n",
-			num(st, "clock", "offset_ms"), num(st, "clock", "uncertainty_ms"));
+		        num(st, "clock", "offset_ms"), num(st, "clock", "uncertainty_ms"));
 	if (json_is_object(hist))
-		fprintf(f, "  last hour          lag p50 %.0f ms, p95 %.0f ms, p99 %.0f ms, max %.0f ms\n",
-			num(hist, "p50_ms", NULL), num(hist, "p95_ms", NULL), num(hist, "p99_ms", NULL),
-			num(hist, "max_ms", NULL));
+		fprintf(f,
+		        "  last hour          lag p50 %.0f ms, p95 %.0f ms, p99 %.0f ms, max %.0f "
+		        "ms\n",
+		        num(hist, "p50_ms", NULL), num(hist, "p95_ms", NULL),
+		        num(hist, "p99_ms", NULL), num(hist, "max_ms", NULL));
 	if (json_is_object(apply_err))
 		fprintf(f, "  APPLY ERROR        %s (%s)\n", txt(apply_err, "message", NULL),
-			txt(apply_err, "where", NULL));
+		        txt(apply_err, "where", NULL));
 	fprintf(f, "\n  promotion now      %s", txt(prom, "verdict", NULL));
 	fprintf(f, " (max_rpo ");
 	print_duration(f, num(prom, "max_rpo_ms", NULL));
@@ -206,7 +210,7 @@ int cmd_lag(int argc, char **argv)
 
 		if (status != 200) {
 			fprintf(stderr, "pgferry lag: %s\n",
-				why[0] ? why : "the sink answered with an error");
+			        why[0] ? why : "the sink answered with an error");
 			free(f.data);
 			rc = EXIT_ERROR;
 		} else if (as_json) {
@@ -214,7 +218,8 @@ int cmd_lag(int argc, char **argv)
 			free(f.data);
 			rc = 0;
 		} else if ((st = json_loads(f.data, 0, &je)) == NULL) {
-			fprintf(stderr, "pgferry lag: the sink's answer is not JSON: %s\n", je.text);
+			fprintf(stderr, "pgferry lag: the sink's answer is not JSON: %s\n",
+			        je.text);
 			free(f.data);
 			rc = EXIT_ERROR;
 		} else {
@@ -263,7 +268,7 @@ int cmd_promote_check(int argc, char **argv)
 			max_backlog = cli.argv[++i];
 		else {
 			fprintf(stderr, "Usage: pgferry promote-check [--url URL] [--max-rpo 1s] "
-					"[--max-apply-backlog N]\n");
+			                "[--max-apply-backlog N]\n");
 			cli_free(&cli);
 			return EXIT_ERROR;
 		}
@@ -273,8 +278,8 @@ int cmd_promote_check(int argc, char **argv)
 		char d[32];
 		snprintf(d, sizeof(d), "%lldms", (long long)cli.cfg.max_rpo);
 		snprintf(path, sizeof(path), "/v1/promotion-safety?max_rpo=%s%s%s",
-			 max_rpo ? max_rpo : d, max_backlog ? "&max_apply_backlog=" : "",
-			 max_backlog ? max_backlog : "");
+		         max_rpo ? max_rpo : d, max_backlog ? "&max_apply_backlog=" : "",
+		         max_backlog ? max_backlog : "");
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	status = http_get(url, path, &f, why, sizeof(why));
@@ -300,7 +305,9 @@ int cmd_promote_check(int argc, char **argv)
 	}
 	rc = status == 200 ? 0 : status == 409 ? EXIT_NEGATIVE : EXIT_ERROR;
 	printf("%s: promotion now is %s (RPO bound ",
-	       rc == 0 ? "SAFE" : rc == EXIT_NEGATIVE ? "UNSAFE" : "UNKNOWN",
+	       rc == 0               ? "SAFE"
+	       : rc == EXIT_NEGATIVE ? "UNSAFE"
+	                             : "UNKNOWN",
 	       txt(v, "verdict", NULL));
 	print_duration(stdout, num(v, "rpo_bound_ms", NULL));
 	printf(", limit ");

@@ -44,7 +44,7 @@ void lag_render_status_json(const lag_snapshot_t *s, const lag_verdict_t *v, buf
 	buf_append_str(b, "{\"identity\":");
 	if (s->identity_known) {
 		buf_printf(b, "{\"system_identifier\":\"%" PRIu64 "\",\"database\":",
-			   s->system_identifier);
+		           s->system_identifier);
 		json_append_cstring(b, s->database);
 		buf_append_str(b, ",\"slot\":");
 		json_append_cstring(b, s->slot);
@@ -64,30 +64,30 @@ void lag_render_status_json(const lag_snapshot_t *s, const lag_verdict_t *v, buf
 	buf_printf(b, ",\"last_commit_lag_ms\":%.3f", s->last_commit_lag_ms);
 	buf_printf(b, ",\"caught_up\":%s", s->caught_up ? "true" : "false");
 	buf_printf(b,
-		   ",\"known_loss\":{\"transactions\":%" PRIu64 ",\"bytes\":%" PRIu64
-		   ",\"oldest_commit_age_ms\":%.3f}",
-		   s->known_loss_transactions, s->known_loss_bytes, s->oldest_commit_age_ms);
+	           ",\"known_loss\":{\"transactions\":%" PRIu64 ",\"bytes\":%" PRIu64
+	           ",\"oldest_commit_age_ms\":%.3f}",
+	           s->known_loss_transactions, s->known_loss_bytes, s->oldest_commit_age_ms);
 	buf_printf(b, ",\"unknown_window_ms\":%.3f,\"rpo_bound_ms\":%.3f", s->unknown_window_ms,
-		   s->rpo_bound_ms);
+	           s->rpo_bound_ms);
 	buf_printf(b,
-		   ",\"apply_backlog\":{\"transactions\":%" PRIu64 ",\"bytes\":%" PRIu64
-		   ",\"drain_estimate_ms\":",
-		   s->backlog_transactions, s->backlog_bytes);
+	           ",\"apply_backlog\":{\"transactions\":%" PRIu64 ",\"bytes\":%" PRIu64
+	           ",\"drain_estimate_ms\":",
+	           s->backlog_transactions, s->backlog_bytes);
 	if (s->drain_estimate_ms < 0)
 		buf_append_str(b, "null}");
 	else
 		buf_printf(b, "%.0f}", s->drain_estimate_ms);
 	buf_printf(b,
-		   ",\"apply_rate\":{\"transactions_per_s\":%.1f,\"rows_per_s\":%.1f,"
-		   "\"bytes_per_s\":%.0f}",
-		   s->transactions_per_s, s->rows_per_s, s->bytes_per_s);
+	           ",\"apply_rate\":{\"transactions_per_s\":%.1f,\"rows_per_s\":%.1f,"
+	           "\"bytes_per_s\":%.0f}",
+	           s->transactions_per_s, s->rows_per_s, s->bytes_per_s);
 	if (s->clock_known)
 		buf_printf(b, ",\"clock\":{\"offset_ms\":%.3f,\"uncertainty_ms\":%.3f}",
-			   s->clock_offset_ms, s->clock_uncertainty_ms);
+		           s->clock_offset_ms, s->clock_uncertainty_ms);
 	else
 		buf_append_str(b, ",\"clock\":{\"offset_ms\":null,\"uncertainty_ms\":null}");
 	buf_printf(b, ",\"source_connection\":{\"state\":\"%s\",\"since\":",
-		   lag_source_state_name(s->source_state));
+	           lag_source_state_name(s->source_state));
 	iso_time(b, s->source_since_us);
 	if (s->source_state == LAG_SOURCE_PRIMARY_SHUTDOWN) {
 		buf_append_str(b, ",\"primary_final_lsn\":");
@@ -95,7 +95,7 @@ void lag_render_status_json(const lag_snapshot_t *s, const lag_verdict_t *v, buf
 	}
 	buf_append_str(b, "}");
 	buf_printf(b, ",\"dr_reachable\":%s,\"fenced\":%s", s->dr_reachable ? "true" : "false",
-		   s->fenced ? "true" : "false");
+	           s->fenced ? "true" : "false");
 	buf_append_str(b, ",\"errors\":{\"apply\":");
 	if (s->apply_error) {
 		buf_append_str(b, "{\"message\":");
@@ -108,30 +108,30 @@ void lag_render_status_json(const lag_snapshot_t *s, const lag_verdict_t *v, buf
 	buf_printf(b, ",\"bad_batches\":%" PRIu64 "}", s->bad_batches);
 	buf_append_str(b, ",\"promotion\":{");
 	verdict_fields(b, v);
-	buf_printf(b, ",\"max_rpo_ms\":%lld,\"max_apply_backlog\":%lld}}\n", (long long)s->max_rpo_ms,
-		   (long long)s->max_apply_backlog);
+	buf_printf(b, ",\"max_rpo_ms\":%lld,\"max_apply_backlog\":%lld}}\n",
+	           (long long)s->max_rpo_ms, (long long)s->max_apply_backlog);
 }
 
 void lag_render_verdict_json(const lag_snapshot_t *s, const lag_verdict_t *v, int64_t max_rpo_ms,
-			     int64_t max_backlog, buf_t *b)
+                             int64_t max_backlog, buf_t *b)
 {
 	buf_append_char(b, '{');
 	verdict_fields(b, v);
 	buf_printf(b,
-		   ",\"rpo_bound_ms\":%.3f,\"max_rpo_ms\":%lld,\"max_apply_backlog\":%lld,"
-		   "\"figures\":{\"oldest_commit_age_ms\":%.3f,\"unknown_window_ms\":%.3f,"
-		   "\"known_loss_transactions\":%" PRIu64 ",\"known_loss_bytes\":%" PRIu64
-		   ",\"apply_backlog_transactions\":%" PRIu64 ",\"apply_error\":%s,"
-		   "\"dr_reachable\":%s,\"identity_consistent\":%s,\"fenced\":%s,"
-		   "\"source_connection\":\"%s\"",
-		   s->rpo_bound_ms, (long long)max_rpo_ms, (long long)max_backlog,
-		   s->oldest_commit_age_ms, s->unknown_window_ms, s->known_loss_transactions,
-		   s->known_loss_bytes, s->backlog_transactions, s->apply_error ? "true" : "false",
-		   s->dr_reachable ? "true" : "false", s->identity_ok ? "true" : "false",
-		   s->fenced ? "true" : "false", lag_source_state_name(s->source_state));
+	           ",\"rpo_bound_ms\":%.3f,\"max_rpo_ms\":%lld,\"max_apply_backlog\":%lld,"
+	           "\"figures\":{\"oldest_commit_age_ms\":%.3f,\"unknown_window_ms\":%.3f,"
+	           "\"known_loss_transactions\":%" PRIu64 ",\"known_loss_bytes\":%" PRIu64
+	           ",\"apply_backlog_transactions\":%" PRIu64 ",\"apply_error\":%s,"
+	           "\"dr_reachable\":%s,\"identity_consistent\":%s,\"fenced\":%s,"
+	           "\"source_connection\":\"%s\"",
+	           s->rpo_bound_ms, (long long)max_rpo_ms, (long long)max_backlog,
+	           s->oldest_commit_age_ms, s->unknown_window_ms, s->known_loss_transactions,
+	           s->known_loss_bytes, s->backlog_transactions, s->apply_error ? "true" : "false",
+	           s->dr_reachable ? "true" : "false", s->identity_ok ? "true" : "false",
+	           s->fenced ? "true" : "false", lag_source_state_name(s->source_state));
 	if (s->clock_known)
 		buf_printf(b, ",\"clock_offset_ms\":%.3f,\"clock_uncertainty_ms\":%.3f",
-			   s->clock_offset_ms, s->clock_uncertainty_ms);
+		           s->clock_offset_ms, s->clock_uncertainty_ms);
 	buf_append_str(b, ",\"applied_lsn\":");
 	lsn_json(b, s->applied_lsn);
 	buf_append_str(b, ",\"primary_wal_lsn\":");
@@ -146,7 +146,8 @@ static void gauge(buf_t *b, const char *name, const char *help, double v)
 
 static void counter(buf_t *b, const char *name, const char *help, uint64_t v)
 {
-	buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n", name, help, name, name, v);
+	buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n", name, help, name, name,
+	           v);
 }
 
 static void histogram(buf_t *b, const char *name, const char *help, const lag_histogram_t *h)
@@ -157,7 +158,8 @@ static void histogram(buf_t *b, const char *name, const char *help, const lag_hi
 	buf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
 	for (i = 0; i < LAG_HISTOGRAM_BUCKETS; i++) {
 		cum += h->counts[i];
-		buf_printf(b, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, lag_histogram_bounds[i], cum);
+		buf_printf(b, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, lag_histogram_bounds[i],
+		           cum);
 	}
 	cum += h->counts[LAG_HISTOGRAM_BUCKETS];
 	buf_printf(b, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, cum);
@@ -217,7 +219,8 @@ void lag_render_metrics(const lag_snapshot_t *s, buf_t *b)
 	gauge(b, "pgferry_primary_clean_shutdown",
 	      "1 when the primary ended its stream cleanly (shut down).",
 	      s->source_state == LAG_SOURCE_PRIMARY_SHUTDOWN ? 1 : 0);
-	gauge(b, "pgferry_dr_reachable", "1 when the DR database answers.", s->dr_reachable ? 1 : 0);
+	gauge(b, "pgferry_dr_reachable", "1 when the DR database answers.",
+	      s->dr_reachable ? 1 : 0);
 	gauge(b, "pgferry_apply_error", "1 while apply is stopped by an error.",
 	      s->apply_error ? 1 : 0);
 	gauge(b, "pgferry_identity_consistent",
@@ -230,24 +233,24 @@ void lag_render_metrics(const lag_snapshot_t *s, buf_t *b)
 	      v.verdict == VERDICT_SAFE ? 1 : 0);
 	counter(b, "pgferry_batches_total", "Batches received and verified.", s->batches);
 	counter(b, "pgferry_batch_compressed_bytes_total", "Batch bytes on the wire (compressed).",
-		s->batch_wire_bytes);
+	        s->batch_wire_bytes);
 	counter(b, "pgferry_batch_raw_bytes_total", "Batch bytes after decompression.",
-		s->batch_raw_bytes);
+	        s->batch_raw_bytes);
 	counter(b, "pgferry_bad_batches_total",
-		"Batches or frames rejected (checksum, decompression, decoding, framing).",
-		s->bad_batches);
+	        "Batches or frames rejected (checksum, decompression, decoding, framing).",
+	        s->bad_batches);
 	counter(b, "pgferry_source_connections_total", "Source connections accepted (reconnects).",
-		s->source_connections);
+	        s->source_connections);
 	counter(b, "pgferry_apply_errors_total", "Apply errors (each stops apply until resolved).",
-		s->apply_errors);
+	        s->apply_errors);
 	counter(b, "pgferry_applied_transactions_total", "Source transactions applied.",
-		s->transactions_applied);
+	        s->transactions_applied);
 	counter(b, "pgferry_applied_rows_total", "Rows applied.", s->rows_applied);
 	counter(b, "pgferry_heartbeats_total", "Heartbeat messages received from the primary.",
-		s->heartbeats);
+	        s->heartbeats);
 	histogram(b, "pgferry_commit_lag_seconds",
-		  "Commit on the primary to commit on the DR database, per DR transaction.",
-		  &s->commit_lag);
+	          "Commit on the primary to commit on the DR database, per DR transaction.",
+	          &s->commit_lag);
 	histogram(b, "pgferry_apply_group_seconds", "Duration of each DR transaction.",
-		  &s->apply_group);
+	          &s->apply_group);
 }

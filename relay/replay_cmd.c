@@ -56,25 +56,27 @@ int cmd_replay(int argc, char **argv)
 		}
 	}
 	if (path == NULL || cli.cfg.dr_conninfo == NULL || cli.cfg.work_dir == NULL) {
-		error_set(&err, PGF_E_USAGE, "usage: pgferry replay -c dr_conninfo=... -c work_dir=DIR "
-					     "[--proto-version N] FILE");
+		error_set(&err, PGF_E_USAGE,
+		          "usage: pgferry replay -c dr_conninfo=... -c work_dir=DIR "
+		          "[--proto-version N] FILE");
 		goto fail;
 	}
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) != 0) {
 		error_set(&err, PGF_E_IO, "could not open capture file \"%s\": %s", path,
-			  strerror(errno));
+		          strerror(errno));
 		goto fail;
 	}
 	if (st.st_size > 0) {
 		map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 		if (map == MAP_FAILED) {
-			error_set(&err, PGF_E_IO, "could not map \"%s\": %s", path, strerror(errno));
+			error_set(&err, PGF_E_IO, "could not map \"%s\": %s", path,
+			          strerror(errno));
 			goto fail;
 		}
 	}
 	if (capture_reader_init(&cr, map == MAP_FAILED ? (const uint8_t *)"" : map,
-				(size_t)st.st_size, &err) != PGF_OK)
+	                        (size_t)st.st_size, &err) != PGF_OK)
 		goto fail;
 	a = apply_create(&cli.cfg, &hooks);
 	if (a == NULL) {

@@ -42,7 +42,7 @@ static int result_error(pgf_error_t *err, PGresult *res, const char *what)
 	const char *hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
 
 	error_set(err, PGF_E_DATABASE, "%s failed on the primary: %s", what,
-		  msg ? msg : PQresultErrorMessage(res));
+	          msg ? msg : PQresultErrorMessage(res));
 	if (detail)
 		error_detail(err, "%s", detail);
 	if (hint)
@@ -52,16 +52,17 @@ static int result_error(pgf_error_t *err, PGresult *res, const char *what)
 
 int replication_connect(replication_conn_t *rc, const char *conninfo, pgf_error_t *err)
 {
-	const char *keys[] = {"dbname",	 "replication", "fallback_application_name",
-			      "connect_timeout", "options",	NULL};
+	const char *keys[] = {"dbname",          "replication", "fallback_application_name",
+	                      "connect_timeout", "options",     NULL};
 	/* the walsender prints values in these settings; the sink reads them
 	 * back with the same ones (as PostgreSQL's own apply worker does) */
-	const char *values[] = {conninfo,
-				"database",
-				"pgferry",
-				"10",
-				"-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3",
-				NULL};
+	const char *values[] = {
+	        conninfo,
+	        "database",
+	        "pgferry",
+	        "10",
+	        "-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3",
+	        NULL};
 	PGresult *res;
 
 	memset(rc, 0, sizeof(*rc));
@@ -71,8 +72,9 @@ int replication_connect(replication_conn_t *rc, const char *conninfo, pgf_error_
 		return error_set(err, PGF_E_MEMORY, "out of memory connecting to the primary");
 	if (PQstatus(rc->conn) != CONNECTION_OK) {
 		db_error(err, rc->conn, "connection");
-		error_hint(err, "Check primary_conninfo, that the server is up, and that pg_hba.conf "
-				"allows a replication connection for this user.");
+		error_hint(err,
+		           "Check primary_conninfo, that the server is up, and that pg_hba.conf "
+		           "allows a replication connection for this user.");
 		replication_close(rc);
 		return PGF_ERR;
 	}
@@ -91,7 +93,8 @@ int replication_connect(replication_conn_t *rc, const char *conninfo, pgf_error_
 	if (PQgetisnull(res, 0, 3)) {
 		PQclear(res);
 		replication_close(rc);
-		error_set(err, PGF_E_CONFIG, "the replication connection is not bound to a database");
+		error_set(err, PGF_E_CONFIG,
+		          "the replication connection is not bound to a database");
 		error_hint(err, "Name the database in primary_conninfo (dbname=...).");
 		return PGF_ERR;
 	}
@@ -124,7 +127,7 @@ int replication_max_proto_version(int server_version)
 }
 
 int replication_slot_position(replication_conn_t *rc, const char *slot, bool *exists,
-			      uint64_t *confirmed_flush, pgf_error_t *err)
+                              uint64_t *confirmed_flush, pgf_error_t *err)
 {
 	char *literal;
 	buf_t sql;
@@ -136,9 +139,9 @@ int replication_slot_position(replication_conn_t *rc, const char *slot, bool *ex
 		return db_error(err, rc->conn, "quoting the slot name");
 	buf_init(&sql);
 	buf_printf(&sql,
-		   "SELECT confirmed_flush_lsn, plugin, database FROM pg_replication_slots "
-		   "WHERE slot_name = %s",
-		   literal);
+	           "SELECT confirmed_flush_lsn, plugin, database FROM pg_replication_slots "
+	           "WHERE slot_name = %s",
+	           literal);
 	PQfreemem(literal);
 	res = PQexec(rc->conn, sql.data);
 	buf_free(&sql);
@@ -152,12 +155,14 @@ int replication_slot_position(replication_conn_t *rc, const char *slot, bool *ex
 	if (*exists) {
 		if (strcmp(PQgetvalue(res, 0, 1), "pgoutput") != 0 ||
 		    strcmp(PQgetvalue(res, 0, 2), rc->dbname) != 0) {
-			error_set(err, PGF_E_CONFIG,
-				  "slot \"%s\" exists but is not a pgoutput slot of database \"%s\"",
-				  slot, rc->dbname);
+			error_set(
+			        err, PGF_E_CONFIG,
+			        "slot \"%s\" exists but is not a pgoutput slot of database \"%s\"",
+			        slot, rc->dbname);
 			error_detail(err, "It uses plugin \"%s\" in database \"%s\".",
-				     PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
-			error_hint(err, "Choose another slot_name, or drop that slot if it is unused.");
+			             PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
+			error_hint(err,
+			           "Choose another slot_name, or drop that slot if it is unused.");
 			PQclear(res);
 			return PGF_ERR;
 		}
@@ -169,10 +174,10 @@ int replication_slot_position(replication_conn_t *rc, const char *slot, bool *ex
 }
 
 int replication_ensure_slot(replication_conn_t *rc, const char *slot, bool two_phase, bool *created,
-			    uint64_t *consistent_lsn, pgf_error_t *err)
+                            uint64_t *consistent_lsn, pgf_error_t *err)
 {
-	bool exists;
-	uint64_t flush;
+	bool exists = false;
+	uint64_t flush = 0;
 	char *ident;
 	buf_t sql;
 	PGresult *res;
@@ -189,7 +194,7 @@ int replication_ensure_slot(replication_conn_t *rc, const char *slot, bool two_p
 		return db_error(err, rc->conn, "quoting the slot name");
 	buf_init(&sql);
 	buf_printf(&sql, "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput%s", ident,
-		   two_phase ? " (TWO_PHASE, SNAPSHOT 'nothing')" : " (SNAPSHOT 'nothing')");
+	           two_phase ? " (TWO_PHASE, SNAPSHOT 'nothing')" : " (SNAPSHOT 'nothing')");
 	PQfreemem(ident);
 	res = PQexec(rc->conn, sql.data);
 	buf_free(&sql);
@@ -207,12 +212,12 @@ int replication_ensure_slot(replication_conn_t *rc, const char *slot, bool two_p
 }
 
 int replication_start(replication_conn_t *rc, uint64_t start_lsn, const replication_options_t *opts,
-		      pgf_error_t *err)
+                      pgf_error_t *err)
 {
 	char lsn[LSN_TEXT_LEN];
 	char *slot, *pub;
 	int proto = opts->proto_version ? opts->proto_version
-					: replication_max_proto_version(rc->server_version);
+	                                : replication_max_proto_version(rc->server_version);
 	buf_t sql;
 	PGresult *res;
 
@@ -224,8 +229,9 @@ int replication_start(replication_conn_t *rc, uint64_t start_lsn, const replicat
 		return db_error(err, rc->conn, "quoting the slot or publication name");
 	}
 	buf_init(&sql);
-	buf_printf(&sql, "START_REPLICATION SLOT %s LOGICAL %s (proto_version '%d', publication_names %s",
-		   slot, lsn_format(start_lsn, lsn), proto, pub);
+	buf_printf(&sql,
+	           "START_REPLICATION SLOT %s LOGICAL %s (proto_version '%d', publication_names %s",
+	           slot, lsn_format(start_lsn, lsn), proto, pub);
 	if (opts->binary)
 		buf_append_str(&sql, ", binary 'true'");
 	if (opts->streaming && proto >= 2)
@@ -293,7 +299,7 @@ int replication_read(replication_conn_t *rc, const uint8_t **data, size_t *len, 
 }
 
 int replication_send_status(replication_conn_t *rc, uint64_t write_lsn, uint64_t flush_lsn,
-			    uint64_t apply_lsn, bool reply_requested, pgf_error_t *err)
+                            uint64_t apply_lsn, bool reply_requested, pgf_error_t *err)
 {
 	buf_t msg;
 	int rc_put;
@@ -325,4 +331,7 @@ int replication_flush(replication_conn_t *rc, pgf_error_t *err)
 	return r;
 }
 
-int replication_socket(const replication_conn_t *rc) { return PQsocket(rc->conn); }
+int replication_socket(const replication_conn_t *rc)
+{
+	return PQsocket(rc->conn);
+}

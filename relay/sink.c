@@ -94,7 +94,7 @@ typedef struct sink {
 /* ---- events from the apply thread (called there; they only record and wake) -- */
 
 static void ev_session_verdict(void *arg, uint64_t session, bool accepted, sink_refusal_t refusal,
-			       const char *why, uint64_t resume_lsn)
+                               const char *why, uint64_t resume_lsn)
 {
 	sink_t *s = arg;
 
@@ -116,7 +116,7 @@ static void ev_applied(void *arg, const apply_group_t *g)
 	sink_t *s = arg;
 
 	lag_on_applied(s->lag, g->end_lsn, g->last_commit_time, g->transactions, g->rows, g->bytes,
-		       g->seconds);
+	               g->seconds);
 	pthread_mutex_lock(&s->lock);
 	s->applied_lsn = g->end_lsn;
 	s->applied_changed = true;
@@ -144,7 +144,7 @@ static void ev_session_failed(void *arg, uint64_t session, const pgf_error_t *er
 }
 
 static void ev_dr_state(void *arg, bool reachable, uint64_t progress_lsn, int64_t progress_time,
-			const pgf_error_t *err)
+                        const pgf_error_t *err)
 {
 	sink_t *s = arg;
 
@@ -227,7 +227,7 @@ static void reject_batch(sink_t *s, const pgf_error_t *err)
 
 	lag_count_bad_batch(s->lag);
 	snprintf(msg, sizeof(msg), "rejected a batch from the source: %s%s%s", err->message,
-		 err->where[0] ? " at " : "", err->where);
+	         err->where[0] ? " at " : "", err->where);
 	log_error("%s", msg);
 	if (err->detail[0])
 		log_error("DETAIL: %s", err->detail);
@@ -260,7 +260,7 @@ static int inspect_records(sink_t *s, const batch_view_t *v, uint64_t *last_lsn,
 			continue;
 		if (pgoutput_decode(&s->pgo, wm.payload, wm.payload_len, s->msg, err) != PGF_OK) {
 			error_where(err, "record %u of batch %" PRIu64 ", WAL %s", i + 1, v->seq,
-				    lsn_format(wm.wal_start, lsn));
+			            lsn_format(wm.wal_start, lsn));
 			return PGF_ERR;
 		}
 		*last_lsn = wm.wal_start;
@@ -281,16 +281,16 @@ static int inspect_records(sink_t *s, const batch_view_t *v, uint64_t *last_lsn,
 				lag_on_heartbeat(s->lag);
 			break;
 		case PGOUTPUT_COMMIT:
-			lag_on_received_commit(s->lag, s->msg->u.commit.commit_lsn,
-					       s->msg->u.commit.end_lsn, s->msg->u.commit.commit_time,
-					       s->txn_bytes, s->txn_rows);
+			lag_on_received_commit(
+			        s->lag, s->msg->u.commit.commit_lsn, s->msg->u.commit.end_lsn,
+			        s->msg->u.commit.commit_time, s->txn_bytes, s->txn_rows);
 			s->txn_bytes = 0;
 			break;
 		case PGOUTPUT_STREAM_COMMIT:
 			lag_on_received_commit(s->lag, s->msg->u.stream_commit.commit_lsn,
-					       s->msg->u.stream_commit.end_lsn,
-					       s->msg->u.stream_commit.commit_time, s->txn_bytes,
-					       s->txn_rows);
+			                       s->msg->u.stream_commit.end_lsn,
+			                       s->msg->u.stream_commit.commit_time, s->txn_bytes,
+			                       s->txn_rows);
 			s->txn_bytes = 0;
 			break;
 		default:
@@ -360,7 +360,7 @@ static void on_hello(sink_t *s, const uint8_t *payload, size_t len)
 	}
 	if (h.protocol_version != WIRE_PROTOCOL_VERSION) {
 		log_error("the source speaks wire protocol %u, this sink %u", h.protocol_version,
-			  WIRE_PROTOCOL_VERSION);
+		          WIRE_PROTOCOL_VERSION);
 		drop_source(s, WIRE_ERR_VERSION, "unsupported wire protocol version");
 		return;
 	}
@@ -381,7 +381,7 @@ static void on_hello(sink_t *s, const uint8_t *payload, size_t len)
 	snprintf(it->database, sizeof(it->database), "%s", h.database);
 	snprintf(it->slot, sizeof(it->slot), "%s", h.slot);
 	log_info("hello from system %" PRIu64 ", database \"%s\", slot \"%s\", timeline %u",
-		 h.system_identifier, h.database, h.slot, h.timeline);
+	         h.system_identifier, h.database, h.slot, h.timeline);
 	queue_push(&s->queue, it);
 }
 
@@ -445,7 +445,7 @@ static void source_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *p
 		if (wire_decode_end_of_stream(payload, len, &e, &err) != PGF_OK)
 			break;
 		log_info("the primary shut down cleanly; its stream ended at %s",
-			 lsn_format(e.final_lsn, lsn));
+		         lsn_format(e.final_lsn, lsn));
 		lag_set_source_state(s->lag, LAG_SOURCE_PRIMARY_SHUTDOWN, e.final_lsn);
 		return;
 	}
@@ -483,8 +483,8 @@ static bool source_accept(netconn_t *c, void *arg)
 
 	if (s->conn != NULL) {
 		log_warning("refused a second source from %s: one source at a time (the first is "
-			    "still connected)",
-			    netconn_peer_name(c));
+		            "still connected)",
+		            netconn_peer_name(c));
 		return false;
 	}
 	log_info("source connected from %s", netconn_peer_name(c));
@@ -502,8 +502,8 @@ static void on_wakeup(struct ev_loop *loop, ev_async *w, int revents)
 {
 	sink_t *s = w->data;
 	bool verdict = false, failed = false, applied;
-	session_verdict_t v;
-	session_failure_t f;
+	session_verdict_t v = {0};
+	session_failure_t f = {0};
 
 	(void)loop;
 	(void)revents;
@@ -539,15 +539,15 @@ static void on_wakeup(struct ev_loop *loop, ev_async *w, int revents)
 			log_info("stream accepted; resuming at %s", lsn_format(v.resume_lsn, lsn));
 			send_ping(s);
 		} else {
-			uint16_t code = v.refusal == SINK_REFUSE_FENCED	    ? WIRE_ERR_FENCED
-					: v.refusal == SINK_REFUSE_IDENTITY ? WIRE_ERR_IDENTITY
-									    : WIRE_ERR_INTERNAL;
+			uint16_t code = v.refusal == SINK_REFUSE_FENCED     ? WIRE_ERR_FENCED
+			                : v.refusal == SINK_REFUSE_IDENTITY ? WIRE_ERR_IDENTITY
+			                                                    : WIRE_ERR_INTERNAL;
 			drop_source(s, code, v.why);
 		}
 	}
 	if (failed && s->conn && f.session == s->session) {
 		log_info("dropping the source after an apply failure; it resends from the last "
-			 "committed position");
+		         "committed position");
 		drop_source(s, WIRE_ERR_APPLY, f.why);
 	}
 	if (applied)
@@ -566,7 +566,7 @@ static void ping_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	if (s->conn && ev_now(loop) - s->last_heard > (double)s->cfg->source_timeout / 1000.0) {
 		log_error("nothing heard from the source for %.1f s; disconnecting it",
-			  ev_now(loop) - s->last_heard);
+		          ev_now(loop) - s->last_heard);
 		drop_source(s, WIRE_ERR_PROTOCOL, "timeout");
 		return;
 	}
@@ -619,23 +619,26 @@ int cmd_sink(int argc, char **argv)
 	pthread_mutex_init(&s.lock, NULL);
 	queue_init(&s.queue);
 	if (mkdir(cli.cfg.work_dir, 0700) != 0 && errno != EEXIST) {
-		error_set(&err, PGF_E_CONFIG, "could not create work_dir \"%s\": %s", cli.cfg.work_dir,
-			  strerror(errno));
+		error_set(&err, PGF_E_CONFIG, "could not create work_dir \"%s\": %s",
+		          cli.cfg.work_dir, strerror(errno));
 		goto out;
 	}
 	if (!cli.cfg.tls) {
 		if (!netconn_address_is_loopback(cli.cfg.listen_address)) {
 			error_set(&err, PGF_E_CONFIG,
-				  "tls = off is allowed only on a loopback listen_address, not \"%s\"",
-				  cli.cfg.listen_address);
-			error_hint(&err, "Give both sides certificates (tls_ca, tls_cert, tls_key).");
+			          "tls = off is allowed only on a loopback listen_address, not "
+			          "\"%s\"",
+			          cli.cfg.listen_address);
+			error_hint(&err,
+			           "Give both sides certificates (tls_ca, tls_cert, tls_key).");
 			goto out;
 		}
-		log_warning("TLS is OFF: the source is neither encrypted nor authenticated (allowed "
-			    "on loopback only)");
+		log_warning(
+		        "TLS is OFF: the source is neither encrypted nor authenticated (allowed "
+		        "on loopback only)");
 	} else {
 		s.tls = tls_context_create(TLS_ROLE_SERVER, cli.cfg.tls_ca, cli.cfg.tls_cert,
-					   cli.cfg.tls_key, cli.cfg.tls_peer_name, &err);
+		                           cli.cfg.tls_key, cli.cfg.tls_peer_name, &err);
 		if (s.tls == NULL)
 			goto out;
 	}
@@ -671,11 +674,11 @@ int cmd_sink(int argc, char **argv)
 	cb.bad_frame = source_bad_frame;
 	cb.closed = source_closed;
 	s.listener = netconn_listen(s.loop, cli.cfg.listen_address, s.tls, cli.cfg.max_frame_bytes,
-				    &cb, &err);
+	                            &cb, &err);
 	if (s.listener == NULL)
 		goto out;
-	log_info("pgferry sink listening on %s; HTTP on %s; DR database: %s", cli.cfg.listen_address,
-		 cli.cfg.http_listen, cli.cfg.dr_conninfo);
+	log_info("pgferry sink listening on %s; HTTP on %s; DR database: %s",
+	         cli.cfg.listen_address, cli.cfg.http_listen, cli.cfg.dr_conninfo);
 
 	ev_timer_init(&s.ping_timer, ping_tick, 0.2, 0.2);
 	s.ping_timer.data = &s;

@@ -27,9 +27,9 @@ struct sink_apply {
 	volatile int stop;
 	bool started;
 
-	uint64_t session;   /* the source connection being applied */
-	bool session_ok;    /* identity accepted and no apply error since */
-	int backoff_ms;	    /* after an apply error or a lost DR connection */
+	uint64_t session; /* the source connection being applied */
+	bool session_ok;  /* identity accepted and no apply error since */
+	int backoff_ms;   /* after an apply error or a lost DR connection */
 	bool dr_reachable;
 };
 
@@ -95,13 +95,13 @@ static bool ensure_connected(sink_apply_t *sa)
 	if (!sa->dr_reachable) {
 		char lsn[LSN_TEXT_LEN];
 		log_info("connected to the DR database; applied up to %s",
-			 lsn_format(apply_progress(sa->apply), lsn));
+		         lsn_format(apply_progress(sa->apply), lsn));
 	}
 	sa->dr_reachable = true;
 	sa->backoff_ms = 0;
 	if (sa->events.dr_state)
 		sa->events.dr_state(sa->events.arg, true, apply_progress(sa->apply),
-				    apply_progress_time(sa->apply), NULL);
+		                    apply_progress_time(sa->apply), NULL);
 	return true;
 }
 
@@ -117,11 +117,11 @@ static void start_session(sink_apply_t *sa, const queue_item_t *it)
 	error_clear(&err);
 	apply_set_proto_version(sa->apply, it->proto_version);
 	if (apply_check_identity(sa->apply, it->system_identifier, it->database, it->slot, &verdict,
-				 why, sizeof(why), &err) != PGF_OK) {
+	                         why, sizeof(why), &err) != PGF_OK) {
 		log_error_value(LOG_ERROR, &err);
 		if (sa->events.session_verdict)
 			sa->events.session_verdict(sa->events.arg, it->session, false,
-						   SINK_REFUSE_INTERNAL, err.message, 0);
+			                           SINK_REFUSE_INTERNAL, err.message, 0);
 		apply_disconnect(sa->apply);
 		return;
 	}
@@ -129,19 +129,21 @@ static void start_session(sink_apply_t *sa, const queue_item_t *it)
 		log_error("refusing the stream: %s", why);
 		if (sa->events.session_verdict)
 			sa->events.session_verdict(sa->events.arg, it->session, false,
-						   verdict == IDENTITY_FENCED ? SINK_REFUSE_FENCED
-									      : SINK_REFUSE_IDENTITY,
-						   why, 0);
+			                           verdict == IDENTITY_FENCED
+			                                   ? SINK_REFUSE_FENCED
+			                                   : SINK_REFUSE_IDENTITY,
+			                           why, 0);
 		return;
 	}
 	if (verdict == IDENTITY_RECORDED)
-		log_info("first contact: this DR database now follows system %llu, database \"%s\", "
-			 "slot \"%s\"",
-			 (unsigned long long)it->system_identifier, it->database, it->slot);
+		log_info(
+		        "first contact: this DR database now follows system %llu, database \"%s\", "
+		        "slot \"%s\"",
+		        (unsigned long long)it->system_identifier, it->database, it->slot);
 	sa->session_ok = true;
 	if (sa->events.session_verdict)
 		sa->events.session_verdict(sa->events.arg, it->session, true, 0, NULL,
-					   apply_progress(sa->apply));
+		                           apply_progress(sa->apply));
 }
 
 /* Applies one queue item of records; false on an apply error. */
@@ -166,7 +168,8 @@ static bool apply_records(sink_apply_t *sa, const queue_item_t *it)
 			goto failed;
 		if (wm.kind != 'w')
 			continue;
-		if (apply_message(sa->apply, wm.wal_start, wm.payload, wm.payload_len, &err) != PGF_OK)
+		if (apply_message(sa->apply, wm.wal_start, wm.payload, wm.payload_len, &err) !=
+		    PGF_OK)
 			goto failed;
 	}
 	return true;
@@ -252,7 +255,7 @@ static void *apply_thread_main(void *arg)
 }
 
 sink_apply_t *sink_apply_start(const config_t *cfg, queue_t *queue,
-			       const sink_apply_events_t *events, pgf_error_t *err)
+                               const sink_apply_events_t *events, pgf_error_t *err)
 {
 	sink_apply_t *sa = calloc(1, sizeof(*sa));
 	apply_hooks_t hooks;

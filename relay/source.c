@@ -30,9 +30,9 @@
 #include <string.h>
 
 typedef enum {
-	SOURCE_IDLE,	   /* waiting for the reconnect timer */
-	SOURCE_HELLO,	   /* connected to the sink, hello sent, waiting for welcome */
-	SOURCE_STREAMING,  /* replication running */
+	SOURCE_IDLE,      /* waiting for the reconnect timer */
+	SOURCE_HELLO,     /* connected to the sink, hello sent, waiting for welcome */
+	SOURCE_STREAMING, /* replication running */
 } source_state_t;
 
 typedef struct source {
@@ -74,7 +74,10 @@ typedef struct source {
 static void session_close(source_t *s, const char *why);
 static void schedule_reconnect(source_t *s);
 
-static uint64_t backpressure_limit(const source_t *s) { return 4 * (uint64_t)s->cfg->batch_max_bytes; }
+static uint64_t backpressure_limit(const source_t *s)
+{
+	return 4 * (uint64_t)s->cfg->batch_max_bytes;
+}
 
 /* ---- heartbeats ------------------------------------------------------------ */
 
@@ -92,9 +95,10 @@ static void heartbeat_io(struct ev_loop *loop, ev_io *w, int revents)
 		 * backends first and the walsender last, after sending everything;
 		 * keepalives (requested every status_interval) keep the sink
 		 * informed until the next session reopens heartbeats */
-		log_warning("heartbeat connection to the primary lost; no heartbeats until the next "
-			    "session: %s",
-			    PQerrorMessage(s->heartbeat_conn));
+		log_warning(
+		        "heartbeat connection to the primary lost; no heartbeats until the next "
+		        "session: %s",
+		        PQerrorMessage(s->heartbeat_conn));
 		heartbeat_close(s);
 		return;
 	}
@@ -105,7 +109,8 @@ static void heartbeat_io(struct ev_loop *loop, ev_io *w, int revents)
 			break;
 		}
 		if (PQresultStatus(res) != PGRES_TUPLES_OK)
-			log_warning("heartbeat failed on the primary: %s", PQresultErrorMessage(res));
+			log_warning("heartbeat failed on the primary: %s",
+			            PQresultErrorMessage(res));
 		PQclear(res);
 	}
 }
@@ -121,8 +126,8 @@ static void heartbeat_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	/* a transactional message: it commits, so the sink sees a commit time
 	 * every interval even when nothing else changes, and the slot moves */
 	if (PQsendQuery(s->heartbeat_conn,
-			"SELECT pg_logical_emit_message(true, 'pgferry.heartbeat', "
-			"clock_timestamp()::text)") != 1) {
+	                "SELECT pg_logical_emit_message(true, 'pgferry.heartbeat', "
+	                "clock_timestamp()::text)") != 1) {
 		log_warning("could not send a heartbeat: %s", PQerrorMessage(s->heartbeat_conn));
 		return;
 	}
@@ -140,7 +145,7 @@ static int heartbeat_open(source_t *s, pgf_error_t *err)
 	s->heartbeat_conn = PQconnectdbParams(keys, values, 1);
 	if (s->heartbeat_conn == NULL || PQstatus(s->heartbeat_conn) != CONNECTION_OK) {
 		error_set(err, PGF_E_DATABASE, "heartbeat connection to the primary failed: %s",
-			  s->heartbeat_conn ? PQerrorMessage(s->heartbeat_conn) : "out of memory");
+		          s->heartbeat_conn ? PQerrorMessage(s->heartbeat_conn) : "out of memory");
 		PQfinish(s->heartbeat_conn);
 		s->heartbeat_conn = NULL;
 		return PGF_ERR;
@@ -151,7 +156,7 @@ static int heartbeat_open(source_t *s, pgf_error_t *err)
 	s->heartbeat_watcher.data = s;
 	ev_io_start(s->loop, &s->heartbeat_watcher);
 	ev_timer_init(&s->heartbeat_timer, heartbeat_tick, 0.0,
-		      (double)s->cfg->heartbeat_interval / 1000.0);
+	              (double)s->cfg->heartbeat_interval / 1000.0);
 	s->heartbeat_timer.data = s;
 	ev_timer_again(s->loop, &s->heartbeat_timer);
 	return PGF_OK;
@@ -179,7 +184,7 @@ static void send_status(source_t *s, bool reply_requested)
 		return;
 	error_clear(&err);
 	if (replication_send_status(&s->repl, s->sink_received_lsn, s->sink_applied_lsn,
-				    s->sink_applied_lsn, reply_requested, &err) != PGF_OK) {
+	                            s->sink_applied_lsn, reply_requested, &err) != PGF_OK) {
 		log_error_value(LOG_ERROR, &err);
 		session_close(s, "the primary connection failed");
 		return;
@@ -269,7 +274,7 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 			 * sending everything; tell the sink, it reports it */
 			ship_batch(s);
 			log_info("the primary ended the replication stream cleanly at %s",
-				 lsn_format(s->last_record_lsn, lsn));
+			         lsn_format(s->last_record_lsn, lsn));
 			if (s->sink) {
 				buf_t b;
 				wire_end_of_stream_t eos = {s->last_record_lsn};
@@ -294,8 +299,8 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		if (wm.kind == 'w')
 			s->last_record_lsn = wm.wal_start;
-		if (batch_encoder_add(s->encoder, data, len, wm.kind == 'w' ? wm.wal_start : wm.wal_end,
-				      &err) != PGF_OK) {
+		if (batch_encoder_add(s->encoder, data, len,
+		                      wm.kind == 'w' ? wm.wal_start : wm.wal_end, &err) != PGF_OK) {
 			log_error_value(LOG_ERROR, &err);
 			session_close(s, "could not batch a message");
 			return;
@@ -305,7 +310,8 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 		if ((int64_t)batch_encoder_bytes(s->encoder) >= s->cfg->batch_max_bytes)
 			ship_batch(s);
 		else if (!s->batch_timer_armed) {
-			ev_timer_set(&s->batch_timer, (double)s->cfg->batch_max_delay / 1000.0, 0.0);
+			ev_timer_set(&s->batch_timer, (double)s->cfg->batch_max_delay / 1000.0,
+			             0.0);
 			ev_timer_start(s->loop, &s->batch_timer);
 			s->batch_timer_armed = true;
 		}
@@ -327,21 +333,23 @@ static int start_streaming(source_t *s, uint64_t resume_lsn, pgf_error_t *err)
 	uint64_t confirmed;
 	char a[LSN_TEXT_LEN], b[LSN_TEXT_LEN];
 
-	if (replication_slot_position(&s->repl, s->cfg->slot_name, &exists, &confirmed, err) != PGF_OK)
+	if (replication_slot_position(&s->repl, s->cfg->slot_name, &exists, &confirmed, err) !=
+	    PGF_OK)
 		return PGF_ERR;
 	if (!exists)
 		return error_set(err, PGF_E_CONFIG, "slot \"%s\" disappeared", s->cfg->slot_name);
 	/* guarantee 1 seen from here: if the slot already confirmed more than
 	 * the DR side committed, the transactions in between are gone */
 	if (resume_lsn != 0 && confirmed > resume_lsn) {
-		error_set(err, PGF_E_IDENTITY,
-			  "slot \"%s\" is ahead of the DR database: it confirmed %s but the DR side "
-			  "committed only up to %s",
-			  s->cfg->slot_name, lsn_format(confirmed, a), lsn_format(resume_lsn, b));
+		error_set(
+		        err, PGF_E_IDENTITY,
+		        "slot \"%s\" is ahead of the DR database: it confirmed %s but the DR side "
+		        "committed only up to %s",
+		        s->cfg->slot_name, lsn_format(confirmed, a), lsn_format(resume_lsn, b));
 		error_detail(err, "Transactions between these positions were released by the slot "
-				  "and cannot be streamed again.");
+		                  "and cannot be streamed again.");
 		error_hint(err, "Rebuild the DR copy (pgferry clone), or check that this sink and "
-				"slot belong together.");
+		                "slot belong together.");
 		return PGF_ERR;
 	}
 	opts.slot_name = s->cfg->slot_name;
@@ -353,7 +361,7 @@ static int start_streaming(source_t *s, uint64_t resume_lsn, pgf_error_t *err)
 	if (replication_start(&s->repl, resume_lsn, &opts, err) != PGF_OK)
 		return PGF_ERR;
 	log_info("streaming slot \"%s\" from %s (pgoutput protocol %d)", s->cfg->slot_name,
-		 lsn_format(resume_lsn ? resume_lsn : confirmed, a), s->proto_version);
+	         lsn_format(resume_lsn ? resume_lsn : confirmed, a), s->proto_version);
 	s->sink_applied_lsn = resume_lsn;
 	s->sink_received_lsn = resume_lsn;
 	ev_io_init(&s->repl_watcher, repl_readable, replication_socket(&s->repl), EV_READ);
@@ -416,7 +424,8 @@ static void sink_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *pay
 	case WIRE_WELCOME: {
 		wire_welcome_t w;
 		char lsn[LSN_TEXT_LEN];
-		if (s->state != SOURCE_HELLO || wire_decode_welcome(payload, len, &w, &err) != PGF_OK) {
+		if (s->state != SOURCE_HELLO ||
+		    wire_decode_welcome(payload, len, &w, &err) != PGF_OK) {
 			if (err.message[0] == '\0')
 				error_set(&err, PGF_E_PROTOCOL, "unexpected welcome from the sink");
 			break;
@@ -459,10 +468,12 @@ static void sink_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *pay
 	case WIRE_ERROR: {
 		wire_error_t e;
 		if (wire_decode_error(payload, len, &e, &err) == PGF_OK) {
-			error_set(&err, PGF_E_PROTOCOL, "the sink refused the stream: %s", e.message);
+			error_set(&err, PGF_E_PROTOCOL, "the sink refused the stream: %s",
+			          e.message);
 			if (e.code == WIRE_ERR_IDENTITY || e.code == WIRE_ERR_FENCED)
-				error_hint(&err, "The sink follows another primary or was promoted; "
-						 "this source must not feed it.");
+				error_hint(&err,
+				           "The sink follows another primary or was promoted; "
+				           "this source must not feed it.");
 		}
 		break;
 	}
@@ -531,12 +542,12 @@ static int session_open(source_t *s, pgf_error_t *err)
 		return PGF_ERR;
 	s->repl_open = true;
 	s->proto_version = replication_max_proto_version(s->repl.server_version);
-	if (replication_ensure_slot(&s->repl, s->cfg->slot_name, false, &created, &consistent, err) !=
-	    PGF_OK)
+	if (replication_ensure_slot(&s->repl, s->cfg->slot_name, false, &created, &consistent,
+	                            err) != PGF_OK)
 		return PGF_ERR;
 	if (created)
 		log_info("created replication slot \"%s\" at %s", s->cfg->slot_name,
-			 lsn_format(consistent, lsn));
+		         lsn_format(consistent, lsn));
 	if (heartbeat_open(s, err) != PGF_OK)
 		return PGF_ERR;
 	cb.arg = s;
@@ -544,8 +555,8 @@ static int session_open(source_t *s, pgf_error_t *err)
 	cb.frame = sink_frame;
 	cb.writable = sink_writable;
 	cb.closed = sink_closed;
-	s->sink = netconn_connect(s->loop, s->cfg->sink_address, s->tls, s->cfg->max_frame_bytes, &cb,
-				  err);
+	s->sink = netconn_connect(s->loop, s->cfg->sink_address, s->tls, s->cfg->max_frame_bytes,
+	                          &cb, err);
 	if (s->sink == NULL)
 		return PGF_ERR;
 	return PGF_OK;
@@ -618,21 +629,23 @@ int cmd_source(int argc, char **argv)
 	if (!cli.cfg.tls) {
 		if (!netconn_address_is_loopback(cli.cfg.sink_address)) {
 			error_set(&err, PGF_E_CONFIG,
-				  "tls = off is allowed only when the sink is on loopback, not \"%s\"",
-				  cli.cfg.sink_address);
-			error_hint(&err, "Give both sides certificates (tls_ca, tls_cert, tls_key).");
+			          "tls = off is allowed only when the sink is on loopback, not "
+			          "\"%s\"",
+			          cli.cfg.sink_address);
+			error_hint(&err,
+			           "Give both sides certificates (tls_ca, tls_cert, tls_key).");
 			goto out;
 		}
 		log_warning("TLS is OFF: batches cross the link in plaintext and unauthenticated "
-			    "(allowed on loopback only)");
+		            "(allowed on loopback only)");
 	} else {
 		s.tls = tls_context_create(TLS_ROLE_CLIENT, cli.cfg.tls_ca, cli.cfg.tls_cert,
-					   cli.cfg.tls_key, cli.cfg.tls_peer_name, &err);
+		                           cli.cfg.tls_key, cli.cfg.tls_peer_name, &err);
 		if (s.tls == NULL)
 			goto out;
 	}
 	s.encoder = batch_encoder_create((int)cli.cfg.compression_level,
-					 (size_t)cli.cfg.max_frame_bytes, &err);
+	                                 (size_t)cli.cfg.max_frame_bytes, &err);
 	if (s.encoder == NULL)
 		goto out;
 	s.loop = EV_DEFAULT;
@@ -649,7 +662,7 @@ int cmd_source(int argc, char **argv)
 	s.sigterm.data = &s;
 	ev_signal_start(s.loop, &s.sigterm);
 	log_info("pgferry source starting: slot \"%s\", publication \"%s\", sink %s",
-		 cli.cfg.slot_name, cli.cfg.publication, cli.cfg.sink_address);
+	         cli.cfg.slot_name, cli.cfg.publication, cli.cfg.sink_address);
 	ev_timer_set(&s.reconnect_timer, 0.0, 0.0);
 	ev_timer_start(s.loop, &s.reconnect_timer);
 	ev_run(s.loop, 0);

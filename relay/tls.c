@@ -23,7 +23,7 @@ static int openssl_error(pgf_error_t *err, const char *what, const char *file)
 }
 
 tls_context_t *tls_context_create(tls_role_t role, const char *ca_file, const char *cert_file,
-				  const char *key_file, const char *peer_name, pgf_error_t *err)
+                                  const char *key_file, const char *peer_name, pgf_error_t *err)
 {
 	tls_context_t *t = calloc(1, sizeof(*t));
 
@@ -38,7 +38,8 @@ tls_context_t *tls_context_create(tls_role_t role, const char *ca_file, const ch
 		goto fail;
 	}
 	SSL_CTX_set_min_proto_version(t->ctx, TLS1_3_VERSION);
-	SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_mode(t->ctx,
+	                 SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	if (SSL_CTX_load_verify_locations(t->ctx, ca_file, NULL) != 1) {
 		openssl_error(err, "could not load the CA file (tls_ca)", ca_file);
 		goto fail;
@@ -57,9 +58,10 @@ tls_context_t *tls_context_create(tls_role_t role, const char *ca_file, const ch
 	}
 	/* both sides verify; the server refuses a client without a certificate */
 	SSL_CTX_set_verify(t->ctx,
-			   role == TLS_ROLE_SERVER ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
-						   : SSL_VERIFY_PEER,
-			   NULL);
+	                   role == TLS_ROLE_SERVER
+	                           ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+	                           : SSL_VERIFY_PEER,
+	                   NULL);
 	if (role == TLS_ROLE_SERVER) {
 		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca_file);
 		if (names)
@@ -106,7 +108,8 @@ SSL *tls_session_new(tls_context_t *t, int fd, const char *host, pgf_error_t *er
 		if (inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1)
 			X509_VERIFY_PARAM_set1_ip_asc(param, name);
 		else {
-			X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+			X509_VERIFY_PARAM_set_hostflags(param,
+			                                X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 			X509_VERIFY_PARAM_set1_host(param, name, 0);
 		}
 	}
@@ -133,7 +136,7 @@ void tls_describe_failure(SSL *ssl, char *out, size_t len)
 	ERR_clear_error();
 	if (v != X509_V_OK)
 		snprintf(out, len, "certificate verification failed: %s%s%s",
-			 X509_verify_cert_error_string(v), reason[0] ? "; " : "", reason);
+		         X509_verify_cert_error_string(v), reason[0] ? "; " : "", reason);
 	else if (reason[0])
 		snprintf(out, len, "%s", reason);
 	else

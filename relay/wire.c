@@ -9,8 +9,8 @@
 
 #include <string.h>
 
-static const char *const type_names[] = {"?",	 "hello", "welcome", "batch",	     "ack",
-					 "ping", "pong",  "error",   "end-of-stream"};
+static const char *const type_names[] = {"?",    "hello", "welcome", "batch",        "ack",
+                                         "ping", "pong",  "error",   "end-of-stream"};
 
 const char *wire_type_name(uint8_t type)
 {
@@ -24,22 +24,25 @@ void wire_append_header(buf_t *b, uint8_t type, uint32_t len)
 }
 
 int wire_check_header(const uint8_t *hdr, int64_t max_frame_bytes, uint8_t *type, uint32_t *len,
-		      pgf_error_t *err)
+                      pgf_error_t *err)
 {
 	*type = hdr[0];
-	*len = ((uint32_t)hdr[1] << 24) | ((uint32_t)hdr[2] << 16) | ((uint32_t)hdr[3] << 8) | hdr[4];
+	*len = ((uint32_t)hdr[1] << 24) | ((uint32_t)hdr[2] << 16) | ((uint32_t)hdr[3] << 8) |
+	       hdr[4];
 	if (*type < 1 || *type > WIRE_TYPE_MAX) {
 		error_set(err, PGF_E_PROTOCOL, "unknown frame type %u", *type);
-		error_detail(err, "The peer is not a pgferry %s of wire protocol %d, or the stream "
-				  "is damaged.",
-			     "process", WIRE_PROTOCOL_VERSION);
+		error_detail(err,
+		             "The peer is not a pgferry %s of wire protocol %d, or the stream "
+		             "is damaged.",
+		             "process", WIRE_PROTOCOL_VERSION);
 		return PGF_ERR;
 	}
 	if ((int64_t)*len > max_frame_bytes) {
-		error_set(err, PGF_E_PROTOCOL, "%s frame of %u bytes exceeds max_frame_bytes (%lld)",
-			  wire_type_name(*type), *len, (long long)max_frame_bytes);
+		error_set(err, PGF_E_PROTOCOL,
+		          "%s frame of %u bytes exceeds max_frame_bytes (%lld)",
+		          wire_type_name(*type), *len, (long long)max_frame_bytes);
 		error_hint(err, "If the peer is a genuine pgferry, give both sides the same "
-				"max_frame_bytes.");
+		                "max_frame_bytes.");
 		return PGF_ERR;
 	}
 	return PGF_OK;
@@ -68,7 +71,8 @@ static int get_string(reader_t *r, char *out, size_t cap)
 
 static int malformed(pgf_error_t *err, const char *what, const reader_t *r)
 {
-	error_set(err, PGF_E_PROTOCOL, "malformed %s frame at byte %zu of %zu", what, r->pos, r->len);
+	error_set(err, PGF_E_PROTOCOL, "malformed %s frame at byte %zu of %zu", what, r->pos,
+	          r->len);
 	return PGF_ERR;
 }
 
@@ -76,7 +80,7 @@ static int finish(pgf_error_t *err, const char *what, const reader_t *r)
 {
 	if (reader_remaining(r) != 0) {
 		error_set(err, PGF_E_PROTOCOL, "%s frame has %zu unexpected trailing bytes", what,
-			  reader_remaining(r));
+		          reader_remaining(r));
 		return PGF_ERR;
 	}
 	return PGF_OK;
@@ -114,7 +118,7 @@ int wire_decode_hello(const uint8_t *p, size_t len, wire_hello_t *m, pgf_error_t
 		return malformed(err, "hello", &r);
 	if (m->proto_version < 1 || m->proto_version > 4) {
 		error_set(err, PGF_E_PROTOCOL, "hello names pgoutput protocol %u; 1 to 4 are known",
-			  m->proto_version);
+		          m->proto_version);
 		return PGF_ERR;
 	}
 	return finish(err, "hello", &r);
@@ -132,12 +136,12 @@ int wire_decode_welcome(const uint8_t *p, size_t len, wire_welcome_t *m, pgf_err
 	reader_t r;
 
 	reader_init(&r, p, len);
-	if (reader_u16(&r, &m->protocol_version) != PGF_OK || reader_u64(&r, &m->resume_lsn) != PGF_OK ||
-	    reader_i64(&r, &m->sink_time) != PGF_OK)
+	if (reader_u16(&r, &m->protocol_version) != PGF_OK ||
+	    reader_u64(&r, &m->resume_lsn) != PGF_OK || reader_i64(&r, &m->sink_time) != PGF_OK)
 		return malformed(err, "welcome", &r);
 	if (m->protocol_version != WIRE_PROTOCOL_VERSION) {
 		error_set(err, PGF_E_PROTOCOL, "the sink speaks wire protocol %u, this source %d",
-			  m->protocol_version, WIRE_PROTOCOL_VERSION);
+		          m->protocol_version, WIRE_PROTOCOL_VERSION);
 		return PGF_ERR;
 	}
 	return finish(err, "welcome", &r);
@@ -155,13 +159,16 @@ int wire_decode_ack(const uint8_t *p, size_t len, wire_ack_t *m, pgf_error_t *er
 	reader_t r;
 
 	reader_init(&r, p, len);
-	if (reader_u64(&r, &m->received_lsn) != PGF_OK || reader_u64(&r, &m->applied_lsn) != PGF_OK ||
-	    reader_u64(&r, &m->batch_seq) != PGF_OK)
+	if (reader_u64(&r, &m->received_lsn) != PGF_OK ||
+	    reader_u64(&r, &m->applied_lsn) != PGF_OK || reader_u64(&r, &m->batch_seq) != PGF_OK)
 		return malformed(err, "ack", &r);
 	return finish(err, "ack", &r);
 }
 
-void wire_encode_ping(const wire_ping_t *m, buf_t *b) { buf_append_be64(b, (uint64_t)m->t1); }
+void wire_encode_ping(const wire_ping_t *m, buf_t *b)
+{
+	buf_append_be64(b, (uint64_t)m->t1);
+}
 
 int wire_decode_ping(const uint8_t *p, size_t len, wire_ping_t *m, pgf_error_t *err)
 {
@@ -202,7 +209,8 @@ int wire_decode_error(const uint8_t *p, size_t len, wire_error_t *m, pgf_error_t
 	reader_t r;
 
 	reader_init(&r, p, len);
-	if (reader_u16(&r, &m->code) != PGF_OK || get_string(&r, m->message, sizeof(m->message)) != PGF_OK)
+	if (reader_u16(&r, &m->code) != PGF_OK ||
+	    get_string(&r, m->message, sizeof(m->message)) != PGF_OK)
 		return malformed(err, "error", &r);
 	return finish(err, "error", &r);
 }
@@ -213,7 +221,7 @@ void wire_encode_end_of_stream(const wire_end_of_stream_t *m, buf_t *b)
 }
 
 int wire_decode_end_of_stream(const uint8_t *p, size_t len, wire_end_of_stream_t *m,
-			      pgf_error_t *err)
+                              pgf_error_t *err)
 {
 	reader_t r;
 
@@ -223,7 +231,8 @@ int wire_decode_end_of_stream(const uint8_t *p, size_t len, wire_end_of_stream_t
 	return finish(err, "end-of-stream", &r);
 }
 
-void wire_clock_offset(const wire_pong_t *p, int64_t t4, int64_t *offset_us, int64_t *uncertainty_us)
+void wire_clock_offset(const wire_pong_t *p, int64_t t4, int64_t *offset_us,
+                       int64_t *uncertainty_us)
 {
 	int64_t round_trip = (t4 - p->t1) - (p->t3 - p->t2);
 

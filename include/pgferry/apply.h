@@ -29,12 +29,12 @@ typedef struct apply apply_t;
 
 /* What one DR commit applied (passed to the committed hook). */
 typedef struct apply_group {
-	uint64_t end_lsn;	    /* origin progress now: end of the last source commit */
-	int64_t last_commit_time;   /* its commit time on the primary (pgtime) */
-	uint64_t transactions;	    /* source transactions in the group */
-	uint64_t rows;		    /* changes applied */
-	uint64_t bytes;		    /* pgoutput bytes applied */
-	double seconds;		    /* from the group's BEGIN to its COMMIT */
+	uint64_t end_lsn;         /* origin progress now: end of the last source commit */
+	int64_t last_commit_time; /* its commit time on the primary (pgtime) */
+	uint64_t transactions;    /* source transactions in the group */
+	uint64_t rows;            /* changes applied */
+	uint64_t bytes;           /* pgoutput bytes applied */
+	double seconds;           /* from the group's BEGIN to its COMMIT */
 } apply_group_t;
 
 typedef struct apply_hooks {
@@ -64,7 +64,7 @@ int64_t apply_progress_time(const apply_t *a);
  * statement) the open DR transaction is rolled back; call apply_reset and
  * resume from apply_progress(). */
 int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t len,
-		  pgf_error_t *err);
+                  pgf_error_t *err);
 
 /* Commits the open group, if any (the caller does this when no more data is
  * waiting, so an idle stream is never held back). */
@@ -91,8 +91,8 @@ typedef enum {
  * pgferry.identity, and the fence. why explains a refusal for the log and
  * the source. Call only between groups (no transaction open). */
 int apply_check_identity(apply_t *a, uint64_t system_identifier, const char *database,
-			 const char *slot, identity_verdict_t *verdict, char *why, size_t why_len,
-			 pgf_error_t *err);
+                         const char *slot, identity_verdict_t *verdict, char *why, size_t why_len,
+                         pgf_error_t *err);
 
 /* Quotes an SQL identifier ("a""b"). Exposed for tests. */
 void apply_quote_identifier(const char *name, char *out, size_t len);

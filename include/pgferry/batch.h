@@ -35,7 +35,7 @@ void batch_encoder_reset(batch_encoder_t *e);
 /* Appends one CopyData message; lsn orders it (WAL start, or WAL end for a
  * keepalive). Fails if the record alone would exceed max_raw. */
 int batch_encoder_add(batch_encoder_t *e, const uint8_t *data, size_t len, uint64_t lsn,
-		      pgf_error_t *err);
+                      pgf_error_t *err);
 uint32_t batch_encoder_records(const batch_encoder_t *e);
 size_t batch_encoder_bytes(const batch_encoder_t *e);
 /* Compresses the pending records into *out (replacing its contents) as
@@ -63,7 +63,7 @@ void batch_decoder_reset(batch_decoder_t *d);
  * error nothing of the batch is exposed, and the decoder must be reset
  * (the compression stream is broken): close the connection. */
 int batch_decode(batch_decoder_t *d, const uint8_t *payload, size_t len, uint64_t expected_seq,
-		 batch_view_t *out, pgf_error_t *err);
+                 batch_view_t *out, pgf_error_t *err);
 /* Record i of a view (0-based). */
 void batch_view_record(const batch_view_t *v, uint32_t i, const uint8_t **data, size_t *len);
 

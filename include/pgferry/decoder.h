@@ -57,7 +57,10 @@ static inline void reader_init(reader_t *r, const void *data, size_t len)
 	r->len = len;
 	r->pos = 0;
 }
-static inline size_t reader_remaining(const reader_t *r) { return r->len - r->pos; }
+static inline size_t reader_remaining(const reader_t *r)
+{
+	return r->len - r->pos;
+}
 /* Each returns PGF_OK, or PGF_ERR (without moving) when too few bytes remain. */
 int reader_u8(reader_t *r, uint8_t *v);
 int reader_u16(reader_t *r, uint16_t *v); /* big-endian, as all of PostgreSQL's */
@@ -72,11 +75,11 @@ int reader_cstring(reader_t *r, const char **s);
 /* ---- walsender CopyData messages (inside START_REPLICATION's COPY) ------ */
 
 typedef struct walsender_message {
-	char kind; /* 'w' XLogData, 'k' primary keepalive */
-	uint64_t wal_start; /* w: start of this record's WAL */
-	uint64_t wal_end;   /* w and k: the server's current end of WAL */
-	int64_t send_time;  /* w and k: the server's clock, pgtime */
-	bool reply_requested; /* k */
+	char kind;              /* 'w' XLogData, 'k' primary keepalive */
+	uint64_t wal_start;     /* w: start of this record's WAL */
+	uint64_t wal_end;       /* w and k: the server's current end of WAL */
+	int64_t send_time;      /* w and k: the server's clock, pgtime */
+	bool reply_requested;   /* k */
 	const uint8_t *payload; /* w: the pgoutput message */
 	size_t payload_len;
 } walsender_message_t;
@@ -185,9 +188,9 @@ typedef struct pgoutput_message {
 		} delete_;
 		struct {
 			uint32_t nrelids;
-			uint8_t options; /* 1 CASCADE, 2 RESTART IDENTITY */
+			uint8_t options;           /* 1 CASCADE, 2 RESTART IDENTITY */
 			const uint8_t *relids_raw; /* nrelids big-endian uint32: use
-						      pgoutput_truncate_relid */
+			                              pgoutput_truncate_relid */
 		} truncate;
 		struct {
 			uint8_t flags; /* 1 = transactional */
@@ -260,7 +263,7 @@ void pgoutput_decoder_init(pgoutput_decoder_t *d, int proto_version);
 /* Decodes one pgoutput message (the payload of an XLogData message). On
  * error, err names the message type and byte offset; *out is undefined. */
 int pgoutput_decode(pgoutput_decoder_t *d, const uint8_t *data, size_t len, pgoutput_message_t *out,
-		    pgf_error_t *err);
+                    pgf_error_t *err);
 uint32_t pgoutput_truncate_relid(const pgoutput_message_t *m, uint32_t i);
 /* "begin", "commit", ... as in pgferry decode's JSON; "unknown" otherwise */
 const char *pgoutput_type_name(pgoutput_type_t t);
@@ -305,14 +308,14 @@ void relcache_clear(relcache_t *c);
 
 /* "PGFCAP1\n", then records: 4-byte big-endian length + one CopyData
  * message ('w' or 'k') exactly as the walsender sent it. */
-#define CAPTURE_MAGIC "PGFCAP1\n"
-#define CAPTURE_MAGIC_LEN 8
+#define CAPTURE_MAGIC      "PGFCAP1\n"
+#define CAPTURE_MAGIC_LEN  8
 #define CAPTURE_MAX_RECORD (1u << 30)
 
 /* Reads records out of a capture file held in memory (or mapped). */
 typedef struct capture_reader {
 	reader_t r;
-	uint64_t record_no; /* 1-based number of the last record returned */
+	uint64_t record_no;   /* 1-based number of the last record returned */
 	size_t record_offset; /* byte offset of the last record's length field */
 } capture_reader_t;
 
@@ -320,6 +323,6 @@ int capture_reader_init(capture_reader_t *cr, const uint8_t *data, size_t len, p
 /* 1 and the record, 0 at a clean end, PGF_ERR on a malformed record (err
  * names the record number and byte offset). */
 int capture_reader_next(capture_reader_t *cr, const uint8_t **record, size_t *len,
-			pgf_error_t *err);
+                        pgf_error_t *err);
 
 #endif

@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 typedef enum {
-	LAG_SOURCE_NEVER = 0,	     /* no source since the sink started */
+	LAG_SOURCE_NEVER = 0, /* no source since the sink started */
 	LAG_SOURCE_CONNECTED,
 	LAG_SOURCE_DISCONNECTED,
 	LAG_SOURCE_PRIMARY_SHUTDOWN, /* the primary ended its stream cleanly */
@@ -52,7 +52,7 @@ typedef struct lag_snapshot {
 	uint64_t received_lsn;
 	uint64_t applied_lsn;
 	int64_t last_applied_commit_time_us; /* sink clock; 0 = none */
-	double last_commit_lag_ms; /* commit on the primary → applied on DR */
+	double last_commit_lag_ms;           /* commit on the primary → applied on DR */
 	bool caught_up;
 
 	uint64_t known_loss_transactions;
@@ -83,7 +83,7 @@ typedef struct lag_snapshot {
 
 	/* counters */
 	uint64_t batches, batch_wire_bytes, batch_raw_bytes, bad_batches, source_connections,
-		apply_errors, transactions_applied, rows_applied, heartbeats;
+	        apply_errors, transactions_applied, rows_applied, heartbeats;
 	lag_histogram_t commit_lag;  /* seconds, per applied group's last commit */
 	lag_histogram_t apply_group; /* seconds per DR transaction */
 
@@ -109,13 +109,13 @@ void lag_tracker_set_clock(lag_tracker_t *l, int64_t (*now_us)(void *arg), void 
 
 /* network thread */
 void lag_set_identity(lag_tracker_t *l, uint64_t system_identifier, const char *database,
-		      const char *slot);
+                      const char *slot);
 void lag_set_identity_ok(lag_tracker_t *l, bool ok);
 void lag_set_source_state(lag_tracker_t *l, lag_source_state_t state, uint64_t final_lsn);
 void lag_on_heard_from_source(lag_tracker_t *l);
 void lag_on_primary_wal(lag_tracker_t *l, uint64_t wal_end, int64_t primary_send_time);
 void lag_on_received_commit(lag_tracker_t *l, uint64_t commit_lsn, uint64_t end_lsn,
-			    int64_t commit_time, uint64_t bytes, uint64_t rows);
+                            int64_t commit_time, uint64_t bytes, uint64_t rows);
 void lag_on_received(lag_tracker_t *l, uint64_t lsn);
 void lag_on_heartbeat(lag_tracker_t *l);
 void lag_reset_received(lag_tracker_t *l, uint64_t resume_lsn);
@@ -125,7 +125,7 @@ void lag_count_bad_batch(lag_tracker_t *l);
 
 /* apply thread */
 void lag_on_applied(lag_tracker_t *l, uint64_t end_lsn, int64_t last_commit_time,
-		    uint64_t transactions, uint64_t rows, uint64_t bytes, double seconds);
+                    uint64_t transactions, uint64_t rows, uint64_t bytes, double seconds);
 void lag_restore_applied(lag_tracker_t *l, uint64_t lsn, int64_t commit_time);
 void lag_set_apply_error(lag_tracker_t *l, const pgf_error_t *err);
 void lag_set_dr_reachable(lag_tracker_t *l, bool reachable, const pgf_error_t *err);
@@ -135,14 +135,14 @@ void lag_set_fenced(lag_tracker_t *l, bool fenced);
 void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s);
 /* max_rpo_ms / max_backlog < 0: the configured defaults */
 void lag_verdict(const lag_snapshot_t *s, int64_t max_rpo_ms, int64_t max_backlog,
-		 lag_verdict_t *v);
+                 lag_verdict_t *v);
 const char *lag_verdict_name(verdict_t v);
 const char *lag_source_state_name(lag_source_state_t s);
 
 /* Renderers (status JSON, promotion JSON, Prometheus text). */
 void lag_render_status_json(const lag_snapshot_t *s, const lag_verdict_t *v, buf_t *out);
 void lag_render_verdict_json(const lag_snapshot_t *s, const lag_verdict_t *v, int64_t max_rpo_ms,
-			     int64_t max_backlog, buf_t *out);
+                             int64_t max_backlog, buf_t *out);
 void lag_render_metrics(const lag_snapshot_t *s, buf_t *out);
 
 #endif

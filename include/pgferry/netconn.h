@@ -44,11 +44,12 @@ typedef struct netconn_callbacks {
 
 /* Client. tls NULL means plaintext. Returns NULL only on an immediate error. */
 netconn_t *netconn_connect(struct ev_loop *loop, const char *address, tls_context_t *tls,
-			   int64_t max_frame_bytes, const netconn_callbacks_t *cb, pgf_error_t *err);
+                           int64_t max_frame_bytes, const netconn_callbacks_t *cb,
+                           pgf_error_t *err);
 /* Server: accepts connections on address (port 0: any free port). */
 netconn_listener_t *netconn_listen(struct ev_loop *loop, const char *address, tls_context_t *tls,
-				   int64_t max_frame_bytes, const netconn_callbacks_t *cb,
-				   pgf_error_t *err);
+                                   int64_t max_frame_bytes, const netconn_callbacks_t *cb,
+                                   pgf_error_t *err);
 int netconn_listener_port(const netconn_listener_t *l);
 void netconn_listener_free(netconn_listener_t *l);
 
@@ -64,7 +65,7 @@ const char *netconn_peer_name(const netconn_t *c);
 
 /* host:port, [v6]:port; "localhost" and loopback addresses are loopback. */
 int netconn_split_address(const char *address, char *host, size_t host_len, char *port,
-			  size_t port_len);
+                          size_t port_len);
 bool netconn_address_is_loopback(const char *address);
 
 #endif

@@ -16,7 +16,7 @@
 
 typedef enum {
 	QUEUE_SESSION_START, /* a source said hello: check identity, find resume point */
-	QUEUE_RECORDS,	     /* verified walsender messages, in stream order */
+	QUEUE_RECORDS,       /* verified walsender messages, in stream order */
 	QUEUE_SESSION_END,   /* the source went away: drop what is not committed */
 } queue_kind_t;
 

@@ -45,14 +45,14 @@ int replication_max_proto_version(int server_version);
 /* Creates the logical slot (pgoutput) unless it exists. *created tells which;
  * on creation *consistent_lsn is the slot's consistent point. */
 int replication_ensure_slot(replication_conn_t *rc, const char *slot, bool two_phase, bool *created,
-			    uint64_t *consistent_lsn, pgf_error_t *err);
+                            uint64_t *consistent_lsn, pgf_error_t *err);
 /* The slot's confirmed_flush_lsn (0 if the slot does not exist: *exists). */
 int replication_slot_position(replication_conn_t *rc, const char *slot, bool *exists,
-			      uint64_t *confirmed_flush, pgf_error_t *err);
+                              uint64_t *confirmed_flush, pgf_error_t *err);
 
 /* START_REPLICATION SLOT ... LOGICAL start_lsn (options). */
 int replication_start(replication_conn_t *rc, uint64_t start_lsn, const replication_options_t *opts,
-		      pgf_error_t *err);
+                      pgf_error_t *err);
 
 /* Non-blocking read of the next CopyData message. Returns 1 with *data and *len
  * (valid until the next call), 0 when nothing is ready (wait for the socket);
@@ -63,7 +63,7 @@ int replication_read(replication_conn_t *rc, const uint8_t **data, size_t *len, 
  * slot's confirmed_flush_lsn follows flush_lsn. Non-blocking: returns 0 when
  * the message is queued (call replication_flush when the socket is writable). */
 int replication_send_status(replication_conn_t *rc, uint64_t write_lsn, uint64_t flush_lsn,
-			    uint64_t apply_lsn, bool reply_requested, pgf_error_t *err);
+                            uint64_t apply_lsn, bool reply_requested, pgf_error_t *err);
 /* 0 when everything is sent, 1 when more remains, PGF_ERR on error. */
 int replication_flush(replication_conn_t *rc, pgf_error_t *err);
 

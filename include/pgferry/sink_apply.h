@@ -24,7 +24,7 @@ typedef struct sink_apply_events {
 	/* after a hello: accepted (resume_lsn: where the source must start) or
 	 * refused (refusal and a sentence saying why) */
 	void (*session_verdict)(void *arg, uint64_t session, bool accepted, sink_refusal_t refusal,
-				const char *why, uint64_t resume_lsn);
+	                        const char *why, uint64_t resume_lsn);
 	/* a DR commit */
 	void (*applied)(void *arg, const apply_group_t *group);
 	/* apply failed: the session must be dropped so the source resends */
@@ -32,14 +32,14 @@ typedef struct sink_apply_events {
 	void (*session_failed)(void *arg, uint64_t session, const pgf_error_t *err);
 	/* the DR database became reachable (with its progress) or not */
 	void (*dr_state)(void *arg, bool reachable, uint64_t progress_lsn, int64_t progress_time,
-			 const pgf_error_t *err);
+	                 const pgf_error_t *err);
 } sink_apply_events_t;
 
 typedef struct sink_apply sink_apply_t;
 
 /* Starts the thread. cfg and queue must outlive it. */
 sink_apply_t *sink_apply_start(const config_t *cfg, queue_t *queue,
-			       const sink_apply_events_t *events, pgf_error_t *err);
+                               const sink_apply_events_t *events, pgf_error_t *err);
 /* Closes the queue, commits whole transactions of the open group, joins. */
 void sink_apply_stop(sink_apply_t *sa);
 

@@ -23,7 +23,7 @@ typedef struct tls_context {
 } tls_context_t;
 
 tls_context_t *tls_context_create(tls_role_t role, const char *ca_file, const char *cert_file,
-				  const char *key_file, const char *peer_name, pgf_error_t *err);
+                                  const char *key_file, const char *peer_name, pgf_error_t *err);
 void tls_context_free(tls_context_t *t);
 
 /* A new session on a connected socket; host is the name expected of a

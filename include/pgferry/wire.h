@@ -16,16 +16,16 @@
 #include <stdint.h>
 
 #define WIRE_PROTOCOL_VERSION 1
-#define WIRE_HEADER_LEN 5
+#define WIRE_HEADER_LEN       5
 
 typedef enum {
-	WIRE_HELLO = 1,		/* source → sink: who the primary is */
-	WIRE_WELCOME = 2,	/* sink → source: where to resume */
-	WIRE_BATCH = 3,		/* source → sink: records (batch.h) */
-	WIRE_ACK = 4,		/* sink → source: received and applied LSNs */
-	WIRE_PING = 5,		/* either way: liveness and clock samples */
+	WIRE_HELLO = 1,   /* source → sink: who the primary is */
+	WIRE_WELCOME = 2, /* sink → source: where to resume */
+	WIRE_BATCH = 3,   /* source → sink: records (batch.h) */
+	WIRE_ACK = 4,     /* sink → source: received and applied LSNs */
+	WIRE_PING = 5,    /* either way: liveness and clock samples */
 	WIRE_PONG = 6,
-	WIRE_ERROR = 7,		/* either way, before closing */
+	WIRE_ERROR = 7,         /* either way, before closing */
 	WIRE_END_OF_STREAM = 8, /* source → sink: the primary shut down cleanly */
 	WIRE_TYPE_MAX = 8,
 } wire_type_t;
@@ -38,7 +38,7 @@ typedef enum {
 	WIRE_ERR_FENCED = 4,   /* the DR database was promoted */
 	WIRE_ERR_BUSY = 5,     /* another source is connected */
 	WIRE_ERR_BAD_BATCH = 6,
-	WIRE_ERR_APPLY = 7,    /* apply failed; reconnect and resend */
+	WIRE_ERR_APPLY = 7, /* apply failed; reconnect and resend */
 	WIRE_ERR_INTERNAL = 8,
 } wire_error_code_t;
 
@@ -88,7 +88,7 @@ typedef struct wire_end_of_stream {
 void wire_append_header(buf_t *b, uint8_t type, uint32_t len);
 /* Checks a frame header: known type and length within max_frame_bytes. */
 int wire_check_header(const uint8_t *hdr, int64_t max_frame_bytes, uint8_t *type, uint32_t *len,
-		      pgf_error_t *err);
+                      pgf_error_t *err);
 const char *wire_type_name(uint8_t type);
 
 void wire_encode_hello(const wire_hello_t *m, buf_t *b);
@@ -106,11 +106,11 @@ int wire_decode_ping(const uint8_t *p, size_t len, wire_ping_t *m, pgf_error_t *
 int wire_decode_pong(const uint8_t *p, size_t len, wire_pong_t *m, pgf_error_t *err);
 int wire_decode_error(const uint8_t *p, size_t len, wire_error_t *m, pgf_error_t *err);
 int wire_decode_end_of_stream(const uint8_t *p, size_t len, wire_end_of_stream_t *m,
-			      pgf_error_t *err);
+                              pgf_error_t *err);
 
 /* NTP-style clock offset of the peer relative to us and its uncertainty
  * (half the round trip), in microseconds, from one ping/pong exchange. */
 void wire_clock_offset(const wire_pong_t *p, int64_t t4, int64_t *offset_us,
-		       int64_t *uncertainty_us);
+                       int64_t *uncertainty_us);
 
 #endif

@@ -27,7 +27,10 @@ static lag_snapshot_t *s;
 
 /* the primary's clock runs SKEW µs ahead of the sink's */
 #define SKEW 250000
-static int64_t primary_pgtime(int64_t sink_unix_us) { return unix_us_to_pgtime(sink_unix_us + SKEW); }
+static int64_t primary_pgtime(int64_t sink_unix_us)
+{
+	return unix_us_to_pgtime(sink_unix_us + SKEW);
+}
 
 static void setup(void)
 {
@@ -38,7 +41,7 @@ static void setup(void)
 	s = malloc(sizeof(*s));
 	/* a clock sample: 2 ms each way, the source 250 ms ahead */
 	lag_on_clock_sample(l, unix_us_to_pgtime(fake_now), primary_pgtime(fake_now + 2000),
-			    primary_pgtime(fake_now + 2000), unix_us_to_pgtime(fake_now + 4000));
+	                    primary_pgtime(fake_now + 2000), unix_us_to_pgtime(fake_now + 4000));
 }
 
 static void teardown(void)
@@ -52,7 +55,7 @@ START_TEST(offset_recovered_and_lag_undistorted)
 {
 	/* a worse sample (more queueing) must not win */
 	lag_on_clock_sample(l, unix_us_to_pgtime(fake_now), primary_pgtime(fake_now + 30000),
-			    primary_pgtime(fake_now + 30000), unix_us_to_pgtime(fake_now + 31000));
+	                    primary_pgtime(fake_now + 30000), unix_us_to_pgtime(fake_now + 31000));
 	lag_on_primary_wal(l, 0x1000, primary_pgtime(fake_now));
 	lag_on_received_commit(l, 0x900, 0x1000, primary_pgtime(fake_now), 100, 1);
 	fake_now += 50000; /* applied 50 ms after the commit */
@@ -96,7 +99,7 @@ START_TEST(known_loss_and_backlog)
 	lag_on_primary_wal(l, 0x5000, primary_pgtime(fake_now));
 	for (i = 1; i <= 4; i++)
 		lag_on_received_commit(l, 0x1000 * (uint64_t)i - 8, 0x1000 * (uint64_t)i,
-				       primary_pgtime(fake_now + i * 1000), 1000, 10);
+		                       primary_pgtime(fake_now + i * 1000), 1000, 10);
 	/* a resend after a reconnect is not counted twice */
 	lag_on_received_commit(l, 0x1ff8, 0x2000, primary_pgtime(fake_now + 2000), 1000, 10);
 	fake_now += 2000000;
@@ -175,7 +178,7 @@ START_TEST(clock_offset_fault)
 
 	/* 5 s skew is beyond max_clock_offset (1 s) */
 	lag_on_clock_sample(l, unix_us_to_pgtime(fake_now), unix_us_to_pgtime(fake_now + 5000000),
-			    unix_us_to_pgtime(fake_now + 5000000), unix_us_to_pgtime(fake_now));
+	                    unix_us_to_pgtime(fake_now + 5000000), unix_us_to_pgtime(fake_now));
 	lag_on_primary_wal(l, 0x1000, unix_us_to_pgtime(fake_now + 5000000));
 	lag_snapshot(l, s);
 	lag_verdict(s, -1, -1, &v);
@@ -200,8 +203,9 @@ START_TEST(json_parses)
 	lag_render_status_json(s, &v, &b);
 	j = json_loads(b.data, 0, &je);
 	ck_assert_msg(j != NULL, "status JSON does not parse: %s", je.text);
-	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "identity"), "database")),
-			 "db \"x\"");
+	ck_assert_str_eq(
+	        json_string_value(json_object_get(json_object_get(j, "identity"), "database")),
+	        "db \"x\"");
 	ck_assert(json_is_number(json_object_get(j, "rpo_bound_ms")));
 	ck_assert_str_eq(json_string_value(json_object_get(j, "applied_lsn")), "0/0");
 	json_decref(j);

@@ -20,9 +20,15 @@ static void setup(void)
 	memset(&err, 0, sizeof(err));
 }
 
-static void teardown(void) { free(m); }
+static void teardown(void)
+{
+	free(m);
+}
 
-static void str(buf_t *b, const char *s) { buf_append(b, s, strlen(s) + 1); }
+static void str(buf_t *b, const char *s)
+{
+	buf_append(b, s, strlen(s) + 1);
+}
 
 static int decode(int proto, bool in_stream, const buf_t *b)
 {
@@ -47,8 +53,8 @@ static void check_truncations(int proto, bool in_stream, const buf_t *b)
 		pgoutput_decoder_init(&d, proto);
 		d.in_stream = in_stream;
 		ck_assert_msg(pgoutput_decode(&d, copy, n, scratch, &err) == PGF_ERR,
-			      "prefix of %zu bytes of a %zu-byte '%c' message decoded", n, b->len,
-			      b->data[0]);
+		              "prefix of %zu bytes of a %zu-byte '%c' message decoded", n, b->len,
+		              b->data[0]);
 		ck_assert(err.message[0] != '\0');
 		free(copy);
 	}
@@ -576,7 +582,7 @@ START_TEST(lsn_and_time_text)
 	ck_assert_int_eq(lsn_parse("123456789/1", &lsn), PGF_ERR);
 	/* 2026-01-02T03:04:05.678901Z */
 	ck_assert_str_eq(pgtime_format_iso(unix_us_to_pgtime(1767323045678901LL), t),
-			 "2026-01-02T03:04:05.678901Z");
+	                 "2026-01-02T03:04:05.678901Z");
 	ck_assert_str_eq(pgtime_format_iso(-1, t), "1999-12-31T23:59:59.999999Z");
 	/* found by fuzzing: extreme values must not overflow */
 	ck_assert_str_eq(pgtime_format_iso(INT64_MAX, t), "infinity");

@@ -100,9 +100,11 @@ static void make_batch(batch_encoder_t *e, int n, uint64_t seq, buf_t *out)
 
 	for (i = 0; i < n; i++) {
 		char rec[100];
-		int len = snprintf(rec, sizeof(rec), "w record number %d with some text to compress", i);
-		ck_assert_int_eq(batch_encoder_add(e, (uint8_t *)rec, (size_t)len, (uint64_t)i, &err),
-				 PGF_OK);
+		int len = snprintf(rec, sizeof(rec),
+		                   "w record number %d with some text to compress", i);
+		ck_assert_int_eq(
+		        batch_encoder_add(e, (uint8_t *)rec, (size_t)len, (uint64_t)i, &err),
+		        PGF_OK);
 	}
 	ck_assert_int_eq(batch_encoder_finish(e, seq, out, &err), PGF_OK);
 }
@@ -121,8 +123,9 @@ START_TEST(batch_round_trip)
 	/* several batches on one compression stream */
 	for (seq = 1; seq <= 3; seq++) {
 		make_batch(e, 50 * seq, (uint64_t)seq, &out);
-		ck_assert_int_eq(batch_decode(d, (uint8_t *)out.data, out.len, (uint64_t)seq, &v, &err),
-				 PGF_OK);
+		ck_assert_int_eq(
+		        batch_decode(d, (uint8_t *)out.data, out.len, (uint64_t)seq, &v, &err),
+		        PGF_OK);
 		ck_assert_uint_eq(v.nrecords, (uint32_t)(50 * seq));
 		ck_assert_uint_eq(v.seq, (uint64_t)seq);
 		ck_assert_uint_eq(v.last_lsn, (uint64_t)(50 * seq - 1));
@@ -175,10 +178,10 @@ START_TEST(batch_damage)
 			if (batch_decode(d, (uint8_t *)out.data, out.len, 1, &v, &err) == PGF_ERR)
 				caught++;
 			else {
-				ck_assert_msg(v.raw_len == good_len &&
-						      memcmp(v.raw, good, good_len) == 0,
-					      "flipped bit %d of byte %zu handed out damaged records",
-					      bit, i);
+				ck_assert_msg(
+				        v.raw_len == good_len && memcmp(v.raw, good, good_len) == 0,
+				        "flipped bit %d of byte %zu handed out damaged records",
+				        bit, i);
 				harmless++;
 			}
 			out.data[i] ^= (char)(1 << bit);
