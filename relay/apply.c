@@ -30,7 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PIPELINE_BATCH 256        /* statements between syncs */
+#define PIPELINE_BATCH 1000       /* statements between syncs */
 #define PIPELINE_BYTES (4u << 20) /* or this many parameter bytes */
 #define STMT_BUCKETS   1024
 #define STMT_CACHE_MAX 20000
@@ -42,7 +42,9 @@ typedef enum { OP_INSERT, OP_UPDATE, OP_DELETE } op_t;
 /* A prepared statement for one shape of change. */
 typedef struct stmt {
 	struct stmt *next;
-	char *key;
+	char *key; /* binary: operation, relation, its generation, column shape */
+	size_t key_len;
+	char *sql; /* for error messages */
 	char name[24];
 } stmt_t;
 
@@ -100,7 +102,7 @@ struct apply {
 	uint64_t txn_lsn; /* its final/commit LSN, for error messages */
 
 	/* pipeline bookkeeping */
-	inflight_t inflight[PIPELINE_BATCH + 8];
+	inflight_t inflight[PIPELINE_BATCH + 16]; /* + begin, prepare, progress, commit */
 	int ninflight;
 	size_t pipeline_bytes;
 
@@ -195,6 +197,7 @@ static void stmt_cache_clear(apply_t *a)
 		for (; s; s = n) {
 			n = s->next;
 			free(s->key);
+			free(s->sql);
 			free(s);
 		}
 		a->stmts[i] = NULL;
@@ -485,7 +488,7 @@ static int pipeline_sync(apply_t *a, pgf_error_t *err)
 			error_set(err, PGF_E_APPLY, "row to %s not found on the DR database in %s",
 			          f->what, rel);
 			error_where(err, "transaction %u ending at %s, statement %s", f->xid,
-			            lsn_format(f->lsn, lsn), f->stmt ? f->stmt->key : "");
+			            lsn_format(f->lsn, lsn), f->stmt ? f->stmt->sql : "");
 			error_detail(err,
 			             "The DR copy differs from the primary: the row the primary "
 			             "changed does not exist on the DR side.");
@@ -624,16 +627,25 @@ static unsigned hash_key(const char *s, size_t len)
 	return h;
 }
 
-/* Finds or prepares (in the pipeline) the statement for key, built by sql. */
-static const stmt_t *stmt_get(apply_t *a, const buf_t *key, const buf_t *sql, int nparams,
-                              pgf_error_t *err)
+/* The prepared statement for a change of this shape, or NULL. */
+static const stmt_t *stmt_find(apply_t *a, const buf_t *key)
 {
 	unsigned b = hash_key(key->data, key->len) % STMT_BUCKETS;
 	stmt_t *s;
 
 	for (s = a->stmts[b]; s; s = s->next)
-		if (strcmp(s->key, key->data) == 0)
+		if (s->key_len == key->len && memcmp(s->key, key->data, key->len) == 0)
 			return s;
+	return NULL;
+}
+
+/* Prepares (in the pipeline) the statement for key from sql. */
+static const stmt_t *stmt_prepare(apply_t *a, const buf_t *key, const buf_t *sql, int nparams,
+                                  pgf_error_t *err)
+{
+	unsigned b = hash_key(key->data, key->len) % STMT_BUCKETS;
+	stmt_t *s;
+
 	if (a->nstmts >= STMT_CACHE_MAX) {
 		/* a pathological number of shapes: start over rather than grow */
 		if (pipeline_sync(a, err) != PGF_OK)
@@ -644,14 +656,20 @@ static const stmt_t *stmt_get(apply_t *a, const buf_t *key, const buf_t *sql, in
 		stmt_cache_clear(a);
 	}
 	s = calloc(1, sizeof(*s));
-	if (s == NULL || (s->key = strdup(key->data)) == NULL) {
+	if (s == NULL || (s->key = malloc(key->len)) == NULL ||
+	    (s->sql = strdup(sql->data)) == NULL) {
+		if (s)
+			free(s->key);
 		free(s);
 		error_set(err, PGF_E_MEMORY, "out of memory");
 		return NULL;
 	}
+	memcpy(s->key, key->data, key->len);
+	s->key_len = key->len;
 	snprintf(s->name, sizeof(s->name), "pgferry_%u", ++a->next_stmt_id);
 	if (PQsendPrepare(a->conn, s->name, sql->data, nparams, NULL) != 1) {
 		free(s->key);
+		free(s->sql);
 		free(s);
 		dr_conn_error(err, a->conn, "preparing a statement");
 		return NULL;
@@ -661,6 +679,26 @@ static const stmt_t *stmt_get(apply_t *a, const buf_t *key, const buf_t *sql, in
 	a->nstmts++;
 	inflight_push(a, "prepare", 0, false, s);
 	return s;
+}
+
+/* The cache key of a change: operation, relation and the generation of
+ * its Relation message, and one byte per column saying which values the
+ * statement leaves out (unchanged TOAST) — no text formatting per row. */
+static void shape_key(apply_t *a, char op, const relcache_entry_t *rel, const tuple_t *newt,
+                      const tuple_t *old, bool full)
+{
+	int i;
+
+	buf_reset(&a->key);
+	buf_append_u8(&a->key, (uint8_t)op);
+	buf_append_be32(&a->key, rel->relid);
+	buf_append_be64(&a->key, rel->generation);
+	buf_append_u8(&a->key, full ? 1 : 0);
+	if (newt == NULL && !full)
+		return;
+	for (i = 0; i < rel->ncolumns; i++)
+		buf_append_u8(&a->key, (uint8_t)((newt && newt->columns[i].kind == 'u') |
+		                                 ((full && old->columns[i].kind == 'u') << 1)));
 }
 
 static const relcache_entry_t *known_relation(apply_t *a, uint32_t relid, pgf_error_t *err)
@@ -753,10 +791,10 @@ static int apply_insert(apply_t *a, uint32_t relid, const tuple_t *t, pgf_error_
 
 	if (rel == NULL || check_tuple(rel, t, err) != PGF_OK)
 		return PGF_ERR;
-	buf_reset(&a->key);
-	buf_printf(&a->key, "I|%s|%s|%u", rel->namespace, rel->name, rel->ncolumns);
-	for (i = 0; i < rel->ncolumns; i++)
-		buf_printf(&a->key, "|%s", rel->columns[i].name);
+	shape_key(a, 'I', rel, NULL, NULL, false);
+	s = stmt_find(a, &a->key);
+	if (s != NULL)
+		goto send;
 	buf_reset(&a->sql);
 	buf_append_str(&a->sql, "INSERT INTO ");
 	append_qualified(&a->sql, rel);
@@ -772,9 +810,10 @@ static int apply_insert(apply_t *a, uint32_t relid, const tuple_t *t, pgf_error_
 	buf_append_char(&a->sql, ')');
 	if (buf_failed(&a->sql) || buf_failed(&a->key))
 		return error_set(err, PGF_E_MEMORY, "out of memory");
-	s = stmt_get(a, &a->key, &a->sql, rel->ncolumns, err);
+	s = stmt_prepare(a, &a->key, &a->sql, rel->ncolumns, err);
 	if (s == NULL)
 		return PGF_ERR;
+send:
 	for (i = 0; i < rel->ncolumns; i++) {
 		if (t->columns[i].kind == 'u')
 			return error_set(err, PGF_E_PROTOCOL,
@@ -811,7 +850,6 @@ static void append_where(apply_t *a, const relcache_entry_t *rel, const tuple_t 
 			buf_append_char(&a->sql, '(');
 			append_ident(&a->sql, rel->columns[i].name);
 			buf_printf(&a->sql, ")::text IS NOT DISTINCT FROM $%d", ++*pno);
-			buf_printf(&a->key, "|w%d", i);
 		}
 		if (first)
 			buf_append_str(&a->sql, "true");
@@ -827,7 +865,6 @@ static void append_where(apply_t *a, const relcache_entry_t *rel, const tuple_t 
 		first = false;
 		append_ident(&a->sql, rel->columns[i].name);
 		buf_printf(&a->sql, " = $%d", ++*pno);
-		buf_printf(&a->key, "|k%d", i);
 	}
 	if (first)
 		buf_append_str(&a->sql, "false");
@@ -880,10 +917,14 @@ static int apply_update(apply_t *a, const pgoutput_message_t *m, pgf_error_t *er
 		return PGF_ERR;
 	if (!full && !has_key_columns(rel))
 		return no_identity_error(rel, "update", err);
-	buf_reset(&a->key);
-	buf_printf(&a->key, "U|%s|%s|%u", rel->namespace, rel->name, rel->ncolumns);
-	for (i = 0; i < rel->ncolumns; i++)
-		buf_printf(&a->key, "|%s", rel->columns[i].name);
+	for (i = 0; i < rel->ncolumns && newt->columns[i].kind == 'u'; i++)
+		;
+	if (i == rel->ncolumns)
+		return PGF_OK; /* nothing but unchanged TOAST: nothing to write */
+	shape_key(a, 'U', rel, newt, old, full);
+	s = stmt_find(a, &a->key);
+	if (s != NULL)
+		goto send;
 	buf_reset(&a->sql);
 	buf_append_str(&a->sql, "UPDATE ");
 	append_qualified(&a->sql, rel);
@@ -896,16 +937,14 @@ static int apply_update(apply_t *a, const pgoutput_message_t *m, pgf_error_t *er
 			buf_append_str(&a->sql, ", ");
 		append_ident(&a->sql, rel->columns[i].name);
 		buf_printf(&a->sql, " = $%d", ++pno);
-		buf_printf(&a->key, "|s%d", i);
 	}
-	if (pno == 0)
-		return PGF_OK; /* nothing but unchanged TOAST: nothing to write */
 	append_where(a, rel, old, full, &pno);
 	if (buf_failed(&a->sql) || buf_failed(&a->key))
 		return error_set(err, PGF_E_MEMORY, "out of memory");
-	s = stmt_get(a, &a->key, &a->sql, pno, err);
+	s = stmt_prepare(a, &a->key, &a->sql, pno, err);
 	if (s == NULL)
 		return PGF_ERR;
+send:
 	for (i = 0; i < rel->ncolumns; i++)
 		if (newt->columns[i].kind != 'u')
 			add_param(a, &n, &newt->columns[i]);
@@ -925,19 +964,20 @@ static int apply_delete(apply_t *a, const pgoutput_message_t *m, pgf_error_t *er
 		return PGF_ERR;
 	if (!full && !has_key_columns(rel))
 		return no_identity_error(rel, "delete", err);
-	buf_reset(&a->key);
-	buf_printf(&a->key, "D|%s|%s|%u", rel->namespace, rel->name, rel->ncolumns);
-	for (int i = 0; i < rel->ncolumns; i++)
-		buf_printf(&a->key, "|%s", rel->columns[i].name);
+	shape_key(a, 'D', rel, NULL, old, full);
+	s = stmt_find(a, &a->key);
+	if (s != NULL)
+		goto send;
 	buf_reset(&a->sql);
 	buf_append_str(&a->sql, "DELETE FROM ");
 	append_qualified(&a->sql, rel);
 	append_where(a, rel, old, full, &pno);
 	if (buf_failed(&a->sql) || buf_failed(&a->key))
 		return error_set(err, PGF_E_MEMORY, "out of memory");
-	s = stmt_get(a, &a->key, &a->sql, pno, err);
+	s = stmt_prepare(a, &a->key, &a->sql, pno, err);
 	if (s == NULL)
 		return PGF_ERR;
+send:
 	add_where_params(a, rel, old, full, &n);
 	return send_stmt(a, s, n, "delete", rel->relid, true, err);
 }

@@ -77,7 +77,7 @@ const config_key_t config_keys[] = {
 	 "directory for spill files of large transactions"},
 	{"http_listen", CONFIG_STRING, "127.0.0.1:7480", ROLE_SINK, OFF(http_listen), 0, 0, NULL, false,
 	 "host:port for /metrics, /v1/status, /v1/promotion-safety, /healthz"},
-	{"apply_group_max_transactions", CONFIG_INT, "100", ROLE_SINK, OFF(apply_group_max_transactions), 1, 100000, NULL, false,
+	{"apply_group_max_transactions", CONFIG_INT, "1000", ROLE_SINK, OFF(apply_group_max_transactions), 1, 100000, NULL, false,
 	 "source transactions grouped into one DR transaction at most"},
 	{"apply_group_max_delay", CONFIG_DURATION, "100ms", ROLE_SINK, OFF(apply_group_max_delay), 0, 60000, NULL, false,
 	 "a DR transaction stays open at most this long while a backlog is applied"},

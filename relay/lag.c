@@ -251,8 +251,9 @@ void lag_on_received_commit(lag_tracker_t *l, uint64_t commit_lsn, uint64_t end_
 		tail->rows += rows;
 	} else {
 		pending_t *p = &l->pending[(l->head + l->count) % PENDING_MAX];
-		p->end_lsn =
-		        end_lsn; // NOLINT(clang-analyzer-core.NullDereference): allocated at create
+		/* pending is allocated at create */
+		// NOLINTNEXTLINE(clang-analyzer-core.NullDereference)
+		p->end_lsn = end_lsn;
 		p->commit_time = commit_time;
 		p->transactions = 1;
 		p->bytes = bytes;
