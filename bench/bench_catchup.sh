@@ -36,7 +36,7 @@ psql_on primary -c "CREATE PUBLICATION pgferry FOR ALL TABLES" >/dev/null
 # wire counters: one proxy for each path
 FERRY_PROXY_PORT=$(free_port)
 NATIVE_PROXY_PORT=$(free_port)
-relay_setup "sink:dr_conninfo = 'host=$DR_HOST port=$DR_PORT user=postgres dbname=ferry'"
+relay_setup "sink:dr_conninfo = 'host=$DR_HOST port=$DR_PORT user=postgres dbname=ferry'" ${BENCH_SINK_EXTRA:+"sink:$BENCH_SINK_EXTRA"}
 sed -i "s/^sink_address = .*/sink_address = '127.0.0.1:$FERRY_PROXY_PORT'/" "$T/source.conf"
 bg_start ferry_proxy "$PROXY" "$FERRY_PROXY_PORT" "$SINK_PORT" -1
 bg_start native_proxy "$PROXY" "$NATIVE_PROXY_PORT" "$PRIMARY_PORT" -1
