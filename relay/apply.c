@@ -325,18 +325,17 @@ static int exec_simple(apply_t *a, const char *sql, pgf_error_t *err)
 
 /* The DR-side state; the same text as sql/dr_state.sql. */
 static const char *const state_sql[] = {
-        "CREATE SCHEMA IF NOT EXISTS pgferry",
-        "CREATE TABLE IF NOT EXISTS pgferry.identity (singleton boolean PRIMARY KEY DEFAULT true "
-        "CHECK (singleton), system_identifier numeric NOT NULL, database text NOT NULL, slot text "
-        "NOT NULL, first_contact timestamptz NOT NULL DEFAULT now())",
-        "CREATE TABLE IF NOT EXISTS pgferry.fence (singleton boolean PRIMARY KEY DEFAULT true "
-        "CHECK "
-        "(singleton), fenced_at timestamptz NOT NULL DEFAULT now(), reason text NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS pgferry.progress (singleton boolean PRIMARY KEY DEFAULT true "
-        "CHECK (singleton), source_lsn pg_lsn NOT NULL, source_commit_time timestamptz NOT NULL, "
-        "applied_at timestamptz NOT NULL)",
-        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = 'pgferry') "
-        "THEN PERFORM pg_replication_origin_create('pgferry'); END IF; END $$",
+        ("CREATE SCHEMA IF NOT EXISTS pgferry"),
+        ("CREATE TABLE IF NOT EXISTS pgferry.identity (singleton boolean PRIMARY KEY DEFAULT true "
+         "CHECK (singleton), system_identifier numeric NOT NULL, database text NOT NULL, "
+         "slot text NOT NULL, first_contact timestamptz NOT NULL DEFAULT now())"),
+        ("CREATE TABLE IF NOT EXISTS pgferry.fence (singleton boolean PRIMARY KEY DEFAULT true "
+         "CHECK (singleton), fenced_at timestamptz NOT NULL DEFAULT now(), reason text NOT NULL)"),
+        ("CREATE TABLE IF NOT EXISTS pgferry.progress (singleton boolean PRIMARY KEY DEFAULT true "
+         "CHECK (singleton), source_lsn pg_lsn NOT NULL, source_commit_time timestamptz NOT NULL, "
+         "applied_at timestamptz NOT NULL)"),
+        ("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = 'pgferry') "
+         "THEN PERFORM pg_replication_origin_create('pgferry'); END IF; END $$"),
 };
 
 int apply_connect(apply_t *a, pgf_error_t *err)
@@ -347,8 +346,8 @@ int apply_connect(apply_t *a, pgf_error_t *err)
 	 * DR session must read them back the same way */
 	const char *values[] = {
 	        a->cfg->dr_conninfo, "pgferry sink", "10",
-	        "-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3 "
-	        "-c session_replication_role=replica",
+	        ("-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3 "
+	         "-c session_replication_role=replica"),
 	        NULL};
 	PGresult *res;
 	size_t i;
