@@ -79,6 +79,8 @@ struct lag_tracker {
 	uint64_t batches, batch_wire_bytes, batch_raw_bytes, bad_batches, source_connections,
 	        apply_errors, transactions_applied, rows_applied, heartbeats;
 	lag_histogram_t commit_lag, apply_group;
+	bool history_known;
+	double history[4];
 };
 
 static int64_t real_clock(void *arg)
@@ -405,6 +407,17 @@ void lag_set_fenced(lag_tracker_t *l, bool fenced)
 	pthread_mutex_unlock(&l->lock);
 }
 
+void lag_set_history(lag_tracker_t *l, double p50_ms, double p95_ms, double p99_ms, double max_ms)
+{
+	pthread_mutex_lock(&l->lock);
+	l->history_known = true;
+	l->history[0] = p50_ms;
+	l->history[1] = p95_ms;
+	l->history[2] = p99_ms;
+	l->history[3] = max_ms;
+	pthread_mutex_unlock(&l->lock);
+}
+
 void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
 {
 	const clock_sample_t *c;
@@ -505,6 +518,11 @@ void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
 	s->heartbeats = l->heartbeats;
 	s->commit_lag = l->commit_lag;
 	s->apply_group = l->apply_group;
+	s->history_known = l->history_known;
+	s->history_p50_ms = l->history[0];
+	s->history_p95_ms = l->history[1];
+	s->history_p99_ms = l->history[2];
+	s->history_max_ms = l->history[3];
 	s->max_rpo_ms = l->cfg->max_rpo;
 	s->max_apply_backlog = l->cfg->max_apply_backlog;
 	s->max_clock_offset_ms = l->cfg->max_clock_offset;

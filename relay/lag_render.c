@@ -106,6 +106,14 @@ void lag_render_status_json(const lag_snapshot_t *s, const lag_verdict_t *v, buf
 	} else
 		buf_append_str(b, "null");
 	buf_printf(b, ",\"bad_batches\":%" PRIu64 "}", s->bad_batches);
+	if (s->history_known)
+		buf_printf(
+		        b,
+		        ",\"lag_history\":{\"window\":\"1 hour\",\"p50_ms\":%.3f,\"p95_ms\":%.3f,"
+		        "\"p99_ms\":%.3f,\"max_ms\":%.3f}",
+		        s->history_p50_ms, s->history_p95_ms, s->history_p99_ms, s->history_max_ms);
+	else
+		buf_append_str(b, ",\"lag_history\":null");
 	buf_append_str(b, ",\"promotion\":{");
 	verdict_fields(b, v);
 	buf_printf(b, ",\"max_rpo_ms\":%lld,\"max_apply_backlog\":%lld}}\n",

@@ -17,6 +17,7 @@
 #include "pgferry/decoder.h"
 #include "pgferry/http.h"
 #include "pgferry/lag.h"
+#include "pgferry/lag_history.h"
 #include "pgferry/log.h"
 #include "pgferry/netconn.h"
 #include "pgferry/queue.h"
@@ -60,6 +61,7 @@ typedef struct sink {
 	sink_apply_t *applier;
 	lag_tracker_t *lag;
 	http_server_t *http;
+	lag_history_t *history;
 	tls_context_t *tls;
 	netconn_listener_t *listener;
 
@@ -658,6 +660,9 @@ int cmd_sink(int argc, char **argv)
 	s.http = http_server_start(&cli.cfg, s.lag, &err);
 	if (s.http == NULL)
 		goto out;
+	s.history = lag_history_start(&cli.cfg, s.lag, &err);
+	if (s.history == NULL)
+		goto out;
 	events.arg = &s;
 	events.session_verdict = ev_session_verdict;
 	events.applied = ev_applied;
@@ -699,6 +704,7 @@ out:
 		log_error_value(LOG_ERROR, &err);
 	netconn_listener_free(s.listener);
 	sink_apply_stop(s.applier); /* commits whole transactions, then joins */
+	lag_history_stop(s.history);
 	http_server_stop(s.http);
 	lag_tracker_free(s.lag);
 	batch_decoder_free(s.decoder);

@@ -87,6 +87,10 @@ typedef struct lag_snapshot {
 	lag_histogram_t commit_lag;  /* seconds, per applied group's last commit */
 	lag_histogram_t apply_group; /* seconds per DR transaction */
 
+	/* the last hour, from pgferry.lag_history (lag_history.c) */
+	bool history_known;
+	double history_p50_ms, history_p95_ms, history_p99_ms, history_max_ms;
+
 	/* the configured limits, for the verdict's defaults */
 	int64_t max_rpo_ms;
 	int64_t max_apply_backlog;
@@ -130,6 +134,9 @@ void lag_restore_applied(lag_tracker_t *l, uint64_t lsn, int64_t commit_time);
 void lag_set_apply_error(lag_tracker_t *l, const pgf_error_t *err);
 void lag_set_dr_reachable(lag_tracker_t *l, bool reachable, const pgf_error_t *err);
 void lag_set_fenced(lag_tracker_t *l, bool fenced);
+
+/* history thread: the last hour's commit lag percentiles */
+void lag_set_history(lag_tracker_t *l, double p50_ms, double p95_ms, double p99_ms, double max_ms);
 
 /* any thread */
 void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s);

@@ -36,4 +36,13 @@ head -c 200000 /dev/zero | tr '\0' 'a' | sed 's/^/GET \/v1\/status HTTP\/1.1\r\n
 psql_on primary -c "INSERT INTO t SELECT generate_series(1001, 1100)" >/dev/null
 wait_applied 60
 tables_equal t
+
+# lag history: a sample a second in the DR database, the views, and the
+# last hour's percentiles in /v1/status and `pgferry lag`
+wait_until "lag history samples" 30 bash -c "[ \"\$(psql '$DR_CONN' -XAtc 'SELECT count(*) >= 3 FROM pgferry.lag_history')\" = t ]"
+psql_on dr -c "SELECT samples, round(lag_p50_ms::numeric, 1), round(rpo_p99_ms::numeric, 1) FROM pgferry.lag_hourly" |
+	grep -Eq '^[0-9]+\|' || fail "pgferry.lag_hourly is empty"
+psql_on dr -c "SELECT source_state FROM pgferry.current_lag" | grep -q connected || fail "pgferry.current_lag"
+wait_until "percentiles in the status" 30 bash -c "curl -s '$SINK_URL/v1/status' | grep -q '\"p99_ms\"'"
+"$PGFERRY" lag --url "$SINK_URL" | grep -q "last hour" || fail "pgferry lag shows no last-hour percentiles"
 log "metrics ok"

@@ -1,0 +1,203 @@
+/*
+ * lag_history.c — the sink's history thread (see lag_history.h): a sample a
+ * second into pgferry.lag_history, pruning once a minute, and the last
+ * hour's percentiles every ten seconds. Failures are logged once and
+ * retried: history is a record, never a reason to stop replicating.
+ */
+#include "pgferry/lag_history.h"
+
+#include "pgferry/decoder.h"
+#include "pgferry/log.h"
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct lag_history {
+	const config_t *cfg;
+	lag_tracker_t *lag;
+	pthread_t thread;
+	volatile int stop;
+	PGconn *conn;
+	bool failing; /* the last attempt failed: log again only on recovery */
+};
+
+/* The same objects as sql/dr_lag_history.sql. */
+static const char *const history_sql[] = {
+        ("CREATE SCHEMA IF NOT EXISTS pgferry"),
+        ("CREATE TABLE IF NOT EXISTS pgferry.lag_history (sampled_at timestamptz PRIMARY KEY, "
+         "applied_lsn pg_lsn NOT NULL, primary_wal_lsn pg_lsn NOT NULL, commit_lag_ms double "
+         "precision NOT NULL, rpo_bound_ms double precision NOT NULL, unknown_window_ms double "
+         "precision NOT NULL, known_loss_transactions bigint NOT NULL, known_loss_bytes bigint NOT "
+         "NULL, backlog_transactions bigint NOT NULL, source_state text NOT NULL)"),
+        ("CREATE OR REPLACE VIEW pgferry.current_lag AS SELECT * FROM pgferry.lag_history ORDER BY "
+         "sampled_at DESC LIMIT 1"),
+        ("CREATE OR REPLACE VIEW pgferry.lag_hourly AS SELECT date_trunc('hour', sampled_at) AS "
+         "hour, count(*) AS samples, percentile_cont(0.5) WITHIN GROUP (ORDER BY commit_lag_ms) AS "
+         "lag_p50_ms, percentile_cont(0.95) WITHIN GROUP (ORDER BY commit_lag_ms) AS lag_p95_ms, "
+         "percentile_cont(0.99) WITHIN GROUP (ORDER BY commit_lag_ms) AS lag_p99_ms, "
+         "max(commit_lag_ms) AS lag_max_ms, percentile_cont(0.5) WITHIN GROUP (ORDER BY "
+         "rpo_bound_ms) AS rpo_p50_ms, percentile_cont(0.95) WITHIN GROUP (ORDER BY rpo_bound_ms) "
+         "AS rpo_p95_ms, percentile_cont(0.99) WITHIN GROUP (ORDER BY rpo_bound_ms) AS rpo_p99_ms, "
+         "max(rpo_bound_ms) AS rpo_max_ms FROM pgferry.lag_history GROUP BY 1 ORDER BY 1 DESC"),
+};
+
+static bool run(lag_history_t *h, const char *sql, int n, const char *const *params, PGresult **out)
+{
+	PGresult *res = PQexecParams(h->conn, sql, n, NULL, params, NULL, NULL, 0);
+	int st = PQresultStatus(res);
+
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		if (!h->failing)
+			log_warning("lag history: %s", PQresultErrorMessage(res));
+		h->failing = true;
+		PQclear(res);
+		return false;
+	}
+	if (out)
+		*out = res;
+	else
+		PQclear(res);
+	return true;
+}
+
+static bool connect_db(lag_history_t *h)
+{
+	const char *keys[] = {"dbname", "fallback_application_name", "connect_timeout", NULL};
+	const char *values[] = {h->cfg->dr_conninfo, "pgferry sink history", "10", NULL};
+	size_t i;
+
+	if (h->conn && PQstatus(h->conn) == CONNECTION_OK)
+		return true;
+	PQfinish(h->conn);
+	h->conn = PQconnectdbParams(keys, values, 1);
+	if (h->conn == NULL || PQstatus(h->conn) != CONNECTION_OK) {
+		if (!h->failing)
+			log_warning("lag history: cannot connect to the DR database; retrying");
+		h->failing = true;
+		return false;
+	}
+	/* two sinks starting at once may race on CREATE: the second one retries */
+	for (i = 0; i < sizeof(history_sql) / sizeof(history_sql[0]); i++)
+		if (!run(h, history_sql[i], 0, NULL, NULL))
+			return false;
+	return true;
+}
+
+static void sample(lag_history_t *h, const lag_snapshot_t *s)
+{
+	char applied[LSN_TEXT_LEN], wal[LSN_TEXT_LEN], lag[32], rpo[32], unk[32], lt[32], lb[32],
+	        bt[32];
+	const char *p[9] = {
+	        applied, wal, lag, rpo, unk, lt, lb, bt, lag_source_state_name(s->source_state)};
+
+	lsn_format(s->applied_lsn, applied);
+	lsn_format(s->primary_wal_lsn, wal);
+	snprintf(lag, sizeof(lag), "%.3f", s->last_commit_lag_ms);
+	snprintf(rpo, sizeof(rpo), "%.3f", s->rpo_bound_ms);
+	snprintf(unk, sizeof(unk), "%.3f", s->unknown_window_ms);
+	snprintf(lt, sizeof(lt), "%llu", (unsigned long long)s->known_loss_transactions);
+	snprintf(lb, sizeof(lb), "%llu", (unsigned long long)s->known_loss_bytes);
+	snprintf(bt, sizeof(bt), "%llu", (unsigned long long)s->backlog_transactions);
+	if (run(h,
+	        "INSERT INTO pgferry.lag_history VALUES (clock_timestamp(), $1, $2, $3, $4, $5, "
+	        "$6, "
+	        "$7, $8, $9) ON CONFLICT DO NOTHING",
+	        9, p, NULL) &&
+	    h->failing) {
+		log_info("lag history: recording again");
+		h->failing = false;
+	}
+}
+
+static void prune(lag_history_t *h)
+{
+	char ms[32];
+	const char *p[1] = {ms};
+
+	snprintf(ms, sizeof(ms), "%lld", (long long)h->cfg->lag_history_retention);
+	run(h,
+	    "DELETE FROM pgferry.lag_history WHERE sampled_at < clock_timestamp() - "
+	    "make_interval(secs => $1::double precision / 1000)",
+	    1, p, NULL);
+}
+
+static void percentiles(lag_history_t *h)
+{
+	PGresult *res = NULL;
+
+	if (!run(h,
+	         "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY commit_lag_ms), "
+	         "percentile_cont(0.95) WITHIN GROUP (ORDER BY commit_lag_ms), "
+	         "percentile_cont(0.99) WITHIN GROUP (ORDER BY commit_lag_ms), max(commit_lag_ms) "
+	         "FROM pgferry.lag_history WHERE sampled_at > clock_timestamp() - interval '1 "
+	         "hour'",
+	         0, NULL, &res))
+		return;
+	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+		lag_set_history(h->lag, atof(PQgetvalue(res, 0, 0)), atof(PQgetvalue(res, 0, 1)),
+		                atof(PQgetvalue(res, 0, 2)), atof(PQgetvalue(res, 0, 3)));
+	PQclear(res);
+}
+
+static void *history_main(void *arg)
+{
+	lag_history_t *h = arg;
+	lag_snapshot_t *s = malloc(sizeof(*s));
+	unsigned tick = 0;
+
+	while (!h->stop && s != NULL) {
+		struct timespec one_second = {1, 0};
+		int slept;
+
+		if (connect_db(h)) {
+			lag_snapshot(h->lag, s);
+			/* nothing to record before the first word from a primary */
+			if (s->heard_from_primary)
+				sample(h, s);
+			if (tick % 10 == 0)
+				percentiles(h);
+			if (tick % 60 == 0)
+				prune(h);
+		}
+		tick++;
+		for (slept = 0; slept < 10 && !h->stop; slept++) {
+			one_second.tv_sec = 0;
+			one_second.tv_nsec = 100000000L;
+			nanosleep(&one_second, NULL);
+		}
+	}
+	free(s);
+	return NULL;
+}
+
+lag_history_t *lag_history_start(const config_t *cfg, lag_tracker_t *lag, pgf_error_t *err)
+{
+	lag_history_t *h = calloc(1, sizeof(*h));
+
+	if (h == NULL) {
+		error_set(err, PGF_E_MEMORY, "out of memory");
+		return NULL;
+	}
+	h->cfg = cfg;
+	h->lag = lag;
+	if (pthread_create(&h->thread, NULL, history_main, h) != 0) {
+		free(h);
+		error_set(err, PGF_E_MEMORY, "could not start the lag history thread");
+		return NULL;
+	}
+	return h;
+}
+
+void lag_history_stop(lag_history_t *h)
+{
+	if (h == NULL)
+		return;
+	h->stop = 1;
+	pthread_join(h->thread, NULL);
+	PQfinish(h->conn);
+	free(h);
+}
