@@ -90,6 +90,7 @@ struct apply {
 
 	/* the DR transaction that groups source transactions */
 	bool group_open;
+	bool group_progress_only; /* advances progress past WAL without commits */
 	uint64_t group_txns, group_rows, group_bytes;
 	uint64_t group_end_lsn;
 	int64_t group_commit_time;
@@ -564,7 +565,7 @@ int apply_commit_group(apply_t *a, pgf_error_t *err)
 
 	if (!a->group_open || a->in_txn)
 		return PGF_OK;
-	if (a->group_txns == 0) {
+	if (a->group_txns == 0 && !a->group_progress_only) {
 		/* nothing to record: end the empty transaction */
 		if (send_plain(a, "COMMIT", "commit", err) != PGF_OK ||
 		    pipeline_sync(a, err) != PGF_OK) {
@@ -601,6 +602,7 @@ int apply_commit_group(apply_t *a, pgf_error_t *err)
 		return PGF_ERR;
 	}
 	a->group_open = false;
+	a->group_progress_only = false;
 	a->progress_lsn = a->group_end_lsn;
 	a->progress_time = a->group_commit_time;
 	g.end_lsn = a->group_end_lsn;
@@ -1434,6 +1436,24 @@ int apply_check_identity(apply_t *a, uint64_t system_identifier, const char *dat
 	return PGF_OK;
 }
 
+int apply_advance_idle(apply_t *a, uint64_t lsn, pgf_error_t *err)
+{
+	int i;
+
+	if (!apply_connected(a) || a->group_open || a->in_txn || a->current_stream != NULL ||
+	    lsn <= a->progress_lsn)
+		return PGF_OK;
+	for (i = 0; i < MAX_STREAMS; i++)
+		if (a->streams[i] != NULL)
+			return PGF_OK; /* a streamed transaction is still open */
+	if (group_begin(a, err) != PGF_OK)
+		return PGF_ERR;
+	a->group_progress_only = true;
+	a->group_end_lsn = lsn;
+	a->group_commit_time = a->progress_time; /* the last commit's time stays */
+	return apply_commit_group(a, err);
+}
+
 void apply_set_proto_version(apply_t *a, int proto_version)
 {
 	a->proto_version = proto_version;
@@ -1445,6 +1465,7 @@ void apply_reset(apply_t *a)
 	if (a->group_open || a->ninflight > 0)
 		rollback_quietly(a);
 	a->group_open = false;
+	a->group_progress_only = false;
 	a->in_txn = false;
 	a->skipping = false;
 	a->ninflight = 0;

@@ -27,9 +27,11 @@ struct sink_apply {
 	volatile int stop;
 	bool started;
 
-	uint64_t session; /* the source connection being applied */
-	bool session_ok;  /* identity accepted and no apply error since */
-	int backoff_ms;   /* after an apply error or a lost DR connection */
+	uint64_t session;              /* the source connection being applied */
+	bool session_ok;               /* identity accepted and no apply error since */
+	int backoff_ms;                /* after an apply error or a lost DR connection */
+	uint64_t idle_lsn;             /* newest keepalive position seen between transactions */
+	struct timespec idle_advanced; /* when progress was last advanced by one */
 	bool dr_reachable;
 };
 
@@ -114,6 +116,7 @@ static void start_session(sink_apply_t *sa, const queue_item_t *it)
 	apply_reset(sa->apply);
 	sa->session = it->session;
 	sa->session_ok = false;
+	sa->idle_lsn = 0;
 	error_clear(&err);
 	apply_set_proto_version(sa->apply, it->proto_version);
 	if (apply_check_identity(sa->apply, it->system_identifier, it->database, it->slot, &verdict,
@@ -166,6 +169,13 @@ static bool apply_records(sink_apply_t *sa, const queue_item_t *it)
 		}
 		if (walsender_parse(rec, len, &wm, &err) != PGF_OK)
 			goto failed;
+		if (wm.kind == 'k') {
+			/* a keepalive carries how far the walsender has sent; between
+			 * transactions everything up to there is here */
+			if (!apply_in_transaction(sa->apply) && wm.wal_end > sa->idle_lsn)
+				sa->idle_lsn = wm.wal_end;
+			continue;
+		}
 		if (wm.kind != 'w')
 			continue;
 		if (apply_message(sa->apply, wm.wal_start, wm.payload, wm.payload_len, &err) !=
@@ -188,11 +198,22 @@ failed:
 static void commit_if_idle(sink_apply_t *sa)
 {
 	pgf_error_t err;
+	struct timespec now;
+	int rc;
 
 	if (apply_in_transaction(sa->apply))
 		return;
 	error_clear(&err);
-	if (apply_commit_group(sa->apply, &err) != PGF_OK) {
+	rc = apply_commit_group(sa->apply, &err);
+	/* at most once a second: heartbeats advance progress anyway; this is for
+	 * WAL without commits (a shutdown checkpoint, heartbeats switched off) */
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (rc == PGF_OK && sa->idle_lsn > apply_progress(sa->apply) &&
+	    now.tv_sec != sa->idle_advanced.tv_sec) {
+		sa->idle_advanced = now;
+		rc = apply_advance_idle(sa->apply, sa->idle_lsn, &err);
+	}
+	if (rc != PGF_OK) {
 		log_error_value(LOG_ERROR, &err);
 		if (sa->events.apply_error)
 			sa->events.apply_error(sa->events.arg, &err);

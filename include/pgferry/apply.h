@@ -69,6 +69,13 @@ int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t le
 /* Commits the open group, if any (the caller does this when no more data is
  * waiting, so an idle stream is never held back). */
 int apply_commit_group(apply_t *a, pgf_error_t *err);
+/* When nothing is in flight (no transaction, no streamed transaction, no
+ * open group), records lsn — a keepalive's position, which has no commit
+ * of its own — as the progress, in a small DR transaction. Without it the
+ * primary's walsender would wait forever at shutdown for the client to
+ * confirm its final WAL. A transaction committing after lsn is sent again
+ * in full after any restart, so confirming lsn loses nothing. */
+int apply_advance_idle(apply_t *a, uint64_t lsn, pgf_error_t *err);
 /* true between a source transaction's BEGIN and its COMMIT */
 bool apply_in_transaction(const apply_t *a);
 
