@@ -87,6 +87,7 @@ struct apply {
 
 	uint64_t progress_lsn;
 	int64_t progress_time;
+	const uint64_t *commit_watermark; /* see apply_set_commit_watermark */
 
 	/* the DR transaction that groups source transactions */
 	bool group_open;
@@ -1289,6 +1290,14 @@ int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t le
 		a->skipping = m->u.begin.final_lsn < a->progress_lsn;
 		if (a->skipping)
 			return PGF_OK;
+		/* its commit is not here yet: secure the whole transactions first */
+		if (a->commit_watermark != NULL && a->group_open && a->group_txns > 0 &&
+		    m->u.begin.final_lsn > __atomic_load_n(a->commit_watermark, __ATOMIC_ACQUIRE)) {
+			a->in_txn = false;
+			if (apply_commit_group(a, err) != PGF_OK)
+				return PGF_ERR;
+			a->in_txn = true;
+		}
 		return group_begin(a, err);
 	case PGOUTPUT_COMMIT:
 		if (!a->in_txn)
@@ -1452,6 +1461,11 @@ int apply_advance_idle(apply_t *a, uint64_t lsn, pgf_error_t *err)
 	a->group_end_lsn = lsn;
 	a->group_commit_time = a->progress_time; /* the last commit's time stays */
 	return apply_commit_group(a, err);
+}
+
+void apply_set_commit_watermark(apply_t *a, const uint64_t *received_commit_lsn)
+{
+	a->commit_watermark = received_commit_lsn;
 }
 
 void apply_set_proto_version(apply_t *a, int proto_version)

@@ -77,6 +77,7 @@ typedef struct sink {
 	pgoutput_message_t *msg;
 	uint64_t txn_bytes; /* pgoutput bytes of the transaction being received */
 	uint64_t txn_rows;
+	uint64_t commit_watermark; /* atomic: newest whole transaction received */
 	bool in_stream_block;
 	ev_tstamp last_heard;
 
@@ -283,6 +284,11 @@ static int inspect_records(sink_t *s, const batch_view_t *v, uint64_t *last_lsn,
 				lag_on_heartbeat(s->lag);
 			break;
 		case PGOUTPUT_COMMIT:
+			/* before the batch is queued: the apply thread may read it
+			 * as soon as it sees this transaction's BEGIN */
+			if (s->msg->u.commit.commit_lsn > s->commit_watermark)
+				__atomic_store_n(&s->commit_watermark, s->msg->u.commit.commit_lsn,
+				                 __ATOMIC_RELEASE);
 			lag_on_received_commit(
 			        s->lag, s->msg->u.commit.commit_lsn, s->msg->u.commit.end_lsn,
 			        s->msg->u.commit.commit_time, s->txn_bytes, s->txn_rows);
@@ -664,6 +670,7 @@ int cmd_sink(int argc, char **argv)
 	if (s.history == NULL)
 		goto out;
 	events.arg = &s;
+	events.commit_watermark = &s.commit_watermark;
 	events.session_verdict = ev_session_verdict;
 	events.applied = ev_applied;
 	events.apply_error = ev_apply_error;

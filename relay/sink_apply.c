@@ -297,6 +297,7 @@ sink_apply_t *sink_apply_start(const config_t *cfg, queue_t *queue,
 		error_set(err, PGF_E_MEMORY, "out of memory");
 		return NULL;
 	}
+	apply_set_commit_watermark(sa->apply, events->commit_watermark);
 	if (pthread_create(&sa->thread, NULL, apply_thread_main, sa) != 0) {
 		apply_free(sa->apply);
 		free(sa);

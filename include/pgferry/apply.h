@@ -79,6 +79,13 @@ int apply_advance_idle(apply_t *a, uint64_t lsn, pgf_error_t *err);
 /* true between a source transaction's BEGIN and its COMMIT */
 bool apply_in_transaction(const apply_t *a);
 
+/* The commit LSN up to which whole transactions have been received (kept
+ * by the receiver, read here atomically). Before a source transaction whose
+ * commit has not arrived yet, the open group is committed first: should the
+ * stream end inside that transaction, only it is rolled back, never the
+ * complete ones before it. NULL (replay) turns this off. */
+void apply_set_commit_watermark(apply_t *a, const uint64_t *received_commit_lsn);
+
 /* The pgoutput protocol version the stream speaks (from the source's hello). */
 void apply_set_proto_version(apply_t *a, int proto_version);
 

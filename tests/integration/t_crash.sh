@@ -61,6 +61,18 @@ for round in 1 2; do
 	settle 4
 done
 
+log "the source killed under load and left down: what the sink received is all applied"
+bg_start burst pgbench -n -c 4 -j 2 -T 4 "$PRIMARY_CONN" # unthrottled: batches end mid-transaction
+sleep 2
+source_stop KILL
+wait_until "the burst to end" 30 bash -c "! kill -0 $(bg_pid burst) 2>/dev/null"
+# a batch cut inside a transaction used to hold the whole DR group back
+# (complete transactions included) until the source came back
+wait_until "the received backlog applied without the source" 30 bash -c \
+	"curl -s '$SINK_URL/v1/status' | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if d[\"apply_backlog\"][\"transactions\"] == 0 else 1)'"
+check_no_loss_invariant
+source_start
+
 # let the load loop end by itself: killing it would leave its pgbench running
 touch "$T/stop-load"
 wait_until "the load to stop" 60 bash -c "! kill -0 $(bg_pid load) 2>/dev/null"
