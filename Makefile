@@ -26,6 +26,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 HEADERS   := $(wildcard include/pgferry/*.h)
 ALL_C     := $(LIB_SRCS) $(MAIN_SRC) $(UNIT_SRCS) tests/unit/unit_main.c $(FUZZ_SRCS) \
+             tests/integration/faultproxy.c \
              $(wildcard bench/*.c) $(HEADERS)
 
 # one object tree per build flavour

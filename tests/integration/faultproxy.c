@@ -141,7 +141,7 @@ int main(int argc, char **argv)
 	lfd = listen_on(atoi(argv[1]));
 	target = atoi(argv[2]);
 	shared = mmap(NULL, sizeof(*shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
-		      0);
+	              0);
 	if (shared == MAP_FAILED)
 		return 2;
 	shared->flip_at = atoll(argv[3]);
