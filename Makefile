@@ -59,6 +59,9 @@ $(ASAN_DIR)/%.o: %.c $(HEADERS) | deps
 	@echo "  CC/asan $<"
 	@$(CC) $(CPPFLAGS_BASE) $(CFLAGS_BASE) $(ASAN_FLAGS) $(PKG_CFLAGS) -c $< -o $@
 
+# the SQL files are assembled into the binary byte for byte
+$(REL_DIR)/relay/sql_embed.o $(ASAN_DIR)/relay/sql_embed.o: $(wildcard sql/*.sql)
+
 bin/pgferry: $(REL_OBJS) $(REL_DIR)/relay/main.o
 	@mkdir -p bin
 	$(CC) $(CFLAGS_BASE) $(REL_FLAGS) -o $@ $^ $(PKG_LIBS)

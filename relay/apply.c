@@ -16,6 +16,7 @@
 
 #include "pgferry/buf.h"
 #include "pgferry/decoder.h"
+#include "pgferry/dr_state.h"
 #include "pgferry/log.h"
 #include "pgferry/replication.h"
 
@@ -310,36 +311,6 @@ static int dr_conn_error(pgf_error_t *err, PGconn *conn, const char *what)
 	return PGF_ERR;
 }
 
-static int exec_simple(apply_t *a, const char *sql, pgf_error_t *err)
-{
-	PGresult *res = PQexec(a->conn, sql);
-	int st = PQresultStatus(res);
-
-	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-		dr_result_error(err, res, "setting up pgferry's state");
-		error_where(err, "%.200s", sql);
-		PQclear(res);
-		return PGF_ERR;
-	}
-	PQclear(res);
-	return PGF_OK;
-}
-
-/* The DR-side state; the same text as sql/dr_state.sql. */
-static const char *const state_sql[] = {
-        ("CREATE SCHEMA IF NOT EXISTS pgferry"),
-        ("CREATE TABLE IF NOT EXISTS pgferry.identity (singleton boolean PRIMARY KEY DEFAULT true "
-         "CHECK (singleton), system_identifier numeric NOT NULL, database text NOT NULL, "
-         "slot text NOT NULL, first_contact timestamptz NOT NULL DEFAULT now())"),
-        ("CREATE TABLE IF NOT EXISTS pgferry.fence (singleton boolean PRIMARY KEY DEFAULT true "
-         "CHECK (singleton), fenced_at timestamptz NOT NULL DEFAULT now(), reason text NOT NULL)"),
-        ("CREATE TABLE IF NOT EXISTS pgferry.progress (singleton boolean PRIMARY KEY DEFAULT true "
-         "CHECK (singleton), source_lsn pg_lsn NOT NULL, source_commit_time timestamptz NOT NULL, "
-         "applied_at timestamptz NOT NULL)"),
-        ("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = 'pgferry') "
-         "THEN PERFORM pg_replication_origin_create('pgferry'); END IF; END $$"),
-};
-
 int apply_connect(apply_t *a, pgf_error_t *err)
 {
 	const char *keys[] = {"dbname", "fallback_application_name", "connect_timeout", "options",
@@ -352,7 +323,6 @@ int apply_connect(apply_t *a, pgf_error_t *err)
 	         "-c session_replication_role=replica"),
 	        NULL};
 	PGresult *res;
-	size_t i;
 
 	apply_disconnect(a);
 	a->conn = PQconnectdbParams(keys, values, 1);
@@ -363,14 +333,9 @@ int apply_connect(apply_t *a, pgf_error_t *err)
 		apply_disconnect(a);
 		return PGF_ERR;
 	}
-	for (i = 0; i < sizeof(state_sql) / sizeof(state_sql[0]); i++) {
-		if (exec_simple(a, state_sql[i], err) != PGF_OK) {
-			error_hint(err,
-			           "The sink's role needs CREATE on the DR database and the "
-			           "REPLICATION attribute or superuser (for replication origins).");
-			apply_disconnect(a);
-			return PGF_ERR;
-		}
+	if (dr_state_install(a->conn, err) != PGF_OK) {
+		apply_disconnect(a);
+		return PGF_ERR;
 	}
 	res = PQexec(a->conn, "SELECT pg_replication_origin_session_setup('pgferry')");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {

@@ -42,11 +42,11 @@ const config_key_t config_keys[] = {
 	{"max_frame_bytes", CONFIG_SIZE, "64MB", ROLE_SOURCE | ROLE_SINK, OFF(max_frame_bytes), 1024, 1LL << 30, NULL, false,
 	 "largest frame accepted on the wire; larger ones are refused before allocation"},
 
-	{"primary_conninfo", CONFIG_STRING, NULL, ROLE_SOURCE, OFF(primary_conninfo), 0, 0, NULL, true,
+	{"primary_conninfo", CONFIG_STRING, NULL, ROLE_SOURCE | ROLE_ADMIN, OFF(primary_conninfo), 0, 0, NULL, true,
 	 "libpq connection string of the primary database"},
-	{"slot_name", CONFIG_STRING, "pgferry", ROLE_SOURCE, OFF(slot_name), 0, 0, NULL, false,
+	{"slot_name", CONFIG_STRING, "pgferry", ROLE_SOURCE | ROLE_ADMIN, OFF(slot_name), 0, 0, NULL, false,
 	 "logical replication slot on the primary (created if missing)"},
-	{"publication", CONFIG_STRING, "pgferry", ROLE_SOURCE, OFF(publication), 0, 0, NULL, false,
+	{"publication", CONFIG_STRING, "pgferry", ROLE_SOURCE | ROLE_ADMIN, OFF(publication), 0, 0, NULL, false,
 	 "publication on the primary that lists the replicated tables"},
 	{"sink_address", CONFIG_STRING, NULL, ROLE_SOURCE, OFF(sink_address), 0, 0, NULL, true,
 	 "host:port of the sink"},
@@ -71,7 +71,7 @@ const config_key_t config_keys[] = {
 
 	{"listen_address", CONFIG_STRING, "127.0.0.1:7433", ROLE_SINK, OFF(listen_address), 0, 0, NULL, false,
 	 "host:port the sink accepts the source on"},
-	{"dr_conninfo", CONFIG_STRING, NULL, ROLE_SINK, OFF(dr_conninfo), 0, 0, NULL, true,
+	{"dr_conninfo", CONFIG_STRING, NULL, ROLE_SINK | ROLE_ADMIN, OFF(dr_conninfo), 0, 0, NULL, true,
 	 "libpq connection string of the DR database"},
 	{"work_dir", CONFIG_STRING, NULL, ROLE_SINK, OFF(work_dir), 0, 0, NULL, true,
 	 "directory for spill files of large transactions"},
@@ -96,8 +96,17 @@ const config_key_t config_keys[] = {
 	{"test_clock_skew", CONFIG_DURATION, "0", ROLE_SOURCE | ROLE_SINK, OFF(test_clock_skew), -3600000, 3600000, NULL, false,
 	 "TESTS ONLY: shift this process's clock by this much"},
 
-	{"sink_url", CONFIG_STRING, "http://127.0.0.1:7480", ROLE_CLIENT, OFF(sink_url), 0, 0, NULL, false,
+	{"sink_url", CONFIG_STRING, "http://127.0.0.1:7480", ROLE_CLIENT | ROLE_ADMIN, OFF(sink_url), 0, 0, NULL, false,
 	 "base URL of the sink's HTTP API"},
+
+	{"clone_jobs", CONFIG_INT, "2", ROLE_ADMIN, OFF(clone_jobs), 1, 64, NULL, false,
+	 "tables clone copies at once"},
+	{"verify_chunk_rows", CONFIG_INT, "10000", ROLE_ADMIN, OFF(verify_chunk_rows), 10, 100000000, NULL, false,
+	 "rows per primary-key chunk that verify hashes in one query"},
+	{"verify_retries", CONFIG_INT, "5", ROLE_ADMIN, OFF(verify_retries), 0, 1000, NULL, false,
+	 "times verify re-reads a chunk that differs before it calls it different"},
+	{"promote_sequence_margin", CONFIG_INT, "10000", ROLE_SINK | ROLE_ADMIN, OFF(promote_sequence_margin), 0, INT64_MAX, NULL, false,
+	 "promote moves every sequence this many increments past the last value shipped"},
 };
 /* clang-format on */
 
@@ -687,6 +696,14 @@ static const char *roles_text(int roles)
 		return "source, sink";
 	case ROLE_SINK | ROLE_CLIENT:
 		return "sink, promote-check";
+	case ROLE_ADMIN:
+		return "clone, verify, promote";
+	case ROLE_SOURCE | ROLE_ADMIN:
+		return "source, clone, verify";
+	case ROLE_SINK | ROLE_ADMIN:
+		return "sink, clone, verify, promote";
+	case ROLE_CLIENT | ROLE_ADMIN:
+		return "lag, promote-check, promote";
 	default:
 		return "all";
 	}

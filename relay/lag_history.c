@@ -7,6 +7,7 @@
 #include "pgferry/lag_history.h"
 
 #include "pgferry/decoder.h"
+#include "pgferry/dr_state.h"
 #include "pgferry/log.h"
 
 #include <libpq-fe.h>
@@ -23,26 +24,6 @@ struct lag_history {
 	volatile int stop;
 	PGconn *conn;
 	bool failing; /* the last attempt failed: log again only on recovery */
-};
-
-/* The same objects as sql/dr_lag_history.sql. */
-static const char *const history_sql[] = {
-        ("CREATE SCHEMA IF NOT EXISTS pgferry"),
-        ("CREATE TABLE IF NOT EXISTS pgferry.lag_history (sampled_at timestamptz PRIMARY KEY, "
-         "applied_lsn pg_lsn NOT NULL, primary_wal_lsn pg_lsn NOT NULL, commit_lag_ms double "
-         "precision NOT NULL, rpo_bound_ms double precision NOT NULL, unknown_window_ms double "
-         "precision NOT NULL, known_loss_transactions bigint NOT NULL, known_loss_bytes bigint NOT "
-         "NULL, backlog_transactions bigint NOT NULL, source_state text NOT NULL)"),
-        ("CREATE OR REPLACE VIEW pgferry.current_lag AS SELECT * FROM pgferry.lag_history ORDER BY "
-         "sampled_at DESC LIMIT 1"),
-        ("CREATE OR REPLACE VIEW pgferry.lag_hourly AS SELECT date_trunc('hour', sampled_at) AS "
-         "hour, count(*) AS samples, percentile_cont(0.5) WITHIN GROUP (ORDER BY commit_lag_ms) AS "
-         "lag_p50_ms, percentile_cont(0.95) WITHIN GROUP (ORDER BY commit_lag_ms) AS lag_p95_ms, "
-         "percentile_cont(0.99) WITHIN GROUP (ORDER BY commit_lag_ms) AS lag_p99_ms, "
-         "max(commit_lag_ms) AS lag_max_ms, percentile_cont(0.5) WITHIN GROUP (ORDER BY "
-         "rpo_bound_ms) AS rpo_p50_ms, percentile_cont(0.95) WITHIN GROUP (ORDER BY rpo_bound_ms) "
-         "AS rpo_p95_ms, percentile_cont(0.99) WITHIN GROUP (ORDER BY rpo_bound_ms) AS rpo_p99_ms, "
-         "max(rpo_bound_ms) AS rpo_max_ms FROM pgferry.lag_history GROUP BY 1 ORDER BY 1 DESC"),
 };
 
 static bool run(lag_history_t *h, const char *sql, int n, const char *const *params, PGresult **out)
@@ -68,7 +49,7 @@ static bool connect_db(lag_history_t *h)
 {
 	const char *keys[] = {"dbname", "fallback_application_name", "connect_timeout", NULL};
 	const char *values[] = {h->cfg->dr_conninfo, "pgferry sink history", "10", NULL};
-	size_t i;
+	pgf_error_t err;
 
 	if (h->conn && PQstatus(h->conn) == CONNECTION_OK)
 		return true;
@@ -80,10 +61,13 @@ static bool connect_db(lag_history_t *h)
 		h->failing = true;
 		return false;
 	}
-	/* two sinks starting at once may race on CREATE: the second one retries */
-	for (i = 0; i < sizeof(history_sql) / sizeof(history_sql[0]); i++)
-		if (!run(h, history_sql[i], 0, NULL, NULL))
-			return false;
+	if (dr_state_run(h->conn, pgferry_sql_dr_lag_history, "the lag history (sql/dr_lag_history.sql)",
+	                 &err) != PGF_OK) {
+		if (!h->failing)
+			log_warning("lag history: %s", err.message);
+		h->failing = true;
+		return false;
+	}
 	return true;
 }
 

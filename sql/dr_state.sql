@@ -1,7 +1,8 @@
--- dr_state.sql — pgferry's own state on the DR database. The sink runs this
--- (idempotently) on every start; it is here for DBAs to read and review.
--- The replication origin "pgferry" holds the apply progress: the source
--- commit LSN of the last applied transaction, committed atomically with it.
+-- dr_state.sql — pgferry's own state on the DR database. The sink, clone and
+-- promote run this file (it is built into the binary) on every start; it is
+-- idempotent. The replication origin "pgferry" holds the apply progress: the
+-- source commit LSN of the last applied transaction, committed atomically
+-- with it.
 
 CREATE SCHEMA IF NOT EXISTS pgferry;
 
@@ -15,12 +16,33 @@ CREATE TABLE IF NOT EXISTS pgferry.identity (
     first_contact      timestamptz NOT NULL DEFAULT now()
 );
 
--- Fencing: once promoted, the sink refuses every stream, durably.
+-- Fencing: once promoted, the sink refuses every stream, durably. A row
+-- here means "fenced".
 CREATE TABLE IF NOT EXISTS pgferry.fence (
     singleton     boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     fenced_at     timestamptz NOT NULL DEFAULT now(),
     reason        text NOT NULL
 );
+
+-- Every DR transaction of the sink calls this first. The ROW SHARE lock
+-- conflicts with the EXCLUSIVE lock that `pgferry promote` takes before it
+-- writes the fence: promote waits for the transaction being applied, and
+-- every later one waits for promote and then sees the fence. So no change
+-- is applied after the fence commits, whatever the sink is doing.
+CREATE OR REPLACE FUNCTION pgferry.assert_not_fenced() RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    f record;
+BEGIN
+    LOCK TABLE pgferry.fence IN ROW SHARE MODE;
+    SELECT fenced_at, reason INTO f FROM pgferry.fence;
+    IF FOUND THEN
+        RAISE EXCEPTION 'this DR database was promoted at % (%); it applies nothing more',
+            f.fenced_at, f.reason
+            USING ERRCODE = 'PF001';
+    END IF;
+END
+$$;
 
 DO $$
 BEGIN
@@ -37,4 +59,52 @@ CREATE TABLE IF NOT EXISTS pgferry.progress (
     source_lsn          pg_lsn NOT NULL,
     source_commit_time  timestamptz NOT NULL,
     applied_at          timestamptz NOT NULL
+);
+
+-- Sequences: the source ships the primary's values in the stream; the sink
+-- calls this for each. A sequence never moves backwards (a DBA may have set
+-- it ahead by hand); a sequence missing on the DR side is reported, not
+-- created: the answer is 'missing'.
+CREATE OR REPLACE FUNCTION pgferry.sync_sequence(seq text, value bigint) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    rel regclass := to_regclass(seq);
+    cur bigint;
+    called boolean;
+    incr bigint;
+BEGIN
+    IF rel IS NULL THEN
+        RETURN 'missing';
+    END IF;
+    EXECUTE format('SELECT last_value, is_called FROM %s', rel) INTO cur, called;
+    SELECT seqincrement INTO incr FROM pg_sequence WHERE seqrelid = rel;
+    IF called AND ((incr > 0 AND value <= cur) OR (incr < 0 AND value >= cur)) THEN
+        RETURN 'kept';
+    END IF;
+    PERFORM setval(rel, value, true);
+    RETURN 'set';
+END
+$$;
+
+-- The last sequence values shipped from the primary, for promote's margin.
+CREATE TABLE IF NOT EXISTS pgferry.sequence_state (
+    sequence_name  text PRIMARY KEY,
+    primary_value  bigint NOT NULL,
+    synced_at      timestamptz NOT NULL DEFAULT now()
+);
+
+-- Promotions of this DR database (`pgferry promote`): the point it took
+-- over from, and what was known to be lost at that moment.
+CREATE TABLE IF NOT EXISTS pgferry.promotion (
+    promoted_at                  timestamptz PRIMARY KEY DEFAULT now(),
+    applied_lsn                  pg_lsn NOT NULL,
+    last_applied_commit_time     timestamptz,
+    primary_wal_lsn              pg_lsn,
+    known_loss_transactions      bigint,
+    known_loss_bytes             bigint,
+    rpo_bound_ms                 double precision,
+    sequences_moved              integer NOT NULL,
+    sequence_margin              bigint NOT NULL,
+    sink_reachable               boolean NOT NULL,
+    summary                      text NOT NULL
 );

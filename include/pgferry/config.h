@@ -29,7 +29,8 @@ typedef enum {
 #define ROLE_SOURCE 1
 #define ROLE_SINK   2
 #define ROLE_CLIENT 4 /* lag, promote-check */
-#define ROLE_ALL    7
+#define ROLE_ADMIN  8 /* clone, verify, promote */
+#define ROLE_ALL    15
 
 typedef struct config {
 	/* all roles */
@@ -74,6 +75,12 @@ typedef struct config {
 
 	/* clients */
 	char *sink_url;
+
+	/* clone, verify, promote */
+	int64_t clone_jobs;
+	int64_t verify_chunk_rows;
+	int64_t verify_retries;
+	int64_t promote_sequence_margin;
 } config_t;
 
 typedef struct config_key {
