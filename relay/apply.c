@@ -37,6 +37,7 @@
 #define STMT_CACHE_MAX 20000
 #define MAX_STREAMS    64
 #define MAX_SUBXACTS   4096
+#define VERIFIED_SLOTS 4096
 
 typedef enum { OP_INSERT, OP_UPDATE, OP_DELETE } op_t;
 
@@ -53,6 +54,7 @@ typedef struct stmt {
 typedef struct inflight {
 	char what[16];   /* "insert", "update", "commit"... */
 	bool check_rows; /* update/delete: zero rows affected is an error */
+	bool keep;       /* its result is wanted: pipeline_sync leaves it in kept */
 	uint32_t relid;
 	uint32_t xid;
 	uint64_t lsn;
@@ -108,6 +110,16 @@ struct apply {
 	inflight_t inflight[PIPELINE_BATCH + 16]; /* + begin, prepare, progress, commit */
 	int ninflight;
 	size_t pipeline_bytes;
+	PGresult *kept; /* the result of an inflight_t with keep */
+
+	/* relations whose Relation message was checked against the DR table on
+	 * this connection (open addressing on relid; 0 = free) */
+	struct {
+		uint32_t relid;
+		uint64_t generation;
+	} verified[VERIFIED_SLOTS];
+	unsigned nverified;
+	bool ddl_ignored_logged;
 
 	/* spill files of streamed transactions */
 	stream_file_t *streams[MAX_STREAMS];
@@ -261,6 +273,11 @@ void apply_disconnect(apply_t *a)
 	a->group_open = false;
 	a->in_txn = false;
 	a->ninflight = 0;
+	PQclear(a->kept);
+	a->kept = NULL;
+	/* the DR schema may change while we are away */
+	memset(a->verified, 0, sizeof(a->verified));
+	a->nverified = 0;
 }
 
 bool apply_connected(const apply_t *a)
@@ -295,6 +312,12 @@ static int dr_result_error(pgf_error_t *err, const PGresult *res, const char *wh
 		error_detail(err, "%s", detail);
 	if (hint)
 		error_hint(err, "%s", hint);
+	/* raised by pgferry.assert_not_fenced() (sql/dr_state.sql) */
+	if (state && strcmp(state, "PF001") == 0) {
+		error_set(err, PGF_E_FENCED, "%s", msg ? msg : "this DR database was promoted");
+		error_hint(err, "pgferry promote fenced this DR database; it takes no stream from "
+		                "the old primary.");
+	}
 	return PGF_ERR;
 }
 
@@ -389,6 +412,7 @@ static inflight_t *inflight_push(apply_t *a, const char *what, uint32_t relid, b
 	f->lsn = a->txn_lsn;
 	f->xid = a->txn_xid;
 	f->stmt = stmt;
+	f->keep = false;
 	return f;
 }
 
@@ -448,6 +472,10 @@ static int pipeline_sync(apply_t *a, pgf_error_t *err)
 				            f->stmt ? f->stmt->key : "");
 				rc = PGF_ERR;
 			}
+		} else if (f->keep && rc == PGF_OK) {
+			PQclear(a->kept);
+			a->kept = res;
+			continue;
 		} else if (f->check_rows && rc == PGF_OK && strcmp(PQcmdTuples(res), "0") == 0) {
 			char rel[300], lsn[LSN_TEXT_LEN];
 			describe_relation(a, f->relid, rel, sizeof(rel));
@@ -489,7 +517,10 @@ static int group_begin(apply_t *a, pgf_error_t *err)
 {
 	if (a->group_open)
 		return PGF_OK;
-	if (send_plain(a, "BEGIN", "begin", err) != PGF_OK)
+	/* the fence check takes a lock that pgferry promote waits for: no DR
+	 * transaction of this sink commits after the fence (sql/dr_state.sql) */
+	if (send_plain(a, "BEGIN", "begin", err) != PGF_OK ||
+	    send_plain(a, "SELECT pgferry.assert_not_fenced()", "fence check", err) != PGF_OK)
 		return PGF_ERR;
 	a->group_open = true;
 	a->group_txns = a->group_rows = a->group_bytes = 0;
@@ -668,6 +699,133 @@ static void shape_key(apply_t *a, char op, const relcache_entry_t *rel, const tu
 		                                 ((full && old->columns[i].kind == 'u') << 1)));
 }
 
+/* ---- schema drift ---------------------------------------------------------- */
+
+static bool verified_get(apply_t *a, uint32_t relid, uint64_t generation)
+{
+	unsigned i = (relid * 2654435761u) % VERIFIED_SLOTS, n;
+
+	for (n = 0; n < VERIFIED_SLOTS && a->verified[i].relid != 0; n++) {
+		if (a->verified[i].relid == relid)
+			return a->verified[i].generation == generation;
+		i = (i + 1) % VERIFIED_SLOTS;
+	}
+	return false;
+}
+
+static void verified_put(apply_t *a, uint32_t relid, uint64_t generation)
+{
+	unsigned i = (relid * 2654435761u) % VERIFIED_SLOTS;
+
+	if (a->nverified >= VERIFIED_SLOTS / 2) {
+		/* more relations than expected: forget, and check again */
+		memset(a->verified, 0, sizeof(a->verified));
+		a->nverified = 0;
+	}
+	while (a->verified[i].relid != 0 && a->verified[i].relid != relid)
+		i = (i + 1) % VERIFIED_SLOTS;
+	if (a->verified[i].relid == 0)
+		a->nverified++;
+	a->verified[i].relid = relid;
+	a->verified[i].generation = generation;
+}
+
+/* Sends sql in the pipeline and syncs; the result is left in a->kept. */
+static int pipeline_query(apply_t *a, const char *sql, int nparams, const char *const *params,
+                          const char *what, pgf_error_t *err)
+{
+	PQclear(a->kept);
+	a->kept = NULL;
+	if (PQsendQueryParams(a->conn, sql, nparams, NULL, params, NULL, NULL, 0) != 1)
+		return dr_conn_error(err, a->conn, what);
+	inflight_push(a, what, 0, false, NULL)->keep = true;
+	if (pipeline_sync(a, err) != PGF_OK)
+		return PGF_ERR;
+	if (a->kept == NULL)
+		return error_set(err, PGF_E_APPLY, "%s: no result from the DR database", what);
+	return PGF_OK;
+}
+
+static int drift(const relcache_entry_t *rel, pgf_error_t *err, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static int drift(const relcache_entry_t *rel, pgf_error_t *err, const char *fmt, ...)
+{
+	char what[400];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	error_set(err, PGF_E_DRIFT, "schema drift on %s.%s: %s", rel->namespace, rel->name, what);
+	error_hint(err, "Make the DR table match the primary's (or set replicate_ddl = on for "
+	                "future changes); apply retries by itself and goes on once it matches. "
+	                "Nothing of this transaction was applied.");
+	return PGF_ERR;
+}
+
+/* Compares a Relation message with the DR table, once per relation and
+ * generation: apply never guesses where a column went. Generated columns
+ * are not sent by the primary and are fine on the DR side. */
+static int check_drift(apply_t *a, const relcache_entry_t *rel, pgf_error_t *err)
+{
+	const char *params[2] = {rel->namespace, rel->name};
+	PGresult *res;
+	int i, j, n;
+
+	if (rel->namespace[0] == '\0' || verified_get(a, rel->relid, rel->generation))
+		return PGF_OK;
+	if (pipeline_query(a,
+	                   "SELECT a.attname, a.atttypid::int8, format_type(a.atttypid, "
+	                   "a.atttypmod), a.attgenerated <> '' FROM pg_catalog.pg_attribute a "
+	                   "JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN "
+	                   "pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname "
+	                   "= $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') AND a.attnum > 0 "
+	                   "AND NOT a.attisdropped ORDER BY a.attnum",
+	                   2, params, "schema check", err) != PGF_OK)
+		return PGF_ERR;
+	res = a->kept;
+	n = PQntuples(res);
+	if (n == 0)
+		return drift(rel, err, "the table does not exist on the DR database");
+	for (i = 0; i < rel->ncolumns; i++) {
+		const relcache_column_t *c = &rel->columns[i];
+		for (j = 0; j < n; j++)
+			if (strcmp(PQgetvalue(res, j, 0), c->name) == 0)
+				break;
+		if (j == n)
+			return drift(rel, err, "column \"%s\" is missing on the DR database",
+			             c->name);
+		/* built-in types have the same OID everywhere; others are compared
+		 * by the DR server when the value is read */
+		if (c->type_oid < 16384 &&
+		    (uint32_t)strtoul(PQgetvalue(res, j, 1), NULL, 10) != c->type_oid) {
+			const char *pname = relcache_type_name(a->relcache, c->type_oid);
+			char oid[32];
+			snprintf(oid, sizeof(oid), "type OID %u", c->type_oid);
+			return drift(rel, err,
+			             "column \"%s\" is %s on the DR database but %s on the primary",
+			             c->name, PQgetvalue(res, j, 2), pname ? pname : oid);
+		}
+	}
+	for (j = 0; j < n; j++) {
+		const char *name = PQgetvalue(res, j, 0);
+		if (strcmp(PQgetvalue(res, j, 3), "t") == 0)
+			continue;
+		for (i = 0; i < rel->ncolumns; i++)
+			if (strcmp(rel->columns[i].name, name) == 0)
+				break;
+		if (i == rel->ncolumns)
+			return drift(
+			        rel, err,
+			        "column \"%s\" exists on the DR database but not on the primary",
+			        name);
+	}
+	PQclear(a->kept);
+	a->kept = NULL;
+	verified_put(a, rel->relid, rel->generation);
+	return PGF_OK;
+}
+
 static const relcache_entry_t *known_relation(apply_t *a, uint32_t relid, pgf_error_t *err)
 {
 	const relcache_entry_t *rel = relcache_get(a->relcache, relid);
@@ -676,6 +834,11 @@ static const relcache_entry_t *known_relation(apply_t *a, uint32_t relid, pgf_er
 	if (rel == NULL) {
 		error_set(err, PGF_E_PROTOCOL, "change for relation %u before its Relation message",
 		          relid);
+		error_where(err, "transaction %u ending at %s", a->txn_xid,
+		            lsn_format(a->txn_lsn, lsn));
+		return NULL;
+	}
+	if (check_drift(a, rel, err) != PGF_OK) {
 		error_where(err, "transaction %u ending at %s", a->txn_xid,
 		            lsn_format(a->txn_lsn, lsn));
 		return NULL;
@@ -1167,6 +1330,177 @@ static int stream_replay(apply_t *a, uint32_t xid, pgf_error_t *err)
 /* ---- the dispatcher --------------------------------------------------------- */
 
 /* Relation, Type and row changes, inside a transaction (or a replay). */
+/* ---- pgferry's own logical messages ---------------------------------------- */
+
+/* "pgferry.sequences": lines of "qualified_name value", the primary's
+ * sequences as the source read them. Applied in the pipeline, in order. */
+static int apply_sequences(apply_t *a, const char *text, size_t len, pgf_error_t *err)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		const char *line = text + off, *nl = memchr(line, '\n', len - off);
+		size_t n = nl ? (size_t)(nl - line) : len - off;
+		const char *sp = memrchr(line, ' ', n);
+		char name[512], value[32];
+		const char *params[2] = {name, value};
+
+		off += n + 1;
+		if (sp == NULL || (size_t)(sp - line) >= sizeof(name) ||
+		    (size_t)(line + n - sp - 1) >= sizeof(value) || sp == line)
+			return error_set(err, PGF_E_PROTOCOL,
+			                 "malformed sequence line in a "
+			                 "pgferry.sequences message");
+		memcpy(name, line, (size_t)(sp - line));
+		name[sp - line] = '\0';
+		memcpy(value, sp + 1, (size_t)(line + n - sp - 1));
+		value[line + n - sp - 1] = '\0';
+		if (PQsendQueryParams(a->conn, "SELECT pgferry.sync_sequence($1, $2::int8)", 2,
+		                      NULL, params, NULL, NULL, 0) != 1)
+			return dr_conn_error(err, a->conn, "sending a sequence value");
+		inflight_push(a, "sequence", 0, false, NULL);
+		if (maybe_sync(a, err) != PGF_OK)
+			return PGF_ERR;
+	}
+	return PGF_OK;
+}
+
+/* Whether a failed DDL only says that the DR side already has it: done by
+ * hand by a DBA fixing drift, or applied before a crash of the pipeline. */
+static bool ddl_already_done(const char *state)
+{
+	static const char *const codes[] = {
+	        "42P07", /* duplicate_table */
+	        "42701", /* duplicate_column */
+	        "42710", /* duplicate_object */
+	        "42P06", /* duplicate_schema */
+	        "42723", /* duplicate_function */
+	        "42P01", /* undefined_table (dropped already) */
+	        "42703", /* undefined_column */
+	        "42704", /* undefined_object */
+	};
+	size_t i;
+
+	for (i = 0; state && i < sizeof(codes) / sizeof(codes[0]); i++)
+		if (strcmp(state, codes[i]) == 0)
+			return true;
+	return false;
+}
+
+static int exec_checked(apply_t *a, const char *sql, pgf_error_t *err)
+{
+	PGresult *res = PQexec(a->conn, sql);
+	int st = PQresultStatus(res);
+
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		dr_result_error(err, res, "DDL");
+		PQclear(res);
+		return PGF_ERR;
+	}
+	PQclear(res);
+	return PGF_OK;
+}
+
+/* "pgferry.ddl": the search_path, a newline, the command as the primary ran
+ * it (sql/primary_ddl.sql). Run at its place in the stream, inside the
+ * group's DR transaction, outside the pipeline (the simple protocol takes a
+ * string of several statements). */
+static int apply_ddl(apply_t *a, const char *text, size_t len, pgf_error_t *err)
+{
+	const char *nl = memchr(text, '\n', len);
+	char *path, *cmd;
+	const char *params[1];
+	PGresult *res;
+	int rc = PGF_OK;
+
+	if (!a->cfg->replicate_ddl) {
+		if (!a->ddl_ignored_logged)
+			log_warning(
+			        "the primary sends DDL but replicate_ddl is off on the sink: not "
+			        "applied; schema drift will stop apply if a table no longer "
+			        "matches");
+		a->ddl_ignored_logged = true;
+		return PGF_OK;
+	}
+	if (nl == NULL || memchr(text, '\0', len) != NULL)
+		return error_set(err, PGF_E_PROTOCOL, "malformed pgferry.ddl message");
+	if (pipeline_sync(a, err) != PGF_OK)
+		return PGF_ERR;
+	path = strndup(text, (size_t)(nl - text));
+	cmd = strndup(nl + 1, len - (size_t)(nl - text) - 1);
+	if (path == NULL || cmd == NULL) {
+		free(path);
+		free(cmd);
+		return error_set(err, PGF_E_MEMORY, "out of memory");
+	}
+	if (PQexitPipelineMode(a->conn) != 1) {
+		free(path);
+		free(cmd);
+		return dr_conn_error(err, a->conn, "leaving pipeline mode");
+	}
+	params[0] = path;
+	res = PQexecParams(a->conn, "SELECT set_config('search_path', $1, true)", 1, NULL, params,
+	                   NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		rc = dr_result_error(err, res, "setting the DDL's search_path");
+	PQclear(res);
+	if (rc == PGF_OK)
+		rc = exec_checked(a, "SAVEPOINT pgferry_ddl", err);
+	if (rc == PGF_OK) {
+		res = PQexec(a->conn, cmd);
+		int st = PQresultStatus(res);
+		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+			const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+			if (ddl_already_done(state)) {
+				log_warning("DDL from the primary skipped: the DR database already "
+				            "has it (%s): %.300s",
+				            PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY), cmd);
+				rc = exec_checked(a, "ROLLBACK TO SAVEPOINT pgferry_ddl", err);
+			} else {
+				char lsn[LSN_TEXT_LEN];
+				rc = dr_result_error(err, res, "DDL from the primary");
+				error_where(err, "transaction %u ending at %s, command: %.150s",
+				            a->txn_xid, lsn_format(a->txn_lsn, lsn), cmd);
+				error_hint(
+				        err,
+				        "Make the DR schema ready for this command (or apply its "
+				        "effect by hand: a command that finds its object already "
+				        "there is skipped); apply retries by itself.");
+			}
+		} else
+			log_info("applied DDL from the primary: %.300s", cmd);
+		PQclear(res);
+	}
+	if (rc == PGF_OK)
+		rc = exec_checked(
+		        a, "RELEASE SAVEPOINT pgferry_ddl; SET LOCAL search_path TO DEFAULT", err);
+	free(path);
+	free(cmd);
+	if (PQenterPipelineMode(a->conn) != 1 && rc == PGF_OK)
+		rc = dr_conn_error(err, a->conn, "entering pipeline mode");
+	/* tables may have changed under cached checks */
+	memset(a->verified, 0, sizeof(a->verified));
+	a->nverified = 0;
+	return rc;
+}
+
+static int apply_logical_message(apply_t *a, const pgoutput_message_t *m, pgf_error_t *err)
+{
+	const char *prefix = m->u.message.prefix;
+	const char *content = (const char *)m->u.message.content;
+	size_t len = m->u.message.content_len;
+
+	/* only transactional ones: they have a place in the stream */
+	if (!(m->u.message.flags & 1))
+		return PGF_OK;
+	if (strcmp(prefix, "pgferry.sequences") == 0)
+		return apply_sequences(a, content, len, err);
+	if (strcmp(prefix, "pgferry.ddl") == 0)
+		return apply_ddl(a, content, len, err);
+	/* heartbeats and other messages change no table */
+	return PGF_OK;
+}
+
 static int apply_change(apply_t *a, const pgoutput_message_t *m, size_t len, pgf_error_t *err)
 {
 	switch (m->type) {
@@ -1187,8 +1521,8 @@ static int apply_change(apply_t *a, const pgoutput_message_t *m, size_t len, pgf
 		a->group_bytes += len;
 		return apply_truncate(a, m, err);
 	case PGOUTPUT_MESSAGE:
+		return apply_logical_message(a, m, err);
 	case PGOUTPUT_ORIGIN:
-		/* heartbeats and other logical messages change no table */
 		return PGF_OK;
 	default:
 		return error_set(err, PGF_E_PROTOCOL, "unexpected %s message inside a transaction",
@@ -1308,7 +1642,7 @@ int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t le
 		return unsupported_two_phase(err);
 	case PGOUTPUT_MESSAGE:
 		/* a non-transactional message outside a transaction changes nothing */
-		if (!a->in_txn)
+		if (!a->in_txn || a->skipping)
 			return PGF_OK;
 		return apply_change(a, m, len, err);
 	case PGOUTPUT_RELATION:
@@ -1339,7 +1673,7 @@ static PGresult *exec_outside_pipeline(apply_t *a, const char *sql, int nparams,
 	res = PQexecParams(a->conn, sql, nparams, NULL, params, NULL, NULL, 0);
 	st = PQresultStatus(res);
 	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-		dr_result_error(err, res, "checking the stream's identity");
+		dr_result_error(err, res, "a check");
 		PQclear(res);
 		res = NULL;
 	}
@@ -1410,6 +1744,28 @@ int apply_check_identity(apply_t *a, uint64_t system_identifier, const char *dat
 	return PGF_OK;
 }
 
+int apply_check_fence(apply_t *a, bool *fenced, char *why, size_t why_len, pgf_error_t *err)
+{
+	PGresult *res;
+
+	*fenced = false;
+	if (!apply_connected(a))
+		return error_set(err, PGF_E_DATABASE, "not connected to the DR database");
+	if (a->group_open || a->in_txn)
+		return PGF_OK; /* the group's own fence check covers it */
+	res = exec_outside_pipeline(a, "SELECT reason, fenced_at FROM pgferry.fence", 0, NULL, err);
+	if (res == NULL)
+		return PGF_ERR;
+	if (PQntuples(res) > 0) {
+		*fenced = true;
+		snprintf(why, why_len,
+		         "this DR database was promoted at %s (%s); it takes no stream",
+		         PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 0));
+	}
+	PQclear(res);
+	return PGF_OK;
+}
+
 int apply_advance_idle(apply_t *a, uint64_t lsn, pgf_error_t *err)
 {
 	int i;
@@ -1449,6 +1805,10 @@ void apply_reset(apply_t *a)
 	a->skipping = false;
 	a->ninflight = 0;
 	a->pipeline_bytes = 0;
+	PQclear(a->kept);
+	a->kept = NULL;
+	memset(a->verified, 0, sizeof(a->verified));
+	a->nverified = 0;
 	streams_drop_all(a);
 	relcache_clear(a->relcache);
 	pgoutput_decoder_init(&a->decoder, a->proto_version);

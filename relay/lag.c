@@ -73,7 +73,7 @@ struct lag_tracker {
 	int64_t source_since_us;
 	uint64_t primary_final_lsn;
 
-	bool dr_reachable, apply_error, fenced;
+	bool dr_reachable, apply_error, schema_drift, fenced;
 	char apply_error_message[600], apply_error_where[300];
 
 	uint64_t batches, batch_wire_bytes, batch_raw_bytes, bad_batches, source_connections,
@@ -366,6 +366,7 @@ void lag_on_applied(lag_tracker_t *l, uint64_t end_lsn, int64_t last_commit_time
 	l->rows_applied += rows;
 	/* a commit went through: whatever stopped apply is gone */
 	l->apply_error = false;
+	l->schema_drift = false;
 	l->dr_reachable = true;
 	pthread_mutex_unlock(&l->lock);
 }
@@ -384,6 +385,7 @@ void lag_set_apply_error(lag_tracker_t *l, const pgf_error_t *err)
 {
 	pthread_mutex_lock(&l->lock);
 	l->apply_error = true;
+	l->schema_drift = err->code == PGF_E_DRIFT;
 	l->apply_errors++;
 	snprintf(l->apply_error_message, sizeof(l->apply_error_message), "%s", err->message);
 	snprintf(l->apply_error_where, sizeof(l->apply_error_where), "%s", err->where);
@@ -503,6 +505,7 @@ void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
 	s->primary_final_lsn = l->primary_final_lsn;
 	s->dr_reachable = l->dr_reachable;
 	s->apply_error = l->apply_error;
+	s->schema_drift = l->schema_drift;
 	snprintf(s->apply_error_message, sizeof(s->apply_error_message), "%s",
 	         l->apply_error_message);
 	snprintf(s->apply_error_where, sizeof(s->apply_error_where), "%s", l->apply_error_where);
@@ -624,7 +627,14 @@ void lag_verdict(const lag_snapshot_t *s, int64_t max_rpo_ms, int64_t max_backlo
 		       s->drain_estimate_ms >= 0 ? "; wait for apply to drain them" : "");
 		v->verdict = VERDICT_UNSAFE;
 	}
-	if (s->apply_error) {
+	if (s->apply_error && s->schema_drift) {
+		reason(v,
+		       "apply is stopped by schema drift: %s%s%s; the DR schema must be fixed "
+		       "first",
+		       s->apply_error_message, s->apply_error_where[0] ? " at " : "",
+		       s->apply_error_where);
+		v->verdict = VERDICT_UNSAFE;
+	} else if (s->apply_error) {
 		reason(v, "apply is stopped by an error: %s%s%s", s->apply_error_message,
 		       s->apply_error_where[0] ? " at " : "", s->apply_error_where);
 		v->verdict = VERDICT_UNSAFE;

@@ -5,6 +5,7 @@
  * libcurl fetches, jansson parses.
  */
 #include "pgferry/cli.h"
+#include "pgferry/http_client.h"
 #include "pgferry/log.h"
 
 #include <curl/curl.h>
@@ -14,58 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-typedef struct fetched {
-	char *data;
-	size_t len;
-} fetched_t;
-
-static size_t on_data(char *p, size_t size, size_t n, void *arg)
-{
-	fetched_t *f = arg;
-	size_t add = size * n;
-	char *d;
-
-	if (f->len + add > (8u << 20))
-		return 0; /* no sane answer is this large */
-	d = realloc(f->data, f->len + add + 1);
-	if (d == NULL)
-		return 0;
-	memcpy(d + f->len, p, add);
-	f->data = d;
-	f->len += add;
-	d[f->len] = '\0';
-	return add;
-}
-
-/* GET base+path; returns the HTTP status (0 when unreachable). */
-static long http_get(const char *base, const char *path, fetched_t *out, char *why, size_t why_len)
-{
-	CURL *c = curl_easy_init();
-	char url[1024];
-	long status = 0;
-	CURLcode rc;
-
-	memset(out, 0, sizeof(*out));
-	if (c == NULL) {
-		snprintf(why, why_len, "could not start an HTTP client");
-		return 0;
-	}
-	snprintf(url, sizeof(url), "%s%s", base, path);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 5L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	rc = curl_easy_perform(c);
-	if (rc != CURLE_OK)
-		snprintf(why, why_len, "cannot reach the sink at %s: %s", url,
-		         curl_easy_strerror(rc));
-	else
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(c);
-	return status;
-}
 
 static double num(json_t *o, const char *a, const char *b)
 {
@@ -202,9 +151,9 @@ int cmd_lag(int argc, char **argv)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	signal(SIGINT, on_int);
 	do {
-		fetched_t f;
+		http_body_t f;
 		char why[1400] = "";
-		long status = http_get(url, "/v1/status", &f, why, sizeof(why));
+		long status = http_client_get(url, "/v1/status", 5, &f, why, sizeof(why));
 		json_t *st;
 		json_error_t je;
 
@@ -246,7 +195,7 @@ int cmd_promote_check(int argc, char **argv)
 	const char *url, *max_rpo = NULL, *max_backlog = NULL;
 	int i, url_at, rc;
 	char path[256], why[1400] = "";
-	fetched_t f;
+	http_body_t f;
 	long status;
 	json_t *v, *reasons;
 	json_error_t je;
@@ -282,7 +231,7 @@ int cmd_promote_check(int argc, char **argv)
 		         max_backlog ? max_backlog : "");
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	status = http_get(url, path, &f, why, sizeof(why));
+	status = http_client_get(url, path, 5, &f, why, sizeof(why));
 	curl_global_cleanup();
 	if (status == 0) {
 		printf("UNKNOWN: %s\n", why);

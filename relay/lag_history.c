@@ -61,8 +61,8 @@ static bool connect_db(lag_history_t *h)
 		h->failing = true;
 		return false;
 	}
-	if (dr_state_run(h->conn, pgferry_sql_dr_lag_history, "the lag history (sql/dr_lag_history.sql)",
-	                 &err) != PGF_OK) {
+	if (dr_state_run(h->conn, pgferry_sql_dr_lag_history,
+	                 "the lag history (sql/dr_lag_history.sql)", &err) != PGF_OK) {
 		if (!h->failing)
 			log_warning("lag history: %s", err.message);
 		h->failing = true;

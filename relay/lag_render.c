@@ -105,6 +105,15 @@ void lag_render_status_json(const lag_snapshot_t *s, const lag_verdict_t *v, buf
 		buf_append_str(b, "}");
 	} else
 		buf_append_str(b, "null");
+	buf_append_str(b, ",\"schema_drift\":");
+	if (s->apply_error && s->schema_drift) {
+		buf_append_str(b, "{\"message\":");
+		json_append_cstring(b, s->apply_error_message);
+		buf_append_str(b, ",\"where\":");
+		json_append_cstring(b, s->apply_error_where);
+		buf_append_str(b, "}");
+	} else
+		buf_append_str(b, "null");
 	buf_printf(b, ",\"bad_batches\":%" PRIu64 "}", s->bad_batches);
 	if (s->history_known)
 		buf_printf(
@@ -125,18 +134,20 @@ void lag_render_verdict_json(const lag_snapshot_t *s, const lag_verdict_t *v, in
 {
 	buf_append_char(b, '{');
 	verdict_fields(b, v);
-	buf_printf(b,
-	           ",\"rpo_bound_ms\":%.3f,\"max_rpo_ms\":%lld,\"max_apply_backlog\":%lld,"
-	           "\"figures\":{\"oldest_commit_age_ms\":%.3f,\"unknown_window_ms\":%.3f,"
-	           "\"known_loss_transactions\":%" PRIu64 ",\"known_loss_bytes\":%" PRIu64
-	           ",\"apply_backlog_transactions\":%" PRIu64 ",\"apply_error\":%s,"
-	           "\"dr_reachable\":%s,\"identity_consistent\":%s,\"fenced\":%s,"
-	           "\"source_connection\":\"%s\"",
-	           s->rpo_bound_ms, (long long)max_rpo_ms, (long long)max_backlog,
-	           s->oldest_commit_age_ms, s->unknown_window_ms, s->known_loss_transactions,
-	           s->known_loss_bytes, s->backlog_transactions, s->apply_error ? "true" : "false",
-	           s->dr_reachable ? "true" : "false", s->identity_ok ? "true" : "false",
-	           s->fenced ? "true" : "false", lag_source_state_name(s->source_state));
+	buf_printf(
+	        b,
+	        ",\"rpo_bound_ms\":%.3f,\"max_rpo_ms\":%lld,\"max_apply_backlog\":%lld,"
+	        "\"figures\":{\"oldest_commit_age_ms\":%.3f,\"unknown_window_ms\":%.3f,"
+	        "\"known_loss_transactions\":%" PRIu64 ",\"known_loss_bytes\":%" PRIu64
+	        ",\"apply_backlog_transactions\":%" PRIu64 ",\"apply_error\":%s,"
+	        "\"schema_drift\":%s,\"dr_reachable\":%s,\"identity_consistent\":%s,\"fenced\":%s,"
+	        "\"source_connection\":\"%s\"",
+	        s->rpo_bound_ms, (long long)max_rpo_ms, (long long)max_backlog,
+	        s->oldest_commit_age_ms, s->unknown_window_ms, s->known_loss_transactions,
+	        s->known_loss_bytes, s->backlog_transactions, s->apply_error ? "true" : "false",
+	        s->apply_error && s->schema_drift ? "true" : "false",
+	        s->dr_reachable ? "true" : "false", s->identity_ok ? "true" : "false",
+	        s->fenced ? "true" : "false", lag_source_state_name(s->source_state));
 	if (s->clock_known)
 		buf_printf(b, ",\"clock_offset_ms\":%.3f,\"clock_uncertainty_ms\":%.3f",
 		           s->clock_offset_ms, s->clock_uncertainty_ms);
@@ -234,6 +245,9 @@ void lag_render_metrics(const lag_snapshot_t *s, buf_t *b)
 	gauge(b, "pgferry_identity_consistent",
 	      "0 when a stream from another primary was offered and refused.",
 	      s->identity_ok ? 1 : 0);
+	gauge(b, "pgferry_schema_drift",
+	      "1 while apply is stopped because a DR table does not match the primary's.",
+	      s->apply_error && s->schema_drift ? 1 : 0);
 	gauge(b, "pgferry_fenced", "1 when the DR database was promoted and the sink is fenced.",
 	      s->fenced ? 1 : 0);
 	gauge(b, "pgferry_promotion_safe",

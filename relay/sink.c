@@ -52,6 +52,7 @@ typedef struct session_failure {
 	bool pending;
 	uint64_t session;
 	char why[600];
+	bool fenced; /* the DR database was promoted: refuse, do not retry */
 } session_failure_t;
 
 typedef struct sink {
@@ -142,8 +143,17 @@ static void ev_session_failed(void *arg, uint64_t session, const pgf_error_t *er
 	s->failed.pending = true;
 	s->failed.session = session;
 	snprintf(s->failed.why, sizeof(s->failed.why), "%s", err ? err->message : "apply failed");
+	s->failed.fenced = err && err->code == PGF_E_FENCED;
 	pthread_mutex_unlock(&s->lock);
 	ev_async_send(s->loop, &s->wakeup);
+}
+
+static void ev_fenced(void *arg, const char *why)
+{
+	sink_t *s = arg;
+
+	(void)why;
+	lag_set_fenced(s->lag, true);
 }
 
 static void ev_dr_state(void *arg, bool reachable, uint64_t progress_lsn, int64_t progress_time,
@@ -554,9 +564,12 @@ static void on_wakeup(struct ev_loop *loop, ev_async *w, int revents)
 		}
 	}
 	if (failed && s->conn && f.session == s->session) {
-		log_info("dropping the source after an apply failure; it resends from the last "
-		         "committed position");
-		drop_source(s, WIRE_ERR_APPLY, f.why);
+		if (f.fenced)
+			log_info("dropping the source: this DR database was promoted");
+		else
+			log_info("dropping the source after an apply failure; it resends from the "
+			         "last committed position");
+		drop_source(s, f.fenced ? WIRE_ERR_FENCED : WIRE_ERR_APPLY, f.why);
 	}
 	if (applied)
 		send_ack(s);
@@ -676,6 +689,7 @@ int cmd_sink(int argc, char **argv)
 	events.apply_error = ev_apply_error;
 	events.session_failed = ev_session_failed;
 	events.dr_state = ev_dr_state;
+	events.fenced = ev_fenced;
 	s.applier = sink_apply_start(&cli.cfg, &s.queue, &events, &err);
 	if (s.applier == NULL)
 		goto out;

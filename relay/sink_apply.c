@@ -33,6 +33,8 @@ struct sink_apply {
 	uint64_t idle_lsn;             /* newest keepalive position seen between transactions */
 	struct timespec idle_advanced; /* when progress was last advanced by one */
 	bool dr_reachable;
+	bool fenced;                 /* pgferry promote fenced the DR database */
+	struct timespec fence_check; /* when the fence was last looked at */
 };
 
 static void sleep_ms(sink_apply_t *sa, int ms)
@@ -75,6 +77,44 @@ static void drop_session(sink_apply_t *sa, const pgf_error_t *err)
 	sa->session_ok = false;
 }
 
+static void became_fenced(sink_apply_t *sa, const char *why)
+{
+	if (!sa->fenced) {
+		log_error("%s; the sink applies nothing more and refuses every stream", why);
+		if (sa->events.fenced)
+			sa->events.fenced(sa->events.arg, why);
+	}
+	sa->fenced = true;
+}
+
+/* Looks at the fence between groups, at most once a second, so that status
+ * says "fenced" soon after pgferry promote even when no stream comes. */
+static void check_fence(sink_apply_t *sa, bool now)
+{
+	struct timespec t;
+	pgf_error_t err;
+	char why[600];
+	bool fenced;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	if (!now && t.tv_sec == sa->fence_check.tv_sec)
+		return;
+	sa->fence_check = t;
+	error_clear(&err);
+	if (apply_check_fence(sa->apply, &fenced, why, sizeof(why), &err) != PGF_OK) {
+		if (!apply_connected(sa->apply))
+			apply_disconnect(sa->apply);
+		return;
+	}
+	if (fenced) {
+		became_fenced(sa, why);
+		if (sa->session_ok) {
+			error_set(&err, PGF_E_FENCED, "%s", why);
+			drop_session(sa, &err);
+		}
+	}
+}
+
 static bool ensure_connected(sink_apply_t *sa)
 {
 	pgf_error_t err;
@@ -104,6 +144,7 @@ static bool ensure_connected(sink_apply_t *sa)
 	if (sa->events.dr_state)
 		sa->events.dr_state(sa->events.arg, true, apply_progress(sa->apply),
 		                    apply_progress_time(sa->apply), NULL);
+	check_fence(sa, true);
 	return true;
 }
 
@@ -128,6 +169,8 @@ static void start_session(sink_apply_t *sa, const queue_item_t *it)
 		apply_disconnect(sa->apply);
 		return;
 	}
+	if (verdict == IDENTITY_FENCED)
+		became_fenced(sa, why);
 	if (verdict == IDENTITY_MISMATCH || verdict == IDENTITY_FENCED) {
 		log_error("refusing the stream: %s", why);
 		if (sa->events.session_verdict)
@@ -184,6 +227,11 @@ static bool apply_records(sink_apply_t *sa, const queue_item_t *it)
 	}
 	return true;
 failed:
+	if (err.code == PGF_E_FENCED) {
+		became_fenced(sa, err.message);
+		drop_session(sa, &err);
+		return false;
+	}
 	log_error_value(LOG_ERROR, &err);
 	if (sa->events.apply_error)
 		sa->events.apply_error(sa->events.arg, &err);
@@ -213,7 +261,10 @@ static void commit_if_idle(sink_apply_t *sa)
 		sa->idle_advanced = now;
 		rc = apply_advance_idle(sa->apply, sa->idle_lsn, &err);
 	}
-	if (rc != PGF_OK) {
+	if (rc != PGF_OK && err.code == PGF_E_FENCED) {
+		became_fenced(sa, err.message);
+		drop_session(sa, &err);
+	} else if (rc != PGF_OK) {
 		log_error_value(LOG_ERROR, &err);
 		if (sa->events.apply_error)
 			sa->events.apply_error(sa->events.arg, &err);
@@ -246,6 +297,8 @@ static void *apply_thread_main(void *arg)
 		if (it == NULL) {
 			if (sa->session_ok)
 				commit_if_idle(sa);
+			if (!sa->fenced)
+				check_fence(sa, false);
 			continue;
 		}
 		switch (it->kind) {

@@ -16,6 +16,7 @@
 #include "pgferry/batch.h"
 #include "pgferry/cli.h"
 #include "pgferry/decoder.h"
+#include "pgferry/dr_state.h"
 #include "pgferry/log.h"
 #include "pgferry/netconn.h"
 #include "pgferry/replication.h"
@@ -48,7 +49,13 @@ typedef struct source {
 	PGconn *heartbeat_conn;
 	ev_io heartbeat_watcher;
 	ev_timer heartbeat_timer;
-	bool heartbeat_busy;
+	ev_timer sequence_timer;
+	bool heartbeat_busy; /* a query is running on heartbeat_conn */
+	int aux_kind;        /* which (AUX_*) */
+	bool aux_ok;         /* it succeeded */
+	bool seq_due;        /* a sequence read waits for the connection */
+	char *seq_candidate; /* sequence values read, not shipped yet */
+	char *seq_last;      /* sequence values last shipped */
 
 	netconn_t *sink;
 	tls_context_t *tls;
@@ -79,9 +86,63 @@ static uint64_t backpressure_limit(const source_t *s)
 	return 4 * (uint64_t)s->cfg->batch_max_bytes;
 }
 
-/* ---- heartbeats ------------------------------------------------------------ */
+/* ---- heartbeats and sequences ---------------------------------------------- */
+
+/* One plain connection to the primary writes pgferry's logical messages:
+ * heartbeats every heartbeat_interval, and the primary's sequence values
+ * every sequence_sync_interval (only when they changed). One query at a
+ * time; a tick that finds it busy is skipped (heartbeats) or remembered
+ * (sequences). */
+
+enum { AUX_NONE, AUX_HEARTBEAT, AUX_SEQ_READ, AUX_SEQ_EMIT };
+
+static const char seq_read_sql[] =
+        "SELECT coalesce(string_agg(format('%I.%I', schemaname, sequencename) || ' ' || "
+        "last_value, E'\\n' ORDER BY schemaname, sequencename), '') FROM "
+        "pg_catalog.pg_sequences WHERE last_value IS NOT NULL AND schemaname <> 'pgferry'";
 
 static void heartbeat_close(source_t *s);
+
+static bool aux_send(source_t *s, int kind, const char *sql, const char *param)
+{
+	const char *params[1] = {param};
+
+	if (PQsendQueryParams(s->heartbeat_conn, sql, param ? 1 : 0, NULL, params, NULL, NULL, 0) !=
+	    1) {
+		log_warning("could not send to the primary: %s", PQerrorMessage(s->heartbeat_conn));
+		return false;
+	}
+	s->aux_kind = kind;
+	s->aux_ok = false;
+	s->heartbeat_busy = true;
+	PQflush(s->heartbeat_conn);
+	return true;
+}
+
+/* The previous query finished: go on with the sequence work it started. */
+static void aux_done(source_t *s)
+{
+	if (s->aux_kind == AUX_SEQ_READ && s->aux_ok && s->seq_candidate != NULL) {
+		if (s->seq_last == NULL || strcmp(s->seq_last, s->seq_candidate) != 0) {
+			if (s->seq_candidate[0] != '\0' &&
+			    aux_send(
+			            s, AUX_SEQ_EMIT,
+			            "SELECT pg_logical_emit_message(true, 'pgferry.sequences', $1)",
+			            s->seq_candidate))
+				return;
+		}
+	} else if (s->aux_kind == AUX_SEQ_EMIT && s->aux_ok) {
+		/* shipped: later reads compare against it */
+		free(s->seq_last);
+		s->seq_last = s->seq_candidate;
+		s->seq_candidate = NULL;
+	}
+	s->aux_kind = AUX_NONE;
+	if (s->seq_due) {
+		s->seq_due = false;
+		aux_send(s, AUX_SEQ_READ, seq_read_sql, NULL);
+	}
+}
 
 static void heartbeat_io(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -102,15 +163,24 @@ static void heartbeat_io(struct ev_loop *loop, ev_io *w, int revents)
 		heartbeat_close(s);
 		return;
 	}
-	while (!PQisBusy(s->heartbeat_conn)) {
+	while (s->heartbeat_busy && !PQisBusy(s->heartbeat_conn)) {
 		res = PQgetResult(s->heartbeat_conn);
 		if (res == NULL) {
 			s->heartbeat_busy = false;
-			break;
+			aux_done(s);
+			continue;
 		}
-		if (PQresultStatus(res) != PGRES_TUPLES_OK)
-			log_warning("heartbeat failed on the primary: %s",
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			log_warning("%s failed on the primary: %s",
+			            s->aux_kind == AUX_HEARTBEAT ? "heartbeat" : "sequence sync",
 			            PQresultErrorMessage(res));
+		} else {
+			s->aux_ok = true;
+			if (s->aux_kind == AUX_SEQ_READ && PQntuples(res) == 1) {
+				free(s->seq_candidate);
+				s->seq_candidate = strdup(PQgetvalue(res, 0, 0));
+			}
+		}
 		PQclear(res);
 	}
 }
@@ -125,14 +195,40 @@ static void heartbeat_tick(struct ev_loop *loop, ev_timer *w, int revents)
 		return;
 	/* a transactional message: it commits, so the sink sees a commit time
 	 * every interval even when nothing else changes, and the slot moves */
-	if (PQsendQuery(s->heartbeat_conn,
-	                "SELECT pg_logical_emit_message(true, 'pgferry.heartbeat', "
-	                "clock_timestamp()::text)") != 1) {
-		log_warning("could not send a heartbeat: %s", PQerrorMessage(s->heartbeat_conn));
+	aux_send(s, AUX_HEARTBEAT,
+	         "SELECT pg_logical_emit_message(true, 'pgferry.heartbeat', "
+	         "clock_timestamp()::text)",
+	         NULL);
+}
+
+static void sequence_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	source_t *s = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (s->heartbeat_conn == NULL)
 		return;
+	if (s->heartbeat_busy)
+		s->seq_due = true;
+	else
+		aux_send(s, AUX_SEQ_READ, seq_read_sql, NULL);
+}
+
+/* replicate_ddl: the event triggers of sql/primary_ddl.sql. */
+static void install_ddl_capture(source_t *s)
+{
+	pgf_error_t err;
+
+	error_clear(&err);
+	if (dr_state_run(s->heartbeat_conn, pgferry_sql_primary_ddl,
+	                 "DDL capture on the primary (sql/primary_ddl.sql)", &err) != PGF_OK) {
+		error_hint(&err,
+		           "Creating event triggers needs a superuser: run sql/primary_ddl.sql "
+		           "as one on the primary, or set replicate_ddl = off. Until then "
+		           "schema changes are not shipped and stop apply as schema drift.");
+		log_error_value(LOG_ERROR, &err);
 	}
-	s->heartbeat_busy = true;
-	PQflush(s->heartbeat_conn);
 }
 
 static int heartbeat_open(source_t *s, pgf_error_t *err)
@@ -140,7 +236,8 @@ static int heartbeat_open(source_t *s, pgf_error_t *err)
 	const char *keys[] = {"dbname", "fallback_application_name", "connect_timeout", NULL};
 	const char *values[] = {s->cfg->primary_conninfo, "pgferry heartbeat", "10", NULL};
 
-	if (s->cfg->heartbeat_interval == 0)
+	if (s->cfg->heartbeat_interval == 0 && s->cfg->sequence_sync_interval == 0 &&
+	    !s->cfg->replicate_ddl)
 		return PGF_OK;
 	s->heartbeat_conn = PQconnectdbParams(keys, values, 1);
 	if (s->heartbeat_conn == NULL || PQstatus(s->heartbeat_conn) != CONNECTION_OK) {
@@ -150,15 +247,30 @@ static int heartbeat_open(source_t *s, pgf_error_t *err)
 		s->heartbeat_conn = NULL;
 		return PGF_ERR;
 	}
+	if (s->cfg->replicate_ddl)
+		install_ddl_capture(s);
 	PQsetnonblocking(s->heartbeat_conn, 1);
 	s->heartbeat_busy = false;
+	s->aux_kind = AUX_NONE;
+	s->seq_due = false;
+	/* a new session ships the sequences once whatever was sent before */
+	free(s->seq_last);
+	s->seq_last = NULL;
 	ev_io_init(&s->heartbeat_watcher, heartbeat_io, PQsocket(s->heartbeat_conn), EV_READ);
 	s->heartbeat_watcher.data = s;
 	ev_io_start(s->loop, &s->heartbeat_watcher);
-	ev_timer_init(&s->heartbeat_timer, heartbeat_tick, 0.0,
-	              (double)s->cfg->heartbeat_interval / 1000.0);
-	s->heartbeat_timer.data = s;
-	ev_timer_again(s->loop, &s->heartbeat_timer);
+	if (s->cfg->heartbeat_interval > 0) {
+		ev_timer_init(&s->heartbeat_timer, heartbeat_tick, 0.0,
+		              (double)s->cfg->heartbeat_interval / 1000.0);
+		s->heartbeat_timer.data = s;
+		ev_timer_again(s->loop, &s->heartbeat_timer);
+	}
+	if (s->cfg->sequence_sync_interval > 0) {
+		ev_timer_init(&s->sequence_timer, sequence_tick, 0.0,
+		              (double)s->cfg->sequence_sync_interval / 1000.0);
+		s->sequence_timer.data = s;
+		ev_timer_again(s->loop, &s->sequence_timer);
+	}
 	return PGF_OK;
 }
 
@@ -168,8 +280,11 @@ static void heartbeat_close(source_t *s)
 		return;
 	ev_io_stop(s->loop, &s->heartbeat_watcher);
 	ev_timer_stop(s->loop, &s->heartbeat_timer);
+	ev_timer_stop(s->loop, &s->sequence_timer);
 	PQfinish(s->heartbeat_conn);
 	s->heartbeat_conn = NULL;
+	free(s->seq_candidate);
+	s->seq_candidate = NULL;
 }
 
 /* ---- reporting to the walsender ------------------------------------------- */
@@ -671,6 +786,8 @@ out:
 	if (rc != 0)
 		log_error_value(LOG_ERROR, &err);
 	batch_encoder_free(s.encoder);
+	free(s.seq_last);
+	free(s.seq_candidate);
 	tls_context_free(s.tls);
 	cli_free(&cli);
 	return rc;

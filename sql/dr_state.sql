@@ -61,10 +61,18 @@ CREATE TABLE IF NOT EXISTS pgferry.progress (
     applied_at          timestamptz NOT NULL
 );
 
+-- The last sequence values shipped from the primary, for promote's margin.
+CREATE TABLE IF NOT EXISTS pgferry.sequence_state (
+    sequence_name  text PRIMARY KEY,
+    primary_value  bigint NOT NULL,
+    synced_at      timestamptz NOT NULL DEFAULT now()
+);
+
 -- Sequences: the source ships the primary's values in the stream; the sink
--- calls this for each. A sequence never moves backwards (a DBA may have set
--- it ahead by hand); a sequence missing on the DR side is reported, not
--- created: the answer is 'missing'.
+-- calls this for each, in the DR transaction that applies the message. A
+-- sequence never moves backwards (a DBA may have set it ahead by hand). A
+-- sequence missing on the DR side is not created: the answer is 'missing'
+-- and the sink reports it.
 CREATE OR REPLACE FUNCTION pgferry.sync_sequence(seq text, value bigint) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -73,6 +81,9 @@ DECLARE
     called boolean;
     incr bigint;
 BEGIN
+    INSERT INTO pgferry.sequence_state VALUES (seq, value, now())
+        ON CONFLICT (sequence_name) DO UPDATE
+        SET primary_value = excluded.primary_value, synced_at = excluded.synced_at;
     IF rel IS NULL THEN
         RETURN 'missing';
     END IF;
@@ -86,12 +97,42 @@ BEGIN
 END
 $$;
 
--- The last sequence values shipped from the primary, for promote's margin.
-CREATE TABLE IF NOT EXISTS pgferry.sequence_state (
-    sequence_name  text PRIMARY KEY,
-    primary_value  bigint NOT NULL,
-    synced_at      timestamptz NOT NULL DEFAULT now()
-);
+-- At promotion: every sequence moves `margin` increments past the larger of
+-- its own value and the primary's last shipped one (the primary may have
+-- handed out more since the last sync), within the sequence's bounds.
+CREATE OR REPLACE FUNCTION pgferry.bump_sequences(margin bigint)
+RETURNS TABLE (sequence_name text, old_value bigint, new_value bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    cur bigint;
+    prim bigint;
+    base numeric;
+    target numeric;
+BEGIN
+    FOR r IN SELECT s.seqrelid::regclass AS rel, format('%I.%I', n.nspname, c.relname) AS name,
+                    s.seqincrement AS incr, s.seqmin AS lo, s.seqmax AS hi
+               FROM pg_sequence s
+               JOIN pg_class c ON c.oid = s.seqrelid
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname <> 'pgferry' AND n.nspname NOT LIKE 'pg\_temp%'
+              ORDER BY 2 LOOP
+        EXECUTE format('SELECT last_value FROM %s', r.rel) INTO cur;
+        SELECT st.primary_value INTO prim FROM pgferry.sequence_state st
+         WHERE st.sequence_name = r.name;
+        base := cur;
+        IF prim IS NOT NULL AND ((r.incr > 0 AND prim > base) OR (r.incr < 0 AND prim < base)) THEN
+            base := prim;
+        END IF;
+        target := greatest(least(base + margin::numeric * r.incr, r.hi), r.lo);
+        PERFORM setval(r.rel, target::bigint, true);
+        sequence_name := r.name;
+        old_value := cur;
+        new_value := target::bigint;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
 
 -- Promotions of this DR database (`pgferry promote`): the point it took
 -- over from, and what was known to be lost at that moment.
@@ -106,5 +147,6 @@ CREATE TABLE IF NOT EXISTS pgferry.promotion (
     sequences_moved              integer NOT NULL,
     sequence_margin              bigint NOT NULL,
     sink_reachable               boolean NOT NULL,
+    drained                      boolean NOT NULL,
     summary                      text NOT NULL
 );

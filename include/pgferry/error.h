@@ -34,6 +34,8 @@ enum {
 	PGF_E_APPLY,    /* a change could not be applied */
 	PGF_E_MEMORY,   /* allocation failed or over a limit */
 	PGF_E_USAGE,    /* bad command-line use */
+	PGF_E_FENCED,   /* the DR database was promoted: apply nothing more */
+	PGF_E_DRIFT,    /* the DR table does not match what the primary sends */
 };
 
 /* Sets code and message (printf-style); clears detail, hint and where. */

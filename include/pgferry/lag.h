@@ -79,6 +79,7 @@ typedef struct lag_snapshot {
 	bool apply_error;
 	char apply_error_message[600];
 	char apply_error_where[300];
+	bool schema_drift; /* the apply error is a schema mismatch */
 	bool fenced;
 
 	/* counters */

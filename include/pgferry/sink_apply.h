@@ -36,6 +36,8 @@ typedef struct sink_apply_events {
 	/* the DR database became reachable (with its progress) or not */
 	void (*dr_state)(void *arg, bool reachable, uint64_t progress_lsn, int64_t progress_time,
 	                 const pgf_error_t *err);
+	/* pgferry promote fenced the DR database: nothing more is applied */
+	void (*fenced)(void *arg, const char *why);
 } sink_apply_events_t;
 
 typedef struct sink_apply sink_apply_t;
