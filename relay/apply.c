@@ -799,12 +799,21 @@ static int check_drift(apply_t *a, const relcache_entry_t *rel, pgf_error_t *err
 		 * by the DR server when the value is read */
 		if (c->type_oid < 16384 &&
 		    (uint32_t)strtoul(PQgetvalue(res, j, 1), NULL, 10) != c->type_oid) {
-			const char *pname = relcache_type_name(a->relcache, c->type_oid);
-			char oid[32];
-			snprintf(oid, sizeof(oid), "type OID %u", c->type_oid);
+			char dr_type[128], primary_type[128], oid[16], mod[16];
+			const char *p[2] = {oid, mod};
+			snprintf(dr_type, sizeof(dr_type), "%s", PQgetvalue(res, j, 2));
+			snprintf(primary_type, sizeof(primary_type), "type OID %u", c->type_oid);
+			snprintf(oid, sizeof(oid), "%u", c->type_oid);
+			snprintf(mod, sizeof(mod), "%d", c->type_mod);
+			/* a built-in type has the same name on the DR side */
+			if (pipeline_query(a, "SELECT format_type($1::oid, $2::int)", 2, p,
+			                   "type name", err) == PGF_OK &&
+			    PQntuples(a->kept) == 1)
+				snprintf(primary_type, sizeof(primary_type), "%s",
+				         PQgetvalue(a->kept, 0, 0));
 			return drift(rel, err,
 			             "column \"%s\" is %s on the DR database but %s on the primary",
-			             c->name, PQgetvalue(res, j, 2), pname ? pname : oid);
+			             c->name, dr_type, primary_type);
 		}
 	}
 	for (j = 0; j < n; j++) {
