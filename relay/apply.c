@@ -343,7 +343,7 @@ int apply_connect(apply_t *a, pgf_error_t *err)
 	const char *values[] = {
 	        a->cfg->dr_conninfo, "pgferry sink", "10",
 	        ("-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3 "
-	         "-c session_replication_role=replica"),
+	         "-c session_replication_role=replica -c plan_cache_mode=force_generic_plan"),
 	        NULL};
 	PGresult *res;
 
