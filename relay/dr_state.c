@@ -13,7 +13,8 @@ int dr_state_run(PGconn *conn, const char *sql, const char *what, pgf_error_t *e
 	 * FUNCTION from two sessions at once fails with "tuple concurrently
 	 * updated" otherwise */
 	static const char *const begin =
-	        "BEGIN; SELECT pg_advisory_xact_lock(hashtext('pgferry.dr_state'))";
+	        "BEGIN; SET LOCAL client_min_messages = warning; "
+	        "SELECT pg_advisory_xact_lock(hashtext('pgferry.dr_state'))";
 	PGresult *res;
 	int st;
 

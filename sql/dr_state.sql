@@ -150,3 +150,18 @@ CREATE TABLE IF NOT EXISTS pgferry.promotion (
     drained                      boolean NOT NULL,
     summary                      text NOT NULL
 );
+
+-- `pgferry clone`: where a clone of this DR database stands. A clone that
+-- was interrupted (started, not finished) is started over by the next run;
+-- a finished one is never overwritten.
+CREATE TABLE IF NOT EXISTS pgferry.clone (
+    singleton           boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    slot                text NOT NULL,
+    started_at          timestamptz NOT NULL DEFAULT now(),
+    schema_restored_at  timestamptz,
+    finished_at         timestamptz,
+    consistent_lsn      pg_lsn,
+    tables              integer,
+    rows_copied         bigint,
+    bytes_copied        bigint
+);

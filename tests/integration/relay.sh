@@ -5,7 +5,7 @@
 #                                     DIR/other-* signed by an unrelated CA
 #   relay_setup [sink|source extra config lines...]  write $T/sink.conf and $T/source.conf
 #   sink_start / source_start / sink_stop / source_stop
-#   wait_applied NAME TIMEOUT         until a marker committed on the primary now
+#   wait_applied TIMEOUT              until a marker committed on the primary now
 #                                     is visible on the DR database
 #   tables_equal TABLE...             same rows on both sides (fails the test if not)
 
@@ -92,7 +92,7 @@ wait_applied()
 	local timeout=${1:-60}
 	# a marker written before the slot exists would never be streamed
 	wait_until "an active slot on the primary" "$timeout" bash -c \
-		"[ \"\$(psql '$PRIMARY_CONN' -XAtc \"SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgferry' AND active\")\" = 1 ]"
+		"[ \"\$(psql '$PRIMARY_CONN' -XAtc \"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '${WAIT_SLOT:-pgferry}' AND active\")\" = 1 ]"
 	MARKER_SEQ=$((MARKER_SEQ + 1))
 	local id="$$-$MARKER_SEQ-$RANDOM"
 	psql_on primary -c "INSERT INTO pgferry_test_marker VALUES ('$id')" >/dev/null ||
