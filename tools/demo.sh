@@ -3,11 +3,13 @@
 # two minutes, cleaning up after itself.
 #
 #   1. throwaway TLS keys (a CA, the sink's and the source's certificates)
-#   2. a primary and a DR cluster (PostgreSQL, loopback, temporary directory)
+#   2. a primary with data and an empty DR cluster; pgferry clone
 #   3. source and sink; a pgbench workload; the live lag report
 #   4. a regional failure: kill -9 of the primary and of the source
 #   5. promote-check right away and once the backlog drained
-#   6. the old primary restarted: which commits never reached the DR side
+#   6. pgferry promote: drain, fence, sequences, the promotion point
+#   7. the old primary restarted: refused by the fenced sink; pgferry verify
+#      shows which commits never reached the DR side
 . "$(dirname "$0")/../tests/integration/lib.sh"
 . "$(dirname "$0")/../tests/integration/relay.sh"
 
@@ -18,26 +20,26 @@ say "1. Throwaway TLS keys: a CA, a certificate for the sink and one for the sou
 make_certs "$T/certs"
 ls "$T/certs"/*.crt | sed 's|^|   |'
 
-say "2. A primary and a DR cluster (PostgreSQL $(pg_config --version | awk '{print $2}'), loopback)"
+say "2. A primary with data and an empty DR cluster (PostgreSQL $(pg_config --version | awk '{print $2}'), loopback)"
 cluster_start primary
 cluster_start dr
 echo "   primary: port $PRIMARY_PORT     DR: port $DR_PORT     (in $T)"
-pgbench -q -i -I dtp "$PRIMARY_CONN" >/dev/null 2>&1 || fail "pgbench schema on the primary"
-pgbench -q -i -I dtp "$DR_CONN" >/dev/null 2>&1 || fail "pgbench schema on DR"
+pgbench -q -i -s 2 "$PRIMARY_CONN" >/dev/null 2>&1 || fail "pgbench data on the primary"
 psql_on primary -c "CREATE TABLE pgferry_test_marker (id text PRIMARY KEY)" >/dev/null
-psql_on dr -c "CREATE TABLE pgferry_test_marker (id text PRIMARY KEY)" >/dev/null
 psql_on primary -c "CREATE PUBLICATION pgferry FOR ALL TABLES" >/dev/null
-echo "   schema on both sides; publication \"pgferry\" on the primary"
+echo "   200,000 pgbench accounts on the primary; publication \"pgferry\"; the DR database is empty"
+echo
+echo "   pgferry clone: slot with an exported snapshot, schema, data, hand-over"
+"$PGFERRY" clone -c "primary_conninfo=$PRIMARY_CONN" -c "dr_conninfo=$DR_CONN" 2>&1 | sed 's/^/   /'
+[ "${PIPESTATUS[0]}" = 0 ] || fail "clone failed"
 
 say "3. pgferry source (next to the primary) → mutual TLS → pgferry sink (next to DR)"
 relay_setup "sink:max_rpo = 60s"
 sink_start
 source_start
 wait_applied 60
-echo "   streaming; the sink serves $SINK_URL/v1/status, /metrics, /v1/promotion-safety"
-pgbench -q -i -I g -s 2 "$PRIMARY_CONN" >/dev/null 2>&1 || fail "pgbench data"
-wait_applied 120
-echo "   200,000 accounts loaded on the primary and streamed to DR"
+echo "   streaming from the clone's consistent point; the sink serves $SINK_URL/v1/status,"
+echo "   /metrics, /v1/promotion-safety"
 
 say "   A pgbench workload on the primary for ${WORKLOAD_SECONDS}s (4 clients); the live lag report:"
 bg_start pgbench pgbench -n -c 4 -j 2 -T "$WORKLOAD_SECONDS" -P 5 "$PRIMARY_CONN"
@@ -73,17 +75,28 @@ echo "   primary for longer than that, so commits it made since may be missing:"
 "$PGFERRY" promote-check --url "$SINK_URL" --max-rpo 1s | sed 's/^/   /'
 echo "   (exit code ${PIPESTATUS[0]})"
 
-say "6. The old primary comes back: what did the DR side never receive?"
+say "6. pgferry promote: drain what was received, fence the sink, move sequences, record the point"
 bg_stop pgbench
-sink_stop
+"$PGFERRY" promote -c "dr_conninfo=$DR_CONN" -c "sink_url=$SINK_URL" --reason "demo: primary region lost" 2>&1 |
+	sed 's/^/   /'
+"$PGFERRY" promote-check --url "$SINK_URL" --max-rpo 1h 2>&1 | grep -i fenced | head -1 | sed 's/^ *- /   promote-check now says: /'
+
+say "7. The old primary comes back: it is refused, and pgferry verify shows what it has that DR lacks"
 cluster_ctl primary start
+source_start
+wait_until "the fenced sink refuses the old primary" 30 grep -q "refusing the stream" "$T/sink.log"
+grep "refusing the stream" "$T/sink.log" | tail -1 | sed 's/^.*ERROR: /   sink: /'
 p_rows=$(psql_on primary -c "SELECT count(*) FROM pgbench_history")
 d_rows=$(psql_on dr -c "SELECT count(*) FROM pgbench_history")
 lost=$((p_rows - d_rows))
 p_last=$(psql_on primary -c "SELECT max(mtime) FROM pgbench_history")
 d_last=$(psql_on dr -c "SELECT max(mtime) FROM pgbench_history")
 gap_ms=$(psql_on primary -c "SELECT round(extract(epoch FROM '$p_last'::timestamp - '$d_last'::timestamp) * 1000)")
-echo "   committed on the primary: $p_rows pgbench transactions; on DR: $d_rows"
+echo
+"$PGFERRY" verify -c "primary_conninfo=$PRIMARY_CONN" -c "dr_conninfo=$DR_CONN" 2>&1 | sed 's/^/   /'
+echo "   (exit code ${PIPESTATUS[0]}: 0 equal, 1 differ, 2 cannot tell)"
+echo
+echo "   committed on the old primary: $p_rows pgbench transactions; on DR: $d_rows"
 echo "   measured RPO: $lost committed transaction(s) never reached the DR side;"
 echo "   the newest transaction on DR is ${gap_ms} ms older than the newest on the primary"
 if [ -n "$SAFE_AT" ]; then
