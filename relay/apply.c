@@ -31,13 +31,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PIPELINE_BATCH 1000       /* statements between syncs */
-#define PIPELINE_BYTES (4u << 20) /* or this many parameter bytes */
-#define STMT_BUCKETS   1024
-#define STMT_CACHE_MAX 20000
-#define MAX_STREAMS    64
-#define MAX_SUBXACTS   4096
-#define VERIFIED_SLOTS 4096
+#define PIPELINE_BATCH      1000       /* statements between syncs */
+#define PIPELINE_BYTES      (4u << 20) /* or this many parameter bytes */
+#define STMT_BUCKETS        1024
+#define STMT_CACHE_MAX      20000
+#define MAX_STREAMS         64
+#define MAX_SUBXACTS        4096
+#define VERIFIED_SLOTS      4096
+#define DURABLE_INTERVAL_MS 50.0
 
 typedef enum { OP_INSERT, OP_UPDATE, OP_DELETE } op_t;
 
@@ -95,6 +96,10 @@ struct apply {
 	/* the DR transaction that groups source transactions */
 	bool group_open;
 	bool group_progress_only; /* advances progress past WAL without commits */
+	/* groups committed asynchronously, not yet known durable (merged) */
+	apply_group_t pending;
+	bool has_pending;
+	struct timespec last_durable;
 	uint64_t group_txns, group_rows, group_bytes;
 	uint64_t group_end_lsn;
 	int64_t group_commit_time;
@@ -275,6 +280,10 @@ void apply_disconnect(apply_t *a)
 	a->ninflight = 0;
 	PQclear(a->kept);
 	a->kept = NULL;
+	/* not known durable: the source resends them, the origin skips what
+	 * survived */
+	a->has_pending = false;
+	memset(&a->pending, 0, sizeof(a->pending));
 	/* the DR schema may change while we are away */
 	memset(a->verified, 0, sizeof(a->verified));
 	a->nverified = 0;
@@ -343,7 +352,8 @@ int apply_connect(apply_t *a, pgf_error_t *err)
 	const char *values[] = {
 	        a->cfg->dr_conninfo, "pgferry sink", "10",
 	        ("-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3 "
-	         "-c session_replication_role=replica -c plan_cache_mode=force_generic_plan"),
+	         "-c session_replication_role=replica -c plan_cache_mode=force_generic_plan "
+	         "-c synchronous_commit=off"),
 	        NULL};
 	PGresult *res;
 
@@ -554,14 +564,38 @@ static void rollback_quietly(apply_t *a)
 	}
 }
 
-int apply_commit_group(apply_t *a, pgf_error_t *err)
+/* Reports the groups committed since the last durable commit: they are
+ * durable now (WAL is flushed in order). Only durable groups are reported,
+ * because the source confirms what is reported to the primary's slot. */
+static void report_durable(apply_t *a)
+{
+	if (a->has_pending && a->hooks.committed)
+		a->hooks.committed(a->hooks.arg, &a->pending);
+	a->has_pending = false;
+	memset(&a->pending, 0, sizeof(a->pending));
+	clock_gettime(CLOCK_MONOTONIC, &a->last_durable);
+}
+
+int apply_commit_group(apply_t *a, bool durable, pgf_error_t *err)
 {
 	char lsn[LSN_TEXT_LEN], ts[64];
 	const char *params[2];
-	apply_group_t g;
+	bool sync_now;
 
-	if (!a->group_open || a->in_txn)
+	if (a->in_txn)
 		return PGF_OK;
+	if (!a->group_open) {
+		if (!durable || !a->has_pending)
+			return PGF_OK;
+		/* make the groups committed asynchronously durable: a transaction
+		 * that writes (the same progress again), committed synchronously,
+		 * flushes the WAL of every one before it */
+		if (group_begin(a, err) != PGF_OK)
+			return PGF_ERR;
+		a->group_progress_only = true;
+		a->group_end_lsn = a->progress_lsn;
+		a->group_commit_time = a->progress_time;
+	}
 	if (a->group_txns == 0 && !a->group_progress_only) {
 		/* nothing to record: end the empty transaction */
 		if (send_plain(a, "COMMIT", "commit", err) != PGF_OK ||
@@ -573,6 +607,11 @@ int apply_commit_group(apply_t *a, pgf_error_t *err)
 		a->group_open = false;
 		return PGF_OK;
 	}
+	/* the DR session commits asynchronously (synchronous_commit = off);
+	 * every DURABLE_INTERVAL_MS under load, and whenever input pauses, a
+	 * group commits synchronously and so makes all before it durable: one
+	 * WAL flush for many groups instead of one each */
+	sync_now = durable || elapsed_since(&a->last_durable) * 1000.0 >= DURABLE_INTERVAL_MS;
 	/* the origin's progress commits atomically with the group's changes */
 	lsn_format(a->group_end_lsn, lsn);
 	pgtime_format_iso(a->group_commit_time, ts);
@@ -593,7 +632,9 @@ int apply_commit_group(apply_t *a, pgf_error_t *err)
 	}
 	inflight_push(a, "progress", 0, false, NULL);
 	inflight_push(a, "progress", 0, false, NULL);
-	if (send_plain(a, "COMMIT", "commit", err) != PGF_OK || pipeline_sync(a, err) != PGF_OK) {
+	if ((sync_now &&
+	     send_plain(a, "SET LOCAL synchronous_commit = on", "durability", err) != PGF_OK) ||
+	    send_plain(a, "COMMIT", "commit", err) != PGF_OK || pipeline_sync(a, err) != PGF_OK) {
 		a->group_open = false;
 		rollback_quietly(a);
 		return PGF_ERR;
@@ -602,14 +643,15 @@ int apply_commit_group(apply_t *a, pgf_error_t *err)
 	a->group_progress_only = false;
 	a->progress_lsn = a->group_end_lsn;
 	a->progress_time = a->group_commit_time;
-	g.end_lsn = a->group_end_lsn;
-	g.last_commit_time = a->group_commit_time;
-	g.transactions = a->group_txns;
-	g.rows = a->group_rows;
-	g.bytes = a->group_bytes;
-	g.seconds = elapsed_since(&a->group_started);
-	if (a->hooks.committed)
-		a->hooks.committed(a->hooks.arg, &g);
+	a->pending.end_lsn = a->group_end_lsn;
+	a->pending.last_commit_time = a->group_commit_time;
+	a->pending.transactions += a->group_txns;
+	a->pending.rows += a->group_rows;
+	a->pending.bytes += a->group_bytes;
+	a->pending.seconds += elapsed_since(&a->group_started);
+	a->has_pending = true;
+	if (sync_now)
+		report_durable(a);
 	return PGF_OK;
 }
 
@@ -1553,7 +1595,7 @@ static int source_commit(apply_t *a, uint64_t end_lsn, int64_t commit_time, pgf_
 	a->group_end_lsn = end_lsn;
 	a->group_commit_time = commit_time;
 	if (group_full(a))
-		return apply_commit_group(a, err);
+		return apply_commit_group(a, false, err);
 	return PGF_OK;
 }
 
@@ -1602,7 +1644,7 @@ int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t le
 		if (a->commit_watermark != NULL && a->group_open && a->group_txns > 0 &&
 		    m->u.begin.final_lsn > __atomic_load_n(a->commit_watermark, __ATOMIC_ACQUIRE)) {
 			a->in_txn = false;
-			if (apply_commit_group(a, err) != PGF_OK)
+			if (apply_commit_group(a, false, err) != PGF_OK)
 				return PGF_ERR;
 			a->in_txn = true;
 		}
@@ -1790,7 +1832,7 @@ int apply_advance_idle(apply_t *a, uint64_t lsn, pgf_error_t *err)
 	a->group_progress_only = true;
 	a->group_end_lsn = lsn;
 	a->group_commit_time = a->progress_time; /* the last commit's time stays */
-	return apply_commit_group(a, err);
+	return apply_commit_group(a, true, err);
 }
 
 void apply_set_commit_watermark(apply_t *a, const uint64_t *received_commit_lsn)

@@ -106,7 +106,7 @@ int cmd_replay(int argc, char **argv)
 	if (apply_in_transaction(a)) {
 		log_warning("the capture ends inside a transaction; its changes were not applied");
 		apply_reset(a);
-	} else if (apply_commit_group(a, &err) != PGF_OK)
+	} else if (apply_commit_group(a, true, &err) != PGF_OK)
 		goto fail;
 	printf("replayed %" PRIu64 " messages, applied %" PRIu64
 	       " transactions; origin progress was %s",

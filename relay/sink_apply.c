@@ -252,7 +252,7 @@ static void commit_if_idle(sink_apply_t *sa)
 	if (apply_in_transaction(sa->apply))
 		return;
 	error_clear(&err);
-	rc = apply_commit_group(sa->apply, &err);
+	rc = apply_commit_group(sa->apply, true, &err);
 	/* at most once a second: heartbeats advance progress anyway; this is for
 	 * WAL without commits (a shutdown checkpoint, heartbeats switched off) */
 	clock_gettime(CLOCK_MONOTONIC, &now);

@@ -67,8 +67,11 @@ int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t le
                   pgf_error_t *err);
 
 /* Commits the open group, if any (the caller does this when no more data is
- * waiting, so an idle stream is never held back). */
-int apply_commit_group(apply_t *a, pgf_error_t *err);
+ * waiting, so an idle stream is never held back). Groups commit
+ * asynchronously; the hook "committed" hears of them only once they are
+ * durable: at a synchronous commit, made every 50 ms under load and
+ * whenever durable is true (the caller found no more input). */
+int apply_commit_group(apply_t *a, bool durable, pgf_error_t *err);
 /* When nothing is in flight (no transaction, no streamed transaction, no
  * open group), records lsn — a keepalive's position, which has no commit
  * of its own — as the progress, in a small DR transaction. Without it the
