@@ -39,8 +39,31 @@
 #define MAX_SUBXACTS        4096
 #define VERIFIED_SLOTS      4096
 #define DURABLE_INTERVAL_MS 50.0
+#define NET_BUCKETS         4096
+#define NET_NONE            0 /* every change in order */
+#define NET_APPEND          1 /* inserts may be held (in order) with other net changes */
+#define NET_COALESCE        2 /* only the net change per row is written */
+#define NET_MAX_ROWS        20000
+#define NET_MAX_BYTES       (16u << 20)
 
 typedef enum { OP_INSERT, OP_UPDATE, OP_DELETE } op_t;
+
+/* The net change to one row within a DR transaction (apply_coalesce): only
+ * the row's final image is written, once, at the end. */
+typedef struct net_row {
+	struct net_row *next;  /* order of first appearance */
+	struct net_row *hnext; /* hash chain */
+	uint32_t relid;
+	unsigned hash;
+	bool existed; /* the row existed before this transaction touched it */
+	bool present; /* it exists after the changes so far */
+	uint16_t ncolumns;
+	tuple_column_t *cols; /* the image; data point into blob */
+	char *blob;
+	size_t blob_len;
+	char *key; /* the identity columns, length-prefixed (NULL: keyless insert) */
+	size_t key_len;
+} net_row_t;
 
 /* A prepared statement for one shape of change. */
 typedef struct stmt {
@@ -122,7 +145,14 @@ struct apply {
 	struct {
 		uint32_t relid;
 		uint64_t generation;
+		uint8_t mode; /* NET_NONE, NET_APPEND or NET_COALESCE (check_coalesce) */
 	} verified[VERIFIED_SLOTS];
+
+	/* net changes of the open group, in order of first appearance */
+	net_row_t *net_first, *net_last;
+	net_row_t *net_hash[NET_BUCKETS];
+	size_t net_count, net_bytes;
+	pgoutput_message_t *net_msg; /* scratch for emitting them */
 	unsigned nverified;
 	bool ddl_ignored_logged;
 
@@ -195,8 +225,9 @@ apply_t *apply_create(const config_t *cfg, const apply_hooks_t *hooks)
 	if (hooks)
 		a->hooks = *hooks;
 	a->msg = malloc(sizeof(*a->msg));
+	a->net_msg = malloc(sizeof(*a->net_msg));
 	a->relcache = relcache_create();
-	if (a->msg == NULL || a->relcache == NULL) {
+	if (a->msg == NULL || a->net_msg == NULL || a->relcache == NULL) {
 		apply_free(a);
 		return NULL;
 	}
@@ -207,6 +238,9 @@ apply_t *apply_create(const config_t *cfg, const apply_hooks_t *hooks)
 	buf_init(&a->scratch);
 	return a;
 }
+
+static void net_clear(apply_t *a);
+static int net_flush(apply_t *a, pgf_error_t *err);
 
 static void stmt_cache_clear(apply_t *a)
 {
@@ -262,6 +296,7 @@ void apply_free(apply_t *a)
 	stmt_cache_clear(a);
 	relcache_free(a->relcache);
 	free(a->msg);
+	free(a->net_msg);
 	buf_free(&a->sql);
 	buf_free(&a->key);
 	buf_free(&a->scratch);
@@ -284,6 +319,7 @@ void apply_disconnect(apply_t *a)
 	 * survived */
 	a->has_pending = false;
 	memset(&a->pending, 0, sizeof(a->pending));
+	net_clear(a);
 	/* the DR schema may change while we are away */
 	memset(a->verified, 0, sizeof(a->verified));
 	a->nverified = 0;
@@ -596,6 +632,11 @@ int apply_commit_group(apply_t *a, bool durable, pgf_error_t *err)
 		a->group_end_lsn = a->progress_lsn;
 		a->group_commit_time = a->progress_time;
 	}
+	if (a->net_first && net_flush(a, err) != PGF_OK) {
+		a->group_open = false;
+		rollback_quietly(a);
+		return PGF_ERR;
+	}
 	if (a->group_txns == 0 && !a->group_progress_only) {
 		/* nothing to record: end the empty transaction */
 		if (send_plain(a, "COMMIT", "commit", err) != PGF_OK ||
@@ -743,19 +784,22 @@ static void shape_key(apply_t *a, char op, const relcache_entry_t *rel, const tu
 
 /* ---- schema drift ---------------------------------------------------------- */
 
-static bool verified_get(apply_t *a, uint32_t relid, uint64_t generation)
+static bool verified_get(apply_t *a, uint32_t relid, uint64_t generation, uint8_t *mode)
 {
 	unsigned i = (relid * 2654435761u) % VERIFIED_SLOTS, n;
 
 	for (n = 0; n < VERIFIED_SLOTS && a->verified[i].relid != 0; n++) {
-		if (a->verified[i].relid == relid)
+		if (a->verified[i].relid == relid) {
+			if (mode)
+				*mode = a->verified[i].mode;
 			return a->verified[i].generation == generation;
+		}
 		i = (i + 1) % VERIFIED_SLOTS;
 	}
 	return false;
 }
 
-static void verified_put(apply_t *a, uint32_t relid, uint64_t generation)
+static void verified_put(apply_t *a, uint32_t relid, uint64_t generation, uint8_t mode)
 {
 	unsigned i = (relid * 2654435761u) % VERIFIED_SLOTS;
 
@@ -770,6 +814,7 @@ static void verified_put(apply_t *a, uint32_t relid, uint64_t generation)
 		a->nverified++;
 	a->verified[i].relid = relid;
 	a->verified[i].generation = generation;
+	a->verified[i].mode = mode;
 }
 
 /* Sends sql in the pipeline and syncs; the result is left in a->kept. */
@@ -805,6 +850,78 @@ static int drift(const relcache_entry_t *rel, pgf_error_t *err, const char *fmt,
 	return PGF_ERR;
 }
 
+/* Whether only the net change per row may be applied for this table: it
+ * must be found by its key (replica identity DEFAULT or INDEX), and on the
+ * DR side (every partition included) every unique index must be on exactly
+ * those key columns, with no exclusion constraint and no trigger that
+ * fires during apply (ENABLE ALWAYS). Then writing each row's final image,
+ * in any order, yields the same table and cannot trip a constraint. */
+static bool has_key_columns(const relcache_entry_t *rel);
+
+static int check_coalesce(apply_t *a, const relcache_entry_t *rel, pgf_error_t *err)
+{
+	const char *params[3] = {rel->namespace, rel->name, NULL};
+	uint8_t mode = NET_NONE;
+	buf_t keys;
+	int i, n = 0;
+
+	if (!a->cfg->apply_coalesce) {
+		verified_put(a, rel->relid, rel->generation, NET_NONE);
+		return PGF_OK;
+	}
+	/* the key columns as a text[] literal, sorted like array_agg below */
+	buf_init(&keys);
+	buf_append_char(&keys, '{');
+	for (i = 0; i < rel->ncolumns; i++) {
+		const char *c;
+		if (!rel->columns[i].key)
+			continue;
+		buf_append_str(&keys, n++ ? ",\"" : "\"");
+		for (c = rel->columns[i].name; *c; c++) {
+			if (*c == '"' || *c == '\\')
+				buf_append_char(&keys, '\\');
+			buf_append_char(&keys, *c);
+		}
+		buf_append_char(&keys, '"');
+	}
+	buf_append_char(&keys, '}');
+	if (buf_failed(&keys)) {
+		buf_free(&keys);
+		return error_set(err, PGF_E_MEMORY, "out of memory");
+	}
+	params[2] = keys.data;
+	if (pipeline_query(
+	            a,
+	            "WITH t AS (SELECT format('%I.%I', $1::text, $2::text)::regclass AS rel), r AS "
+	            "(SELECT rel AS relid FROM t UNION SELECT p.relid FROM t, "
+	            "pg_catalog.pg_partition_tree(t.rel) p) SELECT (SELECT count(*) FROM "
+	            "pg_catalog.pg_index i WHERE i.indrelid IN (SELECT relid FROM r) AND "
+	            "i.indisunique AND (0 = ANY (i.indkey) OR (SELECT array_agg(a.attname::text "
+	            "ORDER BY a.attname::text COLLATE \"C\") FROM pg_catalog.pg_attribute a "
+	            "WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)) IS DISTINCT "
+	            "FROM (SELECT array_agg(k ORDER BY k COLLATE \"C\") FROM unnest($3::text[]) "
+	            "k))) + (SELECT count(*) FROM pg_catalog.pg_constraint x WHERE x.conrelid IN "
+	            "(SELECT relid FROM r) AND x.contype = 'x'), (SELECT count(*) FROM "
+	            "pg_catalog.pg_trigger t WHERE t.tgrelid IN (SELECT relid FROM r) AND "
+	            "t.tgenabled = 'A')",
+	            3, params, "coalesce check", err) != PGF_OK) {
+		buf_free(&keys);
+		return PGF_ERR;
+	}
+	buf_free(&keys);
+	/* a trigger that fires during apply may look at other rows: keep order */
+	if (PQntuples(a->kept) == 1 && strcmp(PQgetvalue(a->kept, 0, 1), "0") == 0) {
+		mode = NET_APPEND;
+		if (rel->replica_identity != 'f' && has_key_columns(rel) &&
+		    strcmp(PQgetvalue(a->kept, 0, 0), "0") == 0)
+			mode = NET_COALESCE;
+	}
+	PQclear(a->kept);
+	a->kept = NULL;
+	verified_put(a, rel->relid, rel->generation, mode);
+	return PGF_OK;
+}
+
 /* Compares a Relation message with the DR table, once per relation and
  * generation: apply never guesses where a column went. Generated columns
  * are not sent by the primary and are fine on the DR side. */
@@ -814,7 +931,7 @@ static int check_drift(apply_t *a, const relcache_entry_t *rel, pgf_error_t *err
 	PGresult *res;
 	int i, j, n;
 
-	if (rel->namespace[0] == '\0' || verified_get(a, rel->relid, rel->generation))
+	if (rel->namespace[0] == '\0' || verified_get(a, rel->relid, rel->generation, NULL))
 		return PGF_OK;
 	if (pipeline_query(a,
 	                   "SELECT a.attname, a.atttypid::int8, format_type(a.atttypid, "
@@ -873,8 +990,7 @@ static int check_drift(apply_t *a, const relcache_entry_t *rel, pgf_error_t *err
 	}
 	PQclear(a->kept);
 	a->kept = NULL;
-	verified_put(a, rel->relid, rel->generation);
-	return PGF_OK;
+	return check_coalesce(a, rel, err);
 }
 
 static const relcache_entry_t *known_relation(apply_t *a, uint32_t relid, pgf_error_t *err)
@@ -1191,6 +1307,244 @@ static int apply_truncate(apply_t *a, const pgoutput_message_t *m, pgf_error_t *
 	return maybe_sync(a, err);
 }
 
+/* ---- net changes (apply_coalesce) ------------------------------------------- */
+
+static void net_row_free(net_row_t *r)
+{
+	free(r->cols);
+	free(r->blob);
+	free(r->key);
+	free(r);
+}
+
+static void net_clear(apply_t *a)
+{
+	net_row_t *r, *n;
+
+	for (r = a->net_first; r; r = n) {
+		n = r->next;
+		net_row_free(r);
+	}
+	a->net_first = a->net_last = NULL;
+	memset(a->net_hash, 0, sizeof(a->net_hash));
+	a->net_count = a->net_bytes = 0;
+}
+
+/* The row's identity: its key columns, each as kind, length and bytes. */
+static bool net_key(apply_t *a, const relcache_entry_t *rel, const tuple_t *t)
+{
+	int i;
+
+	buf_reset(&a->key);
+	buf_append_be32(&a->key, rel->relid);
+	for (i = 0; i < rel->ncolumns; i++) {
+		if (!rel->columns[i].key)
+			continue;
+		buf_append_u8(&a->key, (uint8_t)t->columns[i].kind);
+		buf_append_be32(&a->key, t->columns[i].len);
+		buf_append(&a->key, t->columns[i].data, t->columns[i].len);
+	}
+	return !buf_failed(&a->key);
+}
+
+static net_row_t *net_find(apply_t *a, unsigned h)
+{
+	net_row_t *r;
+
+	for (r = a->net_hash[h % NET_BUCKETS]; r; r = r->hnext)
+		if (r->hash == h && r->key_len == a->key.len &&
+		    memcmp(r->key, a->key.data, a->key.len) == 0)
+			return r;
+	return NULL;
+}
+
+/* Sets r's image to t, taking unchanged TOAST columns ('u') from the image
+ * it had, where it had them. */
+static bool net_set_image(net_row_t *r, const tuple_t *t)
+{
+	size_t total = 0, off = 0;
+	tuple_column_t *cols = malloc(sizeof(*cols) * (t->ncolumns ? t->ncolumns : 1));
+	char *blob;
+	int i;
+
+	if (cols == NULL)
+		return false;
+	for (i = 0; i < t->ncolumns; i++) {
+		cols[i] = t->columns[i];
+		if (cols[i].kind == 'u' && r->cols && i < r->ncolumns && r->cols[i].kind != 'u')
+			cols[i] = r->cols[i];
+		if (cols[i].kind == 't' || cols[i].kind == 'b')
+			total += cols[i].len;
+	}
+	blob = malloc(total ? total : 1);
+	if (blob == NULL) {
+		free(cols);
+		return false;
+	}
+	for (i = 0; i < t->ncolumns; i++) {
+		if (cols[i].kind != 't' && cols[i].kind != 'b') {
+			cols[i].data = NULL;
+			cols[i].len = 0;
+			continue;
+		}
+		memcpy(blob + off, cols[i].data, cols[i].len);
+		cols[i].data = blob + off;
+		off += cols[i].len;
+	}
+	free(r->cols);
+	free(r->blob);
+	r->cols = cols;
+	r->blob = blob;
+	r->blob_len = total;
+	r->ncolumns = t->ncolumns;
+	return true;
+}
+
+static net_row_t *net_new(apply_t *a, uint32_t relid, bool keyed, unsigned h)
+{
+	net_row_t *r = calloc(1, sizeof(*r));
+
+	if (r == NULL)
+		return NULL;
+	r->relid = relid;
+	if (keyed) {
+		r->key = malloc(a->key.len);
+		if (r->key == NULL) {
+			free(r);
+			return NULL;
+		}
+		memcpy(r->key, a->key.data, a->key.len);
+		r->key_len = a->key.len;
+		r->hash = h;
+		r->hnext = a->net_hash[h % NET_BUCKETS];
+		a->net_hash[h % NET_BUCKETS] = r;
+	}
+	if (a->net_last)
+		a->net_last->next = r;
+	else
+		a->net_first = r;
+	a->net_last = r;
+	a->net_count++;
+	return r;
+}
+
+static int apply_insert(apply_t *a, uint32_t relid, const tuple_t *t, pgf_error_t *err);
+static int apply_update(apply_t *a, const pgoutput_message_t *m, pgf_error_t *err);
+static int apply_delete(apply_t *a, const pgoutput_message_t *m, pgf_error_t *err);
+
+/* Writes every net change, in order of first appearance, and forgets them. */
+static int net_flush(apply_t *a, pgf_error_t *err)
+{
+	pgoutput_message_t *m = a->net_msg;
+	uint64_t rows = a->group_rows; /* counted when they came in */
+	net_row_t *r;
+	int rc = PGF_OK;
+	int i;
+
+	for (r = a->net_first; r && rc == PGF_OK; r = r->next) {
+		tuple_t *t;
+		if (r->existed == r->present && !r->present)
+			continue; /* inserted and deleted again: nothing */
+		memset(m, 0, offsetof(pgoutput_message_t, u));
+		if (!r->existed) {
+			t = &m->u.insert.new_tuple;
+			m->u.insert.relid = r->relid;
+		} else if (r->present) {
+			t = &m->u.update.new_tuple;
+			m->u.update.relid = r->relid;
+			m->u.update.old_kind = 0;
+		} else {
+			t = &m->u.delete_.old_tuple;
+			m->u.delete_.relid = r->relid;
+			m->u.delete_.old_kind = 'K';
+		}
+		t->ncolumns = r->ncolumns;
+		for (i = 0; i < r->ncolumns; i++)
+			t->columns[i] = r->cols[i];
+		if (!r->existed)
+			rc = apply_insert(a, r->relid, t, err);
+		else if (r->present)
+			rc = apply_update(a, m, err);
+		else
+			rc = apply_delete(a, m, err);
+	}
+	a->group_rows = rows;
+	net_clear(a);
+	return rc;
+}
+
+/* Records a change as a net change if its table allows it (*taken); the
+ * caller applies it as it comes otherwise, after writing what is held so
+ * that order is kept around it. */
+static int net_add(apply_t *a, const pgoutput_message_t *m, bool *taken, pgf_error_t *err)
+{
+	uint32_t relid = m->type == PGOUTPUT_INSERT   ? m->u.insert.relid
+	                 : m->type == PGOUTPUT_UPDATE ? m->u.update.relid
+	                                              : m->u.delete_.relid;
+	const relcache_entry_t *rel = known_relation(a, relid, err);
+	const tuple_t *t;
+	net_row_t *r;
+	uint8_t mode = NET_NONE;
+	unsigned h;
+
+	*taken = false;
+	if (rel == NULL)
+		return PGF_ERR;
+	verified_get(a, rel->relid, rel->generation, &mode);
+	/* a key that changes, or a table that does not allow it: in order */
+	if (mode == NET_NONE || (mode == NET_APPEND && m->type != PGOUTPUT_INSERT) ||
+	    (m->type == PGOUTPUT_UPDATE && m->u.update.old_kind != 0) ||
+	    a->net_count >= NET_MAX_ROWS || a->net_bytes >= NET_MAX_BYTES)
+		return net_flush(a, err);
+	t = m->type == PGOUTPUT_INSERT   ? &m->u.insert.new_tuple
+	    : m->type == PGOUTPUT_UPDATE ? &m->u.update.new_tuple
+	                                 : &m->u.delete_.old_tuple;
+	if (check_tuple(rel, t, err) != PGF_OK)
+		return PGF_ERR;
+	if (mode == NET_APPEND) {
+		/* an insert of a table without net changes: held, in order */
+		if ((r = net_new(a, relid, false, 0)) == NULL || !net_set_image(r, t))
+			return error_set(err, PGF_E_MEMORY, "out of memory");
+		r->present = true;
+		a->net_bytes += r->blob_len;
+		a->group_rows++;
+		*taken = true;
+		return PGF_OK;
+	}
+	if (!net_key(a, rel, t))
+		return error_set(err, PGF_E_MEMORY, "out of memory");
+	h = hash_key(a->key.data, a->key.len);
+	r = net_find(a, h);
+	if (r == NULL) {
+		if ((r = net_new(a, relid, true, h)) == NULL)
+			return error_set(err, PGF_E_MEMORY, "out of memory");
+		r->existed = m->type != PGOUTPUT_INSERT;
+		r->present = r->existed;
+	}
+	switch (m->type) {
+	case PGOUTPUT_INSERT:
+		if (r->present)
+			return net_flush(a, err); /* the DR side will say what is wrong */
+		break;
+	case PGOUTPUT_UPDATE:
+		if (!r->present)
+			return net_flush(a, err);
+		break;
+	default:
+		if (!r->present)
+			return net_flush(a, err);
+		break;
+	}
+	a->net_bytes -= r->blob_len;
+	if (!net_set_image(r, t))
+		return error_set(err, PGF_E_MEMORY, "out of memory");
+	a->net_bytes += r->blob_len;
+	r->present = m->type != PGOUTPUT_DELETE;
+	a->group_rows++;
+	*taken = true;
+	return PGF_OK;
+}
+
 /* ---- streamed transactions ------------------------------------------------ */
 
 static stream_file_t *stream_find(apply_t *a, uint32_t xid)
@@ -1475,7 +1829,7 @@ static int apply_ddl(apply_t *a, const char *text, size_t len, pgf_error_t *err)
 	}
 	if (nl == NULL || memchr(text, '\0', len) != NULL)
 		return error_set(err, PGF_E_PROTOCOL, "malformed pgferry.ddl message");
-	if (pipeline_sync(a, err) != PGF_OK)
+	if ((a->net_first && net_flush(a, err) != PGF_OK) || pipeline_sync(a, err) != PGF_OK)
 		return PGF_ERR;
 	path = strndup(text, (size_t)(nl - text));
 	cmd = strndup(nl + 1, len - (size_t)(nl - text) - 1);
@@ -1556,20 +1910,30 @@ static int apply_change(apply_t *a, const pgoutput_message_t *m, size_t len, pgf
 {
 	switch (m->type) {
 	case PGOUTPUT_RELATION:
+		/* held images follow the old description: write them first */
+		if (a->net_first && net_flush(a, err) != PGF_OK)
+			return PGF_ERR;
 		return relcache_update(a->relcache, m, err);
 	case PGOUTPUT_TYPE:
 		return relcache_update_type(a->relcache, m, err);
 	case PGOUTPUT_INSERT:
-		a->group_bytes += len;
-		return apply_insert(a, m->u.insert.relid, &m->u.insert.new_tuple, err);
 	case PGOUTPUT_UPDATE:
+	case PGOUTPUT_DELETE: {
+		bool taken;
 		a->group_bytes += len;
-		return apply_update(a, m, err);
-	case PGOUTPUT_DELETE:
-		a->group_bytes += len;
-		return apply_delete(a, m, err);
+		if (net_add(a, m, &taken, err) != PGF_OK)
+			return PGF_ERR;
+		if (taken)
+			return PGF_OK;
+		if (m->type == PGOUTPUT_INSERT)
+			return apply_insert(a, m->u.insert.relid, &m->u.insert.new_tuple, err);
+		return m->type == PGOUTPUT_UPDATE ? apply_update(a, m, err)
+		                                  : apply_delete(a, m, err);
+	}
 	case PGOUTPUT_TRUNCATE:
 		a->group_bytes += len;
+		if (a->net_first && net_flush(a, err) != PGF_OK)
+			return PGF_ERR;
 		return apply_truncate(a, m, err);
 	case PGOUTPUT_MESSAGE:
 		return apply_logical_message(a, m, err);
@@ -1860,6 +2224,7 @@ void apply_reset(apply_t *a)
 	a->kept = NULL;
 	memset(a->verified, 0, sizeof(a->verified));
 	a->nverified = 0;
+	net_clear(a);
 	streams_drop_all(a);
 	relcache_clear(a->relcache);
 	pgoutput_decoder_init(&a->decoder, a->proto_version);

@@ -81,6 +81,8 @@ const config_key_t config_keys[] = {
 	 "source transactions grouped into one DR transaction at most (larger groups slow down rows updated again and again)"},
 	{"apply_group_max_delay", CONFIG_DURATION, "100ms", ROLE_SINK, OFF(apply_group_max_delay), 0, 60000, NULL, false,
 	 "a DR transaction stays open at most this long while a backlog is applied"},
+	{"apply_coalesce", CONFIG_BOOL, "on", ROLE_SINK, OFF(apply_coalesce), 0, 0, NULL, false,
+	 "apply only the net change per row of each DR transaction, where the DR table allows it"},
 	{"spool_memory_limit", CONFIG_SIZE, "32MB", ROLE_SINK, OFF(spool_memory_limit), 1LL << 20, 1LL << 40, NULL, false,
 	 "received batches beyond this much memory wait on disk in work_dir"},
 	{"lag_history_retention", CONFIG_DURATION, "7d", ROLE_SINK, OFF(lag_history_retention), 60000, 3650 * MS_PER_DAY, NULL, false,

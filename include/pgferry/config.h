@@ -65,6 +65,7 @@ typedef struct config {
 	char *http_listen;
 	int64_t apply_group_max_transactions;
 	int64_t apply_group_max_delay;
+	bool apply_coalesce;
 	int64_t spool_memory_limit;
 	int64_t lag_history_retention;
 	int64_t source_timeout;
