@@ -134,7 +134,12 @@ static void table_free(table_t *t)
 /* Appends to a malloc'd string. */
 static char *append(char *s, const char *a)
 {
-	size_t n = s ? strlen(s) : 0, m = strlen(a);
+	size_t n, m;
+
+	if (a == NULL)
+		a = "";
+	n = s ? strlen(s) : 0;
+	m = strlen(a);
 	char *r = realloc(s, n + m + 1);
 	if (r == NULL) {
 		free(s);
@@ -209,7 +214,7 @@ static char *chunk_where(const table_t *t, bool lo, bool hi)
 	for (base = 0; base < 2; base++) {
 		if ((base == 0 && !lo) || (base == 1 && !hi))
 			continue;
-		w = append(w, base == 0 ? " AND (" : " AND (");
+		w = append(w, " AND (");
 		w = append(w, t->key_list);
 		w = append(w, base == 0 ? ") > (" : ") <= (");
 		for (i = 0; i < t->nkeys; i++) {
