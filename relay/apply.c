@@ -2008,7 +2008,9 @@ int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t le
 		if (a->commit_watermark != NULL && a->group_open && a->group_txns > 0 &&
 		    m->u.begin.final_lsn > __atomic_load_n(a->commit_watermark, __ATOMIC_ACQUIRE)) {
 			a->in_txn = false;
-			if (apply_commit_group(a, false, err) != PGF_OK)
+			/* durable now: input paused mid-transaction, so this is
+			 * where the figures (and the slot) must catch up */
+			if (apply_commit_group(a, true, err) != PGF_OK)
 				return PGF_ERR;
 			a->in_txn = true;
 		}
@@ -2225,6 +2227,20 @@ void apply_reset(apply_t *a)
 	memset(a->verified, 0, sizeof(a->verified));
 	a->nverified = 0;
 	net_clear(a);
+	/* groups committed before the one rolled back stay committed: make
+	 * them durable and say so, or the figures would call them unapplied
+	 * until the next stream (and promote would wait for them) */
+	if (a->has_pending && apply_connected(a)) {
+		pgf_error_t err;
+		error_clear(&err);
+		if (apply_commit_group(a, true, &err) != PGF_OK) {
+			log_warning("could not make the last applied groups durable: %s",
+			            err.message);
+			a->has_pending = false;
+			a->group_open = false;
+			rollback_quietly(a);
+		}
+	}
 	streams_drop_all(a);
 	relcache_clear(a->relcache);
 	pgoutput_decoder_init(&a->decoder, a->proto_version);
