@@ -2161,6 +2161,11 @@ int apply_check_identity(apply_t *a, uint64_t system_identifier, const char *dat
 	return PGF_OK;
 }
 
+uint64_t apply_failed_lsn(const apply_t *a)
+{
+	return a->in_txn ? a->txn_lsn : 0;
+}
+
 int apply_check_fence(apply_t *a, bool *fenced, char *why, size_t why_len, pgf_error_t *err)
 {
 	PGresult *res;

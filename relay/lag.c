@@ -74,6 +74,7 @@ struct lag_tracker {
 	uint64_t primary_final_lsn;
 
 	bool dr_reachable, apply_error, schema_drift, fenced;
+	uint64_t apply_error_lsn; /* the transaction that failed (0: none known) */
 	char apply_error_message[600], apply_error_where[300];
 
 	uint64_t batches, batch_wire_bytes, batch_raw_bytes, bad_batches, source_connections,
@@ -364,9 +365,12 @@ void lag_on_applied(lag_tracker_t *l, uint64_t end_lsn, int64_t last_commit_time
 	l->rate_next = (l->rate_next + 1) % RATE_SLOTS;
 	l->transactions_applied += transactions;
 	l->rows_applied += rows;
-	/* a commit went through: whatever stopped apply is gone */
-	l->apply_error = false;
-	l->schema_drift = false;
+	/* a source transaction went through: whatever stopped apply is gone
+	 * (a commit that only records progress proves nothing) */
+	if (transactions > 0 && end_lsn > l->apply_error_lsn) {
+		l->apply_error = false;
+		l->schema_drift = false;
+	}
 	l->dr_reachable = true;
 	pthread_mutex_unlock(&l->lock);
 }
@@ -381,9 +385,10 @@ void lag_restore_applied(lag_tracker_t *l, uint64_t lsn, int64_t commit_time)
 	pthread_mutex_unlock(&l->lock);
 }
 
-void lag_set_apply_error(lag_tracker_t *l, const pgf_error_t *err)
+void lag_set_apply_error(lag_tracker_t *l, const pgf_error_t *err, uint64_t lsn)
 {
 	pthread_mutex_lock(&l->lock);
+	l->apply_error_lsn = lsn;
 	l->apply_error = true;
 	l->schema_drift = err->code == PGF_E_DRIFT;
 	l->apply_errors++;

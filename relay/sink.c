@@ -128,11 +128,11 @@ static void ev_applied(void *arg, const apply_group_t *g)
 	ev_async_send(s->loop, &s->wakeup);
 }
 
-static void ev_apply_error(void *arg, const pgf_error_t *err)
+static void ev_apply_error(void *arg, const pgf_error_t *err, uint64_t lsn)
 {
 	sink_t *s = arg;
 
-	lag_set_apply_error(s->lag, err);
+	lag_set_apply_error(s->lag, err, lsn);
 }
 
 static void ev_session_failed(void *arg, uint64_t session, const pgf_error_t *err)

@@ -234,7 +234,7 @@ failed:
 	}
 	log_error_value(LOG_ERROR, &err);
 	if (sa->events.apply_error)
-		sa->events.apply_error(sa->events.arg, &err);
+		sa->events.apply_error(sa->events.arg, &err, apply_failed_lsn(sa->apply));
 	if (!apply_connected(sa->apply) || err.code == PGF_E_DATABASE)
 		apply_disconnect(sa->apply);
 	drop_session(sa, &err);
@@ -267,7 +267,7 @@ static void commit_if_idle(sink_apply_t *sa)
 	} else if (rc != PGF_OK) {
 		log_error_value(LOG_ERROR, &err);
 		if (sa->events.apply_error)
-			sa->events.apply_error(sa->events.arg, &err);
+			sa->events.apply_error(sa->events.arg, &err, apply_failed_lsn(sa->apply));
 		if (!apply_connected(sa->apply))
 			apply_disconnect(sa->apply);
 		drop_session(sa, &err);

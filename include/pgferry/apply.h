@@ -78,10 +78,13 @@ int apply_commit_group(apply_t *a, bool durable, pgf_error_t *err);
  * primary's walsender would wait forever at shutdown for the client to
  * confirm its final WAL. A transaction committing after lsn is sent again
  * in full after any restart, so confirming lsn loses nothing. */
+int apply_advance_idle(apply_t *a, uint64_t lsn, pgf_error_t *err);
+/* The commit LSN of the source transaction being applied (0 outside one):
+ * after an error, the transaction that failed. */
+uint64_t apply_failed_lsn(const apply_t *a);
 /* Whether pgferry promote fenced the DR database (between groups only;
  * inside a group the group's own check runs). */
 int apply_check_fence(apply_t *a, bool *fenced, char *why, size_t why_len, pgf_error_t *err);
-int apply_advance_idle(apply_t *a, uint64_t lsn, pgf_error_t *err);
 /* true between a source transaction's BEGIN and its COMMIT */
 bool apply_in_transaction(const apply_t *a);
 

@@ -132,7 +132,9 @@ void lag_count_bad_batch(lag_tracker_t *l);
 void lag_on_applied(lag_tracker_t *l, uint64_t end_lsn, int64_t last_commit_time,
                     uint64_t transactions, uint64_t rows, uint64_t bytes, double seconds);
 void lag_restore_applied(lag_tracker_t *l, uint64_t lsn, int64_t commit_time);
-void lag_set_apply_error(lag_tracker_t *l, const pgf_error_t *err);
+/* Apply stopped with err in the source transaction committing at lsn (0 when
+ * not in one); the error stands until a group applies past lsn. */
+void lag_set_apply_error(lag_tracker_t *l, const pgf_error_t *err, uint64_t lsn);
 void lag_set_dr_reachable(lag_tracker_t *l, bool reachable, const pgf_error_t *err);
 void lag_set_fenced(lag_tracker_t *l, bool fenced);
 

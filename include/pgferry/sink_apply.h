@@ -31,7 +31,7 @@ typedef struct sink_apply_events {
 	/* a DR commit */
 	void (*applied)(void *arg, const apply_group_t *group);
 	/* apply failed: the session must be dropped so the source resends */
-	void (*apply_error)(void *arg, const pgf_error_t *err);
+	void (*apply_error)(void *arg, const pgf_error_t *err, uint64_t lsn);
 	void (*session_failed)(void *arg, uint64_t session, const pgf_error_t *err);
 	/* the DR database became reachable (with its progress) or not */
 	void (*dr_state)(void *arg, bool reachable, uint64_t progress_lsn, int64_t progress_time,

@@ -21,7 +21,9 @@ expect_drift()
 { # expect_drift WORDS: status, metrics and verdict all say so
 	wait_until "schema drift reported ($1)" 60 bash -c "curl -s '$SINK_URL/v1/status' | grep -q '\"schema_drift\":{'"
 	status | grep -q "$1" || fail "status does not name the drift ($1): $(status)"
-	curl -s "$SINK_URL/metrics" | grep -q '^pgferry_schema_drift 1' || fail "no drift metric"
+	curl -s "$SINK_URL/metrics" >"$T/metrics.txt"
+	grep -q '^pgferry_schema_drift 1' "$T/metrics.txt" ||
+		fail "no drift metric: $(grep -E 'drift|apply_errors' "$T/metrics.txt"); status now: $(status)"
 	curl -s "$SINK_URL/v1/promotion-safety?max_rpo=1h" >"$T/verdict.json"
 	grep -q '"verdict":"unsafe"' "$T/verdict.json" || fail "verdict with drift: $(cat "$T/verdict.json")"
 	grep -q "schema drift" "$T/verdict.json" || fail "verdict does not give drift as reason"

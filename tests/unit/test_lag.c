@@ -143,7 +143,7 @@ START_TEST(unknown_and_faults)
 	lag_on_primary_wal(l, 0x1000, primary_pgtime(fake_now));
 	error_set(&err, PGF_E_APPLY, "duplicate key value");
 	error_where(&err, "public.t");
-	lag_set_apply_error(l, &err);
+	lag_set_apply_error(l, &err, 0);
 	lag_set_identity_ok(l, false);
 	lag_snapshot(l, s);
 	lag_verdict(s, -1, -1, &v);
@@ -169,6 +169,26 @@ START_TEST(unknown_and_faults)
 	lag_verdict(s, 3600000, -1, &v);
 	ck_assert_int_eq(v.verdict, VERDICT_SAFE);
 	ck_assert_ptr_nonnull(strstr(v.reasons[0], "shut down cleanly at 0/1000"));
+}
+END_TEST
+
+START_TEST(drift_stands_until_past_the_failed_transaction)
+{
+	pgf_error_t err;
+
+	lag_on_primary_wal(l, 0x3000, primary_pgtime(fake_now));
+	error_set(&err, PGF_E_DRIFT, "column \"x\" is missing on the DR database");
+	lag_set_apply_error(l, &err, 0x2000);
+	/* a resent transaction before the failed one, and a progress-only
+	 * commit, prove nothing */
+	lag_on_applied(l, 0x1800, primary_pgtime(fake_now), 1, 1, 1, 0.001);
+	lag_on_applied(l, 0x2800, primary_pgtime(fake_now), 0, 0, 0, 0.001);
+	lag_snapshot(l, s);
+	ck_assert(s->apply_error && s->schema_drift);
+	/* the failed transaction went through: fixed */
+	lag_on_applied(l, 0x2100, primary_pgtime(fake_now), 1, 1, 1, 0.001);
+	lag_snapshot(l, s);
+	ck_assert(!s->apply_error && !s->schema_drift);
 }
 END_TEST
 
@@ -233,6 +253,7 @@ Suite *lag_suite(void)
 	tcase_add_test(tc, silence_grows_at_clock_rate);
 	tcase_add_test(tc, known_loss_and_backlog);
 	tcase_add_test(tc, unknown_and_faults);
+	tcase_add_test(tc, drift_stands_until_past_the_failed_transaction);
 	tcase_add_test(tc, clock_offset_fault);
 	tcase_add_test(tc, json_parses);
 	suite_add_tcase(su, tc);
