@@ -7,10 +7,15 @@
 # the backlog". Every byte between the sides passes a counting proxy.
 # pgferry runs with its defaults (mutual TLS, zstd level 1); native runs
 # without SSL, which only flatters native.
+#
+# BENCH_DELAY_MS=40 makes the proxies hold every byte 40 ms each way: an
+# 80 ms round trip between the regions, for both paths alike (pgferry's
+# source-to-sink link, native's subscriber-to-primary link).
 . "$(dirname "$0")/../tests/integration/lib.sh"
 . "$(dirname "$0")/../tests/integration/relay.sh"
 
 N=${BENCH_TRANSACTIONS:-100000}
+DELAY=${BENCH_DELAY_MS:-0}
 CLIENTS=4
 PROXY=$ROOT/build/faultproxy
 [ -x "$PROXY" ] || (cd "$ROOT" && make -s build/faultproxy) || fail "cannot build the proxy"
@@ -38,8 +43,8 @@ FERRY_PROXY_PORT=$(free_port)
 NATIVE_PROXY_PORT=$(free_port)
 relay_setup "sink:dr_conninfo = 'host=$DR_HOST port=$DR_PORT user=postgres dbname=ferry'" ${BENCH_SINK_EXTRA:+"sink:$BENCH_SINK_EXTRA"}
 sed -i "s/^sink_address = .*/sink_address = '127.0.0.1:$FERRY_PROXY_PORT'/" "$T/source.conf"
-bg_start ferry_proxy "$PROXY" "$FERRY_PROXY_PORT" "$SINK_PORT" -1
-bg_start native_proxy "$PROXY" "$NATIVE_PROXY_PORT" "$PRIMARY_PORT" -1
+bg_start ferry_proxy "$PROXY" "$FERRY_PROXY_PORT" "$SINK_PORT" -1 "$DELAY"
+bg_start native_proxy "$PROXY" "$NATIVE_PROXY_PORT" "$PRIMARY_PORT" -1 "$DELAY"
 
 # pgferry: first contact creates the slot and the DR state, then stop
 sink_start
@@ -98,8 +103,8 @@ for t in pgbench_accounts pgbench_branches pgbench_tellers pgbench_history; do
 	[ "$a" = "$b" ] || fail "$t differs between the pgferry and native copies: $a vs $b"
 done
 
-awk -v n="$N" -v rows="$ROWS" -v fm="$FERRY_MS" -v nm="$NATIVE_MS" -v fb="$FERRY_BYTES" -v nb="$NATIVE_BYTES" 'BEGIN {
-	printf "\ncatch-up of %d transactions (%d rows)\n", n, rows
+awk -v delay="$DELAY" -v n="$N" -v rows="$ROWS" -v fm="$FERRY_MS" -v nm="$NATIVE_MS" -v fb="$FERRY_BYTES" -v nb="$NATIVE_BYTES" 'BEGIN {
+	printf "\ncatch-up of %d transactions (%d rows), link round trip %d ms\n", n, rows, 2 * delay
 	printf "  %-8s %9s %12s %12s %14s\n", "", "seconds", "txn/s", "rows/s", "wire bytes"
 	printf "  %-8s %9.2f %12.0f %12.0f %14d\n", "pgferry", fm / 1000, n / (fm / 1000), rows / (fm / 1000), fb
 	printf "  %-8s %9.2f %12.0f %12.0f %14d\n", "native", nm / 1000, n / (nm / 1000), rows / (nm / 1000), nb

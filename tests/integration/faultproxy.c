@@ -1,10 +1,15 @@
 /*
- * faultproxy.c — a TCP proxy for integration tests that damages the stream
- * on purpose: it forwards 127.0.0.1:LISTEN to 127.0.0.1:TARGET and, on the
- * first connection only, flips one bit of the client-to-server bytes at
- * offset N. Later connections pass untouched, so a resend must succeed.
+ * faultproxy.c — a TCP proxy for integration tests and benchmarks: it
+ * forwards 127.0.0.1:LISTEN to 127.0.0.1:TARGET and, on the first connection
+ * only, flips one bit of the client-to-server bytes at offset N. Later
+ * connections pass untouched, so a resend must succeed.
  *
- *   faultproxy LISTEN_PORT TARGET_PORT FLIP_OFFSET
+ *   faultproxy LISTEN_PORT TARGET_PORT FLIP_OFFSET [DELAY_MS]
+ *
+ * DELAY_MS holds every byte that long in each direction before passing it
+ * on, which emulates a long link (40 gives an 80 ms round trip) where the
+ * kernel has no netem. At most 64 MB wait in each direction; beyond that
+ * the proxy stops reading, as a full TCP window would.
  *
  * It prints "flipped" on stdout when it did, and "bytes up=N down=M" (all
  * connections so far) whenever a connection ends and on SIGTERM, so that
@@ -13,12 +18,14 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -77,53 +84,138 @@ static int connect_to(int port)
 	return fd;
 }
 
-static int write_all(int fd, const char *p, size_t n)
+#define QUEUE_MAX (64LL << 20)
+
+/* bytes read at one time, due for writing DELAY_MS later */
+typedef struct chunk {
+	struct chunk *next;
+	long long due_us;
+	size_t len, off;
+	char data[];
+} chunk_t;
+
+/* one direction of a connection */
+typedef struct dir {
+	int from, to;
+	chunk_t *head, *tail;
+	long long queued;
+	int eof;
+	volatile long long *count;
+} dir_t;
+
+static long long delay_us;
+
+static long long now_us(void)
 {
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* Forwards until either side closes; flips the bit at *flip_at (client to
- * server) when it passes, then sets *flip_at to -1. */
+/* Reads what is there into a new chunk; 0 at end of stream or error. */
+static int take(dir_t *d, volatile long long *flip_at, long long *seen)
+{
+	char buf[65536];
+	ssize_t n = read(d->from, buf, sizeof(buf));
+	chunk_t *c;
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return 1;
+	if (n <= 0) {
+		d->eof = 1;
+		return n == 0;
+	}
+	if (flip_at != NULL && *flip_at >= *seen && *flip_at < *seen + n) {
+		buf[*flip_at - *seen] ^= 0x10;
+		*flip_at = -1;
+		printf("flipped\n");
+		fflush(stdout);
+	}
+	if (flip_at != NULL)
+		*seen += n;
+	__atomic_add_fetch(d->count, n, __ATOMIC_RELAXED);
+	c = malloc(sizeof(*c) + (size_t)n);
+	if (c == NULL)
+		return 0;
+	c->next = NULL;
+	c->due_us = now_us() + delay_us;
+	c->len = (size_t)n;
+	c->off = 0;
+	memcpy(c->data, buf, (size_t)n);
+	if (d->tail)
+		d->tail->next = c;
+	else
+		d->head = c;
+	d->tail = c;
+	d->queued += n;
+	return 1;
+}
+
+/* Writes what is due without blocking; 0 on a write error. */
+static int give(dir_t *d, long long now)
+{
+	while (d->head != NULL && d->head->due_us <= now) {
+		chunk_t *c = d->head;
+		ssize_t w = write(d->to, c->data + c->off, c->len - c->off);
+		if (w < 0)
+			return errno == EAGAIN || errno == EINTR;
+		c->off += (size_t)w;
+		if (c->off < c->len)
+			return 1;
+		d->queued -= (long long)c->len;
+		d->head = c->next;
+		if (d->head == NULL)
+			d->tail = NULL;
+		free(c);
+	}
+	return 1;
+}
+
+/* Forwards until either side closes (and what it sent has passed); flips
+ * the bit at *flip_at (client to server) when it passes, then sets *flip_at
+ * to -1. Non-blocking both ways, so neither side can wedge the other. */
 static void relay(int client, int server, volatile long long *flip_at)
 {
-	struct pollfd p[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
+	dir_t d[2] = {{client, server, NULL, NULL, 0, 0, &shared->up},
+	              {server, client, NULL, NULL, 0, 0, &shared->down}};
 	long long seen = 0;
-	char buf[65536];
 
+	fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK);
+	fcntl(server, F_SETFL, fcntl(server, F_GETFL) | O_NONBLOCK);
 	for (;;) {
-		if (poll(p, 2, -1) < 0) {
+		struct pollfd p[2] = {{client, 0, 0}, {server, 0, 0}};
+		long long now = now_us();
+		int timeout = -1;
+
+		for (int i = 0; i < 2; i++) {
+			if (d[i].eof && d[i].head == NULL)
+				return;
+			if (!d[i].eof && d[i].queued < QUEUE_MAX)
+				p[i].events |= POLLIN;
+			if (d[i].head == NULL)
+				continue;
+			if (d[i].head->due_us <= now) {
+				p[1 - i].events |= POLLOUT;
+			} else {
+				int ms = (int)((d[i].head->due_us - now + 999) / 1000);
+				if (timeout < 0 || ms < timeout)
+					timeout = ms;
+			}
+		}
+		if (poll(p, 2, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
 			return;
 		}
-		if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-			ssize_t n = read(client, buf, sizeof(buf));
-			if (n <= 0)
-				return;
-			if (*flip_at >= seen && *flip_at < seen + n) {
-				buf[*flip_at - seen] ^= 0x10;
-				*flip_at = -1;
-				printf("flipped\n");
-				fflush(stdout);
-			}
-			seen += n;
-			__atomic_add_fetch(&shared->up, n, __ATOMIC_RELAXED);
-			if (write_all(server, buf, (size_t)n) != 0)
+		for (int i = 0; i < 2; i++) {
+			if ((p[i].revents & (POLLIN | POLLHUP | POLLERR)) &&
+			    (p[i].events & POLLIN) && !take(&d[i], i == 0 ? flip_at : NULL, &seen))
 				return;
 		}
-		if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
-			ssize_t n = read(server, buf, sizeof(buf));
-			if (n <= 0 || write_all(client, buf, (size_t)n) != 0)
+		now = now_us();
+		for (int i = 0; i < 2; i++)
+			if (!give(&d[i], now))
 				return;
-			__atomic_add_fetch(&shared->down, n, __ATOMIC_RELAXED);
-		}
 	}
 }
 
@@ -131,10 +223,12 @@ int main(int argc, char **argv)
 {
 	int lfd, target;
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: faultproxy LISTEN_PORT TARGET_PORT FLIP_OFFSET\n");
+	if (argc != 4 && argc != 5) {
+		fprintf(stderr,
+		        "usage: faultproxy LISTEN_PORT TARGET_PORT FLIP_OFFSET [DELAY_MS]\n");
 		return 2;
 	}
+	delay_us = argc == 5 ? atoll(argv[4]) * 1000 : 0;
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, on_term);
 	setvbuf(stdout, NULL, _IOLBF, 0);
