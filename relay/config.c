@@ -66,6 +66,8 @@ const config_key_t config_keys[] = {
 	 "sequences on the primary are read and shipped this often (0 = never)"},
 	{"replicate_ddl", CONFIG_BOOL, "off", ROLE_SOURCE | ROLE_SINK, OFF(replicate_ddl), 0, 0, NULL, false,
 	 "apply DDL captured on the primary by the event trigger in sql/"},
+	{"sink_timeout", CONFIG_DURATION, "10s", ROLE_SOURCE, OFF(sink_timeout), 100, 3600000, NULL, false,
+	 "a sink silent this long (it pings every 200 ms) is taken for gone: the session restarts"},
 	{"two_phase", CONFIG_BOOL, "off", ROLE_SOURCE, OFF(two_phase), 0, 0, NULL, false,
 	 "decode prepared transactions at PREPARE time (slot must be created with it)"},
 
@@ -84,7 +86,7 @@ const config_key_t config_keys[] = {
 	{"apply_coalesce", CONFIG_BOOL, "on", ROLE_SINK, OFF(apply_coalesce), 0, 0, NULL, false,
 	 "apply only the net change per row of each DR transaction, where the DR table allows it"},
 	{"spool_memory_limit", CONFIG_SIZE, "32MB", ROLE_SINK, OFF(spool_memory_limit), 1LL << 20, 1LL << 40, NULL, false,
-	 "received batches beyond this much memory wait on disk in work_dir"},
+	 "received, unapplied batches held in memory at most; beyond it the sink stops reading and the slot keeps the rest"},
 	{"lag_history_retention", CONFIG_DURATION, "7d", ROLE_SINK, OFF(lag_history_retention), 60000, 3650 * MS_PER_DAY, NULL, false,
 	 "how long per-second lag samples are kept in the DR database"},
 	{"source_timeout", CONFIG_DURATION, "10s", ROLE_SINK, OFF(source_timeout), 100, 3600000, NULL, false,

@@ -58,6 +58,8 @@ typedef struct source {
 	char *seq_last;      /* sequence values last shipped */
 
 	netconn_t *sink;
+	ev_tstamp sink_heard; /* when the sink last sent anything (it pings) */
+	ev_timer watch_timer;
 	tls_context_t *tls;
 	ev_timer reconnect_timer;
 	int backoff_ms;
@@ -534,6 +536,7 @@ static void sink_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *pay
 	source_t *s = arg;
 	pgf_error_t err;
 
+	s->sink_heard = ev_now(s->loop);
 	error_clear(&err);
 	switch (type) {
 	case WIRE_WELCOME: {
@@ -674,7 +677,25 @@ static int session_open(source_t *s, pgf_error_t *err)
 	                          &cb, err);
 	if (s->sink == NULL)
 		return PGF_ERR;
+	s->sink_heard = ev_now(s->loop);
 	return PGF_OK;
+}
+
+/* A sink that vanished without a reset (a partitioned link, a frozen host)
+ * would otherwise hold the session until TCP gives up, many minutes later;
+ * its pings stopping says so within sink_timeout. */
+static void watch_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	source_t *s = w->data;
+	double silent = ev_now(loop) - s->sink_heard;
+
+	(void)revents;
+	if (s->sink == NULL || silent <= (double)s->cfg->sink_timeout / 1000.0)
+		return;
+	log_error("nothing heard from the sink at %s for %.1f s (it pings every 0.2 s); "
+	          "restarting the session, the slot keeps everything unconfirmed",
+	          s->cfg->sink_address, silent);
+	session_close(s, "the sink went silent");
 }
 
 static void reconnect_tick(struct ev_loop *loop, ev_timer *w, int revents)
@@ -770,6 +791,14 @@ int cmd_source(int argc, char **argv)
 	s.batch_timer.data = &s;
 	ev_timer_init(&s.status_timer, status_tick, 0.0, (double)cli.cfg.status_interval / 1000.0);
 	s.status_timer.data = &s;
+	{
+		double every = (double)cli.cfg.sink_timeout / 4000.0;
+		if (every > 1.0)
+			every = 1.0;
+		ev_timer_init(&s.watch_timer, watch_tick, every, every);
+		s.watch_timer.data = &s;
+		ev_timer_start(s.loop, &s.watch_timer);
+	}
 	ev_signal_init(&s.sigint, on_signal, SIGINT);
 	s.sigint.data = &s;
 	ev_signal_start(s.loop, &s.sigint);
