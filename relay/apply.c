@@ -1968,7 +1968,8 @@ static int unsupported_two_phase(pgf_error_t *err)
 	error_set(err, PGF_E_PROTOCOL, "the stream carries two-phase (prepared) transactions");
 	error_detail(err, "The sink applies prepared transactions when they commit; the slot "
 	                  "must not decode them at PREPARE time.");
-	error_hint(err, "Use a slot created without two_phase and set two_phase = off.");
+	error_hint(err, "pgferry source never asks for them; stream with pgferry source, which "
+	                "decodes a prepared transaction at its COMMIT PREPARED.");
 	return PGF_ERR;
 }
 

@@ -68,8 +68,6 @@ const config_key_t config_keys[] = {
 	 "apply DDL captured on the primary by the event trigger in sql/"},
 	{"sink_timeout", CONFIG_DURATION, "10s", ROLE_SOURCE, OFF(sink_timeout), 100, 3600000, NULL, false,
 	 "a sink silent this long (it pings every 200 ms) is taken for gone: the session restarts"},
-	{"two_phase", CONFIG_BOOL, "off", ROLE_SOURCE, OFF(two_phase), 0, 0, NULL, false,
-	 "decode prepared transactions at PREPARE time (slot must be created with it)"},
 
 	{"listen_address", CONFIG_STRING, "127.0.0.1:7433", ROLE_SINK, OFF(listen_address), 0, 0, NULL, false,
 	 "host:port the sink accepts the source on"},

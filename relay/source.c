@@ -474,6 +474,7 @@ static int start_streaming(source_t *s, uint64_t resume_lsn, pgf_error_t *err)
 	opts.proto_version = s->proto_version;
 	opts.streaming = true;
 	opts.messages = true;
+	/* prepared transactions are decoded when decided (see README) */
 	opts.two_phase = false;
 	if (replication_start(&s->repl, resume_lsn, &opts, err) != PGF_OK)
 		return PGF_ERR;

@@ -56,7 +56,6 @@ typedef struct config {
 	int64_t reconnect_max_delay;
 	int64_t sequence_sync_interval;
 	bool replicate_ddl;
-	bool two_phase;
 
 	/* sink */
 	char *listen_address;
