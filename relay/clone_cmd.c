@@ -20,6 +20,7 @@
 #include "pgferry/decoder.h"
 #include "pgferry/dr_state.h"
 #include "pgferry/log.h"
+#include "pgferry/pgsession.h"
 #include "pgferry/replication.h"
 
 #include <errno.h>
@@ -66,42 +67,9 @@ static double now_s(void)
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-static PGconn *connect_plain(const char *conninfo, const char *options, const char *side,
-                             pgf_error_t *err)
-{
-	const char *keys[] = {"dbname", "fallback_application_name", "options", NULL};
-	const char *values[] = {conninfo, "pgferry clone", options, NULL};
-	PGconn *c = PQconnectdbParams(keys, values, 1);
-
-	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
-		error_set(err, PGF_E_DATABASE, "cannot connect to the %s: %s", side,
-		          c ? PQerrorMessage(c) : "out of memory");
-		PQfinish(c);
-		return NULL;
-	}
-	return c;
-}
-
-static PGresult *q(PGconn *c, const char *side, const char *sql, int n, const char *const *params,
-                   pgf_error_t *err)
-{
-	PGresult *res = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
-	int st = PQresultStatus(res);
-
-	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-		const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-		error_set(err, PGF_E_DATABASE, "a query failed on the %s: %s", side,
-		          m ? m : PQerrorMessage(c));
-		error_where(err, "%.300s", sql);
-		PQclear(res);
-		return NULL;
-	}
-	return res;
-}
-
 static bool exec_ok(PGconn *c, const char *side, const char *sql, pgf_error_t *err)
 {
-	PGresult *res = q(c, side, sql, 0, NULL, err);
+	PGresult *res = pgsession_query(c, side, sql, 0, NULL, err);
 	PQclear(res);
 	return res != NULL;
 }
@@ -363,10 +331,10 @@ static void *worker(void *arg)
 	char set_snapshot[200];
 
 	error_clear(&err);
-	p = connect_plain(cl->cfg->primary_conninfo, "", "primary", &err);
+	p = pgsession_connect(cl->cfg->primary_conninfo, "pgferry clone", NULL, "primary", &err);
 	/* no triggers or foreign-key checks on the DR side, as in the sink */
-	d = p ? connect_plain(cl->cfg->dr_conninfo, "-c session_replication_role=replica",
-	                      "DR database", &err)
+	d = p ? pgsession_connect(cl->cfg->dr_conninfo, "pgferry clone",
+	                          "-c session_replication_role=replica", "DR database", &err)
 	      : NULL;
 	snprintf(set_snapshot, sizeof(set_snapshot), "SET TRANSACTION SNAPSHOT '%s'", cl->snapshot);
 	if (d == NULL || !exec_ok(p, "primary", "BEGIN ISOLATION LEVEL REPEATABLE READ", &err) ||
@@ -421,16 +389,16 @@ failed:
 static int list_tables(clone_t *cl, PGconn *p, pgf_error_t *err)
 {
 	const char *params[1] = {cl->cfg->publication};
-	PGresult *res =
-	        q(p, "primary",
-	          "SELECT pt.schemaname, pt.tablename, string_agg(quote_ident(a.attname), "
-	          "', ' ORDER BY a.attnum) FROM pg_publication_tables pt JOIN pg_namespace n "
-	          "ON n.nspname = pt.schemaname JOIN pg_class c ON c.relnamespace = n.oid "
-	          "AND c.relname = pt.tablename JOIN pg_attribute a ON a.attrelid = c.oid AND "
-	          "a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' WHERE "
-	          "pt.pubname = $1 AND pt.schemaname <> 'pgferry' GROUP BY 1, 2 ORDER BY 1, "
-	          "2",
-	          1, params, err);
+	PGresult *res = pgsession_query(
+	        p, "primary",
+	        "SELECT pt.schemaname, pt.tablename, string_agg(quote_ident(a.attname), "
+	        "', ' ORDER BY a.attnum) FROM pg_publication_tables pt JOIN pg_namespace n "
+	        "ON n.nspname = pt.schemaname JOIN pg_class c ON c.relnamespace = n.oid "
+	        "AND c.relname = pt.tablename JOIN pg_attribute a ON a.attrelid = c.oid AND "
+	        "a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' WHERE "
+	        "pt.pubname = $1 AND pt.schemaname <> 'pgferry' GROUP BY 1, 2 ORDER BY 1, "
+	        "2",
+	        1, params, err);
 	int i;
 
 	if (res == NULL)
@@ -496,13 +464,28 @@ static int drop_slot(replication_conn_t *rc, const char *slot, pgf_error_t *err)
 	return PGF_OK;
 }
 
+/* Removes the schema dump directory and what clone wrote into it. */
+static void remove_dump_dir(const char *dir)
+{
+	char path[600];
+	const char *files[] = {"schema.dump", "schema.list",         "schema.filtered",
+	                       "pg_dump.err", "pg_restore_list.err", "pg_restore.err"};
+	size_t k;
+
+	for (k = 0; k < sizeof(files) / sizeof(files[0]); k++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[k]);
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
 int cmd_clone(int argc, char **argv)
 {
 	cli_t cli;
 	clone_t cl;
 	pgf_error_t err;
 	const char *bindir_opt = NULL;
-	char bindir[512], dir[] = "/tmp/pgferry-clone.XXXXXX", lsn[LSN_TEXT_LEN], sysid[32];
+	char bindir[512], dir[512], lsn[LSN_TEXT_LEN], sysid[32];
 	replication_conn_t rc;
 	bool rc_open = false, schema_done = false, slot_exists = false, interrupted = false;
 	bool dir_made = false;
@@ -544,10 +527,12 @@ int cmd_clone(int argc, char **argv)
 	find_bindir(bindir_opt, bindir, sizeof(bindir));
 
 	/* 1. where the DR database stands */
-	if ((d = connect_plain(cli.cfg.dr_conninfo, "", "DR database", &err)) == NULL ||
+	if ((d = pgsession_connect(cli.cfg.dr_conninfo, "pgferry clone", NULL, "DR database",
+	                           &err)) == NULL ||
 	    dr_state_install(d, &err) != PGF_OK)
 		goto failed;
-	if ((res = q(d, "DR database",
+	if ((res = pgsession_query(
+	             d, "DR database",
 	             "SELECT slot, started_at, schema_restored_at IS NOT NULL, finished_at FROM "
 	             "pgferry.clone",
 	             0, NULL, &err)) == NULL)
@@ -571,13 +556,13 @@ int cmd_clone(int argc, char **argv)
 		                    : "before the schema was restored",
 		        schema_done ? "the data copy" : "it");
 	} else {
-		PGresult *r2 =
-		        q(d, "DR database",
-		          "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = "
-		          "c.relnamespace WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN "
-		          "('pgferry', 'pg_catalog', 'information_schema') AND n.nspname NOT "
-		          "LIKE 'pg\\_toast%'",
-		          0, NULL, &err);
+		PGresult *r2 = pgsession_query(
+		        d, "DR database",
+		        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = "
+		        "c.relnamespace WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN "
+		        "('pgferry', 'pg_catalog', 'information_schema') AND n.nspname NOT "
+		        "LIKE 'pg\\_toast%'",
+		        0, NULL, &err);
 		if (r2 == NULL)
 			goto failed;
 		if (strcmp(PQgetvalue(r2, 0, 0), "0") != 0) {
@@ -596,12 +581,14 @@ int cmd_clone(int argc, char **argv)
 	res = NULL;
 
 	/* 2. the slot and its snapshot */
-	if ((p = connect_plain(cli.cfg.primary_conninfo, "", "primary", &err)) == NULL)
+	if ((p = pgsession_connect(cli.cfg.primary_conninfo, "pgferry clone", NULL, "primary",
+	                           &err)) == NULL)
 		goto failed;
 	{
 		const char *params[1] = {cli.cfg.publication};
-		res = q(p, "primary", "SELECT count(*) FROM pg_publication WHERE pubname = $1", 1,
-		        params, &err);
+		res = pgsession_query(p, "primary",
+		                      "SELECT count(*) FROM pg_publication WHERE pubname = $1", 1,
+		                      params, &err);
 		if (res == NULL)
 			goto failed;
 		if (strcmp(PQgetvalue(res, 0, 0), "0") == 0) {
@@ -631,7 +618,8 @@ int cmd_clone(int argc, char **argv)
 	}
 	{
 		const char *params[1] = {cli.cfg.slot_name};
-		res = q(d, "DR database",
+		res = pgsession_query(
+		        d, "DR database",
 		        "INSERT INTO pgferry.clone (slot) VALUES ($1) ON CONFLICT (singleton) DO "
 		        "UPDATE "
 		        "SET slot = excluded.slot, started_at = now()",
@@ -672,6 +660,8 @@ int cmd_clone(int argc, char **argv)
 
 	/* 3. schema, restored from the snapshot */
 	if (!schema_done) {
+		const char *tmp = getenv("TMPDIR");
+		snprintf(dir, sizeof(dir), "%s/pgferry-clone.XXXXXX", tmp && *tmp ? tmp : "/tmp");
 		if (mkdtemp(dir) == NULL) {
 			error_set(&err, PGF_E_IO, "cannot create a temporary directory: %s",
 			          strerror(errno));
@@ -680,6 +670,9 @@ int cmd_clone(int argc, char **argv)
 		dir_made = true;
 		if (!restore_schema(&cli.cfg, bindir, dir, cl.snapshot, &err))
 			goto failed;
+		/* restored: the dump is of no more use, even if the copy fails */
+		remove_dump_dir(dir);
+		dir_made = false;
 		if (!exec_ok(d, "DR database",
 		             "UPDATE pgferry.clone SET schema_restored_at = now()", &err))
 			goto failed;
@@ -708,10 +701,10 @@ int cmd_clone(int argc, char **argv)
 		fprintf(stderr, "pgferry clone: emptied %d tables of the interrupted clone\n",
 		        cl.ntables);
 	}
-	if ((res = q(p, "primary",
-	             "SELECT to_char(now() AT TIME ZONE 'UTC', "
-	             "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-	             0, NULL, &err)) == NULL)
+	if ((res = pgsession_query(p, "primary",
+	                           "SELECT to_char(now() AT TIME ZONE 'UTC', "
+	                           "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+	                           0, NULL, &err)) == NULL)
 		goto failed;
 	snprintf(snapshot_time, sizeof(snapshot_time), "%s", PQgetvalue(res, 0, 0));
 	PQclear(res);
@@ -738,7 +731,8 @@ int cmd_clone(int argc, char **argv)
 	}
 
 	/* 5. sequences as of the snapshot; then the hand-over, in one transaction */
-	if ((res = q(p, "primary",
+	if ((res = pgsession_query(
+	             p, "primary",
 	             "SELECT format('%I.%I', schemaname, sequencename), last_value::text FROM "
 	             "pg_sequences WHERE last_value IS NOT NULL AND schemaname <> 'pgferry'",
 	             0, NULL, &err)) == NULL)
@@ -748,8 +742,9 @@ int cmd_clone(int argc, char **argv)
 		goto failed;
 	for (i = 0; i < PQntuples(res); i++) {
 		const char *params[2] = {PQgetvalue(res, i, 0), PQgetvalue(res, i, 1)};
-		PGresult *r2 = q(d, "DR database", "SELECT pgferry.sync_sequence($1, $2::int8)", 2,
-		                 params, &err);
+		PGresult *r2 = pgsession_query(d, "DR database",
+		                               "SELECT pgferry.sync_sequence($1, $2::int8)", 2,
+		                               params, &err);
 		if (r2 == NULL)
 			goto failed;
 		PQclear(r2);
@@ -768,35 +763,39 @@ int cmd_clone(int argc, char **argv)
 		snprintf(nt, sizeof(nt), "%d", cl.ntables);
 		snprintf(nr, sizeof(nr), "%lld", rows);
 		snprintf(nb, sizeof(nb), "%lld", bytes);
-		if ((r2 = q(d, "DR database",
-		            "SELECT pg_replication_origin_advance('pgferry', $1::pg_lsn)", 1, p1,
-		            &err)) == NULL)
+		if ((r2 = pgsession_query(
+		             d, "DR database",
+		             "SELECT pg_replication_origin_advance('pgferry', $1::pg_lsn)", 1, p1,
+		             &err)) == NULL)
 			goto failed;
 		PQclear(r2);
-		if ((r2 = q(d, "DR database",
-		            "INSERT INTO pgferry.progress VALUES (true, $1::pg_lsn, "
-		            "$2::timestamptz, "
-		            "now()) ON CONFLICT (singleton) DO UPDATE SET source_lsn = "
-		            "excluded.source_lsn, source_commit_time = "
-		            "excluded.source_commit_time, "
-		            "applied_at = excluded.applied_at",
-		            2, p1, &err)) == NULL)
+		if ((r2 = pgsession_query(
+		             d, "DR database",
+		             "INSERT INTO pgferry.progress VALUES (true, $1::pg_lsn, "
+		             "$2::timestamptz, "
+		             "now()) ON CONFLICT (singleton) DO UPDATE SET source_lsn = "
+		             "excluded.source_lsn, source_commit_time = "
+		             "excluded.source_commit_time, "
+		             "applied_at = excluded.applied_at",
+		             2, p1, &err)) == NULL)
 			goto failed;
 		PQclear(r2);
-		if ((r2 = q(d, "DR database",
-		            "INSERT INTO pgferry.identity (system_identifier, database, slot) "
-		            "VALUES "
-		            "($1::numeric, $2, $3) ON CONFLICT (singleton) DO UPDATE SET "
-		            "system_identifier = excluded.system_identifier, database = "
-		            "excluded.database, slot = excluded.slot, first_contact = now()",
-		            3, p2, &err)) == NULL)
+		if ((r2 = pgsession_query(
+		             d, "DR database",
+		             "INSERT INTO pgferry.identity (system_identifier, database, slot) "
+		             "VALUES "
+		             "($1::numeric, $2, $3) ON CONFLICT (singleton) DO UPDATE SET "
+		             "system_identifier = excluded.system_identifier, database = "
+		             "excluded.database, slot = excluded.slot, first_contact = now()",
+		             3, p2, &err)) == NULL)
 			goto failed;
 		PQclear(r2);
-		if ((r2 = q(d, "DR database",
-		            "UPDATE pgferry.clone SET finished_at = now(), consistent_lsn = "
-		            "$1::pg_lsn, "
-		            "tables = $2::int, rows_copied = $3::int8, bytes_copied = $4::int8",
-		            4, p3, &err)) == NULL)
+		if ((r2 = pgsession_query(
+		             d, "DR database",
+		             "UPDATE pgferry.clone SET finished_at = now(), consistent_lsn = "
+		             "$1::pg_lsn, "
+		             "tables = $2::int, rows_copied = $3::int8, bytes_copied = $4::int8",
+		             4, p3, &err)) == NULL)
 			goto failed;
 		PQclear(r2);
 	}
@@ -820,18 +819,9 @@ out:
 	PQfinish(p);
 	PQfinish(d);
 	free_tables(&cl);
-	if (dir_made && status == 0) {
-		/* the schema dump is kept on failure, for the operator */
-		char path[600];
-		const char *files[] = {"schema.dump", "schema.list",         "schema.filtered",
-		                       "pg_dump.err", "pg_restore_list.err", "pg_restore.err"};
-		size_t k;
-		for (k = 0; k < sizeof(files) / sizeof(files[0]); k++) {
-			snprintf(path, sizeof(path), "%s/%s", dir, files[k]);
-			unlink(path);
-		}
-		rmdir(dir);
-	}
+	/* a dump whose restore failed is kept, for the operator */
+	if (dir_made && status == 0)
+		remove_dump_dir(dir);
 	cli_free(&cli);
 	return status;
 }

@@ -17,6 +17,7 @@
 #include "pgferry/cli.h"
 #include "pgferry/decoder.h"
 #include "pgferry/log.h"
+#include "pgferry/pgsession.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -68,44 +69,9 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-static PGconn *connect_to(const char *conninfo, const char *side, pgf_error_t *err)
-{
-	/* both sides must print every value the same way */
-	const char *keys[] = {"dbname", "fallback_application_name", "options", NULL};
-	const char *values[] = {
-	        conninfo, "pgferry verify",
-	        "-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3 "
-	        "-c TimeZone=UTC -c bytea_output=hex",
-	        NULL};
-	PGconn *c = PQconnectdbParams(keys, values, 1);
-
-	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
-		error_set(err, PGF_E_DATABASE, "cannot connect to the %s: %s", side,
-		          c ? PQerrorMessage(c) : "out of memory");
-		error_hint(err, "Check %s and that the server is up.",
-		           strcmp(side, "primary") == 0 ? "primary_conninfo" : "dr_conninfo");
-		PQfinish(c);
-		return NULL;
-	}
-	return c;
-}
-
-static PGresult *q(PGconn *c, const char *side, const char *sql, int n, const char *const *params,
-                   pgf_error_t *err)
-{
-	PGresult *res = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
-	int st = PQresultStatus(res);
-
-	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-		const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-		error_set(err, PGF_E_DATABASE, "a query failed on the %s: %s", side,
-		          m ? m : PQerrorMessage(c));
-		error_where(err, "%.300s", sql);
-		PQclear(res);
-		return NULL;
-	}
-	return res;
-}
+/* both sides must print every value the same way */
+static const char verify_options[] = "-c datestyle=ISO -c intervalstyle=postgres "
+                                     "-c extra_float_digits=3 -c TimeZone=UTC -c bytea_output=hex";
 
 static char *quote_ident(PGconn *c, const char *s)
 {
@@ -157,7 +123,8 @@ static int describe(verifier_t *v, table_t *t)
 	PGresult *res;
 	int i;
 
-	res = q(v->p, "primary",
+	res = pgsession_query(
+	        v->p, "primary",
 	        "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN "
 	        "pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 "
 	        "AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum",
@@ -177,7 +144,8 @@ static int describe(verifier_t *v, table_t *t)
 	PQclear(res);
 	if (t->cols == NULL)
 		t->cols = strdup("");
-	res = q(v->p, "primary",
+	res = pgsession_query(
+	        v->p, "primary",
 	        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_index i JOIN "
 	        "pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
 	        "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) JOIN "
@@ -266,7 +234,7 @@ static int next_boundary(verifier_t *v, const table_t *t, char **lo, char **hi, 
 	if (sql == NULL)
 		return error_set(&v->err, PGF_E_MEMORY, "out of memory");
 	chunk_params(t, lo, NULL, params);
-	res = q(v->p, "primary", sql, lo ? t->nkeys : 0, params, &v->err);
+	res = pgsession_query(v->p, "primary", sql, lo ? t->nkeys : 0, params, &v->err);
 	free(sql);
 	if (res == NULL)
 		return PGF_ERR;
@@ -342,15 +310,17 @@ static int hash_chunk(verifier_t *v, const table_t *t, char **lo, char **hi, chu
 		return error_set(&v->err, PGF_E_MEMORY, "out of memory");
 	chunk_params(t, lo, hi, params);
 	/* the primary's snapshot and its WAL position, together */
-	res = q(v->p, "primary", "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL, &v->err);
+	res = pgsession_query(v->p, "primary", "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL,
+	                      &v->err);
 	if (res == NULL)
 		goto out;
 	PQclear(res);
-	if ((res = q(v->p, "primary", "SELECT pg_current_wal_lsn()", 0, NULL, &v->err)) == NULL)
+	if ((res = pgsession_query(v->p, "primary", "SELECT pg_current_wal_lsn()", 0, NULL,
+	                           &v->err)) == NULL)
 		goto rollback;
 	lsn_parse(PQgetvalue(res, 0, 0), &target);
 	PQclear(res);
-	if ((res = q(v->p, "primary", sql, n, params, &v->err)) == NULL)
+	if ((res = pgsession_query(v->p, "primary", sql, n, params, &v->err)) == NULL)
 		goto rollback;
 	r->rows_p = atoll(PQgetvalue(res, 0, 0));
 	snprintf(r->hash_p, sizeof(r->hash_p), "%s", PQgetvalue(res, 0, 1));
@@ -358,7 +328,7 @@ static int hash_chunk(verifier_t *v, const table_t *t, char **lo, char **hi, chu
 	res = PQexec(v->p, "COMMIT");
 	PQclear(res);
 	wait_dr(v, target);
-	if ((res = q(v->d, "DR database", sql, n, params, &v->err)) == NULL)
+	if ((res = pgsession_query(v->d, "DR database", sql, n, params, &v->err)) == NULL)
 		goto out;
 	r->rows_d = atoll(PQgetvalue(res, 0, 0));
 	snprintf(r->hash_d, sizeof(r->hash_d), "%s", PQgetvalue(res, 0, 1));
@@ -408,8 +378,8 @@ static int list_differences(verifier_t *v, const table_t *t, char **lo, char **h
 	if (sql == NULL)
 		return error_set(&v->err, PGF_E_MEMORY, "out of memory");
 	chunk_params(t, lo, hi, params);
-	rp = q(v->p, "primary", sql, n, params, &v->err);
-	rd = rp ? q(v->d, "DR database", sql, n, params, &v->err) : NULL;
+	rp = pgsession_query(v->p, "primary", sql, n, params, &v->err);
+	rd = rp ? pgsession_query(v->d, "DR database", sql, n, params, &v->err) : NULL;
 	free(sql);
 	if (rd == NULL) {
 		PQclear(rp);
@@ -502,7 +472,8 @@ static const char *verify_table(verifier_t *v, table_t *t, json_t *entry)
 	PGresult *res;
 
 	json_object_set_new(entry, "differences", ranges);
-	res = q(v->d, "DR database",
+	res = pgsession_query(
+	        v->d, "DR database",
 	        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
 	        "WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
 	        2, params, &v->err);
@@ -678,14 +649,16 @@ int cmd_verify(int argc, char **argv)
 		log_error_value(LOG_ERROR, &v.err);
 		goto out;
 	}
-	if ((v.p = connect_to(cli.cfg.primary_conninfo, "primary", &v.err)) == NULL ||
-	    (v.d = connect_to(cli.cfg.dr_conninfo, "DR database", &v.err)) == NULL) {
+	if ((v.p = pgsession_connect(cli.cfg.primary_conninfo, "pgferry verify", verify_options,
+	                             "primary", &v.err)) == NULL ||
+	    (v.d = pgsession_connect(cli.cfg.dr_conninfo, "pgferry verify", verify_options,
+	                             "DR database", &v.err)) == NULL) {
 		log_error_value(LOG_ERROR, &v.err);
 		goto out;
 	}
-	res = q(v.d, "DR database",
-	        "SELECT count(*) FROM pg_replication_origin WHERE roname = 'pgferry'", 0, NULL,
-	        &v.err);
+	res = pgsession_query(v.d, "DR database",
+	                      "SELECT count(*) FROM pg_replication_origin WHERE roname = 'pgferry'",
+	                      0, NULL, &v.err);
 	if (res == NULL) {
 		log_error_value(LOG_ERROR, &v.err);
 		goto out;
@@ -694,7 +667,8 @@ int cmd_verify(int argc, char **argv)
 	PQclear(res);
 	{
 		const char *p[1] = {cli.cfg.publication};
-		res = q(v.p, "primary",
+		res = pgsession_query(
+		        v.p, "primary",
 		        "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = "
 		        "$1 "
 		        "AND schemaname <> 'pgferry' ORDER BY 1, 2",

@@ -23,6 +23,10 @@ export PATH="$PG_BINDIR:$PATH"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/pgferry-it.XXXXXX")
 chmod 755 "$T"
+# whatever the processes of a test leave in a temporary directory (a killed
+# clone's schema dump, say) goes with the test's directory
+mkdir -m 1777 "$T/tmp"
+export TMPDIR="$T/tmp"
 CLUSTERS=()
 BG_NAMES=()
 declare -A BG_PIDS=()

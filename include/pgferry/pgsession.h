@@ -1,0 +1,22 @@
+/*
+ * pgsession.h — plain (non-replication) libpq sessions for the one-shot
+ * commands (clone, verify): connecting and running a query, with errors
+ * that name the side ("primary", "DR database") and the setting to check.
+ */
+#ifndef PGFERRY_PGSESSION_H
+#define PGFERRY_PGSESSION_H
+
+#include <libpq-fe.h>
+
+#include "pgferry/error.h"
+
+/* Connects with conninfo; options (may be NULL) is the startup "options"
+ * string. NULL and err set on failure. */
+PGconn *pgsession_connect(const char *conninfo, const char *application, const char *options,
+                          const char *side, pgf_error_t *err);
+/* Runs sql with n text parameters; the result, or NULL and err set (naming
+ * the side and the statement). */
+PGresult *pgsession_query(PGconn *c, const char *side, const char *sql, int n,
+                          const char *const *params, pgf_error_t *err);
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * pgsession.c — plain libpq sessions for the one-shot commands
+ * (pgsession.h).
+ */
+#include "pgferry/pgsession.h"
+
+#include <string.h>
+
+PGconn *pgsession_connect(const char *conninfo, const char *application, const char *options,
+                          const char *side, pgf_error_t *err)
+{
+	const char *keys[] = {"dbname", "fallback_application_name", "options", NULL};
+	const char *values[] = {conninfo, application, options, NULL};
+	PGconn *c;
+
+	if (options == NULL)
+		keys[2] = NULL;
+	c = PQconnectdbParams(keys, values, 1);
+	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+		error_set(err, PGF_E_DATABASE, "cannot connect to the %s: %s", side,
+		          c ? PQerrorMessage(c) : "out of memory");
+		error_hint(err, "Check %s and that the server is up.",
+		           strcmp(side, "primary") == 0 ? "primary_conninfo" : "dr_conninfo");
+		PQfinish(c);
+		return NULL;
+	}
+	return c;
+}
+
+PGresult *pgsession_query(PGconn *c, const char *side, const char *sql, int n,
+                          const char *const *params, pgf_error_t *err)
+{
+	PGresult *res = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+	int st = PQresultStatus(res);
+
+	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+		const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+		error_set(err, PGF_E_DATABASE, "a query failed on the %s: %s", side,
+		          m ? m : PQerrorMessage(c));
+		error_where(err, "%.300s", sql);
+		PQclear(res);
+		return NULL;
+	}
+	return res;
+}
