@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # run-all.sh — what "make check" runs after building: unit tests (plain and
-# under ASan+UBSan), each fuzz target briefly, then the integration tests.
+# under ASan+UBSan), valgrind, each fuzz target briefly, then the
+# integration tests.
 # Ends with one line "check: N passed, N failed"; exits non-zero on failure.
 set -u
 cd "$(dirname "$0")/.."
@@ -33,6 +34,35 @@ for flavour in release asan; do
 	[ $rc -eq 0 ] || grep -q 'Failures: [1-9]\|Errors: [1-9]' "$log" || failed=$((failed + 1))
 	rm -f "$log"
 done
+
+# valgrind sees what ASan does not (reads of uninitialised memory): the
+# unit tests, and the decoder over every capture seed (valid and broken)
+echo "== valgrind (unit tests; pgferry decode of the capture seeds)"
+VG=(valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite)
+if CK_FORK=no "${VG[@]}" build/release/unit_tests >/dev/null 2>"${TMPDIR:-/tmp}/pgferry-vg.$$"; then
+	passed=$((passed + 1))
+	echo "valgrind unit tests: clean"
+else
+	failed=$((failed + 1))
+	echo "valgrind unit tests: FAILED"
+	cat "${TMPDIR:-/tmp}/pgferry-vg.$$"
+fi
+vg_bad=0
+for f in tests/fuzz/corpus/capture/*; do
+	"${VG[@]}" bin/pgferry decode "$f" >/dev/null 2>"${TMPDIR:-/tmp}/pgferry-vg.$$"
+	if [ $? -eq 3 ]; then
+		vg_bad=$((vg_bad + 1))
+		echo "valgrind: errors decoding $f"
+		cat "${TMPDIR:-/tmp}/pgferry-vg.$$"
+	fi
+done
+rm -f "${TMPDIR:-/tmp}/pgferry-vg.$$"
+if [ $vg_bad -eq 0 ]; then
+	passed=$((passed + 1))
+	echo "valgrind decode of $(ls tests/fuzz/corpus/capture | wc -l) capture seeds: clean"
+else
+	failed=$((failed + 1))
+fi
 
 if [ $# -gt 0 ]; then
 	echo "== fuzz targets (brief)"
