@@ -74,6 +74,7 @@ struct lag_tracker {
 	uint64_t primary_final_lsn;
 
 	bool dr_reachable, apply_error, schema_drift, fenced;
+	uint64_t spooled_bytes;
 	uint64_t apply_error_lsn; /* the transaction that failed (0: none known) */
 	char apply_error_message[600], apply_error_where[300];
 
@@ -407,6 +408,13 @@ void lag_set_dr_reachable(lag_tracker_t *l, bool reachable, const pgf_error_t *e
 	pthread_mutex_unlock(&l->lock);
 }
 
+void lag_set_spooled(lag_tracker_t *l, uint64_t bytes)
+{
+	pthread_mutex_lock(&l->lock);
+	l->spooled_bytes = bytes;
+	pthread_mutex_unlock(&l->lock);
+}
+
 void lag_set_fenced(lag_tracker_t *l, bool fenced)
 {
 	pthread_mutex_lock(&l->lock);
@@ -515,6 +523,7 @@ void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
 	         l->apply_error_message);
 	snprintf(s->apply_error_where, sizeof(s->apply_error_where), "%s", l->apply_error_where);
 	s->fenced = l->fenced;
+	s->spooled_bytes = l->spooled_bytes;
 	s->batches = l->batches;
 	s->batch_wire_bytes = l->batch_wire_bytes;
 	s->batch_raw_bytes = l->batch_raw_bytes;

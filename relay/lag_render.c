@@ -71,8 +71,8 @@ void lag_render_status_json(const lag_snapshot_t *s, const lag_verdict_t *v, buf
 	           s->rpo_bound_ms);
 	buf_printf(b,
 	           ",\"apply_backlog\":{\"transactions\":%" PRIu64 ",\"bytes\":%" PRIu64
-	           ",\"drain_estimate_ms\":",
-	           s->backlog_transactions, s->backlog_bytes);
+	           ",\"spooled_bytes\":%" PRIu64 ",\"drain_estimate_ms\":",
+	           s->backlog_transactions, s->backlog_bytes, s->spooled_bytes);
 	if (s->drain_estimate_ms < 0)
 		buf_append_str(b, "null}");
 	else
@@ -210,6 +210,9 @@ void lag_render_metrics(const lag_snapshot_t *s, buf_t *b)
 	      (double)s->backlog_transactions);
 	gauge(b, "pgferry_apply_backlog_bytes", "pgoutput bytes received but not yet applied.",
 	      (double)s->backlog_bytes);
+	gauge(b, "pgferry_receive_spool_bytes",
+	      "Received batches waiting on disk in work_dir (decompressed bytes).",
+	      (double)s->spooled_bytes);
 	gauge(b, "pgferry_apply_drain_estimate_seconds",
 	      "Time to apply the backlog at the current apply rate (-1: unknown).",
 	      s->drain_estimate_ms < 0 ? -1 : s->drain_estimate_ms / 1000.0);

@@ -318,6 +318,23 @@ static int inspect_records(sink_t *s, const batch_view_t *v, uint64_t *last_lsn,
 	return PGF_OK;
 }
 
+/* Whether what waits to be applied passes the limits (divided by div). */
+static bool queue_over(sink_t *s, int div)
+{
+	return (int64_t)queue_memory_bytes(&s->queue) > s->cfg->spool_memory_limit / div ||
+	       (int64_t)queue_bytes(&s->queue) >
+	               (s->cfg->spool_memory_limit + s->cfg->spool_disk_limit) / div;
+}
+
+/* Reads from the source again once apply has taken half of what waited. */
+static void maybe_resume(sink_t *s)
+{
+	if (s->paused && s->conn && !queue_over(s, 2)) {
+		netconn_pause(s->conn, false);
+		s->paused = false;
+	}
+}
+
 static void on_batch(sink_t *s, const uint8_t *payload, size_t len)
 {
 	batch_view_t view;
@@ -355,8 +372,9 @@ static void on_batch(sink_t *s, const uint8_t *payload, size_t len)
 	queue_push(&s->queue, it);
 	s->received_lsn = last_lsn;
 	lag_on_received(s->lag, last_lsn);
-	/* memory stays bounded: past the limit, TCP holds the rest */
-	if ((int64_t)queue_bytes(&s->queue) > s->cfg->spool_memory_limit && !s->paused) {
+	/* memory and spool stay bounded: past the limits, TCP (and the slot on
+	 * the primary) holds the rest */
+	if (!s->paused && queue_over(s, 1)) {
 		netconn_pause(s->conn, true);
 		s->paused = true;
 	}
@@ -573,11 +591,7 @@ static void on_wakeup(struct ev_loop *loop, ev_async *w, int revents)
 	}
 	if (applied)
 		send_ack(s);
-	if (s->paused && s->conn &&
-	    (int64_t)queue_bytes(&s->queue) <= s->cfg->spool_memory_limit / 2) {
-		netconn_pause(s->conn, false);
-		s->paused = false;
-	}
+	maybe_resume(s);
 }
 
 static void ping_tick(struct ev_loop *loop, ev_timer *w, int revents)
@@ -592,11 +606,8 @@ static void ping_tick(struct ev_loop *loop, ev_timer *w, int revents)
 		return;
 	}
 	send_ping(s);
-	if (s->paused && s->conn &&
-	    (int64_t)queue_bytes(&s->queue) <= s->cfg->spool_memory_limit / 2) {
-		netconn_pause(s->conn, false);
-		s->paused = false;
-	}
+	lag_set_spooled(s->lag, queue_spooled_bytes(&s->queue));
+	maybe_resume(s);
 }
 
 static void ack_tick(struct ev_loop *loop, ev_timer *w, int revents)
@@ -643,6 +654,18 @@ int cmd_sink(int argc, char **argv)
 		error_set(&err, PGF_E_CONFIG, "could not create work_dir \"%s\": %s",
 		          cli.cfg.work_dir, strerror(errno));
 		goto out;
+	}
+	if (cli.cfg.spool_disk_limit > 0) {
+		char path[1100];
+		snprintf(path, sizeof(path), "%s/receive.spool", cli.cfg.work_dir);
+		if (queue_spool_open(&s.queue, path, (size_t)cli.cfg.spool_memory_limit) != 0) {
+			error_set(&err, PGF_E_CONFIG,
+			          "could not create the receive spool \"%s\": %s", path,
+			          strerror(errno));
+			error_hint(&err,
+			           "Check that work_dir is writable, or set spool_disk_limit = 0.");
+			goto out;
+		}
 	}
 	if (!cli.cfg.tls) {
 		if (!netconn_address_is_loopback(cli.cfg.listen_address)) {

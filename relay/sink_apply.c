@@ -199,6 +199,11 @@ static bool apply_records(sink_apply_t *sa, const queue_item_t *it)
 	pgf_error_t err;
 
 	error_clear(&err);
+	if (it->data == NULL && it->len > 0) {
+		/* queue_pop logged why; the source resends the batch */
+		error_set(&err, PGF_E_IO, "a received batch could not be read back from the spool");
+		goto failed;
+	}
 	reader_init(&r, it->data, it->len);
 	while (reader_remaining(&r) > 0) {
 		uint32_t len;

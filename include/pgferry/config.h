@@ -66,6 +66,7 @@ typedef struct config {
 	int64_t apply_group_max_delay;
 	bool apply_coalesce;
 	int64_t spool_memory_limit;
+	int64_t spool_disk_limit;
 	int64_t lag_history_retention;
 	int64_t source_timeout;
 	int64_t sink_timeout;

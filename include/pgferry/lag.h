@@ -63,6 +63,7 @@ typedef struct lag_snapshot {
 
 	uint64_t backlog_transactions;
 	uint64_t backlog_bytes;
+	uint64_t spooled_bytes;   /* of the received batches, waiting on disk */
 	double drain_estimate_ms; /* -1 when it cannot be estimated */
 
 	double transactions_per_s, rows_per_s, bytes_per_s;
@@ -137,6 +138,8 @@ void lag_restore_applied(lag_tracker_t *l, uint64_t lsn, int64_t commit_time);
 void lag_set_apply_error(lag_tracker_t *l, const pgf_error_t *err, uint64_t lsn);
 void lag_set_dr_reachable(lag_tracker_t *l, bool reachable, const pgf_error_t *err);
 void lag_set_fenced(lag_tracker_t *l, bool fenced);
+/* Received batches waiting in the spool file (decompressed bytes). */
+void lag_set_spooled(lag_tracker_t *l, uint64_t bytes);
 
 /* history thread: the last hour's commit lag percentiles */
 void lag_set_history(lag_tracker_t *l, double p50_ms, double p95_ms, double p99_ms, double max_ms);

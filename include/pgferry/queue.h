@@ -3,6 +3,12 @@
  * its apply thread (consumer): a FIFO of items with byte accounting, so the
  * network side can stop reading when too much waits (memory stays bounded).
  *
+ * With a spool file (queue_spool_open), records beyond the memory limit wait
+ * on disk in the DR region instead of on the primary: what a regional
+ * failure of the primary would take with it shrinks to what was not yet
+ * received. The spool is not a resume point: after a restart of the sink the
+ * source resends from the DR origin, as without it.
+ *
  * Ownership: queue_push takes the item; queue_pop hands it to the caller,
  * who frees it with queue_item_free. Thread-safe.
  */
@@ -25,8 +31,9 @@ typedef struct queue_item {
 	queue_kind_t kind;
 	uint64_t session; /* which source connection this came from */
 	/* QUEUE_RECORDS: records as u32 big-endian length + CopyData message */
-	uint8_t *data;
+	uint8_t *data; /* NULL while it waits in the spool file */
 	size_t len;
+	uint64_t spool_offset;
 	uint32_t nrecords;
 	uint64_t last_lsn;
 	/* QUEUE_SESSION_START */
@@ -41,18 +48,31 @@ typedef struct queue {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	queue_item_t *head, *tail;
-	size_t bytes; /* of QUEUE_RECORDS data waiting */
+	size_t bytes; /* of QUEUE_RECORDS data waiting, in memory or spooled */
 	size_t items;
 	bool closed;
+	size_t memory_limit;  /* records beyond this much in memory are spooled */
+	size_t memory_bytes;  /* of bytes, held in memory */
+	size_t spooled_bytes; /* of bytes, in the spool file */
+	uint64_t spool_end;   /* where the next spooled record goes */
+	int spool_fd;         /* -1: no spool */
+	bool spool_failed;    /* a write failed: memory only from now on */
 } queue_t;
 
 void queue_init(queue_t *q);
-void queue_destroy(queue_t *q); /* frees what is left */
+void queue_destroy(queue_t *q); /* frees what is left, removes the spool */
+/* Spools records beyond memory_limit to a new file at path; -1 (errno set)
+ * if it cannot be created. */
+int queue_spool_open(queue_t *q, const char *path, size_t memory_limit);
 void queue_push(queue_t *q, queue_item_t *item);
 /* The next item, waiting up to timeout_ms (0 = do not wait); NULL if none
- * came or the queue is closed. */
+ * came or the queue is closed. A spooled item comes back in memory; if it
+ * cannot be read back, its data is NULL (the caller drops the session, and
+ * the source resends). */
 queue_item_t *queue_pop(queue_t *q, int timeout_ms);
 size_t queue_bytes(queue_t *q);
+size_t queue_memory_bytes(queue_t *q);
+size_t queue_spooled_bytes(queue_t *q);
 bool queue_empty(queue_t *q);
 /* Wakes the consumer for good (shutdown). */
 void queue_close(queue_t *q);

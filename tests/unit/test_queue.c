@@ -1,10 +1,14 @@
 /*
- * test_queue.c — the network-to-apply queue: order, byte accounting, close.
+ * test_queue.c — the network-to-apply queue: order, byte accounting, close,
+ * and the spool file for what passes the memory limit.
  */
 #include "pgferry/queue.h"
 
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 static void *producer(void *arg)
 {
@@ -70,6 +74,52 @@ START_TEST(bytes_and_close)
 }
 END_TEST
 
+static queue_item_t *numbered(uint64_t i, size_t len)
+{
+	queue_item_t *it = queue_item_new(QUEUE_RECORDS, i);
+	it->data = malloc(len);
+	memset(it->data, (int)(i & 0xff), len);
+	it->len = len;
+	return it;
+}
+
+START_TEST(spool_beyond_memory)
+{
+	char dir[] = "/tmp/pgferry-queue-test.XXXXXX", path[64];
+	queue_t q;
+	uint64_t i;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/spool", dir);
+	queue_init(&q);
+	ck_assert_int_eq(queue_spool_open(&q, path, 1000), 0);
+	ck_assert_int_ne(access(path, F_OK), 0); /* nameless: nothing left after a crash */
+	for (int round = 0; round < 2; round++) {
+		for (i = 0; i < 50; i++)
+			queue_push(&q, numbered(i, 300));
+		/* three fit in 1000 bytes of memory; the rest went to the spool */
+		ck_assert_uint_eq(queue_bytes(&q), 50 * 300);
+		ck_assert_uint_le(queue_memory_bytes(&q), 1000);
+		ck_assert_uint_eq(queue_spooled_bytes(&q), 50 * 300 - queue_memory_bytes(&q));
+		for (i = 0; i < 50; i++) {
+			queue_item_t *it = queue_pop(&q, 0);
+			ck_assert_ptr_nonnull(it);
+			ck_assert_uint_eq(it->session, i);
+			ck_assert_ptr_nonnull(it->data);
+			ck_assert_uint_eq(it->len, 300);
+			ck_assert_int_eq(it->data[0], (int)i);
+			ck_assert_int_eq(it->data[299], (int)i);
+			queue_item_free(it);
+		}
+		/* drained: the file starts over for the next round */
+		ck_assert_uint_eq(queue_spooled_bytes(&q), 0);
+		ck_assert_uint_eq(queue_memory_bytes(&q), 0);
+	}
+	queue_destroy(&q);
+	rmdir(dir);
+}
+END_TEST
+
 Suite *queue_suite(void)
 {
 	Suite *s = suite_create("queue");
@@ -77,6 +127,7 @@ Suite *queue_suite(void)
 
 	tcase_add_test(tc, order_across_threads);
 	tcase_add_test(tc, bytes_and_close);
+	tcase_add_test(tc, spool_beyond_memory);
 	suite_add_tcase(s, tc);
 	return s;
 }
