@@ -93,9 +93,16 @@ void queue_push(queue_t *q, queue_item_t *item)
 {
 	item->next = NULL;
 	pthread_mutex_lock(&q->lock);
+	/* once anything waits in the spool, everything after it goes there too:
+	 * memory keeps room for the headers of what is spooled */
 	if (q->spool_fd < 0 || q->spool_failed || item->len == 0 ||
-	    q->memory_bytes + item->len <= q->memory_limit || !spool_write(q, item))
+	    (q->spooled_bytes == 0 &&
+	     q->memory_bytes + item->len + sizeof(*item) <= q->memory_limit) ||
+	    !spool_write(q, item))
 		q->memory_bytes += item->len;
+	/* every waiting item's header counts too: many small spooled batches
+	 * must not grow memory past the limit either */
+	q->memory_bytes += sizeof(*item);
 	if (q->tail)
 		q->tail->next = item;
 	else
@@ -165,6 +172,7 @@ queue_item_t *queue_pop(queue_t *q, int timeout_ms)
 		q->items--;
 		if (it->data != NULL || it->len == 0)
 			q->memory_bytes -= it->len;
+		q->memory_bytes -= sizeof(*it);
 		it->next = NULL;
 	}
 	pthread_mutex_unlock(&q->lock);

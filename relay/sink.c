@@ -332,6 +332,8 @@ static void maybe_resume(sink_t *s)
 	if (s->paused && s->conn && !queue_over(s, 2)) {
 		netconn_pause(s->conn, false);
 		s->paused = false;
+		/* the silence while paused was ours, not the source's */
+		s->last_heard = ev_now(s->loop);
 	}
 }
 
@@ -375,6 +377,9 @@ static void on_batch(sink_t *s, const uint8_t *payload, size_t len)
 	/* memory and spool stay bounded: past the limits, TCP (and the slot on
 	 * the primary) holds the rest */
 	if (!s->paused && queue_over(s, 1)) {
+		log_info("apply is behind: %zu bytes wait in memory and %zu in the spool; reading "
+		         "from the source pauses until apply has taken half",
+		         queue_memory_bytes(&s->queue), queue_spooled_bytes(&s->queue));
 		netconn_pause(s->conn, true);
 		s->paused = true;
 	}
@@ -599,7 +604,11 @@ static void ping_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	sink_t *s = w->data;
 
 	(void)revents;
-	if (s->conn && ev_now(loop) - s->last_heard > (double)s->cfg->source_timeout / 1000.0) {
+	/* while paused the sink does not read, so it hears nothing: that is no
+	 * sign of a source gone (TCP and the pongs queued behind the batches
+	 * still tell) */
+	if (s->conn && !s->paused &&
+	    ev_now(loop) - s->last_heard > (double)s->cfg->source_timeout / 1000.0) {
 		log_error("nothing heard from the source for %.1f s; disconnecting it",
 		          ev_now(loop) - s->last_heard);
 		drop_source(s, WIRE_ERR_PROTOCOL, "timeout");

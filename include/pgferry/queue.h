@@ -52,7 +52,7 @@ typedef struct queue {
 	size_t items;
 	bool closed;
 	size_t memory_limit;  /* records beyond this much in memory are spooled */
-	size_t memory_bytes;  /* of bytes, held in memory */
+	size_t memory_bytes;  /* held in memory: records and item headers */
 	size_t spooled_bytes; /* of bytes, in the spool file */
 	uint64_t spool_end;   /* where the next spooled record goes */
 	int spool_fd;         /* -1: no spool */
@@ -71,7 +71,7 @@ void queue_push(queue_t *q, queue_item_t *item);
  * the source resends). */
 queue_item_t *queue_pop(queue_t *q, int timeout_ms);
 size_t queue_bytes(queue_t *q);
-size_t queue_memory_bytes(queue_t *q);
+size_t queue_memory_bytes(queue_t *q); /* records in memory and item headers */
 size_t queue_spooled_bytes(queue_t *q);
 bool queue_empty(queue_t *q);
 /* Wakes the consumer for good (shutdown). */
