@@ -181,34 +181,30 @@ queue_item_t *queue_pop(queue_t *q, int timeout_ms)
 	return it;
 }
 
-size_t queue_bytes(queue_t *q)
+/* One counter, read under the lock. */
+static size_t read_counter(queue_t *q, const size_t *counter)
 {
-	size_t b;
+	size_t v;
 
 	pthread_mutex_lock(&q->lock);
-	b = q->bytes;
+	v = *counter;
 	pthread_mutex_unlock(&q->lock);
-	return b;
+	return v;
+}
+
+size_t queue_bytes(queue_t *q)
+{
+	return read_counter(q, &q->bytes);
 }
 
 size_t queue_memory_bytes(queue_t *q)
 {
-	size_t b;
-
-	pthread_mutex_lock(&q->lock);
-	b = q->memory_bytes;
-	pthread_mutex_unlock(&q->lock);
-	return b;
+	return read_counter(q, &q->memory_bytes);
 }
 
 size_t queue_spooled_bytes(queue_t *q)
 {
-	size_t b;
-
-	pthread_mutex_lock(&q->lock);
-	b = q->spooled_bytes;
-	pthread_mutex_unlock(&q->lock);
-	return b;
+	return read_counter(q, &q->spooled_bytes);
 }
 
 bool queue_empty(queue_t *q)
