@@ -52,6 +52,7 @@ done
 say "4. Regional failure: kill -9 of the primary and of the source, mid-workload"
 cluster_ctl primary kill
 kill -9 "$(bg_pid source)" 2>/dev/null
+{ wait "$(bg_pid source)"; } 2>/dev/null
 FAILED_AT=$(date +%s%3N)
 echo "   primary and source are gone at $(date -u +%H:%M:%S.%3N) UTC"
 

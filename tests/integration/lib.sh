@@ -206,6 +206,11 @@ teardown()
 		pid=${BG_PIDS[$name]:-}
 		[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
 	done
+	# reap them here, so bash does not report each as "Killed"
+	for name in "${BG_NAMES[@]}"; do
+		pid=${BG_PIDS[$name]:-}
+		[ -n "$pid" ] && { wait "$pid"; } 2>/dev/null
+	done
 	for name in "${CLUSTERS[@]}"; do
 		pid=$(head -1 "$T/$name/data/postmaster.pid" 2>/dev/null) || continue
 		kill -INT "$pid" 2>/dev/null || continue # fast shutdown, by PID
