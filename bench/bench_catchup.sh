@@ -17,34 +17,10 @@
 N=${BENCH_TRANSACTIONS:-100000}
 DELAY=${BENCH_DELAY_MS:-0}
 CLIENTS=4
-PROXY=$ROOT/build/faultproxy
-[ -x "$PROXY" ] || (cd "$ROOT" && make -s build/faultproxy) || fail "cannot build the proxy"
+. "$(dirname "$0")/common.sh"
 
-cluster_start primary "max_wal_size = 4GB"
-cluster_start dr "max_wal_size = 4GB"
-
-log "preparing: pgbench scale 1 on the primary and two DR databases (pgferry, native)"
-psql_on dr -c "CREATE DATABASE ferry" >/dev/null
-psql_on dr -c "CREATE DATABASE native" >/dev/null
-pgbench -q -i -s 1 "$PRIMARY_CONN" >/dev/null 2>&1 || fail "pgbench -i on the primary"
-for db in ferry native; do
-	pgbench -q -i -s 1 "host=$DR_HOST port=$DR_PORT user=postgres dbname=$db" >/dev/null 2>&1 ||
-		fail "pgbench -i on DR $db"
-done
-psql_on primary -c "CREATE TABLE pgferry_test_marker (id text PRIMARY KEY)" >/dev/null
-for db in ferry native; do
-	psql "host=$DR_HOST port=$DR_PORT user=postgres dbname=$db" -Xqc \
-		"CREATE TABLE pgferry_test_marker (id text PRIMARY KEY)" >/dev/null
-done
-psql_on primary -c "CREATE PUBLICATION pgferry FOR ALL TABLES" >/dev/null
-
-# wire counters: one proxy for each path
-FERRY_PROXY_PORT=$(free_port)
-NATIVE_PROXY_PORT=$(free_port)
-relay_setup "sink:dr_conninfo = 'host=$DR_HOST port=$DR_PORT user=postgres dbname=ferry'" ${BENCH_SINK_EXTRA:+"sink:$BENCH_SINK_EXTRA"}
-sed -i "s/^sink_address = .*/sink_address = '127.0.0.1:$FERRY_PROXY_PORT'/" "$T/source.conf"
-bg_start ferry_proxy "$PROXY" "$FERRY_PROXY_PORT" "$SINK_PORT" -1 "$DELAY"
-bg_start native_proxy "$PROXY" "$NATIVE_PROXY_PORT" "$PRIMARY_PORT" -1 "$DELAY"
+# every byte between the sides passes a counting proxy
+bench_setup 1 "$DELAY" ${BENCH_SINK_EXTRA:+"sink:$BENCH_SINK_EXTRA"}
 
 # pgferry: first contact creates the slot and the DR state, then stop
 sink_start
@@ -69,8 +45,6 @@ reached()
 	[ "$(psql "host=$DR_HOST port=$DR_PORT user=postgres dbname=$1" -XAtc \
 		"SELECT coalesce(pg_replication_origin_progress($2, true) >= '$TARGET'::pg_lsn, false)")" = t ]
 }
-
-now_ms() { date +%s%3N; }
 
 log "pgferry catch-up"
 start=$(now_ms)

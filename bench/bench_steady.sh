@@ -17,33 +17,10 @@
 SECS=${BENCH_SECONDS:-30}
 DELAY=${BENCH_DELAY_MS:-40}
 CLIENTS=${BENCH_CLIENTS:-8}
-PROXY=$ROOT/build/faultproxy
-[ -x "$PROXY" ] || (cd "$ROOT" && make -s build/faultproxy) || fail "cannot build the proxy"
+. "$(dirname "$0")/common.sh"
 
-cluster_start primary "max_wal_size = 4GB"
-cluster_start dr "max_wal_size = 4GB"
-dr() { psql "host=$DR_HOST port=$DR_PORT user=postgres dbname=$1" -XAtc "$2"; }
+bench_setup 10 "$DELAY"
 
-log "preparing: pgbench scale 10 on the primary and two DR databases (pgferry, native)"
-psql_on dr -c "CREATE DATABASE ferry" >/dev/null
-psql_on dr -c "CREATE DATABASE native" >/dev/null
-pgbench -q -i -s 10 "$PRIMARY_CONN" >/dev/null 2>&1 || fail "pgbench -i on the primary"
-for db in ferry native; do
-	pgbench -q -i -s 10 "host=$DR_HOST port=$DR_PORT user=postgres dbname=$db" >/dev/null 2>&1 ||
-		fail "pgbench -i on DR $db"
-	dr $db "CREATE TABLE pgferry_test_marker (id text PRIMARY KEY)" >/dev/null
-done
-psql_on primary -c "CREATE TABLE pgferry_test_marker (id text PRIMARY KEY)" >/dev/null
-psql_on primary -c "CREATE PUBLICATION pgferry FOR ALL TABLES" >/dev/null
-
-FERRY_PROXY_PORT=$(free_port)
-NATIVE_PROXY_PORT=$(free_port)
-relay_setup "sink:dr_conninfo = 'host=$DR_HOST port=$DR_PORT user=postgres dbname=ferry'"
-sed -i "s/^sink_address = .*/sink_address = '127.0.0.1:$FERRY_PROXY_PORT'/" "$T/source.conf"
-bg_start ferry_proxy "$PROXY" "$FERRY_PROXY_PORT" "$SINK_PORT" -1 "$DELAY"
-bg_start native_proxy "$PROXY" "$NATIVE_PROXY_PORT" "$PRIMARY_PORT" -1 "$DELAY"
-
-now_ms() { date +%s%3N; }
 
 marker_seen() { [ "$(dr "$1" "SELECT count(*) FROM pgferry_test_marker WHERE id = '$2'")" = 1 ]; }
 
