@@ -38,7 +38,7 @@ const config_key_t config_keys[] = {
 	{"tls_key", CONFIG_STRING, NULL, ROLE_SOURCE | ROLE_SINK, OFF(tls_key), 0, 0, NULL, false,
 	 "PEM file of this side's private key"},
 	{"tls_peer_name", CONFIG_STRING, NULL, ROLE_SOURCE | ROLE_SINK, OFF(tls_peer_name), 0, 0, NULL, false,
-	 "name the peer's certificate must carry (source: defaults to the sink's host)"},
+	 "name the peer's certificate must carry (sink: required with tls = on, the source's name; source: defaults to the sink's host)"},
 	{"max_frame_bytes", CONFIG_SIZE, "64MB", ROLE_SOURCE | ROLE_SINK, OFF(max_frame_bytes), 1024, 1LL << 30, NULL, false,
 	 "largest frame accepted on the wire; larger ones are refused before allocation"},
 
@@ -650,6 +650,20 @@ int config_check(const config_t *cfg, int role, pgf_error_t *err)
 			        "peer's certificate, or set tls = off on loopback only.");
 			return PGF_ERR;
 		}
+	}
+	/* without a pinned name any certificate the CA signed would pass as the source,
+	 * one made for another host or the sink's own included */
+	if ((role & ROLE_SINK) && cfg->tls &&
+	    (cfg->tls_peer_name == NULL || !cfg->tls_peer_name[0])) {
+		error_set(err, PGF_E_CONFIG, "tls is on but tls_peer_name is not set");
+		error_detail(err,
+		             "The sink accepts a source only if its certificate carries this name; "
+		             "without it any certificate signed by tls_ca would be taken for the "
+		             "source.");
+		error_hint(err, "Set tls_peer_name to the name (DNS SAN or CN) in the source's "
+		                "certificate, "
+		                "or set tls = off on loopback only.");
+		return PGF_ERR;
 	}
 	if ((role & ROLE_SOURCE) && cfg->batch_max_bytes > cfg->max_frame_bytes / 2) {
 		error_set(err, PGF_E_CONFIG,

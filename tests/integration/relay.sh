@@ -2,7 +2,8 @@
 # harness clusters. Source after lib.sh.
 #
 #   make_certs DIR                    CA, sink (server) and source (client) keys;
-#                                     DIR/other-* signed by an unrelated CA
+#                                     DIR/other-* signed by an unrelated CA;
+#                                     DIR/stranger-* signed by the CA for another host
 #   relay_setup [sink|source extra config lines...]  write $T/sink.conf and $T/source.conf
 #   sink_start / source_start / sink_stop / source_stop
 #   wait_applied TIMEOUT              until a marker committed on the primary now
@@ -36,6 +37,7 @@ make_certs()
 		sign client pgferry-source "DNS:pgferry-source" ca
 		gen_ca other-ca "some other CA"
 		sign other-client pgferry-source "DNS:pgferry-source" other-ca
+		sign stranger other-host "DNS:other-host" ca
 	) || fail "could not make test certificates"
 }
 

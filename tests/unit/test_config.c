@@ -144,6 +144,22 @@ START_TEST(check_required)
 }
 END_TEST
 
+START_TEST(sink_requires_peer_name)
+{
+	ck_assert_int_eq(load("dr_conninfo='dbname=x'\nwork_dir='/tmp'\ntls_ca=a\ntls_cert=b\n"
+	                      "tls_key=c\n"),
+	                 PGF_OK);
+	ck_assert_int_eq(config_check(&cfg, ROLE_SINK, &err), PGF_ERR);
+	ck_assert_ptr_nonnull(strstr(err.message, "tls_peer_name"));
+	ck_assert_int_eq(load("tls_peer_name=''\n"), PGF_OK);
+	ck_assert_int_eq(config_check(&cfg, ROLE_SINK, &err), PGF_ERR);
+	ck_assert_int_eq(load("tls_peer_name=pgferry-source\n"), PGF_OK);
+	ck_assert_int_eq(config_check(&cfg, ROLE_SINK, &err), PGF_OK);
+	ck_assert_int_eq(load("tls_peer_name=''\ntls=off\n"), PGF_OK);
+	ck_assert_int_eq(config_check(&cfg, ROLE_SINK, &err), PGF_OK);
+}
+END_TEST
+
 START_TEST(file_errors)
 {
 	char path[] = "/tmp/pgferry-test-XXXXXX";
@@ -195,6 +211,7 @@ Suite *config_suite(void)
 	tcase_add_test(tc, defaults);
 	tcase_add_test(tc, option_overrides);
 	tcase_add_test(tc, check_required);
+	tcase_add_test(tc, sink_requires_peer_name);
 	tcase_add_test(tc, file_errors);
 	tcase_add_test(tc, parsers);
 	suite_add_tcase(s, tc);
