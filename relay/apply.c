@@ -4,9 +4,14 @@
  * Data flow: apply_message decodes one message; changes become prepared
  * statements sent in libpq pipeline mode inside one DR transaction that
  * groups several source transactions. Results are read at each pipeline
- * sync (every PIPELINE_BATCH statements and at commit), so a row that is
- * not found or a constraint violation stops apply at that statement; the
- * ring of in-flight statements tells which one it was.
+ * sync (every PIPELINE_BATCH statements and at commit), so a constraint
+ * violation stops apply at that statement; the ring of in-flight statements
+ * tells which one it was. The COMMIT goes out in the same pipeline before
+ * the results are read, so every check that must hold it back is made by
+ * the server inside the statement: an UPDATE or DELETE that does not change
+ * exactly one row raises (pgferry.row_not_found), the server skips the rest
+ * of the pipeline, and the DR transaction, its origin progress and
+ * pgferry.progress roll back together.
  *
  * Why text parameters without type OIDs: pgoutput sends each value in its
  * type's text form; the DR server infers each parameter's type from the
@@ -357,6 +362,15 @@ static int dr_result_error(pgf_error_t *err, const PGresult *res, const char *wh
 		error_detail(err, "%s", detail);
 	if (hint)
 		error_hint(err, "%s", hint);
+	/* raised by pgferry.row_not_found() (sql/dr_state.sql) */
+	if (state && strcmp(state, "PF002") == 0) {
+		error_set(err, PGF_E_APPLY, "%s", msg ? msg : "row not found on the DR database");
+		if (detail)
+			error_detail(err, "%s", detail);
+		error_hint(err, "Nothing of this DR transaction was applied. Find out how the DR "
+		                "copy diverged (pgferry verify), repair the row, and apply resumes "
+		                "by itself.");
+	}
 	/* raised by pgferry.assert_not_fenced() (sql/dr_state.sql) */
 	if (state && strcmp(state, "PF001") == 0) {
 		error_set(err, PGF_E_FENCED, "%s", msg ? msg : "this DR database was promoted");
@@ -388,7 +402,8 @@ int apply_connect(apply_t *a, pgf_error_t *err)
 	const char *values[] = {
 	        a->cfg->dr_conninfo, "pgferry sink", "10",
 	        ("-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3 "
-	         "-c session_replication_role=replica -c plan_cache_mode=force_generic_plan "
+	         "-c standard_conforming_strings=on -c session_replication_role=replica -c "
+	         "plan_cache_mode=force_generic_plan "
 	         "-c synchronous_commit=off"),
 	        NULL};
 	PGresult *res;
@@ -515,7 +530,7 @@ static int pipeline_sync(apply_t *a, pgf_error_t *err)
 				error_where(err, "transaction %u ending at %s, %s%s%s", f->xid,
 				            lsn_format(f->lsn, lsn), f->relid ? rel : "",
 				            f->stmt ? ", statement " : "",
-				            f->stmt ? f->stmt->key : "");
+				            f->stmt ? f->stmt->sql : "");
 				rc = PGF_ERR;
 			}
 		} else if (f->keep && rc == PGF_OK) {
@@ -1167,6 +1182,38 @@ static void append_where(apply_t *a, const relcache_entry_t *rel, const tuple_t 
 		buf_append_str(&a->sql, "false");
 }
 
+/* An UPDATE or DELETE that finds its row by key or by a whole row must
+ * change exactly one: the statement counts what it changed and raises
+ * otherwise (pgferry.row_not_found, sql/dr_state.sql), so that the COMMIT
+ * pipelined after it cannot commit past a change that did not happen. */
+static void append_row_check_start(apply_t *a)
+{
+	buf_append_str(&a->sql, "WITH pgferry_changed AS (");
+}
+
+static void append_row_check_end(apply_t *a, const relcache_entry_t *rel, const char *op)
+{
+	const char *parts[2] = {rel->namespace[0] ? rel->namespace : "pg_catalog", rel->name};
+	const char *c;
+	int i;
+
+	buf_printf(&a->sql,
+	           " RETURNING 1) SELECT CASE WHEN count(*) = 1 THEN 1 ELSE "
+	           "pgferry.row_not_found('%s', '",
+	           op);
+	/* a string literal: standard_conforming_strings is on in this session */
+	for (i = 0; i < 2; i++) {
+		if (i)
+			buf_append_char(&a->sql, '.');
+		for (c = parts[i]; *c; c++) {
+			if (*c == '\'')
+				buf_append_char(&a->sql, '\'');
+			buf_append_char(&a->sql, *c);
+		}
+	}
+	buf_append_str(&a->sql, "', count(*)) END FROM pgferry_changed");
+}
+
 static void add_where_params(apply_t *a, const relcache_entry_t *rel, const tuple_t *old, bool full,
                              int *n)
 {
@@ -1223,6 +1270,7 @@ static int apply_update(apply_t *a, const pgoutput_message_t *m, pgf_error_t *er
 	if (s != NULL)
 		goto send;
 	buf_reset(&a->sql);
+	append_row_check_start(a);
 	buf_append_str(&a->sql, "UPDATE ");
 	append_qualified(&a->sql, rel);
 	buf_append_str(&a->sql, " SET ");
@@ -1236,6 +1284,7 @@ static int apply_update(apply_t *a, const pgoutput_message_t *m, pgf_error_t *er
 		buf_printf(&a->sql, " = $%d", ++pno);
 	}
 	append_where(a, rel, old, full, &pno);
+	append_row_check_end(a, rel, "update");
 	if (buf_failed(&a->sql) || buf_failed(&a->key))
 		return error_set(err, PGF_E_MEMORY, "out of memory");
 	s = stmt_prepare(a, &a->key, &a->sql, pno, err);
@@ -1266,9 +1315,11 @@ static int apply_delete(apply_t *a, const pgoutput_message_t *m, pgf_error_t *er
 	if (s != NULL)
 		goto send;
 	buf_reset(&a->sql);
+	append_row_check_start(a);
 	buf_append_str(&a->sql, "DELETE FROM ");
 	append_qualified(&a->sql, rel);
 	append_where(a, rel, old, full, &pno);
+	append_row_check_end(a, rel, "delete");
 	if (buf_failed(&a->sql) || buf_failed(&a->key))
 		return error_set(err, PGF_E_MEMORY, "out of memory");
 	s = stmt_prepare(a, &a->key, &a->sql, pno, err);

@@ -44,6 +44,24 @@ BEGIN
 END
 $$;
 
+-- Every UPDATE and DELETE of the sink ends in a check of how many rows it
+-- changed; when that is not exactly one, the check calls this, so the
+-- statement fails and nothing of its DR transaction can commit (the COMMIT
+-- that follows it in the pipeline is skipped by the server).
+CREATE OR REPLACE FUNCTION pgferry.row_not_found(op text, rel text, nrows bigint) RETURNS int
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF nrows = 0 THEN
+        RAISE EXCEPTION 'row to % not found on the DR database in %', op, rel
+            USING ERRCODE = 'PF002',
+                  DETAIL = 'The DR copy differs from the primary: the row the primary changed does not exist on the DR side.';
+    END IF;
+    RAISE EXCEPTION 'row to % found % times on the DR database in %', op, nrows, rel
+        USING ERRCODE = 'PF002',
+              DETAIL = 'The DR copy differs from the primary: a change by key must match exactly one row (is the key unique on the DR side?).';
+END
+$$;
+
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = 'pgferry') THEN
