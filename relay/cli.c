@@ -41,9 +41,12 @@ int cli_load(int argc, char **argv, int role, cli_t *cli, pgf_error_t *err)
 				return error_set(err, PGF_E_USAGE, "-c needs key=value");
 			if (config_set_option(&cli->cfg, argv[++i], err) != PGF_OK)
 				return PGF_ERR;
+			/* other local users read argv in ps; the value is copied by now */
+			log_blank_secrets(argv[i]);
 		} else if (strncmp(argv[i], "-c", 2) == 0 && strchr(argv[i], '=') != NULL) {
 			if (config_set_option(&cli->cfg, argv[i] + 2, err) != PGF_OK)
 				return PGF_ERR;
+			log_blank_secrets(argv[i]);
 		} else {
 			cli->argv[cli->argc++] = argv[i];
 		}

@@ -107,15 +107,61 @@ static void find_bindir(const char *given, char *out, size_t len)
 	}
 }
 
-/* Runs argv[0] from bindir with stdout to out_path (or inherited) and
- * stderr to err_path; true when it exits 0. */
-static bool run_tool(const char *bindir, char **argv, const char *out_path, const char *err_path,
-                     pgf_error_t *err)
+/* environ with PGPASSWORD set to password (or as inherited when NULL): a
+ * child's argv is readable by every local user, its environment only by
+ * its own user and root. NULL when out of memory; free with free_env. */
+static char **env_with_password(const char *password)
+{
+	size_t n = 0, k = 0, i;
+	char **env;
+
+	while (environ[n])
+		n++;
+	env = calloc(n + 2, sizeof(char *));
+	if (env == NULL)
+		return NULL;
+	for (i = 0; i < n; i++)
+		if (password == NULL || strncmp(environ[i], "PGPASSWORD=", 11) != 0)
+			env[k++] = environ[i];
+	if (password != NULL) {
+		size_t len = strlen(password) + 12;
+		if ((env[k] = malloc(len)) == NULL) {
+			free(env);
+			return NULL;
+		}
+		snprintf(env[k], len, "PGPASSWORD=%s", password);
+	}
+	return env;
+}
+
+static void free_env(char **env, const char *password)
+{
+	size_t k = 0;
+
+	if (env == NULL)
+		return;
+	if (password != NULL) {
+		while (env[k + 1])
+			k++;
+		free(env[k]);
+	}
+	free(env);
+}
+
+/* Runs argv[0] from bindir with stdout to out_path (or inherited), stderr
+ * to err_path and PGPASSWORD = password (NULL: inherited); true when it
+ * exits 0. */
+static bool run_tool(const char *bindir, char **argv, const char *password, const char *out_path,
+                     const char *err_path, pgf_error_t *err)
 {
 	posix_spawn_file_actions_t fa;
 	char path[1024];
 	pid_t pid;
 	int status, rc;
+	char **env = env_with_password(password);
+
+	if (env == NULL)
+		return error_set(err, PGF_E_MEMORY, "out of memory"), false;
 
 	if (bindir[0])
 		snprintf(path, sizeof(path), "%s/%s", bindir, argv[0]);
@@ -126,9 +172,10 @@ static bool run_tool(const char *bindir, char **argv, const char *out_path, cons
 		posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC,
 		                                 0600);
 	posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	rc = bindir[0] ? posix_spawn(&pid, path, &fa, NULL, argv, environ)
-	               : posix_spawnp(&pid, path, &fa, NULL, argv, environ);
+	rc = bindir[0] ? posix_spawn(&pid, path, &fa, NULL, argv, env)
+	               : posix_spawnp(&pid, path, &fa, NULL, argv, env);
 	posix_spawn_file_actions_destroy(&fa);
+	free_env(env, password);
 	if (rc != 0) {
 		error_set(err, PGF_E_IO, "could not run %s: %s", path, strerror(rc));
 		error_hint(err, "Give the directory of PostgreSQL's client programs with "
@@ -176,15 +223,13 @@ static bool skip_toc_line(const char *line)
 	return false;
 }
 
-static bool restore_schema(const config_t *cfg, const char *bindir, const char *dir,
-                           const char *snapshot, pgf_error_t *err)
+static bool run_schema_tools(const char *bindir, const char *dir, const char *snapshot,
+                             const char *primary, const char *primary_pw, const char *dr,
+                             const char *dr_pw, pgf_error_t *err)
 {
 	char dump[600], list[600], filtered[600], errf[600], snap_arg[200], line[4096];
-	char *dump_argv[] = {"pg_dump", "--schema-only",
-	                     "-Fc",     snap_arg,
-	                     "-f",      dump,
-	                     "-d",      (char *)cfg->primary_conninfo,
-	                     NULL};
+	char *dump_argv[] = {"pg_dump", "--schema-only", "-Fc", snap_arg, "-f", dump,
+	                     "-d",      (char *)primary, NULL};
 	char *list_argv[] = {"pg_restore", "-l", dump, NULL};
 	char *restore_argv[] = {"pg_restore",
 	                        "--no-owner",
@@ -194,7 +239,7 @@ static bool restore_schema(const config_t *cfg, const char *bindir, const char *
 	                        "-L",
 	                        filtered,
 	                        "-d",
-	                        (char *)cfg->dr_conninfo,
+	                        (char *)dr,
 	                        dump,
 	                        NULL};
 	FILE *in, *out;
@@ -205,10 +250,10 @@ static bool restore_schema(const config_t *cfg, const char *bindir, const char *
 	snprintf(filtered, sizeof(filtered), "%s/schema.filtered", dir);
 	snprintf(errf, sizeof(errf), "%s/pg_dump.err", dir);
 	snprintf(snap_arg, sizeof(snap_arg), "--snapshot=%s", snapshot);
-	if (!run_tool(bindir, dump_argv, NULL, errf, err))
+	if (!run_tool(bindir, dump_argv, primary_pw, NULL, errf, err))
 		return false;
 	snprintf(errf, sizeof(errf), "%s/pg_restore_list.err", dir);
-	if (!run_tool(bindir, list_argv, list, errf, err))
+	if (!run_tool(bindir, list_argv, NULL, list, errf, err))
 		return false;
 	in = fopen(list, "r");
 	out = fopen(filtered, "w");
@@ -229,13 +274,33 @@ static bool restore_schema(const config_t *cfg, const char *bindir, const char *
 	fclose(in);
 	fclose(out);
 	snprintf(errf, sizeof(errf), "%s/pg_restore.err", dir);
-	if (!run_tool(bindir, restore_argv, NULL, errf, err))
+	if (!run_tool(bindir, restore_argv, dr_pw, NULL, errf, err))
 		return false;
 	fprintf(stderr,
 	        "pgferry clone: schema restored on the DR database (%d entries of pgferry, "
 	        "event triggers and publications left out)\n",
 	        skipped);
 	return true;
+}
+
+/* pg_dump from the primary, pg_restore into the DR database; passwords of
+ * the conninfos go to them in the environment, never on their command line. */
+static bool restore_schema(const config_t *cfg, const char *bindir, const char *dir,
+                           const char *snapshot, pgf_error_t *err)
+{
+	char *primary_pw = NULL, *dr_pw = NULL;
+	char *primary =
+	        pgsession_conninfo_without_password(cfg->primary_conninfo, &primary_pw, err);
+	char *dr =
+	        primary ? pgsession_conninfo_without_password(cfg->dr_conninfo, &dr_pw, err) : NULL;
+	bool ok = dr != NULL &&
+	          run_schema_tools(bindir, dir, snapshot, primary, primary_pw, dr, dr_pw, err);
+
+	free(primary);
+	free(dr);
+	free(primary_pw);
+	free(dr_pw);
+	return ok;
 }
 
 /* ---- copying ---------------------------------------------------------------- */

@@ -5,8 +5,12 @@
 
 #include "pgferry/buf.h"
 
+#include <ctype.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -58,12 +62,99 @@ static void append_timestamp(buf_t *b)
 	buf_printf(b, "%s.%03ldZ", s, (long)(tv.tv_usec / 1000));
 }
 
-static void emit(log_level_t level, const char *message, const pgf_error_t *err)
+/* The first secret of s at or after from: [*start, *end) is a password's
+ * value (quotes excluded). Conninfo keywords ("password", "sslpassword",
+ * any case, spaces around "=") and URI user info ("://user:secret@"). */
+static bool next_secret(const char *s, size_t from, size_t *start, size_t *end)
+{
+	size_t i;
+
+	for (i = from; s[i]; i++) {
+		if (strncasecmp(s + i, "password", 8) == 0) {
+			size_t j = i + 8;
+			while (s[j] == ' ' || s[j] == '\t')
+				j++;
+			if (s[j] != '=')
+				continue;
+			j++;
+			while (s[j] == ' ' || s[j] == '\t')
+				j++;
+			if (s[j] == '\'') {
+				*start = ++j;
+				while (s[j] && s[j] != '\'') {
+					if (s[j] == '\\' && s[j + 1])
+						j++;
+					j++;
+				}
+			} else {
+				*start = j;
+				while (s[j] && !isspace((unsigned char)s[j]))
+					j++;
+			}
+			*end = j;
+			if (*end > *start)
+				return true;
+		} else if (strncmp(s + i, "://", 3) == 0) {
+			size_t j = i + 3, colon = 0;
+			while (s[j] && s[j] != '@' && s[j] != '/' && s[j] != '?' && s[j] != '#' &&
+			       !isspace((unsigned char)s[j])) {
+				if (s[j] == ':' && colon == 0)
+					colon = j;
+				j++;
+			}
+			if (s[j] == '@' && colon && j > colon + 1) {
+				*start = colon + 1;
+				*end = j;
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
+void log_mask_secrets(const char *s, char *out, size_t len)
+{
+	size_t from = 0, start, end, n = 0;
+
+	if (len == 0)
+		return;
+	while (next_secret(s, from, &start, &end)) {
+		n += (size_t)snprintf(out + n, len - n, "%.*s********", (int)(start - from),
+		                      s + from);
+		if (n >= len)
+			return;
+		from = end;
+	}
+	snprintf(out + n, len - n, "%s", s + from);
+}
+
+void log_blank_secrets(char *s)
+{
+	size_t from = 0, start, end;
+
+	while (next_secret(s, from, &start, &end)) {
+		memset(s + start, '*', end - start);
+		from = end;
+	}
+}
+
+static void emit(log_level_t level, const char *raw_message, const pgf_error_t *raw_err)
 {
 	buf_t b;
 	ssize_t w;
 	size_t off = 0;
+	char message[2048];
+	pgf_error_t masked;
+	const pgf_error_t *err = NULL;
 
+	log_mask_secrets(raw_message, message, sizeof(message));
+	if (raw_err != NULL) {
+		masked = *raw_err;
+		log_mask_secrets(raw_err->detail, masked.detail, sizeof(masked.detail));
+		log_mask_secrets(raw_err->hint, masked.hint, sizeof(masked.hint));
+		log_mask_secrets(raw_err->where, masked.where, sizeof(masked.where));
+		err = &masked;
+	}
 	buf_init(&b);
 	if (line_format == LOG_FORMAT_JSON) {
 		buf_append_str(&b, "{\"time\":\"");

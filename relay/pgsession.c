@@ -4,6 +4,9 @@
  */
 #include "pgferry/pgsession.h"
 
+#include "pgferry/buf.h"
+
+#include <stdlib.h>
 #include <string.h>
 
 PGconn *pgsession_connect(const char *conninfo, const char *application, const char *options,
@@ -42,4 +45,48 @@ PGresult *pgsession_query(PGconn *c, const char *side, const char *sql, int n,
 		return NULL;
 	}
 	return res;
+}
+
+char *pgsession_conninfo_without_password(const char *conninfo, char **password, pgf_error_t *err)
+{
+	char *msg = NULL, *out = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &msg), *o;
+	buf_t b;
+
+	*password = NULL;
+	if (opts == NULL) {
+		error_set(err, PGF_E_CONFIG, "invalid connection string: %s",
+		          msg ? msg : "out of memory");
+		PQfreemem(msg);
+		return NULL;
+	}
+	buf_init(&b);
+	for (o = opts; o->keyword; o++) {
+		const char *v;
+		if (o->val == NULL)
+			continue;
+		if (strcmp(o->keyword, "password") == 0) {
+			free(*password);
+			*password = strdup(o->val);
+			continue;
+		}
+		buf_printf(&b, "%s%s='", b.len ? " " : "", o->keyword);
+		for (v = o->val; *v; v++) {
+			if (*v == '\'' || *v == '\\')
+				buf_append_char(&b, '\\');
+			buf_append_char(&b, *v);
+		}
+		buf_append_char(&b, '\'');
+	}
+	buf_append_char(&b, '\0');
+	PQconninfoFree(opts);
+	if (!buf_failed(&b))
+		out = strdup(b.data);
+	buf_free(&b);
+	if (out == NULL) {
+		free(*password);
+		*password = NULL;
+		error_set(err, PGF_E_MEMORY, "out of memory");
+	}
+	return out;
 }

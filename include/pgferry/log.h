@@ -26,4 +26,13 @@ void log_error_value(log_level_t level, const pgf_error_t *err);
 
 const char *log_level_name(log_level_t level);
 
+/* Passwords never reach a log line: every line passes through this. Writes s
+ * to out (NUL-terminated, truncated to len) with the value of every
+ * "password=" / "sslpassword=" keyword and every URI password
+ * ("scheme://user:PASSWORD@host") replaced by "********". */
+void log_mask_secrets(const char *s, char *out, size_t len);
+/* The same secrets overwritten with '*' in place, length kept: for argv,
+ * which other local users read in /proc/PID/cmdline. */
+void log_blank_secrets(char *s);
+
 #endif

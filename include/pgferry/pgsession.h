@@ -19,4 +19,10 @@ PGconn *pgsession_connect(const char *conninfo, const char *application, const c
 PGresult *pgsession_query(PGconn *c, const char *side, const char *sql, int n,
                           const char *const *params, pgf_error_t *err);
 
+/* conninfo (keywords or URI) rewritten without its password, for a child
+ * process's command line; *password gets the password (NULL if none), to be
+ * handed over in the environment. Both are the caller's to free. NULL and
+ * err set when conninfo does not parse. */
+char *pgsession_conninfo_without_password(const char *conninfo, char **password, pgf_error_t *err);
+
 #endif
