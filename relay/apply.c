@@ -1629,7 +1629,12 @@ static stream_file_t *stream_open(apply_t *a, uint32_t xid, pgf_error_t *err)
 	}
 	s->xid = xid;
 	snprintf(s->path, sizeof(s->path), "%s/stream-%u.spill", a->cfg->work_dir, xid);
-	s->fd = open(s->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	/* a file left by a crash (the stream is sent again whole) or a planted
+	 * link goes; O_EXCL | O_NOFOLLOW never writes through a link */
+	if (unlink(s->path) != 0 && errno != ENOENT)
+		s->fd = -1;
+	else
+		s->fd = open(s->path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (s->fd < 0) {
 		error_set(err, PGF_E_IO, "could not create spill file \"%s\": %s", s->path,
 		          strerror(errno));

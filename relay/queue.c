@@ -49,8 +49,14 @@ void queue_destroy(queue_t *q)
 
 int queue_spool_open(queue_t *q, const char *path, size_t memory_limit)
 {
-	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int fd;
 
+	/* a name left by a crash, or a link planted there, goes first; O_EXCL |
+	 * O_NOFOLLOW then creates a new file or fails, and never writes through a
+	 * link into someone else's file */
+	if (unlink(path) != 0 && errno != ENOENT)
+		return -1;
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -1;
 	/* nameless from now on: a crashed sink leaves nothing behind, and the

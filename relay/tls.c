@@ -4,11 +4,13 @@
 #include "pgferry/tls.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static int openssl_error(pgf_error_t *err, const char *what, const char *file)
 {
@@ -20,6 +22,37 @@ static int openssl_error(pgf_error_t *err, const char *what, const char *file)
 	ERR_clear_error();
 	error_set(err, PGF_E_TLS, "%s \"%s\": %s", what, file ? file : "", reason);
 	return PGF_ERR;
+}
+
+/* As libpq and the PostgreSQL server: a private key others can read is
+ * refused; one owned by root may be readable by its group (0640), so that a
+ * group can share a key that root manages. */
+static int check_key_permissions(const char *key_file, pgf_error_t *err)
+{
+	struct stat st;
+	mode_t forbidden;
+
+	if (stat(key_file, &st) != 0) {
+		error_set(err, PGF_E_TLS, "could not read the private key (tls_key) \"%s\": %s",
+		          key_file, strerror(errno));
+		return PGF_ERR;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		error_set(err, PGF_E_TLS, "the private key (tls_key) \"%s\" is not a regular file",
+		          key_file);
+		return PGF_ERR;
+	}
+	forbidden = st.st_uid == 0 ? (S_IWGRP | S_IXGRP | S_IRWXO) : (S_IRWXG | S_IRWXO);
+	if (st.st_mode & forbidden) {
+		error_set(err, PGF_E_TLS,
+		          "the private key (tls_key) \"%s\" has group or world access (mode %04o)",
+		          key_file, (unsigned)(st.st_mode & 07777));
+		error_detail(err, "A key others can read is no longer private; it is refused.");
+		error_hint(err, "chmod 0600 the file (0640 is allowed when root owns it), and "
+		                "replace the key if others may have read it.");
+		return PGF_ERR;
+	}
+	return PGF_OK;
 }
 
 tls_context_t *tls_context_create(tls_role_t role, const char *ca_file, const char *cert_file,
@@ -47,6 +80,10 @@ tls_context_t *tls_context_create(tls_role_t role, const char *ca_file, const ch
 	if (SSL_CTX_use_certificate_chain_file(t->ctx, cert_file) != 1) {
 		openssl_error(err, "could not load the certificate (tls_cert)", cert_file);
 		goto fail;
+	}
+	if (check_key_permissions(key_file, err) != PGF_OK) {
+		tls_context_free(t);
+		return NULL;
 	}
 	if (SSL_CTX_use_PrivateKey_file(t->ctx, key_file, SSL_FILETYPE_PEM) != 1) {
 		openssl_error(err, "could not load the private key (tls_key)", key_file);
