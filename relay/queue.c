@@ -16,11 +16,11 @@ void queue_init(queue_t *q)
 {
 	pthread_condattr_t attr;
 
-	q->head = q->tail = NULL;
+	q->head = q->tail = q->after = q->after_tail = NULL;
 	q->bytes = q->items = 0;
 	q->closed = false;
-	q->memory_limit = q->memory_bytes = q->spooled_bytes = 0;
-	q->spool_end = 0;
+	q->memory_limit = q->memory_bytes = q->spooled_bytes = q->spooled_items = 0;
+	q->spool_read = q->spool_end = q->spool_last_session = 0;
 	q->spool_fd = -1;
 	q->spool_failed = false;
 	pthread_mutex_init(&q->lock, NULL);
@@ -31,15 +31,21 @@ void queue_init(queue_t *q)
 	pthread_condattr_destroy(&attr);
 }
 
-void queue_destroy(queue_t *q)
+static void free_list(queue_item_t *it)
 {
-	queue_item_t *it = q->head, *next;
+	queue_item_t *next;
 
 	for (; it; it = next) {
 		next = it->next;
 		queue_item_free(it);
 	}
-	q->head = q->tail = NULL;
+}
+
+void queue_destroy(queue_t *q)
+{
+	free_list(q->head);
+	free_list(q->after);
+	q->head = q->tail = q->after = q->after_tail = NULL;
 	if (q->spool_fd >= 0)
 		close(q->spool_fd);
 	q->spool_fd = -1;
@@ -67,89 +73,155 @@ int queue_spool_open(queue_t *q, const char *path, size_t memory_limit)
 	return 0;
 }
 
-/* Writes the item's data at the spool's end (under the lock); false if it
- * could not, in which case it stays in memory. */
-static bool spool_write(queue_t *q, queue_item_t *item)
+static bool write_at(int fd, const void *data, size_t len, uint64_t offset)
 {
 	size_t done = 0;
 
-	while (done < item->len) {
-		ssize_t w = pwrite(q->spool_fd, item->data + done, item->len - done,
-		                   (off_t)(q->spool_end + done));
+	while (done < len) {
+		ssize_t w = pwrite(fd, (const uint8_t *)data + done, len - done,
+		                   (off_t)(offset + done));
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
-			log_error("could not write to the receive spool in work_dir (%s); received "
-			          "batches now wait in memory only, and the sink reads less ahead",
-			          w < 0 ? strerror(errno) : "no space");
-			q->spool_failed = true;
+			if (w == 0)
+				errno = ENOSPC;
 			return false;
 		}
 		done += (size_t)w;
 	}
-	item->spool_offset = q->spool_end;
-	q->spool_end += item->len;
-	q->spooled_bytes += item->len;
-	free(item->data);
-	item->data = NULL;
 	return true;
+}
+
+static bool read_at(int fd, void *data, size_t len, uint64_t offset)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t r = pread(fd, (uint8_t *)data + done, len - done, (off_t)(offset + done));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r == 0)
+				errno = EIO;
+			return false;
+		}
+		done += (size_t)r;
+	}
+	return true;
+}
+
+/* Writes the item (its header, then its data) at the spool's end and frees
+ * it (under the lock); false if it could not, in which case the caller keeps
+ * it in memory. The header is this process's own struct in this process's
+ * own nameless file: pointers in it are never used again. */
+static bool spool_write(queue_t *q, queue_item_t *item)
+{
+	if (!write_at(q->spool_fd, item, sizeof(*item), q->spool_end) ||
+	    (item->len > 0 &&
+	     !write_at(q->spool_fd, item->data, item->len, q->spool_end + sizeof(*item)))) {
+		log_error("could not write to the receive spool in work_dir (%s); received "
+		          "batches now wait in memory only, and the sink reads less ahead",
+		          strerror(errno));
+		q->spool_failed = true;
+		return false;
+	}
+	q->spool_end += sizeof(*item) + item->len;
+	q->spooled_bytes += item->len;
+	q->spooled_items++;
+	q->spool_last_session = item->session;
+	queue_item_free(item);
+	return true;
+}
+
+static void append(queue_item_t **head, queue_item_t **tail, queue_item_t *item)
+{
+	if (*tail)
+		(*tail)->next = item;
+	else
+		*head = item;
+	*tail = item;
 }
 
 void queue_push(queue_t *q, queue_item_t *item)
 {
 	item->next = NULL;
 	pthread_mutex_lock(&q->lock);
-	/* once anything waits in the spool, everything after it goes there too:
-	 * memory keeps room for the headers of what is spooled */
-	if (q->spool_fd < 0 || q->spool_failed || item->len == 0 ||
-	    (q->spooled_bytes == 0 &&
-	     q->memory_bytes + item->len + sizeof(*item) <= q->memory_limit) ||
-	    !spool_write(q, item))
-		q->memory_bytes += item->len;
-	/* every waiting item's header counts too: many small spooled batches
-	 * must not grow memory past the limit either */
-	q->memory_bytes += sizeof(*item);
-	if (q->tail)
-		q->tail->next = item;
-	else
-		q->head = item;
-	q->tail = item;
 	q->bytes += item->len;
 	q->items++;
+	/* once anything waits in the spool, everything after it goes there too
+	 * (order); in memory, data and header count against the limit */
+	if (q->spool_fd >= 0 && !q->spool_failed &&
+	    (q->spooled_items > 0 ||
+	     q->memory_bytes + item->len + sizeof(*item) > q->memory_limit) &&
+	    spool_write(q, item)) {
+		pthread_cond_signal(&q->cond);
+		pthread_mutex_unlock(&q->lock);
+		return;
+	}
+	q->memory_bytes += item->len + sizeof(*item);
+	if (q->spooled_items > 0 || q->after != NULL)
+		append(&q->after, &q->after_tail, item);
+	else
+		append(&q->head, &q->tail, item);
 	pthread_cond_signal(&q->cond);
 	pthread_mutex_unlock(&q->lock);
 }
 
-/* Reads a spooled item back. Its region stays counted until read, so the
- * spool is not truncated under it; data stays NULL if the read fails. */
-static void spool_read(queue_t *q, queue_item_t *it)
+/* The oldest spooled item, read back (the consumer's side; called without
+ * the lock: the producer only appends beyond spool_end, and only this
+ * consumer moves spool_read). On a failure the whole spool is dropped and a
+ * QUEUE_RECORDS item with data NULL stands for it. */
+static queue_item_t *spool_take(queue_t *q)
 {
-	uint8_t *data = malloc(it->len);
-	size_t done = 0;
+	queue_item_t header, *it = NULL;
+	uint8_t *data = NULL;
+	uint64_t offset;
+	bool ok;
 
-	while (data != NULL && done < it->len) {
-		ssize_t r = pread(q->spool_fd, data + done, it->len - done,
-		                  (off_t)(it->spool_offset + done));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			log_error("could not read back from the receive spool in work_dir (%s)",
-			          r < 0 ? strerror(errno) : "short file");
-			free(data);
-			data = NULL;
-		} else
-			done += (size_t)r;
-	}
-	it->data = data;
 	pthread_mutex_lock(&q->lock);
-	q->spooled_bytes -= it->len;
-	if (q->spooled_bytes == 0) {
-		/* everything spooled was read: start the file over */
-		q->spool_end = 0;
+	offset = q->spool_read;
+	pthread_mutex_unlock(&q->lock);
+	ok = read_at(q->spool_fd, &header, sizeof(header), offset);
+	if (ok && header.len > 0)
+		ok = (data = malloc(header.len)) != NULL &&
+		     read_at(q->spool_fd, data, header.len, offset + sizeof(header));
+	if (ok)
+		ok = (it = malloc(sizeof(*it))) != NULL;
+	pthread_mutex_lock(&q->lock);
+	if (ok) {
+		*it = header;
+		it->next = NULL;
+		it->data = data;
+		q->spool_read = offset + sizeof(header) + header.len;
+		q->spooled_bytes -= header.len;
+		q->spooled_items--;
+		q->bytes -= header.len;
+		q->items--;
+	} else {
+		log_error("could not read back from the receive spool in work_dir (%s); what "
+		          "waited there is dropped and the source resends it",
+		          strerror(errno));
+		free(data);
+		it = queue_item_new(QUEUE_RECORDS, q->spool_last_session);
+		if (it != NULL)
+			it->len = 1; /* data NULL with a length: lost */
+		q->bytes -= q->spooled_bytes;
+		q->items -= q->spooled_items;
+		q->spooled_bytes = q->spooled_items = 0;
+		q->spool_failed = true;
+	}
+	if (q->spooled_items == 0) {
+		/* everything spooled was read: start the file over; what waited
+		 * behind the spool comes next */
+		q->spool_read = q->spool_end = 0;
 		if (ftruncate(q->spool_fd, 0) != 0)
 			log_warning("could not truncate the receive spool: %s", strerror(errno));
+		q->head = q->after;
+		q->tail = q->after_tail;
+		q->after = q->after_tail = NULL;
 	}
 	pthread_mutex_unlock(&q->lock);
+	return it;
 }
 
 queue_item_t *queue_pop(queue_t *q, int timeout_ms)
@@ -165,7 +237,7 @@ queue_item_t *queue_pop(queue_t *q, int timeout_ms)
 		deadline.tv_nsec -= 1000000000L;
 	}
 	pthread_mutex_lock(&q->lock);
-	while (q->head == NULL && !q->closed && timeout_ms > 0) {
+	while (q->items == 0 && !q->closed && timeout_ms > 0) {
 		if (pthread_cond_timedwait(&q->cond, &q->lock, &deadline) == ETIMEDOUT)
 			break;
 	}
@@ -176,14 +248,13 @@ queue_item_t *queue_pop(queue_t *q, int timeout_ms)
 			q->tail = NULL;
 		q->bytes -= it->len;
 		q->items--;
-		if (it->data != NULL || it->len == 0)
-			q->memory_bytes -= it->len;
-		q->memory_bytes -= sizeof(*it);
+		q->memory_bytes -= it->len + sizeof(*it);
 		it->next = NULL;
+	} else if (q->spooled_items > 0) {
+		pthread_mutex_unlock(&q->lock);
+		return spool_take(q);
 	}
 	pthread_mutex_unlock(&q->lock);
-	if (it && it->data == NULL && it->len > 0)
-		spool_read(q, it);
 	return it;
 }
 
@@ -218,7 +289,7 @@ bool queue_empty(queue_t *q)
 	bool e;
 
 	pthread_mutex_lock(&q->lock);
-	e = q->head == NULL;
+	e = q->items == 0;
 	pthread_mutex_unlock(&q->lock);
 	return e;
 }

@@ -7,7 +7,11 @@
  * on disk in the DR region instead of on the primary: what a regional
  * failure of the primary would take with it shrinks to what was not yet
  * received. The spool is not a resume point: after a restart of the sink the
- * source resends from the DR origin, as without it.
+ * source resends from the DR origin, as without it. A spooled item keeps
+ * nothing in memory: its header is written to the spool before its data, so
+ * many small batches read ahead as far as few large ones. Items wait in
+ * three runs, oldest first: in memory, in the spool, and in memory again
+ * (after the spool, should writing to it fail).
  *
  * Ownership: queue_push takes the item; queue_pop hands it to the caller,
  * who frees it with queue_item_free. Thread-safe.
@@ -47,16 +51,20 @@ typedef struct queue_item {
 typedef struct queue {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	queue_item_t *head, *tail;
-	size_t bytes; /* of QUEUE_RECORDS data waiting, in memory or spooled */
+	queue_item_t *head, *tail;        /* in memory, before anything spooled */
+	queue_item_t *after, *after_tail; /* in memory, after what is spooled */
+	size_t bytes;                     /* of QUEUE_RECORDS data waiting, in memory or spooled */
 	size_t items;
 	bool closed;
-	size_t memory_limit;  /* records beyond this much in memory are spooled */
-	size_t memory_bytes;  /* held in memory: records and item headers */
-	size_t spooled_bytes; /* of bytes, in the spool file */
-	uint64_t spool_end;   /* where the next spooled record goes */
-	int spool_fd;         /* -1: no spool */
-	bool spool_failed;    /* a write failed: memory only from now on */
+	size_t memory_limit;         /* records beyond this much in memory are spooled */
+	size_t memory_bytes;         /* held in memory: records and item headers */
+	size_t spooled_bytes;        /* of bytes, in the spool file */
+	size_t spooled_items;        /* items (header + data) in the spool file */
+	uint64_t spool_read;         /* where the oldest spooled item starts */
+	uint64_t spool_end;          /* where the next spooled item goes */
+	uint64_t spool_last_session; /* session of the newest spooled item */
+	int spool_fd;                /* -1: no spool */
+	bool spool_failed;           /* a write or read failed: memory only from now on */
 } queue_t;
 
 void queue_init(queue_t *q);
@@ -66,9 +74,10 @@ void queue_destroy(queue_t *q); /* frees what is left, removes the spool */
 int queue_spool_open(queue_t *q, const char *path, size_t memory_limit);
 void queue_push(queue_t *q, queue_item_t *item);
 /* The next item, waiting up to timeout_ms (0 = do not wait); NULL if none
- * came or the queue is closed. A spooled item comes back in memory; if it
- * cannot be read back, its data is NULL (the caller drops the session, and
- * the source resends). */
+ * came or the queue is closed. A spooled item comes back in memory; if the
+ * spool cannot be read back, everything in it is dropped and one
+ * QUEUE_RECORDS item with data NULL stands for it (the caller drops the
+ * session, and the source resends). */
 queue_item_t *queue_pop(queue_t *q, int timeout_ms);
 size_t queue_bytes(queue_t *q);
 size_t queue_memory_bytes(queue_t *q); /* records in memory and item headers */

@@ -5,6 +5,7 @@
 #include "pgferry/queue.h"
 
 #include <check.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,11 +98,13 @@ START_TEST(spool_beyond_memory)
 	for (int round = 0; round < 2; round++) {
 		for (i = 0; i < 50; i++)
 			queue_push(&q, numbered(i, 300));
-		/* three fit in 1000 bytes of memory; the rest went to the spool */
+		/* what fits in 1000 bytes of memory (data and headers) stays there;
+		 * the rest, headers included, went to the spool */
 		ck_assert_uint_eq(queue_bytes(&q), 50 * 300);
-		ck_assert_uint_le(queue_memory_bytes(&q), 1000 + 50 * sizeof(queue_item_t));
+		ck_assert_uint_le(queue_memory_bytes(&q), 1000);
 		ck_assert_uint_eq(queue_spooled_bytes(&q),
-		                  50 * 300 - (queue_memory_bytes(&q) - 50 * sizeof(queue_item_t)));
+		                  50 * 300 - queue_memory_bytes(&q) / (300 + sizeof(queue_item_t)) *
+		                                     300);
 		for (i = 0; i < 50; i++) {
 			queue_item_t *it = queue_pop(&q, 0);
 			ck_assert_ptr_nonnull(it);
@@ -121,6 +124,75 @@ START_TEST(spool_beyond_memory)
 }
 END_TEST
 
+/* Many small batches: what is spooled costs no memory, so the read-ahead is
+ * as deep as with large ones (it stopped after a few kB: each spooled
+ * batch's header counted against the memory limit). */
+START_TEST(small_items_spool_without_memory)
+{
+	char dir[] = "/tmp/pgferry-queue-test.XXXXXX", path[64];
+	queue_t q;
+	uint64_t i, n = 20000;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/spool", dir);
+	queue_init(&q);
+	ck_assert_int_eq(queue_spool_open(&q, path, 4096), 0);
+	for (i = 0; i < n; i++)
+		queue_push(&q, numbered(i, 100));
+	ck_assert_uint_le(queue_memory_bytes(&q), 4096);
+	ck_assert_uint_ge(queue_spooled_bytes(&q), n * 100 - 4096);
+	ck_assert_uint_eq(queue_bytes(&q), n * 100);
+	for (i = 0; i < n; i++) {
+		queue_item_t *it = queue_pop(&q, 0);
+		ck_assert_ptr_nonnull(it);
+		ck_assert_uint_eq(it->session, i);
+		ck_assert_int_eq(it->data[99], (int)(i & 0xff));
+		queue_item_free(it);
+	}
+	ck_assert(queue_empty(&q));
+	ck_assert_uint_eq(queue_memory_bytes(&q), 0);
+	queue_destroy(&q);
+	rmdir(dir);
+}
+END_TEST
+
+/* A spool that can no longer be written: later items wait in memory behind
+ * what is spooled, and come out in order. */
+START_TEST(order_when_spool_write_fails)
+{
+	char dir[] = "/tmp/pgferry-queue-test.XXXXXX", path[64], self[64];
+	queue_t q;
+	uint64_t i;
+	int ro;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/spool", dir);
+	queue_init(&q);
+	ck_assert_int_eq(queue_spool_open(&q, path, 1000), 0);
+	for (i = 0; i < 20; i++)
+		queue_push(&q, numbered(i, 300));
+	/* the same (nameless) file, read-only from now on */
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", q.spool_fd);
+	ro = open(self, O_RDONLY);
+	ck_assert_int_ge(ro, 0);
+	close(q.spool_fd);
+	q.spool_fd = ro;
+	for (; i < 40; i++)
+		queue_push(&q, numbered(i, 300));
+	ck_assert_uint_eq(queue_bytes(&q), 40 * 300);
+	for (i = 0; i < 40; i++) {
+		queue_item_t *it = queue_pop(&q, 0);
+		ck_assert_ptr_nonnull(it);
+		ck_assert_uint_eq(it->session, i);
+		ck_assert_ptr_nonnull(it->data);
+		queue_item_free(it);
+	}
+	ck_assert(queue_empty(&q));
+	queue_destroy(&q);
+	rmdir(dir);
+}
+END_TEST
+
 Suite *queue_suite(void)
 {
 	Suite *s = suite_create("queue");
@@ -129,6 +201,8 @@ Suite *queue_suite(void)
 	tcase_add_test(tc, order_across_threads);
 	tcase_add_test(tc, bytes_and_close);
 	tcase_add_test(tc, spool_beyond_memory);
+	tcase_add_test(tc, small_items_spool_without_memory);
+	tcase_add_test(tc, order_when_spool_write_fails);
 	suite_add_tcase(s, tc);
 	return s;
 }
