@@ -24,9 +24,24 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define READ_CHUNK             65536
-#define HANDSHAKE_TIMEOUT      10.0
-#define MAX_PENDING_HANDSHAKES 16
+#define READ_CHUNK 65536
+/* the source: connect and TLS handshake with the sink */
+#define HANDSHAKE_TIMEOUT 10.0
+/*
+ * The sink's admission: a TLS handshake takes a few round trips, so one
+ * that is not done within SERVER_HANDSHAKE_TIMEOUT is dropped. At most
+ * MAX_PENDING_HANDSHAKES are in progress, MAX_PENDING_PER_ADDRESS of them
+ * from one address; a new connection past either limit is not refused but
+ * replaces the pending handshake (of that address, or of all) that has been
+ * idle longest. A real source finishes in milliseconds, so a flood of
+ * connections that never finish can delay it by a retry at most, never
+ * keep it out.
+ */
+#define SERVER_HANDSHAKE_TIMEOUT 3.0
+#define MAX_PENDING_HANDSHAKES   64
+#define MAX_PENDING_PER_ADDRESS  4
+/* drops during a flood are logged at most this often, with a count */
+#define DROP_REPORT_INTERVAL 10.0
 
 typedef enum { NC_CONNECTING, NC_HANDSHAKE, NC_OPEN, NC_DEAD } nc_state_t;
 
@@ -48,6 +63,9 @@ struct netconn {
 	tls_context_t *tls;
 	char host[256]; /* client: the name the sink's certificate must carry */
 	char peer[384];
+	char address[64];        /* server: the client's address, without the port */
+	ev_tstamp last_activity; /* server, in the handshake: when it last sent bytes */
+	struct netconn *pending_prev, *pending_next; /* the listener's handshakes */
 	bool paused;
 	int depth; /* callbacks in progress: free only at depth 0 */
 	bool free_pending;
@@ -62,10 +80,88 @@ struct netconn_listener {
 	int64_t max_frame;
 	netconn_callbacks_t cb;
 	int pending; /* connections still in their handshake */
+	netconn_t *pending_head;
+	unsigned long dropped; /* handshakes dropped since the last report */
+	ev_tstamp last_report;
 };
 
 static void nc_update_watcher(netconn_t *c, int events);
 static void nc_io(struct ev_loop *loop, ev_io *w, int revents);
+static void nc_kill(netconn_t *c);
+
+/* ---- the sink's handshakes in progress ------------------------------------------ */
+
+static void pending_add(netconn_listener_t *l, netconn_t *c)
+{
+	c->pending_prev = NULL;
+	c->pending_next = l->pending_head;
+	if (l->pending_head)
+		l->pending_head->pending_prev = c;
+	l->pending_head = c;
+	l->pending++;
+}
+
+static void pending_remove(netconn_t *c)
+{
+	netconn_listener_t *l = c->listener;
+
+	if (c->pending_prev)
+		c->pending_prev->pending_next = c->pending_next;
+	else
+		l->pending_head = c->pending_next;
+	if (c->pending_next)
+		c->pending_next->pending_prev = c->pending_prev;
+	c->pending_prev = c->pending_next = NULL;
+	l->pending--;
+}
+
+/* A flood must not flood the log: the first drop after a quiet spell is
+ * logged, then a count at most every DROP_REPORT_INTERVAL. */
+static void report_drop(netconn_listener_t *l, const netconn_t *c, const char *why)
+{
+	ev_tstamp now = ev_now(l->loop);
+
+	l->dropped++;
+	if (now - l->last_report < DROP_REPORT_INTERVAL)
+		return;
+	if (l->dropped > 1)
+		log_warning("dropped %lu unfinished TLS handshakes in %.0f s, the last from %s: %s",
+		            l->dropped, now - l->last_report, c->peer, why);
+	else
+		log_warning("dropped a connection from %s: %s", c->peer, why);
+	l->dropped = 0;
+	l->last_report = now;
+}
+
+/* Makes room for a connection from address: the handshake idle longest (of
+ * that address when it has its share, else of all) goes. */
+static void pending_make_room(netconn_listener_t *l, const char *address)
+{
+	netconn_t *c, *idlest = NULL;
+	int same = 0;
+
+	for (c = l->pending_head; c; c = c->pending_next)
+		if (strcmp(c->address, address) == 0) {
+			same++;
+			if (idlest == NULL || c->last_activity <= idlest->last_activity)
+				idlest = c;
+		}
+	if (same < MAX_PENDING_PER_ADDRESS) {
+		if (l->pending < MAX_PENDING_HANDSHAKES)
+			return;
+		idlest = NULL;
+		for (c = l->pending_head; c; c = c->pending_next)
+			if (idlest == NULL || c->last_activity <= idlest->last_activity)
+				idlest = c;
+	}
+	if (idlest == NULL)
+		return;
+	report_drop(l, idlest,
+	            same >= MAX_PENDING_PER_ADDRESS
+	                    ? "too many unfinished TLS handshakes from its address"
+	                    : "too many unfinished TLS handshakes; it was idle longest");
+	nc_kill(idlest);
+}
 
 int netconn_split_address(const char *address, char *host, size_t host_len, char *port,
                           size_t port_len)
@@ -184,7 +280,7 @@ static void nc_kill(netconn_t *c)
 	if (c->state == NC_DEAD)
 		return;
 	if (c->listener && c->state == NC_HANDSHAKE)
-		c->listener->pending--;
+		pending_remove(c);
 	c->state = NC_DEAD;
 	ev_io_stop(c->loop, &c->io);
 	ev_timer_stop(c->loop, &c->handshake_timer);
@@ -470,7 +566,7 @@ static void nc_opened(netconn_t *c)
 		snprintf(c->peer + n, sizeof(c->peer) - n, " (%s)", subject);
 	}
 	if (c->listener && c->state == NC_HANDSHAKE)
-		c->listener->pending--;
+		pending_remove(c);
 	c->state = NC_OPEN;
 	if (c->server) {
 		if (c->cb.accept && !c->cb.accept(c, c->cb.arg)) {
@@ -510,17 +606,48 @@ static void nc_handshake(netconn_t *c)
 		char why[400];
 		tls_describe_failure(c->ssl, why, sizeof(why));
 		if (c->server) {
-			/* a stranger (or a misconfigured source): refuse and say why */
-			log_warning("refused a connection from %s: TLS handshake failed: %s",
-			            c->peer, why);
+			/* a stranger (or a misconfigured source): refuse and say why; one
+			 * that just hung up is counted with the flood, not logged each */
+			if (strstr(why, "unexpected eof") || strstr(why, "closed the connection"))
+				report_drop(c->listener, c,
+				            "it closed the connection in the TLS handshake");
+			else
+				log_warning(
+				        "refused a connection from %s: TLS handshake failed: %s",
+				        c->peer, why);
 			nc_kill(c);
 		} else {
 			pgf_error_t err;
-			error_set(&err, PGF_E_TLS, "TLS handshake with the sink failed: %s", why);
+			long verify = SSL_get_verify_result(c->ssl);
+			/* say which side objected, or that nobody did: a sink that drops
+			 * unfinished handshakes (busy, restarting) is no certificate problem */
+			if (verify != X509_V_OK) {
+				error_set(&err, PGF_E_TLS, "the sink's certificate was refused: %s",
+				          why);
+				error_hint(&err,
+				           "Check that tls_ca signs the sink's certificate and "
+				           "that tls_peer_name (or the host of sink_address) is "
+				           "a name it carries.");
+			} else if (strstr(why, "alert") != NULL) {
+				error_set(&err, PGF_E_TLS,
+				          "the sink refused this source's certificate: %s", why);
+				error_hint(&err,
+				           "Check that the sink's tls_ca signs tls_cert and that "
+				           "the sink's tls_peer_name is a name tls_cert carries; "
+				           "the sink's log says which.");
+			} else {
+				error_set(
+				        &err, PGF_E_IO,
+				        "the sink closed the connection during the TLS handshake: "
+				        "%s",
+				        why);
+				error_hint(
+				        &err,
+				        "No certificate was refused. The sink drops handshakes "
+				        "that stall or come in a flood, or was restarting; pgferry "
+				        "retries by itself. If this persists, see the sink's log.");
+			}
 			error_where(&err, "%s", c->peer);
-			error_hint(&err,
-			           "Check that both sides use certificates signed by the same "
-			           "tls_ca and that tls_peer_name matches the sink's certificate.");
 			nc_fail(c, &err);
 		}
 	}
@@ -567,6 +694,8 @@ static void nc_io(struct ev_loop *loop, ev_io *w, int revents)
 		break;
 	}
 	case NC_HANDSHAKE:
+		if (revents & EV_READ)
+			c->last_activity = ev_now(c->loop);
 		nc_handshake(c);
 		break;
 	case NC_OPEN:
@@ -600,8 +729,7 @@ static void nc_handshake_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 		return;
 	nc_enter(c);
 	if (c->server) {
-		log_warning("refused a connection from %s: no TLS handshake within %.0f s", c->peer,
-		            HANDSHAKE_TIMEOUT);
+		report_drop(c->listener, c, "no TLS handshake within the time allowed");
 		nc_kill(c);
 	} else {
 		pgf_error_t err;
@@ -688,11 +816,7 @@ static void listener_accept(struct ev_loop *loop, ev_io *w, int revents)
 		inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, host, sizeof(host));
 	else if (sa.ss_family == AF_INET6)
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, host, sizeof(host));
-	if (l->pending >= MAX_PENDING_HANDSHAKES) {
-		log_warning("refused a connection from %s: too many handshakes in progress", host);
-		close(fd);
-		return;
-	}
+	pending_make_room(l, host);
 	set_nonblocking(fd);
 	c = nc_new(loop, fd, l->max_frame, &l->cb);
 	if (c == NULL) {
@@ -702,12 +826,14 @@ static void listener_accept(struct ev_loop *loop, ev_io *w, int revents)
 	c->server = true;
 	c->listener = l;
 	snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port_of(&sa));
+	snprintf(c->address, sizeof(c->address), "%s", host);
+	c->last_activity = ev_now(loop);
 	c->tls = l->tls;
-	ev_timer_init(&c->handshake_timer, nc_handshake_timeout, HANDSHAKE_TIMEOUT, 0.0);
+	ev_timer_init(&c->handshake_timer, nc_handshake_timeout, SERVER_HANDSHAKE_TIMEOUT, 0.0);
 	c->handshake_timer.data = c;
 	ev_timer_start(loop, &c->handshake_timer);
 	c->state = NC_HANDSHAKE;
-	l->pending++;
+	pending_add(l, c);
 	nc_enter(c);
 	nc_start_secure(c);
 	nc_leave(c); // NOLINT(clang-analyzer-unix.Malloc): freed only here, at depth 0
@@ -730,7 +856,7 @@ netconn_listener_t *netconn_listen(struct ev_loop *loop, const char *address, tl
 		if (fd < 0)
 			continue;
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 16) == 0)
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 128) == 0)
 			break;
 		close(fd);
 		fd = -1;

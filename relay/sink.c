@@ -37,6 +37,9 @@
 #include <sys/stat.h>
 
 #define HEARTBEAT_PREFIX "pgferry.heartbeat"
+/* the source sends its hello as soon as TLS is up: a connection silent this
+ * long after it is not a source at work, and gives up the slot */
+#define HELLO_TIMEOUT 3.0
 
 /* handed from the apply thread to the loop */
 typedef struct session_verdict {
@@ -69,6 +72,7 @@ typedef struct sink {
 	/* the current source (network thread only) */
 	netconn_t *conn;
 	uint64_t session;
+	bool said_hello; /* a connection that has not may be displaced by another */
 	bool welcomed;
 	bool paused; /* stopped reading: the apply queue is full */
 	batch_decoder_t *decoder;
@@ -81,6 +85,7 @@ typedef struct sink {
 	uint64_t commit_watermark; /* atomic: newest whole transaction received */
 	bool in_stream_block;
 	ev_tstamp last_heard;
+	ev_tstamp connected_at;
 
 	/* set by the apply thread, read by the loop under lock */
 	pthread_mutex_t lock;
@@ -212,6 +217,7 @@ static void drop_source(sink_t *s, uint16_t code, const char *why)
 		return;
 	s->conn = NULL;
 	s->welcomed = false;
+	s->said_hello = false;
 	end = queue_item_new(QUEUE_SESSION_END, s->session);
 	if (end)
 		queue_push(&s->queue, end);
@@ -230,6 +236,7 @@ static void source_closed(netconn_t *c, void *arg, const pgf_error_t *err)
 	log_info("the source disconnected");
 	s->conn = NULL; /* netconn frees itself after this callback */
 	s->welcomed = false;
+	s->said_hello = false;
 	queue_push(&s->queue, queue_item_new(QUEUE_SESSION_END, s->session));
 	lag_set_source_state(s->lag, LAG_SOURCE_DISCONNECTED, 0);
 }
@@ -405,6 +412,7 @@ static void on_hello(sink_t *s, const uint8_t *payload, size_t len)
 		drop_source(s, WIRE_ERR_VERSION, "unsupported wire protocol version");
 		return;
 	}
+	s->said_hello = true;
 	s->session++;
 	s->expected_seq = 1;
 	s->txn_bytes = 0;
@@ -447,9 +455,18 @@ static void source_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *p
 
 	if (c != s->conn)
 		return;
+	error_clear(&err);
+	/* the source speaks first; anything else before its hello (pings to
+	 * hold the one source slot, say) is refused */
+	if (!s->said_hello && type != WIRE_HELLO) {
+		error_set(&err, PGF_E_PROTOCOL, "frame type %u from %s before its hello", type,
+		          netconn_peer_name(c));
+		log_error_value(LOG_WARNING, &err);
+		drop_source(s, WIRE_ERR_PROTOCOL, err.message);
+		return;
+	}
 	s->last_heard = ev_now(s->loop);
 	lag_on_heard_from_source(s->lag);
-	error_clear(&err);
 	switch (type) {
 	case WIRE_HELLO:
 		on_hello(s, payload, len);
@@ -522,17 +539,27 @@ static bool source_accept(netconn_t *c, void *arg)
 {
 	sink_t *s = arg;
 
-	if (s->conn != NULL) {
+	if (s->conn != NULL && s->said_hello) {
 		log_warning("refused a second source from %s: one source at a time (the first is "
 		            "still connected)",
 		            netconn_peer_name(c));
 		return false;
 	}
+	if (s->conn != NULL) {
+		/* the slot is held by a connection that never said hello: the newer
+		 * one (a restarted source, typically) takes it */
+		log_warning("dropping the connection from %s, which sent no hello in %.1f s, for "
+		            "a new one from %s",
+		            netconn_peer_name(s->conn), ev_now(s->loop) - s->connected_at,
+		            netconn_peer_name(c));
+		drop_source(s, WIRE_ERR_PROTOCOL, "no hello; another connection takes the slot");
+	}
 	log_info("source connected from %s", netconn_peer_name(c));
 	s->conn = c;
 	s->welcomed = false;
+	s->said_hello = false;
 	s->paused = false;
-	s->last_heard = ev_now(s->loop);
+	s->last_heard = s->connected_at = ev_now(s->loop);
 	lag_set_source_state(s->lag, LAG_SOURCE_CONNECTED, 0);
 	return true;
 }
@@ -607,6 +634,12 @@ static void ping_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	/* while paused the sink does not read, so it hears nothing: that is no
 	 * sign of a source gone (TCP and the pongs queued behind the batches
 	 * still tell) */
+	if (s->conn && !s->said_hello && ev_now(loop) - s->connected_at > HELLO_TIMEOUT) {
+		log_warning("no hello from %s within %.0f s; disconnecting it",
+		            netconn_peer_name(s->conn), HELLO_TIMEOUT);
+		drop_source(s, WIRE_ERR_PROTOCOL, "no hello in time");
+		return;
+	}
 	if (s->conn && !s->paused &&
 	    ev_now(loop) - s->last_heard > (double)s->cfg->source_timeout / 1000.0) {
 		log_error("nothing heard from the source for %.1f s; disconnecting it",
