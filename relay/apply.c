@@ -13,9 +13,10 @@
  * of the pipeline, and the DR transaction, its origin progress and
  * pgferry.progress roll back together.
  *
- * Why text parameters without type OIDs: pgoutput sends each value in its
- * type's text form; the DR server infers each parameter's type from the
- * target column, exactly as an INSERT typed by hand would.
+ * Parameters are text (pgoutput sends each value in its type's text form,
+ * printed under settings both connections pin) and are declared with the
+ * DR column's type, so the DR server reads each value with that type's
+ * input function and finds rows by typed values, never by text.
  */
 #include "pgferry/apply.h"
 
@@ -41,7 +42,6 @@
 #define STMT_BUCKETS        1024
 #define STMT_CACHE_MAX      20000
 #define MAX_STREAMS         64
-#define MAX_SUBXACTS        4096
 #define VERIFIED_SLOTS      4096
 #define DURABLE_INTERVAL_MS 50.0
 #define NET_BUCKETS         4096
@@ -70,6 +70,15 @@ typedef struct net_row {
 	size_t key_len;
 } net_row_t;
 
+/* What the DR table says of one column of a relation (in the order of the
+ * primary's Relation message). */
+typedef struct dr_column {
+	Oid type_oid;         /* parameters are sent as this type: values are
+	                       * read by the column's own input function */
+	bool equality;        /* the type has an equality operator */
+	bool identity_always; /* GENERATED ALWAYS AS IDENTITY */
+} dr_column_t;
+
 /* A prepared statement for one shape of change. */
 typedef struct stmt {
 	struct stmt *next;
@@ -90,17 +99,27 @@ typedef struct inflight {
 	const stmt_t *stmt;
 } inflight_t;
 
-/* A streamed transaction being spilled to disk. */
+/* Where a subtransaction's first change starts in its spill file. */
+typedef struct subxact {
+	uint32_t xid;
+	off_t offset;
+} subxact_t;
+
+/* A streamed transaction being spilled to disk. Its subtransactions are
+ * listed in the order their first change came (so in file order: an abort
+ * cuts the file and the list at the same place), with a hash from xid to
+ * list index beside it, since a change of an older subtransaction may come
+ * after younger ones. Both grow by doubling: about 32 bytes for each
+ * subtransaction that changed something, whatever their number. */
 typedef struct stream_file {
 	uint32_t xid;
 	int fd;
 	char path[512];
 	off_t size;
-	int nsubxacts;
-	struct {
-		uint32_t xid;
-		off_t offset;
-	} subxacts[MAX_SUBXACTS];
+	size_t nsubxacts, subxacts_cap;
+	subxact_t *subxacts;
+	uint32_t *slots; /* list index + 1; 0 empty; may point past the list */
+	size_t nslots, slots_used;
 } stream_file_t;
 
 struct apply {
@@ -150,7 +169,9 @@ struct apply {
 	struct {
 		uint32_t relid;
 		uint64_t generation;
-		uint8_t mode; /* NET_NONE, NET_APPEND or NET_COALESCE (check_coalesce) */
+		uint8_t mode;         /* NET_NONE, NET_APPEND or NET_COALESCE (check_coalesce) */
+		bool identity_always; /* a column is GENERATED ALWAYS AS IDENTITY */
+		dr_column_t *columns; /* owned; one per column of the Relation message */
 	} verified[VERIFIED_SLOTS];
 
 	/* net changes of the open group, in order of first appearance */
@@ -168,6 +189,7 @@ struct apply {
 
 	/* parameter arrays, reused */
 	const char *values[2 * PGOUTPUT_MAX_COLUMNS + 2];
+	Oid types[2 * PGOUTPUT_MAX_COLUMNS + 2]; /* of the statement being prepared */
 	int lengths[2 * PGOUTPUT_MAX_COLUMNS + 2];
 	int formats[2 * PGOUTPUT_MAX_COLUMNS + 2];
 	buf_t sql;
@@ -247,6 +269,17 @@ apply_t *apply_create(const config_t *cfg, const apply_hooks_t *hooks)
 static void net_clear(apply_t *a);
 static int net_flush(apply_t *a, pgf_error_t *err);
 
+/* Forgets which relations were checked against the DR tables. */
+static void verified_clear(apply_t *a)
+{
+	int i;
+
+	for (i = 0; i < VERIFIED_SLOTS; i++)
+		free(a->verified[i].columns);
+	memset(a->verified, 0, sizeof(a->verified));
+	a->nverified = 0;
+}
+
 static void stmt_cache_clear(apply_t *a)
 {
 	int i;
@@ -274,6 +307,8 @@ static void stream_close(apply_t *a, stream_file_t *s, bool remove)
 		close(s->fd);
 	if (remove)
 		unlink(s->path);
+	free(s->subxacts);
+	free(s->slots);
 	for (i = 0; i < MAX_STREAMS; i++)
 		if (a->streams[i] == s)
 			a->streams[i] = NULL;
@@ -326,8 +361,7 @@ void apply_disconnect(apply_t *a)
 	memset(&a->pending, 0, sizeof(a->pending));
 	net_clear(a);
 	/* the DR schema may change while we are away */
-	memset(a->verified, 0, sizeof(a->verified));
-	a->nverified = 0;
+	verified_clear(a);
 }
 
 bool apply_connected(const apply_t *a)
@@ -395,16 +429,22 @@ static int dr_conn_error(pgf_error_t *err, PGconn *conn, const char *what)
 
 int apply_connect(apply_t *a, pgf_error_t *err)
 {
-	const char *keys[] = {"dbname", "fallback_application_name", "connect_timeout", "options",
-	                      NULL};
-	/* the walsender prints values with these settings (see source.c); the
-	 * DR session must read them back the same way */
+	const char *keys[] = {"dbname",  "fallback_application_name", "connect_timeout",
+	                      "options", "client_encoding",           NULL};
+	/* the walsender prints values with the same settings (replication.c,
+	 * pinned on its connection whatever the servers' defaults), and this
+	 * session reads them back with these: every value round-trips exactly.
+	 * Values travel in UTF8; each server converts from and to its own
+	 * database encoding (as native logical replication does). */
 	const char *values[] = {
-	        a->cfg->dr_conninfo, "pgferry sink", "10",
+	        a->cfg->dr_conninfo,
+	        "pgferry sink",
+	        "10",
 	        ("-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3 "
-	         "-c standard_conforming_strings=on -c session_replication_role=replica -c "
-	         "plan_cache_mode=force_generic_plan "
-	         "-c synchronous_commit=off"),
+	         "-c timezone=UTC -c bytea_output=hex -c lc_monetary=C "
+	         "-c standard_conforming_strings=on -c session_replication_role=replica "
+	         "-c plan_cache_mode=force_generic_plan -c synchronous_commit=off"),
+	        "UTF8",
 	        NULL};
 	PGresult *res;
 
@@ -763,7 +803,7 @@ static const stmt_t *stmt_prepare(apply_t *a, const buf_t *key, const buf_t *sql
 	memcpy(s->key, key->data, key->len);
 	s->key_len = key->len;
 	snprintf(s->name, sizeof(s->name), "pgferry_%u", ++a->next_stmt_id);
-	if (PQsendPrepare(a->conn, s->name, sql->data, nparams, NULL) != 1) {
+	if (PQsendPrepare(a->conn, s->name, sql->data, nparams, a->types) != 1) {
 		free(s->key);
 		free(s->sql);
 		free(s);
@@ -814,22 +854,50 @@ static bool verified_get(apply_t *a, uint32_t relid, uint64_t generation, uint8_
 	return false;
 }
 
-static void verified_put(apply_t *a, uint32_t relid, uint64_t generation, uint8_t mode)
+/* Records a checked relation; takes ownership of columns. */
+static void verified_put(apply_t *a, const relcache_entry_t *rel, uint8_t mode,
+                         dr_column_t *columns)
 {
-	unsigned i = (relid * 2654435761u) % VERIFIED_SLOTS;
+	unsigned i = (rel->relid * 2654435761u) % VERIFIED_SLOTS;
+	int c;
 
 	if (a->nverified >= VERIFIED_SLOTS / 2) {
 		/* more relations than expected: forget, and check again */
-		memset(a->verified, 0, sizeof(a->verified));
-		a->nverified = 0;
+		verified_clear(a);
 	}
-	while (a->verified[i].relid != 0 && a->verified[i].relid != relid)
+	while (a->verified[i].relid != 0 && a->verified[i].relid != rel->relid)
 		i = (i + 1) % VERIFIED_SLOTS;
 	if (a->verified[i].relid == 0)
 		a->nverified++;
-	a->verified[i].relid = relid;
-	a->verified[i].generation = generation;
+	free(a->verified[i].columns);
+	a->verified[i].relid = rel->relid;
+	a->verified[i].generation = rel->generation;
 	a->verified[i].mode = mode;
+	a->verified[i].columns = columns;
+	a->verified[i].identity_always = false;
+	for (c = 0; c < rel->ncolumns; c++)
+		if (columns[c].identity_always)
+			a->verified[i].identity_always = true;
+}
+
+/* The DR columns of a checked relation (valid until the next check), or
+ * NULL when it was not checked in this generation. */
+static const dr_column_t *verified_columns(apply_t *a, const relcache_entry_t *rel,
+                                           bool *identity_always)
+{
+	unsigned i = (rel->relid * 2654435761u) % VERIFIED_SLOTS, n;
+
+	for (n = 0; n < VERIFIED_SLOTS && a->verified[i].relid != 0; n++) {
+		if (a->verified[i].relid == rel->relid) {
+			if (a->verified[i].generation != rel->generation)
+				return NULL;
+			if (identity_always)
+				*identity_always = a->verified[i].identity_always;
+			return a->verified[i].columns;
+		}
+		i = (i + 1) % VERIFIED_SLOTS;
+	}
+	return NULL;
 }
 
 /* Sends sql in the pipeline and syncs; the result is left in a->kept. */
@@ -873,7 +941,8 @@ static int drift(const relcache_entry_t *rel, pgf_error_t *err, const char *fmt,
  * in any order, yields the same table and cannot trip a constraint. */
 static bool has_key_columns(const relcache_entry_t *rel);
 
-static int check_coalesce(apply_t *a, const relcache_entry_t *rel, pgf_error_t *err)
+static int check_coalesce(apply_t *a, const relcache_entry_t *rel, dr_column_t *columns,
+                          pgf_error_t *err)
 {
 	const char *params[3] = {rel->namespace, rel->name, NULL};
 	uint8_t mode = NET_NONE;
@@ -881,7 +950,7 @@ static int check_coalesce(apply_t *a, const relcache_entry_t *rel, pgf_error_t *
 	int i, n = 0;
 
 	if (!a->cfg->apply_coalesce) {
-		verified_put(a, rel->relid, rel->generation, NET_NONE);
+		verified_put(a, rel, NET_NONE, columns);
 		return PGF_OK;
 	}
 	/* the key columns as a text[] literal, sorted like array_agg below */
@@ -902,6 +971,7 @@ static int check_coalesce(apply_t *a, const relcache_entry_t *rel, pgf_error_t *
 	buf_append_char(&keys, '}');
 	if (buf_failed(&keys)) {
 		buf_free(&keys);
+		free(columns);
 		return error_set(err, PGF_E_MEMORY, "out of memory");
 	}
 	params[2] = keys.data;
@@ -921,6 +991,7 @@ static int check_coalesce(apply_t *a, const relcache_entry_t *rel, pgf_error_t *
 	            "t.tgenabled = 'A')",
 	            3, params, "coalesce check", err) != PGF_OK) {
 		buf_free(&keys);
+		free(columns);
 		return PGF_ERR;
 	}
 	buf_free(&keys);
@@ -933,7 +1004,7 @@ static int check_coalesce(apply_t *a, const relcache_entry_t *rel, pgf_error_t *
 	}
 	PQclear(a->kept);
 	a->kept = NULL;
-	verified_put(a, rel->relid, rel->generation, mode);
+	verified_put(a, rel, mode, columns);
 	return PGF_OK;
 }
 
@@ -943,6 +1014,7 @@ static int check_coalesce(apply_t *a, const relcache_entry_t *rel, pgf_error_t *
 static int check_drift(apply_t *a, const relcache_entry_t *rel, pgf_error_t *err)
 {
 	const char *params[2] = {rel->namespace, rel->name};
+	dr_column_t *columns;
 	PGresult *res;
 	int i, j, n;
 
@@ -950,7 +1022,8 @@ static int check_drift(apply_t *a, const relcache_entry_t *rel, pgf_error_t *err
 		return PGF_OK;
 	if (pipeline_query(a,
 	                   "SELECT a.attname, a.atttypid::int8, format_type(a.atttypid, "
-	                   "a.atttypmod), a.attgenerated <> '' FROM pg_catalog.pg_attribute a "
+	                   "a.atttypmod), a.attgenerated <> '', a.attidentity = 'a', "
+	                   "pgferry.type_has_equality(a.atttypid) FROM pg_catalog.pg_attribute a "
 	                   "JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN "
 	                   "pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname "
 	                   "= $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') AND a.attnum > 0 "
@@ -961,14 +1034,22 @@ static int check_drift(apply_t *a, const relcache_entry_t *rel, pgf_error_t *err
 	n = PQntuples(res);
 	if (n == 0)
 		return drift(rel, err, "the table does not exist on the DR database");
+	columns = calloc(rel->ncolumns ? rel->ncolumns : 1, sizeof(*columns));
+	if (columns == NULL)
+		return error_set(err, PGF_E_MEMORY, "out of memory");
 	for (i = 0; i < rel->ncolumns; i++) {
 		const relcache_column_t *c = &rel->columns[i];
 		for (j = 0; j < n; j++)
 			if (strcmp(PQgetvalue(res, j, 0), c->name) == 0)
 				break;
-		if (j == n)
+		if (j == n) {
+			free(columns);
 			return drift(rel, err, "column \"%s\" is missing on the DR database",
 			             c->name);
+		}
+		columns[i].type_oid = (Oid)strtoul(PQgetvalue(res, j, 1), NULL, 10);
+		columns[i].identity_always = strcmp(PQgetvalue(res, j, 4), "t") == 0;
+		columns[i].equality = strcmp(PQgetvalue(res, j, 5), "t") == 0;
 		/* built-in types have the same OID everywhere; others are compared
 		 * by the DR server when the value is read */
 		if (c->type_oid < 16384 &&
@@ -980,6 +1061,7 @@ static int check_drift(apply_t *a, const relcache_entry_t *rel, pgf_error_t *err
 			snprintf(oid, sizeof(oid), "%u", c->type_oid);
 			snprintf(mod, sizeof(mod), "%d", c->type_mod);
 			/* a built-in type has the same name on the DR side */
+			free(columns);
 			if (pipeline_query(a, "SELECT format_type($1::oid, $2::int)", 2, p,
 			                   "type name", err) == PGF_OK &&
 			    PQntuples(a->kept) == 1)
@@ -997,15 +1079,17 @@ static int check_drift(apply_t *a, const relcache_entry_t *rel, pgf_error_t *err
 		for (i = 0; i < rel->ncolumns; i++)
 			if (strcmp(rel->columns[i].name, name) == 0)
 				break;
-		if (i == rel->ncolumns)
+		if (i == rel->ncolumns) {
+			free(columns);
 			return drift(
 			        rel, err,
 			        "column \"%s\" exists on the DR database but not on the primary",
 			        name);
+		}
 	}
 	PQclear(a->kept);
 	a->kept = NULL;
-	return check_coalesce(a, rel, err);
+	return check_coalesce(a, rel, columns, err);
 }
 
 static const relcache_entry_t *known_relation(apply_t *a, uint32_t relid, pgf_error_t *err)
@@ -1098,6 +1182,8 @@ static int send_stmt(apply_t *a, const stmt_t *s, int n, const char *what, uint3
 static int apply_insert(apply_t *a, uint32_t relid, const tuple_t *t, pgf_error_t *err)
 {
 	const relcache_entry_t *rel = known_relation(a, relid, err);
+	const dr_column_t *dr;
+	bool identity_always = false;
 	const stmt_t *s;
 	int i, n = 0;
 
@@ -1107,6 +1193,7 @@ static int apply_insert(apply_t *a, uint32_t relid, const tuple_t *t, pgf_error_
 	s = stmt_find(a, &a->key);
 	if (s != NULL)
 		goto send;
+	dr = verified_columns(a, rel, &identity_always);
 	buf_reset(&a->sql);
 	buf_append_str(&a->sql, "INSERT INTO ");
 	append_qualified(&a->sql, rel);
@@ -1115,8 +1202,13 @@ static int apply_insert(apply_t *a, uint32_t relid, const tuple_t *t, pgf_error_
 		if (i)
 			buf_append_str(&a->sql, ", ");
 		append_ident(&a->sql, rel->columns[i].name);
+		a->types[i] = dr ? dr[i].type_oid : 0;
 	}
-	buf_append_str(&a->sql, ") VALUES (");
+	buf_append_char(&a->sql, ')');
+	/* the primary's value of an identity column is the value */
+	if (identity_always)
+		buf_append_str(&a->sql, " OVERRIDING SYSTEM VALUE");
+	buf_append_str(&a->sql, " VALUES (");
 	for (i = 0; i < rel->ncolumns; i++)
 		buf_printf(&a->sql, "%s$%d", i ? ", " : "", i + 1);
 	buf_append_char(&a->sql, ')');
@@ -1138,15 +1230,27 @@ send:
 }
 
 /*
- * The WHERE clause that finds the row: by key columns for replica identity
- * DEFAULT / INDEX; for FULL, every old column compared NULL-safely (as
- * text, so that types without an equality operator work too), limited to
- * one physical row since a table without a key may hold duplicates.
+ * The WHERE clause that finds the row. Values are parameters of the DR
+ * column's own type (a->types), so they are read by that type's input
+ * function in the DR session and compared as values, never as the text
+ * the walsender printed.
+ *
+ * Replica identity DEFAULT / INDEX: by the key columns, with their
+ * equality. FULL: every old column (but unchanged TOAST), NULL-safely, with
+ * the type's equality where it has one and by the exact text of both
+ * values printed by the DR server where it has none (json, point, xml...);
+ * among equal rows, one whose every value also prints the same comes first
+ * (equal is not identical: 1.0 and 1.00, citext 'A' and 'a'); limited to
+ * one physical row, since a table without a key may hold duplicates.
+ *
+ * A GENERATED ALWAYS identity column that is not a key is left out of the
+ * SET list (the DR server takes no value for it in an UPDATE) and checked
+ * here to have the new value (guard), so a change of it cannot pass unseen.
  */
-static void append_where(apply_t *a, const relcache_entry_t *rel, const tuple_t *old, bool full,
-                         int *pno)
+static void append_where(apply_t *a, const relcache_entry_t *rel, const dr_column_t *dr,
+                         const tuple_t *old, bool full, const bool *guard, int *pno)
 {
-	int i;
+	int i, first_param = *pno + 1;
 	bool first = true;
 
 	if (full) {
@@ -1159,27 +1263,76 @@ static void append_where(apply_t *a, const relcache_entry_t *rel, const tuple_t 
 			if (!first)
 				buf_append_str(&a->sql, " AND ");
 			first = false;
-			buf_append_char(&a->sql, '(');
-			append_ident(&a->sql, rel->columns[i].name);
-			buf_printf(&a->sql, ")::text IS NOT DISTINCT FROM $%d", ++*pno);
+			a->types[*pno] = dr ? dr[i].type_oid : 0;
+			if (dr == NULL || dr[i].equality) {
+				append_ident(&a->sql, rel->columns[i].name);
+				buf_printf(&a->sql, " IS NOT DISTINCT FROM $%d", ++*pno);
+			} else {
+				buf_append_char(&a->sql, '(');
+				append_ident(&a->sql, rel->columns[i].name);
+				buf_printf(&a->sql, ")::text IS NOT DISTINCT FROM $%d::text",
+				           ++*pno);
+			}
 		}
 		if (first)
 			buf_append_str(&a->sql, "true");
+		if (!first && dr != NULL) {
+			int p = first_param;
+			bool any = false;
+			buf_append_str(&a->sql, " ORDER BY ");
+			for (i = 0; i < rel->ncolumns; i++) {
+				if (old->columns[i].kind == 'u')
+					continue;
+				if (dr[i].equality) {
+					buf_append_str(&a->sql, any ? " AND (" : "(");
+					append_ident(&a->sql, rel->columns[i].name);
+					buf_printf(&a->sql,
+					           ")::text IS NOT DISTINCT FROM $%d::text", p);
+					any = true;
+				}
+				p++;
+			}
+			if (any)
+				buf_append_str(&a->sql, " DESC");
+			else
+				buf_append_str(&a->sql, "1");
+		}
 		buf_append_str(&a->sql, " LIMIT 1)");
-		return;
+	} else {
+		buf_append_str(&a->sql, " WHERE ");
+		for (i = 0; i < rel->ncolumns; i++) {
+			if (!rel->columns[i].key)
+				continue;
+			if (!first)
+				buf_append_str(&a->sql, " AND ");
+			first = false;
+			a->types[*pno] = dr ? dr[i].type_oid : 0;
+			append_ident(&a->sql, rel->columns[i].name);
+			buf_printf(&a->sql, " = $%d", ++*pno);
+		}
+		if (first)
+			buf_append_str(&a->sql, "false");
 	}
-	buf_append_str(&a->sql, " WHERE ");
-	for (i = 0; i < rel->ncolumns; i++) {
-		if (!rel->columns[i].key)
+	for (i = 0; guard && i < rel->ncolumns; i++) {
+		if (!guard[i])
 			continue;
-		if (!first)
-			buf_append_str(&a->sql, " AND ");
-		first = false;
+		a->types[*pno] = dr[i].type_oid;
+		buf_append_str(&a->sql, " AND ");
 		append_ident(&a->sql, rel->columns[i].name);
 		buf_printf(&a->sql, " = $%d", ++*pno);
 	}
-	if (first)
-		buf_append_str(&a->sql, "false");
+}
+
+static void add_where_params(apply_t *a, const relcache_entry_t *rel, const tuple_t *old, bool full,
+                             int *n)
+{
+	int i;
+
+	for (i = 0; i < rel->ncolumns; i++) {
+		if (full ? old->columns[i].kind == 'u' : !rel->columns[i].key)
+			continue;
+		add_param(a, n, &old->columns[i]);
+	}
 }
 
 /* An UPDATE or DELETE that finds its row by key or by a whole row must
@@ -1214,18 +1367,6 @@ static void append_row_check_end(apply_t *a, const relcache_entry_t *rel, const 
 	buf_append_str(&a->sql, "', count(*)) END FROM pgferry_changed");
 }
 
-static void add_where_params(apply_t *a, const relcache_entry_t *rel, const tuple_t *old, bool full,
-                             int *n)
-{
-	int i;
-
-	for (i = 0; i < rel->ncolumns; i++) {
-		if (full ? old->columns[i].kind == 'u' : !rel->columns[i].key)
-			continue;
-		add_param(a, n, &old->columns[i]);
-	}
-}
-
 static int no_identity_error(const relcache_entry_t *rel, const char *op, pgf_error_t *err)
 {
 	error_set(err, PGF_E_APPLY, "cannot %s in %s.%s: it has no replica identity", op,
@@ -1244,12 +1385,59 @@ static bool has_key_columns(const relcache_entry_t *rel)
 	return false;
 }
 
+static bool same_value(const tuple_column_t *x, const tuple_column_t *y)
+{
+	return x->kind == y->kind && x->len == y->len &&
+	       (x->len == 0 || memcmp(x->data, y->data, x->len) == 0);
+}
+
+/* How an UPDATE treats each GENERATED ALWAYS identity column of the DR
+ * table, which the DR server lets no UPDATE set: left out of the SET list
+ * (skip) when the value is known not to change, or when it cannot be known
+ * (a column outside the key), then checked in the WHERE clause (guard). A
+ * value that does change stops apply with an error saying what to do. */
+static int identity_plan(const relcache_entry_t *rel, const dr_column_t *dr, const tuple_t *newt,
+                         const tuple_t *old, char old_kind, bool *skip, bool *guard,
+                         pgf_error_t *err)
+{
+	int i;
+
+	for (i = 0; i < rel->ncolumns; i++) {
+		bool changed = false;
+		skip[i] = guard[i] = false;
+		if (!dr[i].identity_always || newt->columns[i].kind == 'u')
+			continue;
+		skip[i] = true;
+		if (old_kind == 'O' || (old_kind == 'K' && rel->columns[i].key))
+			changed = old->columns[i].kind != 'u' &&
+			          !same_value(&old->columns[i], &newt->columns[i]);
+		else if (!rel->columns[i].key)
+			guard[i] = true; /* the old value was not sent */
+		if (changed) {
+			error_set(err, PGF_E_APPLY,
+			          "the primary changed the GENERATED ALWAYS identity column \"%s\" "
+			          "of "
+			          "%s.%s, which the DR database lets no UPDATE set",
+			          rel->columns[i].name, rel->namespace, rel->name);
+			error_hint(
+			        err,
+			        "Make the DR column GENERATED BY DEFAULT (ALTER TABLE ... ALTER "
+			        "COLUMN ... SET GENERATED BY DEFAULT) or drop its identity; apply "
+			        "retries by itself.");
+			return PGF_ERR;
+		}
+	}
+	return PGF_OK;
+}
+
 static int apply_update(apply_t *a, const pgoutput_message_t *m, pgf_error_t *err)
 {
 	const relcache_entry_t *rel = known_relation(a, m->u.update.relid, err);
 	const tuple_t *newt = &m->u.update.new_tuple;
 	const tuple_t *old;
-	bool full;
+	const dr_column_t *dr;
+	bool full, identity_always = false;
+	bool skip[PGOUTPUT_MAX_COLUMNS], guard[PGOUTPUT_MAX_COLUMNS];
 	const stmt_t *s;
 	int i, n = 0, pno = 0;
 
@@ -1265,6 +1453,13 @@ static int apply_update(apply_t *a, const pgoutput_message_t *m, pgf_error_t *er
 		;
 	if (i == rel->ncolumns)
 		return PGF_OK; /* nothing but unchanged TOAST: nothing to write */
+	dr = verified_columns(a, rel, &identity_always);
+	if (dr == NULL || !identity_always) {
+		memset(skip, 0, sizeof(bool) * rel->ncolumns);
+		memset(guard, 0, sizeof(bool) * rel->ncolumns);
+	} else if (identity_plan(rel, dr, newt, old, m->u.update.old_kind, skip, guard, err) !=
+	           PGF_OK)
+		return PGF_ERR;
 	shape_key(a, 'U', rel, newt, old, full);
 	s = stmt_find(a, &a->key);
 	if (s != NULL)
@@ -1276,14 +1471,24 @@ static int apply_update(apply_t *a, const pgoutput_message_t *m, pgf_error_t *er
 	buf_append_str(&a->sql, " SET ");
 	for (i = 0; i < rel->ncolumns; i++) {
 		/* unchanged TOAST values are not sent: leave them as they are */
-		if (newt->columns[i].kind == 'u')
+		if (newt->columns[i].kind == 'u' || skip[i])
 			continue;
 		if (pno)
 			buf_append_str(&a->sql, ", ");
 		append_ident(&a->sql, rel->columns[i].name);
+		a->types[pno] = dr ? dr[i].type_oid : 0;
 		buf_printf(&a->sql, " = $%d", ++pno);
 	}
-	append_where(a, rel, old, full, &pno);
+	if (pno == 0) {
+		/* nothing but identity columns that stay: write the row as it is,
+		 * so that it must still be there */
+		for (i = 0; i < rel->ncolumns - 1 && dr && dr[i].identity_always; i++)
+			;
+		append_ident(&a->sql, rel->columns[i].name);
+		buf_append_str(&a->sql, " = ");
+		append_ident(&a->sql, rel->columns[i].name);
+	}
+	append_where(a, rel, dr, old, full, identity_always ? guard : NULL, &pno);
 	append_row_check_end(a, rel, "update");
 	if (buf_failed(&a->sql) || buf_failed(&a->key))
 		return error_set(err, PGF_E_MEMORY, "out of memory");
@@ -1292,9 +1497,12 @@ static int apply_update(apply_t *a, const pgoutput_message_t *m, pgf_error_t *er
 		return PGF_ERR;
 send:
 	for (i = 0; i < rel->ncolumns; i++)
-		if (newt->columns[i].kind != 'u')
+		if (newt->columns[i].kind != 'u' && !skip[i])
 			add_param(a, &n, &newt->columns[i]);
 	add_where_params(a, rel, old, full, &n);
+	for (i = 0; identity_always && i < rel->ncolumns; i++)
+		if (guard[i])
+			add_param(a, &n, &newt->columns[i]);
 	return send_stmt(a, s, n, "update", rel->relid, true, err);
 }
 
@@ -1318,7 +1526,7 @@ static int apply_delete(apply_t *a, const pgoutput_message_t *m, pgf_error_t *er
 	append_row_check_start(a);
 	buf_append_str(&a->sql, "DELETE FROM ");
 	append_qualified(&a->sql, rel);
-	append_where(a, rel, old, full, &pno);
+	append_where(a, rel, verified_columns(a, rel, NULL), old, full, NULL, &pno);
 	append_row_check_end(a, rel, "delete");
 	if (buf_failed(&a->sql) || buf_failed(&a->key))
 		return error_set(err, PGF_E_MEMORY, "out of memory");
@@ -1663,6 +1871,77 @@ static int write_all(int fd, const void *data, size_t len)
 	return PGF_OK;
 }
 
+/* The index of subtransaction xid in s's list, or s->nsubxacts. Slots
+ * left by an abort point past the list or at another xid: skipped. */
+static size_t subxact_find(const stream_file_t *s, uint32_t xid)
+{
+	size_t h, mask = s->nslots - 1;
+
+	if (s->nslots == 0)
+		return s->nsubxacts;
+	for (h = (xid * 2654435761u) & mask; s->slots[h] != 0; h = (h + 1) & mask) {
+		size_t i = s->slots[h] - 1;
+		if (i < s->nsubxacts && s->subxacts[i].xid == xid)
+			return i;
+	}
+	return s->nsubxacts;
+}
+
+static void subxact_slot_put(stream_file_t *s, size_t i)
+{
+	size_t h, mask = s->nslots - 1;
+
+	for (h = (s->subxacts[i].xid * 2654435761u) & mask; s->slots[h] != 0; h = (h + 1) & mask)
+		;
+	s->slots[h] = (uint32_t)(i + 1);
+	s->slots_used++;
+}
+
+/* Remembers where a subtransaction's changes start, for its abort. */
+static int subxact_note(stream_file_t *s, uint32_t xid, pgf_error_t *err)
+{
+	size_t i;
+
+	/* the common case: the latest subtransaction goes on */
+	if (s->nsubxacts > 0 && s->subxacts[s->nsubxacts - 1].xid == xid)
+		return PGF_OK;
+	if (subxact_find(s, xid) < s->nsubxacts)
+		return PGF_OK;
+	if (s->nsubxacts == s->subxacts_cap) {
+		size_t cap = s->subxacts_cap ? 2 * s->subxacts_cap : 64;
+		subxact_t *n = realloc(s->subxacts, cap * sizeof(*n));
+		if (n == NULL || cap > UINT32_MAX - 1)
+			return error_set(err, PGF_E_MEMORY,
+			                 "out of memory for the subtransactions of transaction %u",
+			                 s->xid);
+		s->subxacts = n;
+		s->subxacts_cap = cap;
+	}
+	s->subxacts[s->nsubxacts].xid = xid;
+	s->subxacts[s->nsubxacts].offset = s->size;
+	s->nsubxacts++;
+	/* at most half full, counting slots an abort left behind */
+	if (2 * (s->slots_used + 1) > s->nslots) {
+		size_t n = 128;
+		uint32_t *slots;
+		while (n < 4 * s->nsubxacts)
+			n *= 2;
+		slots = calloc(n, sizeof(*slots));
+		if (slots == NULL)
+			return error_set(err, PGF_E_MEMORY,
+			                 "out of memory for the subtransactions of transaction %u",
+			                 s->xid);
+		free(s->slots);
+		s->slots = slots;
+		s->nslots = n;
+		s->slots_used = 0;
+		for (i = 0; i < s->nsubxacts; i++)
+			subxact_slot_put(s, i);
+	} else
+		subxact_slot_put(s, s->nsubxacts - 1);
+	return PGF_OK;
+}
+
 /* Spill record: u32 length, u64 wal_start, the pgoutput message. */
 static int stream_append(apply_t *a, stream_file_t *s, uint64_t wal_start, const uint8_t *data,
                          size_t len, pgf_error_t *err)
@@ -1671,19 +1950,8 @@ static int stream_append(apply_t *a, stream_file_t *s, uint64_t wal_start, const
 	int i;
 
 	/* remember where each subtransaction starts, for subtransaction aborts */
-	if (a->msg->has_xid && a->msg->xid != s->xid) {
-		for (i = 0; i < s->nsubxacts && s->subxacts[i].xid != a->msg->xid; i++)
-			;
-		if (i == s->nsubxacts) {
-			if (s->nsubxacts == MAX_SUBXACTS)
-				return error_set(err, PGF_E_MEMORY,
-				                 "transaction %u has more than %d subtransactions",
-				                 s->xid, MAX_SUBXACTS);
-			s->subxacts[i].xid = a->msg->xid;
-			s->subxacts[i].offset = s->size;
-			s->nsubxacts++;
-		}
-	}
+	if (a->msg->has_xid && a->msg->xid != s->xid && subxact_note(s, a->msg->xid, err) != PGF_OK)
+		return PGF_ERR;
 	hdr[0] = (uint8_t)(len >> 24);
 	hdr[1] = (uint8_t)(len >> 16);
 	hdr[2] = (uint8_t)(len >> 8);
@@ -1703,7 +1971,7 @@ static int stream_append(apply_t *a, stream_file_t *s, uint64_t wal_start, const
 static int stream_abort(apply_t *a, uint32_t xid, uint32_t subxid, pgf_error_t *err)
 {
 	stream_file_t *s = stream_find(a, xid);
-	int i;
+	size_t i;
 
 	if (s == NULL)
 		return PGF_OK; /* nothing of it was spilled */
@@ -1711,8 +1979,7 @@ static int stream_abort(apply_t *a, uint32_t xid, uint32_t subxid, pgf_error_t *
 		stream_close(a, s, true);
 		return PGF_OK;
 	}
-	for (i = 0; i < s->nsubxacts && s->subxacts[i].xid != subxid; i++)
-		;
+	i = subxact_find(s, subxid);
 	if (i == s->nsubxacts)
 		return PGF_OK; /* the subtransaction changed nothing */
 	/* drop the subtransaction and every one started after it */
@@ -1940,8 +2207,7 @@ static int apply_ddl(apply_t *a, const char *text, size_t len, pgf_error_t *err)
 	if (PQenterPipelineMode(a->conn) != 1 && rc == PGF_OK)
 		rc = dr_conn_error(err, a->conn, "entering pipeline mode");
 	/* tables may have changed under cached checks */
-	memset(a->verified, 0, sizeof(a->verified));
-	a->nverified = 0;
+	verified_clear(a);
 	return rc;
 }
 
@@ -2286,8 +2552,7 @@ void apply_reset(apply_t *a)
 	a->pipeline_bytes = 0;
 	PQclear(a->kept);
 	a->kept = NULL;
-	memset(a->verified, 0, sizeof(a->verified));
-	a->nverified = 0;
+	verified_clear(a);
 	net_clear(a);
 	/* groups committed before the one rolled back stay committed: make
 	 * them durable and say so, or the figures would call them unapplied

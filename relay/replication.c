@@ -52,16 +52,24 @@ static int result_error(pgf_error_t *err, PGresult *res, const char *what)
 
 int replication_connect(replication_conn_t *rc, const char *conninfo, pgf_error_t *err)
 {
-	const char *keys[] = {"dbname",          "replication", "fallback_application_name",
-	                      "connect_timeout", "options",     NULL};
-	/* the walsender prints values in these settings; the sink reads them
-	 * back with the same ones (as PostgreSQL's own apply worker does) */
+	const char *keys[] = {"dbname",
+	                      "replication",
+	                      "fallback_application_name",
+	                      "connect_timeout",
+	                      "options",
+	                      "client_encoding",
+	                      NULL};
+	/* the walsender prints values in these settings, whatever the primary's
+	 * defaults; the sink's DR session reads them back with the same ones
+	 * (apply.c). pgoutput converts values and names to client_encoding. */
 	const char *values[] = {
 	        conninfo,
 	        "database",
 	        "pgferry",
 	        "10",
-	        "-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3",
+	        "-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3 "
+	        "-c timezone=UTC -c bytea_output=hex -c lc_monetary=C",
+	        "UTF8",
 	        NULL};
 	PGresult *res;
 

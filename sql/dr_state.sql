@@ -62,6 +62,56 @@ BEGIN
 END
 $$;
 
+-- Whether values of a type can be compared with the type's own equality
+-- (what PostgreSQL's typcache calls its equality operator: the default
+-- btree or hash operator class; arrays, composites, ranges and domains
+-- through what they are made of). The sink finds a row of a REPLICA
+-- IDENTITY FULL table by each column's equality where there is one, and
+-- by the exact text of the value read into its type where there is none
+-- (json, point, xml...).
+CREATE OR REPLACE FUNCTION pgferry.type_has_equality(t oid) RETURNS boolean
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    ty record;
+BEGIN
+    SELECT typtype, typbasetype, typelem, typrelid, typsubscript::text AS subscript
+        INTO ty FROM pg_catalog.pg_type WHERE oid = t;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF ty.typtype = 'd' THEN
+        RETURN pgferry.type_has_equality(ty.typbasetype);
+    END IF;
+    IF ty.subscript = 'array_subscript_handler' THEN
+        RETURN pgferry.type_has_equality(ty.typelem);
+    END IF;
+    IF ty.typtype = 'c' THEN
+        RETURN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                           WHERE a.attrelid = ty.typrelid AND a.attnum > 0
+                             AND NOT a.attisdropped
+                             AND NOT pgferry.type_has_equality(a.atttypid));
+    END IF;
+    IF ty.typtype = 'r' THEN
+        RETURN pgferry.type_has_equality((SELECT rngsubtype FROM pg_catalog.pg_range
+                                          WHERE rngtypid = t));
+    END IF;
+    IF ty.typtype = 'm' THEN
+        RETURN pgferry.type_has_equality((SELECT rngsubtype FROM pg_catalog.pg_range
+                                          WHERE rngmultitypid = t));
+    END IF;
+    IF ty.typtype = 'e' THEN
+        RETURN true;
+    END IF;
+    RETURN EXISTS (SELECT 1 FROM pg_catalog.pg_opclass c
+                   JOIN pg_catalog.pg_am m ON m.oid = c.opcmethod
+                   WHERE c.opcdefault AND m.amname IN ('btree', 'hash')
+                     AND (c.opcintype = t
+                          OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast k
+                                     WHERE k.castsource = t AND k.casttarget = c.opcintype
+                                       AND k.castmethod = 'b' AND k.castcontext = 'i')));
+END
+$$;
+
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = 'pgferry') THEN
