@@ -748,3 +748,14 @@ void config_print_keys(FILE *out, bool markdown)
 			        def[0] ? def : "-", k->help);
 	}
 }
+
+/* for the man page, which lists the same table */
+const char *config_type_text(config_type_t type)
+{
+	return type_name(type);
+}
+
+const char *config_roles_text(int roles)
+{
+	return roles_text(roles);
+}

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static double num(json_t *o, const char *a, const char *b)
@@ -120,13 +121,31 @@ static const char *sink_url(cli_t *cli, int *i_out)
 	return cli->cfg.sink_url;
 }
 
+/* --watch's interval: a bare number is seconds, as for watch(1); units as
+ * in the configuration (500ms, 2s, 1min) */
+static int watch_interval(const char *text, int64_t *ms)
+{
+	char *end;
+	double seconds = strtod(text, &end);
+
+	if (end != text && *end == '\0' && seconds > 0 && seconds <= 86400) {
+		*ms = (int64_t)(seconds * 1000);
+		return *ms > 0 ? PGF_OK : PGF_ERR;
+	}
+	if (config_parse_duration(text, ms) != PGF_OK || *ms <= 0 || *ms > 86400000)
+		return PGF_ERR;
+	return PGF_OK;
+}
+
 int cmd_lag(int argc, char **argv)
 {
 	cli_t cli;
 	pgf_error_t err;
-	bool as_json = false, watch = false;
+	bool as_json = false, watch = false, tty = isatty(STDOUT_FILENO) == 1;
 	const char *url;
 	int i, url_at, rc = EXIT_ERROR;
+	int64_t interval_ms = 1000;
+	long reports = 0;
 
 	error_clear(&err);
 	if (cli_load(argc, argv, 0, &cli, &err) != PGF_OK) {
@@ -140,10 +159,21 @@ int cmd_lag(int argc, char **argv)
 			continue;
 		if (strcmp(cli.argv[i], "--json") == 0)
 			as_json = true;
-		else if (strcmp(cli.argv[i], "--watch") == 0)
+		else if (strcmp(cli.argv[i], "--watch") == 0) {
 			watch = true;
-		else {
-			fprintf(stderr, "Usage: pgferry lag [--url URL] [--json] [--watch]\n");
+			if (i + 1 < cli.argc && cli.argv[i + 1][0] != '-' &&
+			    watch_interval(cli.argv[++i], &interval_ms) != PGF_OK) {
+				fprintf(stderr,
+				        "pgferry lag: --watch takes an interval such as 5 "
+				        "(seconds), "
+				        "2s or 500ms, not \"%s\"\n",
+				        cli.argv[i]);
+				cli_free(&cli);
+				return EXIT_ERROR;
+			}
+		} else {
+			fprintf(stderr,
+			        "Usage: pgferry lag [--url URL] [--json] [--watch [INTERVAL]]\n");
 			cli_free(&cli);
 			return EXIT_ERROR;
 		}
@@ -172,16 +202,23 @@ int cmd_lag(int argc, char **argv)
 			free(f.data);
 			rc = EXIT_ERROR;
 		} else {
-			if (watch)
+			/* a terminal shows one report at a time; a pipe or a file gets
+			 * each report in turn, with no escape codes in the text */
+			if (watch && tty)
 				fputs("\033[H\033[2J", stdout); /* clear, home */
+			else if (watch && reports > 0)
+				fputc('\n', stdout);
+			reports++;
 			print_report(stdout, st, url);
 			json_decref(st);
 			free(f.data);
 			rc = 0;
 		}
 		fflush(stdout);
-		if (watch && !interrupted)
-			sleep(1);
+		if (watch && !interrupted) {
+			struct timespec ts = {interval_ms / 1000, interval_ms % 1000 * 1000000};
+			nanosleep(&ts, NULL); /* SIGINT cuts it short */
+		}
 	} while (watch && !interrupted);
 	curl_global_cleanup();
 	cli_free(&cli);

@@ -6,32 +6,127 @@
 #include "pgferry/log.h"
 #include "pgferry/version.h"
 
+#include <curl/curl.h>
+#include <ev.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/types.h>
+#include <xxhash.h>
 #include <zstd.h>
-#include <openssl/opensslv.h>
-#include <libpq-fe.h>
-
-typedef struct command {
-	const char *name;
-	int (*run)(int argc, char **argv);
-	const char *summary;
-} command_t;
 
 static int cmd_version(int argc, char **argv);
+static int cmd_man(int argc, char **argv);
 
-static const command_t commands[] = {
-        {"source", cmd_source, "run next to the primary: read the slot, ship batches to the sink"},
-        {"sink", cmd_sink, "run next to the DR database: verify, apply, report lag and RPO"},
-        {"lag", cmd_lag, "show the sink's lag and RPO report (--json, --watch)"},
-        {"promote-check", cmd_promote_check, "ask the sink whether promoting now is safe"},
-        {"decode", cmd_decode, "print a capture file as JSON Lines"},
-        {"capture", cmd_capture, "record a live pgoutput stream into a capture file"},
-        {"verify", cmd_verify, "compare the primary and the DR database table by table"},
-        {"clone", cmd_clone, "build the DR copy from scratch, consistent with a new slot"},
-        {"promote", cmd_promote, "fence the sink, drain, bump sequences, record the promotion"},
-        {"version", cmd_version, "print the version and the library versions"},
+#define END_OPTIONS                                                                                \
+	{                                                                                          \
+		NULL, NULL, NULL, false, NULL                                                      \
+	}
+
+static const cli_option_t no_options[] = {END_OPTIONS};
+static const cli_option_t lag_options[] = {
+        {"--url", NULL, "URL", false, "the sink's HTTP address (default: sink_url)"},
+        {"--json", NULL, NULL, false, "print the sink's /v1/status document as it is"},
+        {"--watch", NULL, "INTERVAL", true,
+         "repeat every INTERVAL (default 1s; a bare number is seconds)"},
+        END_OPTIONS,
 };
+static const cli_option_t promote_check_options[] = {
+        {"--url", NULL, "URL", false, "the sink's HTTP address (default: sink_url)"},
+        {"--max-rpo", NULL, "DURATION", false, "the loss you accept (default: max_rpo)"},
+        {"--max-apply-backlog", NULL, "N", false,
+         "the most transactions received but not applied you accept"},
+        END_OPTIONS,
+};
+static const cli_option_t decode_options[] = {
+        {"--proto-version", NULL, "N", false, "pgoutput protocol of the capture (1 to 4)"},
+        END_OPTIONS,
+};
+static const cli_option_t capture_options[] = {
+        {"--dbname", "-d", "CONNINFO", false, "the primary (a database connection string)"},
+        {"--output", "-o", "FILE", false, "the capture file to write"},
+        {"--slot", NULL, "NAME", false, "logical slot, created if missing (pgferry_capture)"},
+        {"--publication", NULL, "NAME", false, "publication (default pgferry)"},
+        {"--proto-version", NULL, "N", false,
+         "pgoutput protocol (default: the highest the server has)"},
+        {"--binary", NULL, NULL, false, "ask pgoutput for binary values"},
+        {"--streaming", NULL, NULL, false, "ask pgoutput to stream large transactions"},
+        {"--two-phase", NULL, NULL, false, "ask pgoutput for prepared transactions"},
+        {"--messages", NULL, NULL, false, "ask pgoutput for logical messages"},
+        {"--until-idle", NULL, "DURATION", false, "stop after this long without a change"},
+        {"--end-lsn", NULL, "X/Y", false, "stop once a message at or past X/Y arrived"},
+        END_OPTIONS,
+};
+static const cli_option_t verify_options[] = {
+        {"--table", NULL, "SCHEMA.NAME", false, "compare only this table (repeatable)"},
+        {"--json", NULL, NULL, false, "print the result as JSON"},
+        END_OPTIONS,
+};
+static const cli_option_t clone_options[] = {
+        {"--pg-bindir", NULL, "DIR", false, "where pg_dump and pg_restore are"},
+        END_OPTIONS,
+};
+static const cli_option_t promote_options[] = {
+        {"--url", NULL, "URL", false, "the sink's HTTP address (default: sink_url)"},
+        {"--drain-timeout", NULL, "SECONDS", false,
+         "how long to wait for the sink to apply what it holds (default 60)"},
+        {"--reason", NULL, "TEXT", false, "recorded with the promotion"},
+        {"--json", NULL, NULL, false, "print the promotion record as JSON"},
+        END_OPTIONS,
+};
+
+static const cli_command_t commands[] = {
+        {"source", cmd_source, "run next to the primary: read the slot, ship batches to the sink",
+         NULL, true, false, no_options,
+         "Reads the logical replication slot slot_name for the publication publication on "
+         "the primary (primary_conninfo) and sends compressed, checksummed batches to the "
+         "sink at sink_address over mutual TLS. Runs until stopped."},
+        {"sink", cmd_sink, "run next to the DR database: verify, apply, report lag and RPO", NULL,
+         true, false, no_options,
+         "Accepts the source at listen_address, applies each transaction exactly once and "
+         "in order to the DR database (dr_conninfo), and serves /metrics, /v1/status and "
+         "/v1/promotion-safety at http_listen. Runs until stopped."},
+        {"lag", cmd_lag, "show the sink's lag and RPO report", NULL, true, false, lag_options,
+         "Asks the sink for /v1/status and prints it for a person. With --watch, prints it "
+         "again every interval until interrupted; the screen is cleared between reports "
+         "only when standard output is a terminal."},
+        {"promote-check", cmd_promote_check, "ask the sink whether promoting now is safe", NULL,
+         true, false, promote_check_options,
+         "Exits 0 when the sink proves that promoting now loses at most --max-rpo, 1 when "
+         "it would lose more, 2 when it cannot tell."},
+        {"decode", cmd_decode, "print a capture file as JSON Lines", "FILE", false, false,
+         decode_options, NULL},
+        {"capture", cmd_capture, "record a live pgoutput stream into a capture file", NULL, false,
+         false, capture_options, NULL},
+        {"verify", cmd_verify, "compare the primary and the DR database table by table", NULL, true,
+         false, verify_options,
+         "Exits 0 when the published tables are equal, 1 when they differ, 2 on error."},
+        {"clone", cmd_clone, "build the DR copy from scratch, consistent with a new slot", NULL,
+         true, false, clone_options,
+         "Copies the schema and data of the published tables from the primary "
+         "(primary_conninfo) to an empty DR database (dr_conninfo), consistent with a new "
+         "slot."},
+        {"promote", cmd_promote, "fence the sink, drain, bump sequences, record the promotion",
+         NULL, true, false, promote_options,
+         "Fences the sink, lets it apply what it holds, moves sequences past the primary's "
+         "and records the promotion point in pgferry.promotion. Needs dr_conninfo."},
+        {"version", cmd_version, "print the version and the versions of the libraries", NULL, false,
+         false, no_options, NULL},
+        {"man", cmd_man, "print the manual page pgferry(1) as roff", NULL, false, true, no_options,
+         NULL},
+};
+#define COMMAND_COUNT (sizeof(commands) / sizeof(commands[0]))
+
+static const cli_exit_code_t exit_codes[] = {
+        {0, "success (promote-check: safe; verify: equal)"},
+        {1, "a negative answer (promote-check: unsafe; verify: differ)"},
+        {2, "an error or cannot tell (bad input or configuration, unreachable)"},
+};
+#define EXIT_CODE_COUNT (sizeof(exit_codes) / sizeof(exit_codes[0]))
 
 static void print_help(FILE *out)
 {
@@ -39,25 +134,54 @@ static void print_help(FILE *out)
 
 	fprintf(out, "pgferry %s — a disaster-recovery copy of PostgreSQL with a true RPO.\n\n",
 	        PGFERRY_VERSION);
-	fprintf(out, "Usage: pgferry <command> [--config FILE] [-c key=value ...] [options]\n\n");
+	fprintf(out, "Usage: pgferry <command> [--config FILE] [-c key=value ...] [options]\n"
+	             "       pgferry <command> --help\n\n");
 	fprintf(out, "Commands:\n");
-	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(out, "  %-14s %s\n", commands[i].name, commands[i].summary);
-	fprintf(out, "\nExit codes:\n"
-	             "  0  success (promote-check: safe; verify: equal)\n"
-	             "  1  a negative answer (promote-check: unsafe; verify: differ)\n"
-	             "  2  an error or cannot tell (bad input or configuration, unreachable)\n");
+	for (i = 0; i < COMMAND_COUNT; i++)
+		if (!commands[i].hidden)
+			fprintf(out, "  %-14s %s\n", commands[i].name, commands[i].summary);
+	fprintf(out, "\nExit codes:\n");
+	for (i = 0; i < EXIT_CODE_COUNT; i++)
+		fprintf(out, "  %d  %s\n", exit_codes[i].code, exit_codes[i].meaning);
 	fprintf(out,
 	        "\nConfiguration keys (postgresql.conf syntax in --config, or -c key=value):\n");
 	config_print_keys(out, false);
 }
 
+/* libpq numbers its versions major * 10000 + minor since PostgreSQL 10 */
+static void print_pq_version(int v)
+{
+	if (v >= 100000)
+		printf("  %-14s %d.%d\n", "libpq", v / 10000, v % 10000);
+	else
+		printf("  %-14s %d.%d.%d\n", "libpq", v / 10000, v / 100 % 100, v % 100);
+}
+
 static int cmd_version(int argc, char **argv)
+{
+	unsigned xxh = XXH_versionNumber();
+
+	(void)argc;
+	(void)argv;
+	/* the versions the process runs with, which packages may update apart
+	 * from pgferry: asked of each library at run time */
+	printf("pgferry %s\n", PGFERRY_VERSION);
+	print_pq_version(PQlibVersion());
+	printf("  %-14s %s\n", "zstd", ZSTD_versionString());
+	printf("  %-14s %s\n", "OpenSSL", OpenSSL_version(OPENSSL_VERSION_STRING));
+	printf("  %-14s %d.%d\n", "libev", ev_version_major(), ev_version_minor());
+	printf("  %-14s %s\n", "libmicrohttpd", MHD_get_version());
+	printf("  %-14s %s\n", "jansson", jansson_version_str());
+	printf("  %-14s %s\n", "libcurl", curl_version_info(CURLVERSION_NOW)->version);
+	printf("  %-14s %u.%u.%u\n", "xxhash", xxh / 10000, xxh / 100 % 100, xxh % 100);
+	return 0;
+}
+
+static int cmd_man(int argc, char **argv)
 {
 	(void)argc;
 	(void)argv;
-	printf("pgferry %s (libpq %d, zstd %s, %s)\n", PGFERRY_VERSION, PQlibVersion(),
-	       ZSTD_versionString(), OPENSSL_VERSION_TEXT);
+	manpage_write(stdout, commands, COMMAND_COUNT, exit_codes, EXIT_CODE_COUNT);
 	return 0;
 }
 
@@ -76,9 +200,26 @@ int main(int argc, char **argv)
 		config_print_keys(stdout, true);
 		return 0;
 	}
-	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (strcmp(argv[1], commands[i].name) == 0)
-			return commands[i].run(argc - 1, argv + 1);
+	for (i = 0; i < COMMAND_COUNT; i++) {
+		const cli_command_t *cmd = &commands[i];
+		pgf_error_t err;
+
+		if (strcmp(argv[1], cmd->name) != 0)
+			continue;
+		/* before the command starts anything: a daemon asked for --help
+		 * prints it instead of starting, a typo is named */
+		switch (cli_check_args(cmd, argc - 1, argv + 1, &err)) {
+		case CLI_ARGS_HELP:
+			cli_print_usage(stdout, cmd);
+			return 0;
+		case CLI_ARGS_BAD:
+			fprintf(stderr, "pgferry %s: %s\nHINT: %s\n", cmd->name, err.message,
+			        err.hint);
+			return EXIT_ERROR;
+		default:
+			return cmd->run(argc - 1, argv + 1);
+		}
+	}
 	fprintf(stderr, "pgferry: unknown command \"%s\"\nTry \"pgferry --help\".\n", argv[1]);
 	return EXIT_ERROR;
 }

@@ -13,6 +13,9 @@
 
 #include "pgferry/config.h"
 
+#include <stdbool.h>
+#include <stdio.h>
+
 #define EXIT_NEGATIVE 1
 #define EXIT_ERROR    2
 
@@ -21,6 +24,53 @@ typedef struct cli {
 	int argc;    /* arguments left for the command, in order */
 	char **argv; /* owned by cli (the array, not the strings) */
 } cli_t;
+
+/* One option of a command, for its usage, the man page and the check of
+ * the command line. */
+typedef struct cli_option {
+	const char *name;    /* "--url" */
+	const char *alias;   /* "-d", or NULL */
+	const char *value;   /* name of its value ("URL"), NULL when it takes none */
+	bool value_optional; /* the value is taken only when the next word is no option */
+	const char *help;
+} cli_option_t;
+
+/* A command: what --help, the man page and main know of it. */
+typedef struct cli_command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+	const char *operands;        /* "FILE" when it takes words that are no option, else NULL */
+	bool uses_config;            /* takes --config FILE and -c key=value */
+	bool hidden;                 /* left out of --help (tools for the build) */
+	const cli_option_t *options; /* ends with a {NULL} entry */
+	const char *description;     /* a paragraph for the man page, may be NULL */
+} cli_command_t;
+
+/* One exit code and what it means, for --help and the man page. */
+typedef struct cli_exit_code {
+	int code;
+	const char *meaning;
+} cli_exit_code_t;
+
+/* Writes the manual page pgferry(1) in roff from the tables --help prints:
+ * the commands and their options, the configuration keys, the exit codes. */
+void manpage_write(FILE *out, const cli_command_t *commands, size_t ncommands,
+                   const cli_exit_code_t *codes, size_t ncodes);
+
+/* What cli_check_args found. */
+enum { CLI_ARGS_RUN = 0, CLI_ARGS_HELP = 1, CLI_ARGS_BAD = 2 };
+
+/* Checks a command line (argv[0] is the command name) against cmd before
+ * the command starts: CLI_ARGS_HELP when --help or -h is on it (anywhere
+ * but as an option's value), CLI_ARGS_BAD with err naming the first
+ * unknown option, an option without its value or an unexpected word. */
+int cli_check_args(const cli_command_t *cmd, int argc, char **argv, pgf_error_t *err);
+/* "Usage: pgferry CMD ..." and one line per option. */
+void cli_print_usage(FILE *out, const cli_command_t *cmd);
+
+/* --config and -c, which every command with uses_config takes. */
+const cli_option_t *cli_config_options(void);
 
 /* Applies --config and -c options (file first, then -c, in order) and
  * collects the rest. Checks the required keys of role (0 = none). */

@@ -124,6 +124,9 @@ int config_parse_bool(const char *text, bool *value);
 
 /* The key table as help text (one key a line) for --help and the README. */
 void config_print_keys(FILE *out, bool markdown);
+/* A type ("duration") and a set of roles ("source, sink") as words. */
+const char *config_type_text(config_type_t type);
+const char *config_roles_text(int roles);
 /* Current value of a key in its text form (for status and tests). */
 void config_value_text(const config_t *cfg, const config_key_t *key, char *out, size_t len);
 const config_key_t *config_find_key(const char *name);
