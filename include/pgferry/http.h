@@ -6,6 +6,8 @@
  *   GET /v1/promotion-safety     200 safe, 409 unsafe, 503 unknown
  *                                (?max_rpo=1s&max_apply_backlog=0)
  *   GET /healthz                 200 "ok"
+ * Any other query parameter is a 400. Admission (limits, request deadline)
+ * is described in http.c.
  */
 #ifndef PGFERRY_HTTP_H
 #define PGFERRY_HTTP_H
