@@ -50,7 +50,7 @@ log "pgferry catch-up"
 start=$(now_ms)
 sink_start
 source_start
-wait_until "pgferry catch-up" 1800 reached ferry "'pgferry'"
+wait_until "pgferry catch-up" 1800 reached ferry "pgferry.origin()"
 FERRY_MS=$(($(now_ms) - start))
 source_stop
 sink_stop

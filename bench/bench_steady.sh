@@ -77,7 +77,7 @@ log "pgferry: streaming live through a $((2 * DELAY)) ms round trip"
 sink_start
 source_start
 DR_CONN="host=$DR_HOST port=$DR_PORT user=postgres dbname=ferry" wait_applied 60
-run pgferry ferry "'pgferry'"
+run pgferry ferry "pgferry.origin()"
 copy_equal ferry
 F_RPO=$RPO_MAX F_TPS=$TPS F_AVG=$BEHIND_AVG F_MAX=$BEHIND_MAX F_TAIL=$TAIL_MS
 source_stop

@@ -550,7 +550,7 @@ int cmd_clone(int argc, char **argv)
 	clone_t cl;
 	pgf_error_t err;
 	const char *bindir_opt = NULL;
-	char bindir[512], dir[512], lsn[LSN_TEXT_LEN], sysid[32];
+	char bindir[512], dir[512], lsn[LSN_TEXT_LEN], sysid[32], origin[512] = "";
 	replication_conn_t rc;
 	bool rc_open = false, schema_done = false, slot_exists = false, interrupted = false;
 	bool dir_made = false;
@@ -803,6 +803,25 @@ int cmd_clone(int argc, char **argv)
 	             0, NULL, &err)) == NULL)
 		goto failed;
 	PQclear(PQexec(p, "COMMIT"));
+	/* the stream's own origin (sql/dr_state.sql), held by this session
+	 * through the hand-over: a sink applying this stream makes it fail */
+	snprintf(sysid, sizeof(sysid), "%" PRIu64, rc.system_identifier);
+	{
+		const char *po[3] = {sysid, rc.dbname, cli.cfg.slot_name};
+		PGresult *r2 = pgsession_query(d, "DR database",
+		                               "SELECT pgferry.clone_origin($1::numeric, $2, $3)",
+		                               3, po, &err);
+		if (r2 == NULL)
+			goto failed;
+		snprintf(origin, sizeof(origin), "%s", PQgetvalue(r2, 0, 0));
+		PQclear(r2);
+		po[0] = origin;
+		if ((r2 = pgsession_query(d, "DR database",
+		                          "SELECT pg_replication_origin_session_setup($1)", 1, po,
+		                          &err)) == NULL)
+			goto failed;
+		PQclear(r2);
+	}
 	if (!exec_ok(d, "DR database", "BEGIN", &err))
 		goto failed;
 	for (i = 0; i < PQntuples(res); i++) {
@@ -817,21 +836,22 @@ int cmd_clone(int argc, char **argv)
 	PQclear(res);
 	res = NULL;
 	lsn_format(consistent, lsn);
-	snprintf(sysid, sizeof(sysid), "%" PRIu64, rc.system_identifier);
 	{
 		char nt[16], nr[32], nb[32];
 		const char *p1[2] = {lsn, snapshot_time};
-		const char *p2[3] = {sysid, rc.dbname, cli.cfg.slot_name};
+		const char *p2[4] = {sysid, rc.dbname, cli.cfg.slot_name, origin};
 		const char *p3[4] = {lsn, nt, nr, nb};
 		PGresult *r2;
 
 		snprintf(nt, sizeof(nt), "%d", cl.ntables);
 		snprintf(nr, sizeof(nr), "%lld", rows);
 		snprintf(nb, sizeof(nb), "%lld", bytes);
+		/* the origin's progress commits with the hand-over (not
+		 * pg_replication_origin_advance, which no rollback undoes) */
 		if ((r2 = pgsession_query(
 		             d, "DR database",
-		             "SELECT pg_replication_origin_advance('pgferry', $1::pg_lsn)", 1, p1,
-		             &err)) == NULL)
+		             "SELECT pg_replication_origin_xact_setup($1::pg_lsn, $2::timestamptz)",
+		             2, p1, &err)) == NULL)
 			goto failed;
 		PQclear(r2);
 		if ((r2 = pgsession_query(
@@ -847,12 +867,14 @@ int cmd_clone(int argc, char **argv)
 		PQclear(r2);
 		if ((r2 = pgsession_query(
 		             d, "DR database",
-		             "INSERT INTO pgferry.identity (system_identifier, database, slot) "
+		             "INSERT INTO pgferry.identity (system_identifier, database, slot, "
+		             "origin) "
 		             "VALUES "
-		             "($1::numeric, $2, $3) ON CONFLICT (singleton) DO UPDATE SET "
+		             "($1::numeric, $2, $3, $4) ON CONFLICT (singleton) DO UPDATE SET "
 		             "system_identifier = excluded.system_identifier, database = "
-		             "excluded.database, slot = excluded.slot, first_contact = now()",
-		             3, p2, &err)) == NULL)
+		             "excluded.database, slot = excluded.slot, first_contact = now(), "
+		             "origin = excluded.origin",
+		             4, p2, &err)) == NULL)
 			goto failed;
 		PQclear(r2);
 		if ((r2 = pgsession_query(

@@ -22,6 +22,7 @@
 
 static const char *const log_levels[] = {"debug", "info", "warning", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
+static const char *const initial_copies[] = {"clone", "external", NULL};
 
 /* clang-format off */
 const config_key_t config_keys[] = {
@@ -75,6 +76,8 @@ const config_key_t config_keys[] = {
 	 "libpq connection string of the DR database"},
 	{"work_dir", CONFIG_STRING, NULL, ROLE_SINK, OFF(work_dir), 0, 0, NULL, true,
 	 "directory for spill files of large transactions"},
+	{"initial_copy", CONFIG_ENUM, "clone", ROLE_SINK, OFF(initial_copy), 0, 0, initial_copies, false,
+	 "how the DR copy was seeded: clone (the sink applies only after a finished pgferry clone) or external (the operator copied it from the slot's consistent point; recorded on first contact)"},
 	{"http_listen", CONFIG_STRING, "127.0.0.1:7480", ROLE_SINK, OFF(http_listen), 0, 0, NULL, false,
 	 "host:port for /metrics, /v1/status, /v1/promotion-safety, /healthz"},
 	{"apply_group_max_transactions", CONFIG_INT, "100", ROLE_SINK, OFF(apply_group_max_transactions), 1, 100000, NULL, false,

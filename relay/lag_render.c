@@ -96,6 +96,11 @@ void lag_render_status_json(const lag_snapshot_t *s, const lag_verdict_t *v, buf
 	buf_append_str(b, "}");
 	buf_printf(b, ",\"dr_reachable\":%s,\"fenced\":%s", s->dr_reachable ? "true" : "false",
 	           s->fenced ? "true" : "false");
+	buf_append_str(b, ",\"stream_refused\":");
+	if (s->stream_refused[0])
+		json_append_cstring(b, s->stream_refused);
+	else
+		buf_append_str(b, "null");
 	buf_append_str(b, ",\"errors\":{\"apply\":");
 	if (s->apply_error) {
 		buf_append_str(b, "{\"message\":");
@@ -251,6 +256,9 @@ void lag_render_metrics(const lag_snapshot_t *s, buf_t *b)
 	gauge(b, "pgferry_schema_drift",
 	      "1 while apply is stopped because a DR table does not match the primary's.",
 	      s->apply_error && s->schema_drift ? 1 : 0);
+	gauge(b, "pgferry_stream_refused",
+	      "1 while the sink refuses to apply (initial copy not complete, origin in dispute).",
+	      s->stream_refused[0] ? 1 : 0);
 	gauge(b, "pgferry_fenced", "1 when the DR database was promoted and the sink is fenced.",
 	      s->fenced ? 1 : 0);
 	gauge(b, "pgferry_promotion_safe",

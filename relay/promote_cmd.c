@@ -274,7 +274,7 @@ int cmd_promote(int argc, char **argv)
 		PQclear(res);
 	}
 	if ((res = run(conn,
-	               "SELECT coalesce(pg_replication_origin_progress('pgferry', true), "
+	               "SELECT coalesce(pg_replication_origin_progress(pgferry.origin(), true), "
 	               "'0/0')::text, "
 	               "coalesce((SELECT to_char(source_commit_time, "
 	               "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM pgferry.progress), '')",

@@ -87,6 +87,14 @@ int cmd_replay(int argc, char **argv)
 		apply_set_proto_version(a, proto);
 	if (apply_connect(a, &err) != PGF_OK)
 		goto fail;
+	if (apply_origin(a)[0] == '\0') {
+		/* progress lives in the stream's own origin, named on first contact */
+		error_set(&err, PGF_E_CONFIG,
+		          "this DR database follows no stream yet (no pgferry.identity), so it has "
+		          "no replication origin to record progress in");
+		error_hint(&err, "Run pgferry clone, or a sink with a source, against it first.");
+		goto fail;
+	}
 	skipped_before = apply_progress(a);
 	for (;;) {
 		walsender_message_t wm;

@@ -120,6 +120,13 @@ static void ev_session_verdict(void *arg, uint64_t session, bool accepted, sink_
 	ev_async_send(s->loop, &s->wakeup);
 }
 
+static void ev_stream_refused(void *arg, const char *why)
+{
+	sink_t *s = arg;
+
+	lag_set_stream_refused(s->lag, why);
+}
+
 static void ev_applied(void *arg, const apply_group_t *g)
 {
 	sink_t *s = arg;
@@ -779,6 +786,7 @@ int cmd_sink(int argc, char **argv)
 	events.session_failed = ev_session_failed;
 	events.dr_state = ev_dr_state;
 	events.fenced = ev_fenced;
+	events.stream_refused = ev_stream_refused;
 	s.applier = sink_apply_start(&cli.cfg, &s.queue, &events, &err);
 	if (s.applier == NULL)
 		goto out;

@@ -115,9 +115,17 @@ static void check_fence(sink_apply_t *sa, bool now)
 	}
 }
 
+static void set_refused(sink_apply_t *sa, const char *why)
+{
+	if (sa->events.stream_refused)
+		sa->events.stream_refused(sa->events.arg, why);
+}
+
 static bool ensure_connected(sink_apply_t *sa)
 {
 	pgf_error_t err;
+	char why[1024];
+	bool complete;
 
 	if (apply_connected(sa->apply))
 		return true;
@@ -125,6 +133,12 @@ static bool ensure_connected(sink_apply_t *sa)
 	if (apply_connect(sa->apply, &err) != PGF_OK) {
 		if (sa->dr_reachable || sa->backoff_ms == 0)
 			log_error_value(LOG_ERROR, &err);
+		/* the origin is held or moved by another: a refusal, not an outage */
+		if (err.code == PGF_E_IDENTITY) {
+			snprintf(why, sizeof(why), "%.600s%s%.400s", err.message,
+			         err.hint[0] ? ". " : "", err.hint);
+			set_refused(sa, why);
+		}
 		if (sa->dr_reachable || sa->backoff_ms == 0) {
 			sa->dr_reachable = false;
 			if (sa->events.dr_state)
@@ -144,6 +158,9 @@ static bool ensure_connected(sink_apply_t *sa)
 	if (sa->events.dr_state)
 		sa->events.dr_state(sa->events.arg, true, apply_progress(sa->apply),
 		                    apply_progress_time(sa->apply), NULL);
+	/* say at once, not only when a source comes, that this copy is unseeded */
+	if (apply_copy_complete(sa->apply, &complete, why, sizeof(why), &err) == PGF_OK)
+		set_refused(sa, complete ? NULL : why);
 	check_fence(sa, true);
 	return true;
 }
@@ -171,21 +188,31 @@ static void start_session(sink_apply_t *sa, const queue_item_t *it)
 	}
 	if (verdict == IDENTITY_FENCED)
 		became_fenced(sa, why);
-	if (verdict == IDENTITY_MISMATCH || verdict == IDENTITY_FENCED) {
+	if (verdict == IDENTITY_UNSEEDED || verdict == IDENTITY_ORIGIN_CONFLICT)
+		set_refused(sa, why);
+	if (verdict != IDENTITY_MATCHES && verdict != IDENTITY_RECORDED) {
+		sink_refusal_t refusal = verdict == IDENTITY_FENCED     ? SINK_REFUSE_FENCED
+		                         : verdict == IDENTITY_UNSEEDED ? SINK_REFUSE_UNSEEDED
+		                         : verdict == IDENTITY_ORIGIN_CONFLICT
+		                                 ? SINK_REFUSE_ORIGIN
+		                                 : SINK_REFUSE_IDENTITY;
 		log_error("refusing the stream: %s", why);
 		if (sa->events.session_verdict)
-			sa->events.session_verdict(sa->events.arg, it->session, false,
-			                           verdict == IDENTITY_FENCED
-			                                   ? SINK_REFUSE_FENCED
-			                                   : SINK_REFUSE_IDENTITY,
-			                           why, 0);
+			sa->events.session_verdict(sa->events.arg, it->session, false, refusal, why,
+			                           0);
 		return;
 	}
+	set_refused(sa, NULL);
 	if (verdict == IDENTITY_RECORDED)
 		log_info(
 		        "first contact: this DR database now follows system %llu, database \"%s\", "
-		        "slot \"%s\"",
-		        (unsigned long long)it->system_identifier, it->database, it->slot);
+		        "slot \"%s\", through the replication origin \"%s\"%s",
+		        (unsigned long long)it->system_identifier, it->database, it->slot,
+		        apply_origin(sa->apply),
+		        sa->cfg->initial_copy == INITIAL_COPY_EXTERNAL
+		                ? "; initial_copy = external: the copy is taken as seeded up to "
+		                  "where the slot starts"
+		                : "");
 	sa->session_ok = true;
 	if (sa->events.session_verdict)
 		sa->events.session_verdict(sa->events.arg, it->session, true, 0, NULL,

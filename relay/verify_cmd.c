@@ -36,7 +36,8 @@ typedef struct verifier {
 	const config_t *cfg;
 	PGconn *p, *d;
 	bool dr_has_origin;
-	bool dr_stalled; /* the DR side stopped applying: compare as it is */
+	char origin[512]; /* the stream's replication origin on the DR side */
+	bool dr_stalled;  /* the DR side stopped applying: compare as it is */
 	bool as_json;
 	json_t *report; /* array of tables (for --json) */
 	pgf_error_t err;
@@ -249,10 +250,12 @@ static int next_boundary(verifier_t *v, const table_t *t, char **lo, char **hi, 
 
 static uint64_t dr_applied(verifier_t *v)
 {
+	const char *p[1] = {v->origin};
 	PGresult *res;
 	uint64_t lsn = 0;
 
-	res = PQexec(v->d, "SELECT pg_replication_origin_progress('pgferry', true)");
+	res = PQexecParams(v->d, "SELECT pg_replication_origin_progress($1, true)", 1, NULL, p,
+	                   NULL, NULL, 0);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
 	    !PQgetisnull(res, 0, 0))
 		lsn_parse(PQgetvalue(res, 0, 0), &lsn);
@@ -656,15 +659,31 @@ int cmd_verify(int argc, char **argv)
 		log_error_value(LOG_ERROR, &v.err);
 		goto out;
 	}
+	/* the origin the sink applies through (sql/dr_state.sql), if it ever did */
 	res = pgsession_query(v.d, "DR database",
-	                      "SELECT count(*) FROM pg_replication_origin WHERE roname = 'pgferry'",
-	                      0, NULL, &v.err);
+	                      "SELECT to_regprocedure('pgferry.origin()') IS NOT NULL", 0, NULL,
+	                      &v.err);
 	if (res == NULL) {
 		log_error_value(LOG_ERROR, &v.err);
 		goto out;
 	}
-	v.dr_has_origin = strcmp(PQgetvalue(res, 0, 0), "0") != 0;
+	v.dr_has_origin = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	PQclear(res);
+	if (v.dr_has_origin) {
+		res = pgsession_query(
+		        v.d, "DR database",
+		        "SELECT o.roname FROM pg_replication_origin o WHERE o.roname = "
+		        "pgferry.origin()",
+		        0, NULL, &v.err);
+		if (res == NULL) {
+			log_error_value(LOG_ERROR, &v.err);
+			goto out;
+		}
+		v.dr_has_origin = PQntuples(res) == 1;
+		if (v.dr_has_origin)
+			snprintf(v.origin, sizeof(v.origin), "%s", PQgetvalue(res, 0, 0));
+		PQclear(res);
+	}
 	{
 		const char *p[1] = {cli.cfg.publication};
 		res = pgsession_query(

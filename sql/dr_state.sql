@@ -1,8 +1,8 @@
 -- dr_state.sql — pgferry's own state on the DR database. The sink, clone and
 -- promote run this file (it is built into the binary) on every start; it is
--- idempotent. The replication origin "pgferry" holds the apply progress: the
--- source commit LSN of the last applied transaction, committed atomically
--- with it.
+-- idempotent. The stream's replication origin (see pgferry.origin_name)
+-- holds the apply progress: the source commit LSN of the last applied
+-- transaction, committed atomically with it.
 
 CREATE SCHEMA IF NOT EXISTS pgferry;
 
@@ -13,8 +13,12 @@ CREATE TABLE IF NOT EXISTS pgferry.identity (
     system_identifier  numeric NOT NULL,
     database           text NOT NULL,
     slot               text NOT NULL,
-    first_contact      timestamptz NOT NULL DEFAULT now()
+    first_contact      timestamptz NOT NULL DEFAULT now(),
+    origin             text
 );
+-- before 0.2 the table had no origin column: every DR database used the one
+-- origin "pgferry" (migrated below)
+ALTER TABLE pgferry.identity ADD COLUMN IF NOT EXISTS origin text;
 
 -- Fencing: once promoted, the sink refuses every stream, durably. A row
 -- here means "fenced".
@@ -112,14 +116,6 @@ BEGIN
 END
 $$;
 
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = 'pgferry') THEN
-        PERFORM pg_replication_origin_create('pgferry');
-    END IF;
-END
-$$;
-
 -- The last applied source commit, written in the same DR transaction as the
 -- origin's progress, so lag figures are right at once after a restart.
 CREATE TABLE IF NOT EXISTS pgferry.progress (
@@ -128,6 +124,86 @@ CREATE TABLE IF NOT EXISTS pgferry.progress (
     source_commit_time  timestamptz NOT NULL,
     applied_at          timestamptz NOT NULL
 );
+
+-- Replication origins are cluster-wide: two DR databases on one DR cluster
+-- that shared one would move each other's resume point and skip
+-- transactions. So each stream has its own, named for it (system
+-- identifier, database and slot of the primary; at most 20 + 63 + 63 bytes
+-- plus the separators, well under PostgreSQL's limit of 512).
+CREATE OR REPLACE FUNCTION pgferry.origin_name(system_identifier numeric, database text, slot text)
+RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT format('pgferry_%s_%s_%s', system_identifier, database, slot)
+$$;
+
+-- The origin this DR database applies through (NULL before first contact).
+CREATE OR REPLACE FUNCTION pgferry.origin() RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT origin FROM pgferry.identity
+$$;
+
+-- First contact: records the identity and creates the stream's origin in
+-- one transaction. An origin of that name that exists already belongs to
+-- another DR database of this cluster following the same stream (or is a
+-- leftover of a dropped one): sharing it would skip transactions, so the
+-- identity is not recorded and the caller is told. With external (the
+-- operator set initial_copy = external), it also records that the copy was
+-- seeded outside pgferry clone.
+CREATE OR REPLACE FUNCTION pgferry.record_identity(sysid numeric, db text, slot_name text,
+                                                   external boolean)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    o text := pgferry.origin_name(sysid, db, slot_name);
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pgferry.identity) THEN
+        IF EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = o) THEN
+            RAISE EXCEPTION 'the replication origin "%" exists already on this DR cluster', o
+                USING ERRCODE = 'PF003',
+                      DETAIL = 'Another DR database of this cluster follows the same stream, '
+                               'or a dropped one left it behind. Two DR databases sharing an '
+                               'origin move each other''s resume point and skip transactions.',
+                      HINT = format('Give each DR database its own slot. If nothing uses the '
+                                    'origin any more: SELECT pg_replication_origin_drop(%L)', o);
+        END IF;
+        PERFORM pg_replication_origin_create(o);
+        INSERT INTO pgferry.identity (system_identifier, database, slot, origin)
+            VALUES (sysid, db, slot_name, o);
+    END IF;
+    IF external THEN
+        INSERT INTO pgferry.clone (slot, method, started_at, finished_at)
+            VALUES (slot_name, 'external', now(), now())
+            ON CONFLICT (singleton) DO NOTHING;
+    END IF;
+    RETURN (SELECT origin FROM pgferry.identity);
+END
+$$;
+
+-- `pgferry clone`: the origin of the stream it hands over to, created (in
+-- its own transaction, so that the hand-over can commit its progress
+-- atomically) and noted in pgferry.clone; a rerun after an interruption
+-- takes it again. One that exists and is not this clone's belongs to
+-- another DR database following the same stream.
+CREATE OR REPLACE FUNCTION pgferry.clone_origin(sysid numeric, db text, slot_name text)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    o text := pgferry.origin_name(sysid, db, slot_name);
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = o) THEN
+        IF (SELECT origin FROM pgferry.clone) IS DISTINCT FROM o THEN
+            RAISE EXCEPTION 'the replication origin "%" exists already on this DR cluster', o
+                USING ERRCODE = 'PF003',
+                      DETAIL = 'Another DR database of this cluster follows the same stream, '
+                               'or a dropped one left it behind.',
+                      HINT = format('Give each DR database its own slot (slot_name). If nothing '
+                                    'uses the origin any more: SELECT '
+                                    'pg_replication_origin_drop(%L)', o);
+        END IF;
+    ELSE
+        PERFORM pg_replication_origin_create(o);
+    END IF;
+    UPDATE pgferry.clone SET origin = o;
+    RETURN o;
+END
+$$;
 
 -- The last sequence values shipped from the primary, for promote's margin.
 CREATE TABLE IF NOT EXISTS pgferry.sequence_state (
@@ -233,3 +309,55 @@ CREATE TABLE IF NOT EXISTS pgferry.clone (
     rows_copied         bigint,
     bytes_copied        bigint
 );
+-- how the copy was seeded: 'clone', or 'external' (the operator said so with
+-- initial_copy = external; the sink records it on first contact); and the
+-- origin a clone created for its stream
+ALTER TABLE pgferry.clone ADD COLUMN IF NOT EXISTS method text NOT NULL DEFAULT 'clone';
+ALTER TABLE pgferry.clone ADD COLUMN IF NOT EXISTS origin text;
+
+-- Upgrade from the single origin "pgferry": an identity without an origin
+-- gets its stream's own, at the position pgferry.progress records (written
+-- in the same DR transactions as the data, so it is this database's own
+-- truth even where another DR database moved the shared origin since).
+DO $$
+DECLARE
+    id record;
+    o text;
+    done pg_lsn;
+    shared pg_lsn;
+BEGIN
+    SELECT * INTO id FROM pgferry.identity WHERE origin IS NULL;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    o := pgferry.origin_name(id.system_identifier, id.database, id.slot);
+    SELECT source_lsn INTO done FROM pgferry.progress;
+    IF EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = 'pgferry') THEN
+        shared := pg_replication_origin_progress('pgferry', false);
+    END IF;
+    IF done IS NULL AND shared IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot move this DR database to its own replication origin: the '
+                        'shared origin "pgferry" is at % but this database has no progress '
+                        'record', shared
+            USING ERRCODE = 'PF004',
+                  HINT = 'Nothing tells where this copy stands: build it again with '
+                         'pgferry clone into a new database.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = o) THEN
+        RAISE EXCEPTION 'the replication origin "%" exists already on this DR cluster', o
+            USING ERRCODE = 'PF003',
+                  HINT = 'Another DR database follows the same stream; give each its own slot.';
+    END IF;
+    PERFORM pg_replication_origin_create(o);
+    IF done IS NOT NULL THEN
+        PERFORM pg_replication_origin_advance(o, done);
+    END IF;
+    UPDATE pgferry.identity SET origin = o;
+    IF shared IS DISTINCT FROM done THEN
+        RAISE WARNING 'the shared replication origin "pgferry" is at % but this DR database '
+                      'applied up to %: another DR database on this cluster moved it',
+                      shared, done
+            USING HINT = 'Transactions may have been skipped before this upgrade: run pgferry verify.';
+    END IF;
+END
+$$;

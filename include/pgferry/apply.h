@@ -47,8 +47,11 @@ typedef struct apply_hooks {
 apply_t *apply_create(const config_t *cfg, const apply_hooks_t *hooks);
 void apply_free(apply_t *a);
 
-/* Connects to the DR database (dr_conninfo), creates pgferry's schema and
- * the replication origin if missing, and reads the origin's progress. */
+/* Connects to the DR database (dr_conninfo), creates pgferry's schema if
+ * missing and, once an identity is recorded, takes the stream's replication
+ * origin (pgferry.origin_name) and reads its progress; fails with
+ * PGF_E_IDENTITY when another session holds the origin or its progress and
+ * pgferry.progress disagree. */
 int apply_connect(apply_t *a, pgf_error_t *err);
 bool apply_connected(const apply_t *a);
 void apply_disconnect(apply_t *a);
@@ -106,16 +109,28 @@ void apply_reset(apply_t *a);
 typedef enum {
 	IDENTITY_RECORDED, /* first contact: recorded now */
 	IDENTITY_MATCHES,
-	IDENTITY_MISMATCH, /* another primary, database or slot: refuse */
-	IDENTITY_FENCED,   /* this DR database was promoted: refuse everything */
+	IDENTITY_MISMATCH,        /* another primary, database or slot: refuse */
+	IDENTITY_FENCED,          /* this DR database was promoted: refuse everything */
+	IDENTITY_UNSEEDED,        /* the initial copy is not known complete: refuse */
+	IDENTITY_ORIGIN_CONFLICT, /* the stream's origin is used or moved by another: refuse */
 } identity_verdict_t;
 
 /* Checks (and on first contact records) the primary's identity against
- * pgferry.identity, and the fence. why explains a refusal for the log and
+ * pgferry.identity, the fence, that the initial copy is complete (a
+ * finished clone, or initial_copy = external, recorded on first contact),
+ * and takes the stream's replication origin for the session, checking its
+ * progress against pgferry.progress. why explains a refusal for the log and
  * the source. Call only between groups (no transaction open). */
 int apply_check_identity(apply_t *a, uint64_t system_identifier, const char *database,
                          const char *slot, identity_verdict_t *verdict, char *why, size_t why_len,
                          pgf_error_t *err);
+
+/* Whether the DR copy is known complete (a finished clone, or initial_copy
+ * = external); why says what is missing when not. Between groups only. */
+int apply_copy_complete(apply_t *a, bool *complete, char *why, size_t why_len, pgf_error_t *err);
+
+/* The replication origin this session holds ("" before first contact). */
+const char *apply_origin(const apply_t *a);
 
 /* Quotes an SQL identifier ("a""b"). Exposed for tests. */
 void apply_quote_identifier(const char *name, char *out, size_t len);

@@ -32,6 +32,9 @@ typedef enum {
 #define ROLE_ADMIN  8 /* clone, verify, promote */
 #define ROLE_ALL    15
 
+/* initial_copy: how the DR copy was seeded */
+enum { INITIAL_COPY_CLONE = 0, INITIAL_COPY_EXTERNAL = 1 };
+
 typedef struct config {
 	/* all roles */
 	int log_level;  /* log_level_t */
@@ -61,6 +64,7 @@ typedef struct config {
 	char *listen_address;
 	char *dr_conninfo;
 	char *work_dir;
+	int initial_copy; /* INITIAL_COPY_* */
 	char *http_listen;
 	int64_t apply_group_max_transactions;
 	int64_t apply_group_max_delay;

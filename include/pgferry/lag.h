@@ -82,6 +82,7 @@ typedef struct lag_snapshot {
 	char apply_error_where[300];
 	bool schema_drift; /* the apply error is a schema mismatch */
 	bool fenced;
+	char stream_refused[600]; /* why the sink refuses to apply ("": it does not) */
 
 	/* counters */
 	uint64_t batches, batch_wire_bytes, batch_raw_bytes, bad_batches, source_connections,
@@ -138,6 +139,9 @@ void lag_restore_applied(lag_tracker_t *l, uint64_t lsn, int64_t commit_time);
 void lag_set_apply_error(lag_tracker_t *l, const pgf_error_t *err, uint64_t lsn);
 void lag_set_dr_reachable(lag_tracker_t *l, bool reachable, const pgf_error_t *err);
 void lag_set_fenced(lag_tracker_t *l, bool fenced);
+/* The sink refuses to apply (an initial copy not known complete, the
+ * stream's origin used or moved by another): why, or NULL when it does not. */
+void lag_set_stream_refused(lag_tracker_t *l, const char *why);
 /* Received batches waiting in the spool file (decompressed bytes). */
 void lag_set_spooled(lag_tracker_t *l, uint64_t bytes);
 

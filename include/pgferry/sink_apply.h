@@ -17,6 +17,8 @@ typedef enum {
 	SINK_REFUSE_IDENTITY = 1,
 	SINK_REFUSE_FENCED,
 	SINK_REFUSE_INTERNAL,
+	SINK_REFUSE_UNSEEDED, /* the initial copy is not known complete */
+	SINK_REFUSE_ORIGIN,   /* the stream's origin is used or moved by another */
 } sink_refusal_t;
 
 typedef struct sink_apply_events {
@@ -38,6 +40,9 @@ typedef struct sink_apply_events {
 	                 const pgf_error_t *err);
 	/* pgferry promote fenced the DR database: nothing more is applied */
 	void (*fenced)(void *arg, const char *why);
+	/* the sink refuses to apply into this DR database (why), or no longer
+	 * does (NULL): initial copy not complete, origin in dispute */
+	void (*stream_refused)(void *arg, const char *why);
 } sink_apply_events_t;
 
 typedef struct sink_apply sink_apply_t;

@@ -77,7 +77,7 @@ log "4. sink restarted: the figures are right at once, from the DR database"
 wait_applied 60
 source_stop
 sink_stop KILL
-progress=$(psql_on dr -c "SELECT pg_replication_origin_progress('pgferry', true)")
+progress=$(psql_on dr -c "SELECT pg_replication_origin_progress(pgferry.origin(), true)")
 sink_start
 wait_until "sink HTTP up" 30 curl -sf "$SINK_URL/healthz"
 wait_until "progress restored" 10 bash -c "[ \"\$(curl -s '$SINK_URL/v1/status' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"applied_lsn\"])')\" = '$progress' ]"

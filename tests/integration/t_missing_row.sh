@@ -30,7 +30,7 @@ tables_equal $TABLES
 status() { curl -s "$SINK_URL/v1/status"; }
 dr_positions()
 { # the origin and pgferry.progress, which must always agree
-	psql_on dr -c "SELECT pg_replication_origin_progress('pgferry', true) || ' ' || (SELECT source_lsn FROM pgferry.progress)"
+	psql_on dr -c "SELECT pg_replication_origin_progress(pgferry.origin(), true) || ' ' || (SELECT source_lsn FROM pgferry.progress)"
 }
 ROUND=0
 # missing_row NAME BREAK_ON_DR CHANGE_ON_PRIMARY REPAIR_ON_DR
