@@ -93,7 +93,7 @@ const config_key_t config_keys[] = {
 	{"lag_history_retention", CONFIG_DURATION, "7d", ROLE_SINK, OFF(lag_history_retention), 60000, 3650 * MS_PER_DAY, NULL, false,
 	 "how long per-second lag samples are kept in the DR database"},
 	{"source_timeout", CONFIG_DURATION, "10s", ROLE_SINK, OFF(source_timeout), 100, 3600000, NULL, false,
-	 "a source silent this long is taken for gone and disconnected"},
+	 "a source from which no byte arrives this long is taken for gone and disconnected"},
 	{"max_rpo", CONFIG_DURATION, "60s", ROLE_SINK | ROLE_CLIENT, OFF(max_rpo), 0, 365 * MS_PER_DAY, NULL, false,
 	 "promotion is safe only with an RPO bound at most this (when a request names none)"},
 	{"max_apply_backlog", CONFIG_INT, "0", ROLE_SINK | ROLE_CLIENT, OFF(max_apply_backlog), 0, INT64_MAX, NULL, false,

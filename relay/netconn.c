@@ -65,6 +65,7 @@ struct netconn {
 	char peer[384];
 	char address[64];        /* server: the client's address, without the port */
 	ev_tstamp last_activity; /* server, in the handshake: when it last sent bytes */
+	ev_tstamp last_input;    /* open: when bytes (a TLS record) last arrived */
 	struct netconn *pending_prev, *pending_next; /* the listener's handshakes */
 	bool paused;
 	int depth; /* callbacks in progress: free only at depth 0 */
@@ -469,6 +470,11 @@ const char *netconn_peer_name(const netconn_t *c)
 	return c->peer;
 }
 
+double netconn_last_input(const netconn_t *c)
+{
+	return c->last_input;
+}
+
 /* ---- input ---------------------------------------------------------------------- */
 
 /* Hands out every complete frame in the buffer. */
@@ -548,6 +554,7 @@ static void nc_read(netconn_t *c)
 			}
 		}
 		c->in.len += (size_t)n;
+		c->last_input = ev_now(c->loop);
 		if (!nc_parse_frames(c))
 			return;
 	}

@@ -647,6 +647,10 @@ static void ping_tick(struct ev_loop *loop, ev_timer *w, int revents)
 		drop_source(s, WIRE_ERR_PROTOCOL, "no hello in time");
 		return;
 	}
+	/* bytes of a frame still arriving are word from the source too: a row
+	 * larger than the link carries in source_timeout is no silence */
+	if (s->conn && netconn_last_input(s->conn) > s->last_heard)
+		s->last_heard = netconn_last_input(s->conn);
 	if (s->conn && !s->paused &&
 	    ev_now(loop) - s->last_heard > (double)s->cfg->source_timeout / 1000.0) {
 		log_error("nothing heard from the source for %.1f s; disconnecting it",

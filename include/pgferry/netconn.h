@@ -62,6 +62,9 @@ void netconn_pause(netconn_t *c, bool pause);
 void netconn_close(netconn_t *c, uint16_t code, const char *message);
 /* "address (certificate subject)" for log lines */
 const char *netconn_peer_name(const netconn_t *c);
+/* When bytes last arrived (the loop's clock; 0 before any): a large frame
+ * on a slow link is a live peer, though no whole frame arrives for long. */
+double netconn_last_input(const netconn_t *c);
 
 /* host:port, [v6]:port; "localhost" and loopback addresses are loopback. */
 int netconn_split_address(const char *address, char *host, size_t host_len, char *port,

@@ -4,12 +4,13 @@
  * only, flips one bit of the client-to-server bytes at offset N. Later
  * connections pass untouched, so a resend must succeed.
  *
- *   faultproxy LISTEN_PORT TARGET_PORT FLIP_OFFSET [DELAY_MS]
+ *   faultproxy LISTEN_PORT TARGET_PORT FLIP_OFFSET [DELAY_MS [RATE_KBPS]]
  *
  * DELAY_MS holds every byte that long in each direction before passing it
  * on, which emulates a long link (40 gives an 80 ms round trip) where the
  * kernel has no netem. At most 64 MB wait in each direction; beyond that
- * the proxy stops reading, as a full TCP window would.
+ * the proxy stops reading, as a full TCP window would. RATE_KBPS (kB/s,
+ * each direction) paces the bytes as a slow link would.
  *
  * It prints "flipped" on stdout when it did, and "bytes up=N down=M" (all
  * connections so far) whenever a connection ends and on SIGTERM, so that
@@ -101,9 +102,11 @@ typedef struct dir {
 	long long queued;
 	int eof;
 	volatile long long *count;
+	long long link_free_us; /* with a rate: when the link has sent what it holds */
 } dir_t;
 
 static long long delay_us;
+static long long rate_bytes_per_s;
 
 static long long now_us(void)
 {
@@ -139,6 +142,13 @@ static int take(dir_t *d, volatile long long *flip_at, long long *seen)
 		return 0;
 	c->next = NULL;
 	c->due_us = now_us() + delay_us;
+	if (rate_bytes_per_s > 0) {
+		/* the chunk leaves once the link has carried it after what came before */
+		if (d->link_free_us > c->due_us)
+			c->due_us = d->link_free_us;
+		c->due_us += (long long)n * 1000000 / rate_bytes_per_s;
+		d->link_free_us = c->due_us;
+	}
 	c->len = (size_t)n;
 	c->off = 0;
 	memcpy(c->data, buf, (size_t)n);
@@ -176,8 +186,8 @@ static int give(dir_t *d, long long now)
  * to -1. Non-blocking both ways, so neither side can wedge the other. */
 static void relay(int client, int server, volatile long long *flip_at)
 {
-	dir_t d[2] = {{client, server, NULL, NULL, 0, 0, &shared->up},
-	              {server, client, NULL, NULL, 0, 0, &shared->down}};
+	dir_t d[2] = {{client, server, NULL, NULL, 0, 0, &shared->up, 0},
+	              {server, client, NULL, NULL, 0, 0, &shared->down, 0}};
 	long long seen = 0;
 
 	fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK);
@@ -223,12 +233,13 @@ int main(int argc, char **argv)
 {
 	int lfd, target;
 
-	if (argc != 4 && argc != 5) {
-		fprintf(stderr,
-		        "usage: faultproxy LISTEN_PORT TARGET_PORT FLIP_OFFSET [DELAY_MS]\n");
+	if (argc < 4 || argc > 6) {
+		fprintf(stderr, "usage: faultproxy LISTEN_PORT TARGET_PORT FLIP_OFFSET [DELAY_MS "
+		                "[RATE_KBPS]]\n");
 		return 2;
 	}
-	delay_us = argc == 5 ? atoll(argv[4]) * 1000 : 0;
+	delay_us = argc >= 5 ? atoll(argv[4]) * 1000 : 0;
+	rate_bytes_per_s = argc == 6 ? atoll(argv[5]) * 1000 : 0;
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, on_term);
 	setvbuf(stdout, NULL, _IOLBF, 0);
