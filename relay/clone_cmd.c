@@ -21,6 +21,7 @@
 #include "pgferry/dr_state.h"
 #include "pgferry/log.h"
 #include "pgferry/pgsession.h"
+#include "pgferry/primary_check.h"
 #include "pgferry/replication.h"
 
 #include <errno.h>
@@ -553,7 +554,7 @@ int cmd_clone(int argc, char **argv)
 	char bindir[512], dir[512], lsn[LSN_TEXT_LEN], sysid[32], origin[512] = "";
 	replication_conn_t rc;
 	bool rc_open = false, schema_done = false, slot_exists = false, interrupted = false;
-	bool dir_made = false;
+	bool dir_made = false, slot_created = false;
 	PGconn *d = NULL, *p = NULL;
 	PGresult *res = NULL;
 	pthread_t threads[64];
@@ -666,6 +667,12 @@ int cmd_clone(int argc, char **argv)
 		PQclear(res);
 		res = NULL;
 	}
+	/* before any slot: a sequence the role cannot read would never be
+	 * copied nor shipped */
+	if (primary_check_sequences(p, cli.cfg.publication, &err) != PGF_OK) {
+		log_error_value(LOG_ERROR, &err);
+		goto out;
+	}
 	if (replication_connect(&rc, cli.cfg.primary_conninfo, &err) != PGF_OK)
 		goto failed;
 	rc_open = true;
@@ -715,6 +722,7 @@ int cmd_clone(int argc, char **argv)
 			          cli.cfg.slot_name, PQresultErrorMessage(res));
 			goto failed;
 		}
+		slot_created = true;
 		lsn_parse(PQgetvalue(res, 0, 1), &consistent);
 		snprintf(cl.snapshot, sizeof(cl.snapshot), "%s", PQgetvalue(res, 0, 2));
 		PQclear(res);
@@ -898,6 +906,21 @@ int cmd_clone(int argc, char **argv)
 
 failed:
 	log_error_value(LOG_ERROR, &err);
+	/* a slot left behind would hold WAL on the primary until its disk is
+	 * full; the next run creates a new one anyway */
+	if (slot_created && rc_open) {
+		pgf_error_t drop_err;
+		error_clear(&drop_err);
+		if (drop_slot(&rc, cli.cfg.slot_name, &drop_err) == PGF_OK)
+			fprintf(stderr, "pgferry clone: dropped the slot \"%s\" it had created\n",
+			        cli.cfg.slot_name);
+		else
+			fprintf(stderr,
+			        "pgferry clone: could not drop the slot \"%s\" it had created: %s\n"
+			        "HINT: it holds WAL on the primary; drop it: SELECT "
+			        "pg_drop_replication_slot('%s');\n",
+			        cli.cfg.slot_name, drop_err.message, cli.cfg.slot_name);
+	}
 	fprintf(stderr, "pgferry clone: stopped; run it again to start over (it says so)\n");
 out:
 	PQclear(res);

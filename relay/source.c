@@ -19,6 +19,8 @@
 #include "pgferry/dr_state.h"
 #include "pgferry/log.h"
 #include "pgferry/netconn.h"
+#include "pgferry/pgsession.h"
+#include "pgferry/primary_check.h"
 #include "pgferry/replication.h"
 #include "pgferry/tls.h"
 #include "pgferry/wire.h"
@@ -77,6 +79,8 @@ typedef struct source {
 	bool stream_ended;
 
 	ev_signal sigint, sigterm;
+	bool streamed_once; /* a session reached streaming since the start */
+	bool setup_refused; /* check_primary found a setup that would lose data */
 	int exit_code;
 } source_t;
 
@@ -486,6 +490,7 @@ static int start_streaming(source_t *s, uint64_t resume_lsn, pgf_error_t *err)
 	s->repl_watcher.data = s;
 	ev_io_start(s->loop, &s->repl_watcher);
 	s->state = SOURCE_STREAMING;
+	s->streamed_once = true;
 	s->backoff_ms = 0;
 	ev_timer_again(s->loop, &s->status_timer);
 	/* data may already be buffered by libpq */
@@ -494,6 +499,23 @@ static int start_streaming(source_t *s, uint64_t resume_lsn, pgf_error_t *err)
 }
 
 /* ---- the sink link ------------------------------------------------------------- */
+
+/* Called once the sink accepted this primary's identity (its welcome): a
+ * source pointed at the wrong primary leaves no slot there. */
+static int ensure_slot(source_t *s, pgf_error_t *err)
+{
+	bool created;
+	uint64_t consistent;
+	char lsn[LSN_TEXT_LEN];
+
+	if (replication_ensure_slot(&s->repl, s->cfg->slot_name, false, &created, &consistent,
+	                            err) != PGF_OK)
+		return PGF_ERR;
+	if (created)
+		log_info("created replication slot \"%s\" at %s", s->cfg->slot_name,
+		         lsn_format(consistent, lsn));
+	return PGF_OK;
+}
 
 static void sink_connected(netconn_t *c, void *arg)
 {
@@ -552,7 +574,8 @@ static void sink_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *pay
 		log_info("the sink resumes at %s", lsn_format(w.resume_lsn, lsn));
 		batch_encoder_reset(s->encoder);
 		s->batch_seq = 0;
-		if (start_streaming(s, w.resume_lsn, &err) != PGF_OK)
+		if (ensure_slot(s, &err) != PGF_OK ||
+		    start_streaming(s, w.resume_lsn, &err) != PGF_OK)
 			break;
 		return;
 	}
@@ -650,23 +673,35 @@ static void session_close(source_t *s, const char *why)
 	schedule_reconnect(s);
 }
 
+/* What would lose data silently is checked on every session, before the
+ * slot is used (see primary_check.h). */
+static int check_primary(source_t *s, pgf_error_t *err)
+{
+	PGconn *c;
+	int rc;
+
+	c = pgsession_connect(s->cfg->primary_conninfo, "pgferry source", NULL, "primary", err);
+	if (c == NULL)
+		return PGF_ERR;
+	rc = primary_check_sequences(c, s->cfg->publication, err);
+	PQfinish(c);
+	return rc;
+}
+
 static int session_open(source_t *s, pgf_error_t *err)
 {
-	bool created;
-	uint64_t consistent;
-	char lsn[LSN_TEXT_LEN];
 	netconn_callbacks_t cb = {0};
 
 	if (replication_connect(&s->repl, s->cfg->primary_conninfo, err) != PGF_OK)
 		return PGF_ERR;
 	s->repl_open = true;
-	s->proto_version = replication_max_proto_version(s->repl.server_version);
-	if (replication_ensure_slot(&s->repl, s->cfg->slot_name, false, &created, &consistent,
-	                            err) != PGF_OK)
+	if (check_primary(s, err) != PGF_OK) {
+		s->setup_refused = err->code == PGF_E_CONFIG;
 		return PGF_ERR;
-	if (created)
-		log_info("created replication slot \"%s\" at %s", s->cfg->slot_name,
-		         lsn_format(consistent, lsn));
+	}
+	s->proto_version = replication_max_proto_version(s->repl.server_version);
+	/* the slot is created only once the sink accepted this primary (see
+	 * the welcome): one made on the wrong primary would hold its WAL */
 	if (heartbeat_open(s, err) != PGF_OK)
 		return PGF_ERR;
 	cb.arg = s;
@@ -709,6 +744,14 @@ static void reconnect_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	error_clear(&err);
 	if (session_open(s, &err) != PGF_OK) {
 		log_error_value(LOG_ERROR, &err);
+		if (s->setup_refused && !s->streamed_once) {
+			/* a setup that would lose data: refuse to start */
+			session_close(s, "the primary's setup is refused");
+			ev_timer_stop(loop, &s->reconnect_timer);
+			s->exit_code = EXIT_ERROR;
+			ev_break(loop, EVBREAK_ALL);
+			return;
+		}
 		session_close(s, "could not start a session");
 		if (s->state == SOURCE_IDLE && !ev_is_active(&s->reconnect_timer))
 			schedule_reconnect(s);
@@ -811,9 +854,9 @@ int cmd_source(int argc, char **argv)
 	ev_timer_set(&s.reconnect_timer, 0.0, 0.0);
 	ev_timer_start(s.loop, &s.reconnect_timer);
 	ev_run(s.loop, 0);
-	rc = 0;
+	rc = s.exit_code;
 out:
-	if (rc != 0)
+	if (rc != 0 && err.message[0])
 		log_error_value(LOG_ERROR, &err);
 	batch_encoder_free(s.encoder);
 	free(s.seq_last);

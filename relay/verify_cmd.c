@@ -18,6 +18,7 @@
 #include "pgferry/decoder.h"
 #include "pgferry/log.h"
 #include "pgferry/pgsession.h"
+#include "pgferry/primary_check.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -613,6 +614,149 @@ static void print_table(const char *qualified, json_t *e)
 	}
 }
 
+/* ---- sequences ------------------------------------------------------------ */
+
+typedef struct seq_counts {
+	int equal, differ, missing, busy, error;
+} seq_counts_t;
+
+/* The DR side of one sequence: exists, its last value (NULL: never called)
+ * and its increment; false when the query failed. */
+static bool dr_sequence(verifier_t *v, const char *name, bool *exists, bool *has_value,
+                        long long *value, long long *increment)
+{
+	const char *p[1] = {name};
+	PGresult *res = pgsession_query(
+	        v->d, "DR database",
+	        "SELECT to_regclass($1) IS NOT NULL, pg_sequence_last_value(to_regclass($1)), "
+	        "(SELECT seqincrement FROM pg_sequence WHERE seqrelid = to_regclass($1))",
+	        1, p, &v->err);
+
+	if (res == NULL)
+		return false;
+	*exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	*has_value = !PQgetisnull(res, 0, 1);
+	*value = *has_value ? strtoll(PQgetvalue(res, 0, 1), NULL, 10) : 0;
+	*increment = PQgetisnull(res, 0, 2) ? 1 : strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+	PQclear(res);
+	return true;
+}
+
+/* The primary's value of one sequence now (has_value false: never called). */
+static bool primary_sequence(verifier_t *v, const char *name, bool *has_value, long long *value)
+{
+	const char *p[1] = {name};
+	PGresult *res = pgsession_query(
+	        v->p, "primary", "SELECT pg_sequence_last_value(to_regclass($1))", 1, p, &v->err);
+
+	if (res == NULL)
+		return false;
+	*has_value = !PQgetisnull(res, 0, 0);
+	*value = *has_value ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+	PQclear(res);
+	return true;
+}
+
+/* One sequence: the DR copy must have reached the primary's value (what a
+ * promotion starts from; promote then adds its margin). The sink ships
+ * values every sequence_sync_interval, so a DR value behind is read again
+ * verify_retries times before it is called behind ("busy" when it moved
+ * meanwhile: the primary hands out numbers faster than they are read). */
+static const char *verify_sequence(verifier_t *v, const char *name, bool readable, json_t *entry)
+{
+	bool p_has, d_exists, d_has, moved = false;
+	long long pv = 0, dv = 0, incr = 1, first_dv = 0;
+	int k;
+
+	if (!readable) {
+		error_set(&v->err, PGF_E_CONFIG,
+		          "the role cannot read it on the primary (no SELECT or USAGE), so it is "
+		          "never shipped");
+		error_hint(&v->err, "GRANT SELECT ON SEQUENCE %s TO the source's role", name);
+		return "error";
+	}
+	for (k = 0;; k++) {
+		if (!primary_sequence(v, name, &p_has, &pv) ||
+		    !dr_sequence(v, name, &d_exists, &d_has, &dv, &incr))
+			return "error";
+		if (k == 0)
+			first_dv = dv;
+		else if (dv != first_dv)
+			moved = true;
+		if (p_has)
+			json_object_set_new(entry, "primary_value", json_integer(pv));
+		if (d_has)
+			json_object_set_new(entry, "dr_value", json_integer(dv));
+		if (!d_exists)
+			return "missing";
+		if (!p_has || (d_has && (incr > 0 ? dv >= pv : dv <= pv)))
+			return "equal";
+		if (k >= (int)v->cfg->verify_retries)
+			return moved ? "busy" : "behind";
+		sleep_ms(500);
+	}
+}
+
+static void verify_sequences(verifier_t *v, const char *publication, json_t *report,
+                             seq_counts_t *n)
+{
+	PGresult *res = primary_list_sequences(v->p, publication, &v->err);
+	int i;
+
+	if (res == NULL) {
+		log_error_value(LOG_ERROR, &v->err);
+		n->error++;
+		return;
+	}
+	if (!v->as_json && PQntuples(res) > 0)
+		printf("  %-40s %10s %10s %7s  %-8s %10s\n", "sequence", "primary", "DR", "",
+		       "result", "time");
+	for (i = 0; i < PQntuples(res); i++) {
+		const char *name = PQgetvalue(res, i, 0), *result;
+		json_t *entry = json_object();
+		double t0 = now_s();
+		char pv[32] = "-", dv[32] = "-";
+
+		error_clear(&v->err);
+		result = verify_sequence(v, name, strcmp(PQgetvalue(res, i, 2), "t") == 0, entry);
+		json_object_set_new(entry, "sequence", json_string(name));
+		json_object_set_new(entry, "table", json_string(PQgetvalue(res, i, 1)));
+		json_object_set_new(entry, "result", json_string(result));
+		json_object_set_new(entry, "seconds", json_real(now_s() - t0));
+		if (strcmp(result, "error") == 0) {
+			char msg[2048];
+			error_format(&v->err, msg, sizeof(msg));
+			json_object_set_new(entry, "error", json_string(msg));
+			n->error++;
+		} else if (strcmp(result, "equal") == 0)
+			n->equal++;
+		else if (strcmp(result, "missing") == 0)
+			n->missing++;
+		else if (strcmp(result, "busy") == 0)
+			n->busy++;
+		else
+			n->differ++;
+		if (!v->as_json) {
+			if (json_is_integer(json_object_get(entry, "primary_value")))
+				snprintf(pv, sizeof(pv), "%lld",
+				         (long long)json_integer_value(
+				                 json_object_get(entry, "primary_value")));
+			if (json_is_integer(json_object_get(entry, "dr_value")))
+				snprintf(dv, sizeof(dv), "%lld",
+				         (long long)json_integer_value(
+				                 json_object_get(entry, "dr_value")));
+			printf("  %-40s %10s %10s %7s  %-8s %8.2f s\n", name, pv, dv, "", result,
+			       now_s() - t0);
+			if (json_is_string(json_object_get(entry, "error")))
+				printf("      %s\n",
+				       json_string_value(json_object_get(entry, "error")));
+			fflush(stdout);
+		}
+		json_array_append_new(report, entry);
+	}
+	PQclear(res);
+}
+
 int cmd_verify(int argc, char **argv)
 {
 	cli_t cli;
@@ -621,6 +765,8 @@ int cmd_verify(int argc, char **argv)
 	int nonly = 0, i, n_equal = 0, n_differ = 0, n_missing = 0, n_error = 0, n_busy = 0,
 	    rc = EXIT_ERROR;
 	PGresult *res = NULL;
+	json_t *seqs = NULL;
+	seq_counts_t ns = {0, 0, 0, 0, 0};
 	double t_start = now_s();
 
 	memset(&v, 0, sizeof(v));
@@ -761,11 +907,20 @@ int cmd_verify(int argc, char **argv)
 		table_free(&t);
 	}
 	PQclear(res);
+	/* sequences too, unless only some tables were asked for: a promoted copy
+	 * whose sequences lag hands out numbers the primary already used */
+	seqs = json_array();
+	if (nonly == 0)
+		verify_sequences(&v, cli.cfg.publication, seqs, &ns);
 	if (v.as_json) {
-		json_t *o = json_pack("{s:o, s:{s:i, s:i, s:i, s:i, s:i, s:f}}", "tables", v.report,
-		                      "summary", "equal", n_equal, "differ", n_differ, "missing",
-		                      n_missing, "busy", n_busy, "error", n_error, "seconds",
-		                      now_s() - t_start);
+		json_t *o = json_pack(
+		        "{s:o, s:o, s:{s:i, s:i, s:i, s:i, s:i, s:f}, s:{s:i, s:i, s:i, s:i, s:i}}",
+		        "tables", v.report, "sequences", seqs, "summary", "equal", n_equal,
+		        "differ", n_differ, "missing", n_missing, "busy", n_busy, "error", n_error,
+		        "seconds", now_s() - t_start, "sequence_summary", "equal", ns.equal,
+		        "behind", ns.differ, "missing", ns.missing, "busy", ns.busy, "error",
+		        ns.error);
+		seqs = NULL;
 		char *text = json_dumps(o, JSON_COMPACT);
 		v.report = NULL;
 		printf("%s\n", text ? text : "{}");
@@ -776,6 +931,16 @@ int cmd_verify(int argc, char **argv)
 		       "errors (%.1f s)\n",
 		       n_equal + n_differ + n_missing + n_error + n_busy, n_equal, n_differ,
 		       n_missing, n_busy, n_error, now_s() - t_start);
+	if (!v.as_json && nonly == 0)
+		printf("%d sequences: %d equal, %d behind, %d missing on the DR database, %d busy, "
+		       "%d "
+		       "errors\n",
+		       ns.equal + ns.differ + ns.missing + ns.busy + ns.error, ns.equal, ns.differ,
+		       ns.missing, ns.busy, ns.error);
+	n_differ += ns.differ;
+	n_missing += ns.missing;
+	n_busy += ns.busy;
+	n_error += ns.error;
 	if (n_busy && !v.as_json)
 		printf("busy: rows kept changing on the primary at every read, so those chunks "
 		       "could "
@@ -784,6 +949,7 @@ int cmd_verify(int argc, char **argv)
 	 * means "cannot tell" */
 	rc = (n_differ || n_missing) ? EXIT_NEGATIVE : (n_error || n_busy) ? EXIT_ERROR : 0;
 out:
+	json_decref(seqs);
 	json_decref(v.report);
 	PQfinish(v.p);
 	PQfinish(v.d);

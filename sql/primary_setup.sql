@@ -13,3 +13,12 @@ CREATE PUBLICATION pgferry FOR ALL TABLES WITH (publish_via_partition_root = tru
 -- A role for the source (choose your own password and pg_hba.conf entry):
 -- CREATE ROLE pgferry_source WITH LOGIN REPLICATION PASSWORD '...';
 -- GRANT SELECT ON ALL TABLES IN SCHEMA public TO pgferry_source;  -- for verify and clone
+-- Sequences are not tables to GRANT: without SELECT (or USAGE) on them their
+-- values read as NULL, are never shipped, and a promoted DR copy would hand
+-- out numbers the primary already used. Source and clone refuse to start
+-- until every sequence of a published table is readable:
+-- GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO pgferry_source;
+-- ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO pgferry_source;
+-- ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON SEQUENCES TO pgferry_source;
+-- (ALTER DEFAULT PRIVILEGES covers objects created later by the role that runs it;
+-- add FOR ROLE app_owner for those another role creates.)

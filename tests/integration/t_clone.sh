@@ -2,7 +2,7 @@
 # then streaming from the clone's consistent point: every table equal, no
 # gap, no duplicate. A clone killed (kill -9) in the middle of its copy is
 # started over by the next run, which says so; a finished clone is never
-# overwritten.
+# overwritten; a clone that fails drops the slot it created.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/relay.sh"
 
@@ -89,4 +89,12 @@ for t in $TABLES; do
 	[ "$p" = "$d" ] || fail "table $t differs on the second copy"
 done
 DR_CONN=$DR_CONN_SAVED
+
+# 4. a clone that fails after it created its slot drops the slot
+psql "$DR2_CONN" -Xqc "CREATE DATABASE third" || fail "third DR database"
+"$PGFERRY_BIN" clone -c "primary_conninfo=$PRIMARY_CONN" -c "dr_conninfo=${DR2_CONN/dbname=postgres/dbname=third}" \
+	-c slot_name=failing --pg-bindir /nonexistent >"$T/clone5.out" 2>&1 && fail "a clone without pg_dump succeeded"
+grep -q 'dropped the slot "failing" it had created' "$T/clone5.out" || fail "the failed clone: $(cat "$T/clone5.out")"
+[ "$(psql_on primary -c "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'failing'")" = 0 ] ||
+	fail "the failed clone left its slot"
 log "clone ok"

@@ -1,6 +1,7 @@
 # t_identity.sh — guarantee 4: after first contact the sink refuses a stream
 # from another primary (crossed wires after a failover), durably across a
-# restart of the sink, and applies nothing of it.
+# restart of the sink, and applies nothing of it; the refused source leaves
+# no slot on the wrong primary.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/relay.sh"
 
@@ -30,6 +31,10 @@ sleep 1
 [ "$(psql_on dr -c "SELECT count(*) FROM t WHERE src = 'other'")" = 0 ] || fail "rows from the other primary were applied"
 grep -Eiq "identity|another|refus" "$T/othersource.log" || fail "the source did not report the refusal"
 bg_stop othersource
+# the source asks the sink before it creates a slot: none on the wrong
+# primary (it would hold that primary's WAL until its disk is full)
+[ "$(psql_on other -c "SELECT count(*) FROM pg_replication_slots")" = 0 ] ||
+	fail "the refused source left a slot on the other primary: $(psql_on other -c "SELECT slot_name FROM pg_replication_slots")"
 
 # the right primary still streams
 source_start
