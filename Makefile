@@ -39,7 +39,7 @@ REL_OBJS  := $(patsubst %.c,$(REL_DIR)/%.o,$(LIB_SRCS))
 ASAN_OBJS := $(patsubst %.c,$(ASAN_DIR)/%.o,$(LIB_SRCS))
 
 .PHONY: all deps check unit unit-asan integration demo fuzz fuzz-brief bench format \
-        format-check lint install clean deps-tools
+        format-check lint install clean deps-tools deb package-check
 
 all: bin/pgferry
 
@@ -140,10 +140,38 @@ lint: deps-tools
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
 		--suppress=missingIncludeSystem -Iinclude $(LIB_SRCS) $(MAIN_SRC)
 
-install: bin/pgferry
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/pgferry/sql
+# Under PREFIX: the binary, the SQL, the certificate recipe, the sample
+# configurations, the systemd units (pointing at this PREFIX) and the man
+# page, which the binary writes from the tables --help prints.
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+MANDIR     ?= $(PREFIX)/share/man
+
+build/pgferry.1: bin/pgferry
+	@mkdir -p build
+	bin/pgferry man >$@
+
+install: bin/pgferry build/pgferry.1
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/pgferry/sql \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(SYSCONFDIR)/pgferry $(DESTDIR)$(UNITDIR)
 	install -m 755 bin/pgferry $(DESTDIR)$(PREFIX)/bin/pgferry
 	install -m 644 sql/*.sql $(DESTDIR)$(PREFIX)/share/pgferry/sql/
+	install -m 755 deploy/make-certs.sh $(DESTDIR)$(PREFIX)/share/pgferry/make-certs.sh
+	install -m 644 deploy/source.conf.sample deploy/sink.conf.sample $(DESTDIR)$(SYSCONFDIR)/pgferry/
+	install -m 644 build/pgferry.1 $(DESTDIR)$(MANDIR)/man1/pgferry.1
+	for u in deploy/systemd/*.service; do \
+		sed -e 's|/usr/bin/pgferry|$(PREFIX)/bin/pgferry|' -e 's|/etc/pgferry/|$(SYSCONFDIR)/pgferry/|g' \
+			$$u >$(DESTDIR)$(UNITDIR)/$$(basename $$u) && chmod 644 $(DESTDIR)$(UNITDIR)/$$(basename $$u) || exit 1; \
+	done
+
+# A Debian package of what install installs (PREFIX=/usr); the test installs
+# it into a fresh root and checks units, man page, binary and lintian.
+deb: bin/pgferry build/pgferry.1
+	@bash tools/install-deps.sh package
+	@bash tools/make-deb.sh bin/pgferry build/pgferry.1
+
+package-check: deb
+	@bash tests/package-check.sh
 
 clean:
 	rm -rf build bin

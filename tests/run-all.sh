@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run-all.sh — what "make check" runs after building: unit tests (plain and
-# under ASan+UBSan), valgrind, each fuzz target briefly, then the
-# integration tests.
+# under ASan+UBSan), valgrind, each fuzz target briefly, the Debian
+# package, then the integration tests.
 # Ends with one line "check: N passed, N failed"; exits non-zero on failure.
 set -u
 cd "$(dirname "$0")/.."
@@ -71,6 +71,13 @@ if [ $# -gt 0 ]; then
 	else
 		failed=$((failed + 1))
 	fi
+fi
+
+echo "== Debian package (make deb; tests/package-check.sh)"
+if make --no-print-directory -s package-check; then
+	passed=$((passed + 1))
+else
+	failed=$((failed + 1))
 fi
 
 echo "== integration tests (real PostgreSQL)"

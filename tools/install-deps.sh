@@ -10,12 +10,16 @@ packages=(
 	clang libclang-rt-14-dev openssl iproute2 procps
 	postgresql-15 postgresql-client-15 curl python3 valgrind
 )
-# extra sets: "tools" adds what make lint/format/promtool need
+# extra sets: "tools" adds what make lint/format need
 if [ "${1:-}" = "tools" ]; then
 	packages+=(clang-format clang-tidy cppcheck)
 fi
 if [ "${1:-}" = "prometheus" ]; then
 	packages=(prometheus)
+fi
+# "package": what make deb and make package-check use (systemd-analyze, man, lintian)
+if [ "${1:-}" = "package" ]; then
+	packages=(dpkg-dev lintian man-db systemd)
 fi
 
 missing=()
