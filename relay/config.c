@@ -164,7 +164,7 @@ typedef struct unit {
 	int64_t factor;
 } unit_t;
 
-static int parse_with_units(const char *text, const unit_t *units, int64_t *out)
+static int parse_with_units(const char *text, const unit_t *units, bool unit_required, int64_t *out)
 {
 	char *end = NULL;
 	long long n;
@@ -183,6 +183,9 @@ static int parse_with_units(const char *text, const unit_t *units, int64_t *out)
 	while (isspace((unsigned char)*u))
 		u++;
 	if (*u == '\0') {
+		/* "5" could mean 5 ms or 5 s: only 0 is the same in every unit */
+		if (unit_required && n != 0)
+			return PGF_ERR;
 		*out = n * units[0].factor; /* bare number: the base unit */
 		return PGF_OK;
 	}
@@ -202,14 +205,14 @@ int config_parse_duration(const char *text, int64_t *ms)
 {
 	static const unit_t units[] = {{"ms", 1},      {"s", 1000},       {"min", 60000},
 	                               {"h", 3600000}, {"d", MS_PER_DAY}, {NULL, 0}};
-	return parse_with_units(text, units, ms);
+	return parse_with_units(text, units, true, ms);
 }
 
 int config_parse_size(const char *text, int64_t *bytes)
 {
 	static const unit_t units[] = {{"B", 1},          {"kB", 1024},      {"MB", 1 << 20},
 	                               {"GB", 1LL << 30}, {"TB", 1LL << 40}, {NULL, 0}};
-	return parse_with_units(text, units, bytes);
+	return parse_with_units(text, units, false, bytes);
 }
 
 static const char *type_name(config_type_t t)
@@ -334,10 +337,11 @@ int config_set(config_t *cfg, const char *name, const char *value, const char *o
 			error_set(err, PGF_E_CONFIG,
 			          "invalid value \"%s\" for duration parameter \"%s\"", value,
 			          name);
-			error_hint(
-			        err,
-			        "Valid units are \"ms\", \"s\", \"min\", \"h\" and \"d\"; a bare "
-			        "number is milliseconds.");
+			error_hint(err,
+			           "Write a number with a unit: \"ms\", \"s\", \"min\", \"h\" or "
+			           "\"d\" (e.g. 500ms, 30s); a number without one is refused, "
+			           "since it "
+			           "could mean either.");
 			set_where(err, origin, line);
 			return PGF_ERR;
 		}

@@ -337,6 +337,38 @@ static enum MHD_Result respond_bad_request(struct MHD_Connection *conn, bool jso
 	return rc;
 }
 
+/* 200 "applying": up, a source streams, the DR database takes it; 503 "not
+ * applying: why": the process is up but nothing is applied now; 410
+ * "promoted": this DR database was promoted (README, "HTTP API"). */
+static enum MHD_Result healthz(http_server_t *h, struct MHD_Connection *conn)
+{
+	lag_snapshot_t *snap = malloc(sizeof(*snap));
+	char text[1100];
+	unsigned status = MHD_HTTP_SERVICE_UNAVAILABLE;
+
+	if (snap == NULL)
+		return MHD_NO;
+	lag_snapshot(h->lag, snap);
+	if (snap->fenced) {
+		status = MHD_HTTP_GONE;
+		snprintf(text, sizeof(text), "promoted\n");
+	} else if (!snap->dr_reachable)
+		snprintf(text, sizeof(text), "not applying: the DR database is unreachable: %s\n",
+		         snap->apply_error_message);
+	else if (snap->apply_error)
+		snprintf(text, sizeof(text), "not applying: apply is stopped by an error: %s\n",
+		         snap->apply_error_message);
+	else if (snap->source_state != LAG_SOURCE_CONNECTED)
+		snprintf(text, sizeof(text), "not applying: no source is connected (%s)\n",
+		         lag_source_state_name(snap->source_state));
+	else {
+		status = MHD_HTTP_OK;
+		snprintf(text, sizeof(text), "applying\n");
+	}
+	free(snap);
+	return respond_text(conn, status, text);
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
                                const char *method, const char *version, const char *upload,
                                size_t *upload_size, void **state)
@@ -379,7 +411,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 			return respond_bad_request(conn, verdict, query.error);
 	}
 	if (strcmp(url, "/healthz") == 0)
-		return respond_text(conn, MHD_HTTP_OK, "ok\n");
+		return healthz(h, conn);
 	snap = malloc(sizeof(*snap));
 	if (snap == NULL)
 		return MHD_NO;
@@ -427,9 +459,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 		}
 		lag_verdict(snap, max_rpo, max_bl, &v);
 		lag_render_verdict_json(snap, &v, max_rpo, max_bl, &body);
-		status = v.verdict == VERDICT_SAFE     ? MHD_HTTP_OK
-		         : v.verdict == VERDICT_UNSAFE ? MHD_HTTP_CONFLICT
-		                                       : MHD_HTTP_SERVICE_UNAVAILABLE;
+		status = v.verdict == VERDICT_SAFE       ? MHD_HTTP_OK
+		         : v.verdict == VERDICT_UNSAFE   ? MHD_HTTP_CONFLICT
+		         : v.verdict == VERDICT_PROMOTED ? MHD_HTTP_GONE
+		                                         : MHD_HTTP_SERVICE_UNAVAILABLE;
 		rc = respond(conn, status, "application/json", &body);
 	}
 done:

@@ -6,10 +6,22 @@
  * loss is counted exactly and the age of the oldest one is known. The FIFO
  * is bounded: past PENDING_MAX entries, new commits merge into the newest
  * entry (counts stay exact, only the per-commit ages of that tail blur).
+ *
+ * The RPO bound shrinks only on proof (README, "The RPO bound"): the proof
+ * point is the newest primary moment before which the DR side provably
+ * holds every commit. Proofs are an applied commit's time (commit order is
+ * LSN order) and a primary fact (an LSN with the primary time before which
+ * every commit lies below it, learned by the source on its own connection)
+ * once applied_lsn reaches its LSN. Walsender keepalives prove only that
+ * the primary is alive. Every moment is kept on the sink's monotonic clock
+ * (converted once, when learned), so a clock that steps cannot shrink a
+ * figure; a primary time that would lie in the future is a clock fault and
+ * proves nothing.
  */
 #include "pgferry/lag.h"
 
 #include "pgferry/decoder.h"
+#include "pgferry/log.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -18,11 +30,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
-#define PENDING_MAX    262144
-#define RATE_SLOTS     64       /* recent apply groups for the rate */
-#define RATE_WINDOW_US 10000000 /* 10 s */
-#define CLOCK_SAMPLES  32
+#define PENDING_MAX     262144
+#define RATE_SLOTS      64       /* recent apply groups for the rate */
+#define RATE_WINDOW_US  10000000 /* 10 s */
+#define CLOCK_SAMPLES   32
+#define FACTS_MAX       4096
+#define STEP_US         1000000 /* a sink clock jump this large is a step */
+#define FUTURE_SLACK_US 20000   /* on top of the offset's uncertainty */
 
 const double lag_histogram_bounds[LAG_HISTOGRAM_BUCKETS] = {
         0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
@@ -31,7 +47,14 @@ typedef struct pending {
 	uint64_t end_lsn;
 	int64_t commit_time; /* primary clock, pgtime */
 	uint64_t transactions, bytes, rows;
+	uint64_t internal; /* of transactions, pgferry's own (heartbeats, sequences) */
 } pending_t;
+
+/* a primary fact waiting for apply to reach its LSN */
+typedef struct fact {
+	uint64_t lsn;
+	int64_t at_mono; /* the primary moment, on the sink's monotonic clock */
+} fact_t;
 
 typedef struct rate_slot {
 	int64_t at_us;
@@ -45,8 +68,11 @@ typedef struct clock_sample {
 struct lag_tracker {
 	pthread_mutex_t lock;
 	const config_t *cfg;
-	int64_t (*clock)(void *arg);
+	int64_t (*clock)(void *arg); /* wall, Unix µs */
+	int64_t (*mono)(void *arg);  /* monotonic µs */
 	void *clock_arg;
+	bool wall_base_known;
+	int64_t wall_base; /* wall minus monotonic, to detect steps */
 
 	bool identity_known, identity_ok;
 	uint64_t system_identifier;
@@ -55,8 +81,22 @@ struct lag_tracker {
 	bool heard_from_primary;
 	uint64_t primary_wal_lsn;
 	int64_t primary_wal_time; /* pgtime, primary clock */
-	int64_t last_primary_us;  /* the newest primary send time, on the sink clock */
 	uint64_t received_lsn, applied_lsn;
+	int64_t received_moved_mono; /* when received_lsn last moved */
+
+	/* proof and knowledge, monotonic µs (0 = none) */
+	int64_t proof_mono; /* DR provably held every commit before this */
+	int64_t known_mono; /* the newest primary moment whose commits are known */
+	int64_t fact_learned_mono;
+	uint64_t fact_lsn, fact_flush_lsn;
+	fact_t *facts;
+	size_t fact_head, fact_count;
+	char source_error[300];
+
+	/* clock faults */
+	uint64_t clock_faults;
+	char clock_fault[300];
+	int64_t clock_fault_mono;
 	int64_t last_applied_commit_time; /* pgtime, primary clock; 0 = none */
 	double last_commit_lag_s;
 
@@ -95,6 +135,16 @@ static int64_t real_clock(void *arg)
 	return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
 }
 
+static int64_t mono_clock(void *arg)
+{
+	struct timespec ts;
+
+	(void)arg;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	/* never 0: 0 means "none" in the tracker */
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 + 1;
+}
+
 lag_tracker_t *lag_tracker_create(const config_t *cfg)
 {
 	lag_tracker_t *l = calloc(1, sizeof(*l));
@@ -102,16 +152,21 @@ lag_tracker_t *lag_tracker_create(const config_t *cfg)
 	if (l == NULL)
 		return NULL;
 	l->pending = calloc(PENDING_MAX, sizeof(pending_t));
-	if (l->pending == NULL) {
+	l->facts = calloc(FACTS_MAX, sizeof(fact_t));
+	if (l->pending == NULL || l->facts == NULL) {
+		free(l->pending);
+		free(l->facts);
 		free(l);
 		return NULL;
 	}
 	pthread_mutex_init(&l->lock, NULL);
 	l->cfg = cfg;
 	l->clock = real_clock;
+	l->mono = mono_clock;
 	l->identity_ok = true;
 	l->dr_reachable = true;
 	l->source_since_us = real_clock(NULL);
+	l->received_moved_mono = mono_clock(NULL);
 	return l;
 }
 
@@ -121,22 +176,70 @@ void lag_tracker_free(lag_tracker_t *l)
 		return;
 	pthread_mutex_destroy(&l->lock);
 	free(l->pending);
+	free(l->facts);
 	free(l);
+}
+
+void lag_tracker_set_clocks(lag_tracker_t *l, int64_t (*wall_us)(void *arg),
+                            int64_t (*mono_us)(void *arg), void *arg)
+{
+	pthread_mutex_lock(&l->lock);
+	l->clock = wall_us ? wall_us : real_clock;
+	l->mono = mono_us ? mono_us : mono_clock;
+	l->clock_arg = arg;
+	l->wall_base_known = false;
+	l->source_since_us = l->clock(l->clock_arg);
+	l->received_moved_mono = l->mono(l->clock_arg);
+	pthread_mutex_unlock(&l->lock);
 }
 
 void lag_tracker_set_clock(lag_tracker_t *l, int64_t (*now_us)(void *arg), void *arg)
 {
-	pthread_mutex_lock(&l->lock);
-	l->clock = now_us ? now_us : real_clock;
-	l->clock_arg = arg;
-	l->source_since_us = l->clock(l->clock_arg);
-	pthread_mutex_unlock(&l->lock);
+	lag_tracker_set_clocks(l, now_us, now_us, arg);
 }
 
-/* The test-only skew shifts this side's idea of now. */
-static int64_t now_us(const lag_tracker_t *l)
+static int64_t mono_us(const lag_tracker_t *l)
 {
-	return l->clock(l->clock_arg) + l->cfg->test_clock_skew * 1000;
+	return l->mono(l->clock_arg);
+}
+
+static void clock_fault(lag_tracker_t *l, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+
+/* Counted and shown always; logged once per kind of fault (the first
+ * words of the message), not once per timestamp. */
+static void clock_fault(lag_tracker_t *l, const char *fmt, ...)
+{
+	char msg[sizeof(l->clock_fault)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	l->clock_faults++;
+	l->clock_fault_mono = mono_us(l);
+	if (strncmp(msg, l->clock_fault, 24) != 0)
+		log_warning("clock fault: %s", msg);
+	snprintf(l->clock_fault, sizeof(l->clock_fault), "%s", msg);
+}
+
+/* The sink's wall clock (the test-only skew shifts it). A step of it is a
+ * clock fault: the offset samples, taken with the old clock, are dropped;
+ * figures are monotonic and do not move with it. */
+static int64_t now_us(lag_tracker_t *l)
+{
+	int64_t wall = l->clock(l->clock_arg) + l->cfg->test_clock_skew * 1000;
+	int64_t base = wall - mono_us(l);
+
+	if (l->wall_base_known && llabs(base - l->wall_base) > STEP_US) {
+		clock_fault(l, "the sink's clock stepped by %+.3f s; clock offset samples reset",
+		            (double)(base - l->wall_base) / 1e6);
+		l->clock_count = 0;
+		l->clock_next = 0;
+	}
+	l->wall_base = base;
+	l->wall_base_known = true;
+	return wall;
 }
 
 /* The best current offset estimate: the sample with the smallest
@@ -167,6 +270,44 @@ static int64_t primary_to_sink_us(const lag_tracker_t *l, int64_t pgtime)
 	if ((o < 0 && u > INT64_MAX + o) || (o > 0 && u < INT64_MIN + o))
 		return u;
 	return u - o;
+}
+
+/*
+ * A primary time moved to the sink's monotonic clock, as of now (wall and
+ * mono read together). A time later than now by more than the offset's
+ * uncertainty cannot be true (whatever it stamps already happened): it is
+ * a clock fault and the caller must not use it (false).
+ */
+static bool primary_to_mono(lag_tracker_t *l, int64_t pgtime, int64_t wall, int64_t mono,
+                            const char *what, int64_t *at)
+{
+	const clock_sample_t *c = best_clock(l);
+	int64_t slack = (c ? c->uncertainty_us : 0) + FUTURE_SLACK_US;
+	int64_t age = wall - primary_to_sink_us(l, pgtime);
+
+	if (age < -slack) {
+		clock_fault(l,
+		            "%s stamped %.3f s in the future of the sink's clock (after the "
+		            "estimated offset): the primary's clock or this sink's is wrong; it "
+		            "proves nothing",
+		            what, (double)-age / 1e6);
+		return false;
+	}
+	*at = mono - (age > 0 ? age : 0);
+	return true;
+}
+
+/* Apply reached applied_lsn: facts at or below it are proof points. */
+static void facts_settle(lag_tracker_t *l)
+{
+	while (l->fact_count && l->facts[l->fact_head].lsn <= l->applied_lsn) {
+		if (l->facts[l->fact_head].at_mono > l->proof_mono)
+			l->proof_mono = l->facts[l->fact_head].at_mono;
+		l->fact_head = (l->fact_head + 1) % FACTS_MAX;
+		l->fact_count--;
+	}
+	if (l->proof_mono > l->known_mono)
+		l->known_mono = l->proof_mono;
 }
 
 static void histogram_add(lag_histogram_t *h, double v)
@@ -222,27 +363,86 @@ void lag_on_heard_from_source(lag_tracker_t *l)
 
 void lag_on_primary_wal(lag_tracker_t *l, uint64_t wal_end, int64_t primary_send_time)
 {
-	int64_t t;
+	int64_t wall, at;
 
+	/* the walsender's word: the primary is alive and the walsender got this
+	 * far; never a proof that nothing else was committed */
 	pthread_mutex_lock(&l->lock);
 	l->heard_from_primary = true;
 	if (wal_end > l->primary_wal_lsn)
 		l->primary_wal_lsn = wal_end;
-	if (primary_send_time > l->primary_wal_time)
+	wall = now_us(l);
+	if (primary_to_mono(l, primary_send_time, wall, mono_us(l), "a walsender message", &at) &&
+	    primary_send_time > l->primary_wal_time)
 		l->primary_wal_time = primary_send_time;
-	t = primary_to_sink_us(l, primary_send_time);
-	if (t > l->last_primary_us)
-		l->last_primary_us = t;
+	pthread_mutex_unlock(&l->lock);
+}
+
+void lag_on_primary_fact(lag_tracker_t *l, uint64_t position_lsn, uint64_t flush_lsn,
+                         int64_t primary_time, const char *source_error)
+{
+	int64_t wall, mono, at;
+
+	pthread_mutex_lock(&l->lock);
+	l->heard_from_primary = true;
+	wall = now_us(l);
+	mono = mono_us(l);
+	snprintf(l->source_error, sizeof(l->source_error), "%s", source_error ? source_error : "");
+	if (flush_lsn > l->fact_flush_lsn)
+		l->fact_flush_lsn = flush_lsn;
+	if (position_lsn > l->fact_lsn)
+		l->fact_lsn = position_lsn;
+	if (!primary_to_mono(l, primary_time, wall, mono, "a primary fact from the source", &at)) {
+		pthread_mutex_unlock(&l->lock);
+		return;
+	}
+	if (mono - at > 10 * (l->cfg->max_clock_offset * 1000 + 1000000))
+		clock_fault(l,
+		            "a primary fact from the source is stamped %.3f s in the past of the "
+		            "sink's clock: the primary's clock or this sink's is wrong",
+		            (double)(mono - at) / 1e6);
+	l->fact_learned_mono = mono;
+	if (at > l->known_mono)
+		l->known_mono = at;
+	if (position_lsn <= l->applied_lsn) {
+		if (at > l->proof_mono)
+			l->proof_mono = at;
+	} else if (l->fact_count == FACTS_MAX) {
+		/* full: the newest entry moves forward (a later proof, never a
+		 * false one) */
+		fact_t *tail = &l->facts[(l->fact_head + l->fact_count - 1) % FACTS_MAX];
+		if (position_lsn >= tail->lsn && at >= tail->at_mono) {
+			tail->lsn = position_lsn;
+			tail->at_mono = at;
+		}
+	} else {
+		fact_t *tail = l->fact_count
+		                       ? &l->facts[(l->fact_head + l->fact_count - 1) % FACTS_MAX]
+		                       : NULL;
+		/* in order of LSN and of time, or it adds nothing */
+		if (tail == NULL || (position_lsn > tail->lsn && at > tail->at_mono)) {
+			fact_t *f = &l->facts[(l->fact_head + l->fact_count) % FACTS_MAX];
+			f->lsn = position_lsn;
+			f->at_mono = at;
+			l->fact_count++;
+		}
+	}
+	facts_settle(l);
 	pthread_mutex_unlock(&l->lock);
 }
 
 void lag_on_received_commit(lag_tracker_t *l, uint64_t commit_lsn, uint64_t end_lsn,
-                            int64_t commit_time, uint64_t bytes, uint64_t rows)
+                            int64_t commit_time, uint64_t bytes, uint64_t rows, bool internal)
 {
 	pending_t *tail;
+	int64_t at;
 
 	(void)commit_lsn;
 	pthread_mutex_lock(&l->lock);
+	/* a commit is known to exist: knowledge, not proof */
+	if (primary_to_mono(l, commit_time, now_us(l), mono_us(l), "a commit", &at) &&
+	    at > l->known_mono)
+		l->known_mono = at;
 	/* applied already, or received before a reconnect and listed */
 	tail = l->count ? &l->pending[(l->head + l->count - 1) % PENDING_MAX] : NULL;
 	if (end_lsn <= l->applied_lsn || (tail && end_lsn <= tail->end_lsn)) {
@@ -252,6 +452,7 @@ void lag_on_received_commit(lag_tracker_t *l, uint64_t commit_lsn, uint64_t end_
 	if (tail != NULL && l->count == PENDING_MAX) {
 		tail->end_lsn = end_lsn;
 		tail->transactions++;
+		tail->internal += internal ? 1 : 0;
 		tail->bytes += bytes;
 		tail->rows += rows;
 	} else {
@@ -261,6 +462,7 @@ void lag_on_received_commit(lag_tracker_t *l, uint64_t commit_lsn, uint64_t end_
 		p->end_lsn = end_lsn;
 		p->commit_time = commit_time;
 		p->transactions = 1;
+		p->internal = internal ? 1 : 0;
 		p->bytes = bytes;
 		p->rows = rows;
 		l->count++;
@@ -271,8 +473,10 @@ void lag_on_received_commit(lag_tracker_t *l, uint64_t commit_lsn, uint64_t end_
 void lag_on_received(lag_tracker_t *l, uint64_t lsn)
 {
 	pthread_mutex_lock(&l->lock);
-	if (lsn > l->received_lsn)
+	if (lsn > l->received_lsn) {
 		l->received_lsn = lsn;
+		l->received_moved_mono = mono_us(l);
+	}
 	pthread_mutex_unlock(&l->lock);
 }
 
@@ -294,6 +498,7 @@ void lag_reset_received(lag_tracker_t *l, uint64_t resume_lsn)
 		l->head = (l->head + 1) % PENDING_MAX;
 		l->count--;
 	}
+	facts_settle(l);
 	l->received_lsn = resume_lsn;
 	pthread_mutex_unlock(&l->lock);
 }
@@ -341,13 +546,20 @@ void lag_count_bad_batch(lag_tracker_t *l)
 void lag_on_applied(lag_tracker_t *l, uint64_t end_lsn, int64_t last_commit_time,
                     uint64_t transactions, uint64_t rows, uint64_t bytes, double seconds)
 {
-	int64_t now;
+	int64_t now, at;
 	rate_slot_t *r;
 
 	pthread_mutex_lock(&l->lock);
 	now = now_us(l);
 	if (end_lsn > l->applied_lsn)
 		l->applied_lsn = end_lsn;
+	/* commit order is LSN order: with this commit applied, so is every
+	 * commit before its time */
+	if (last_commit_time != 0 &&
+	    primary_to_mono(l, last_commit_time, now, mono_us(l), "an applied commit", &at) &&
+	    at > l->proof_mono)
+		l->proof_mono = at;
+	facts_settle(l);
 	l->last_applied_commit_time = last_commit_time;
 	l->last_commit_lag_s =
 	        ((double)now - (double)primary_to_sink_us(l, last_commit_time)) / 1e6;
@@ -379,11 +591,21 @@ void lag_on_applied(lag_tracker_t *l, uint64_t end_lsn, int64_t last_commit_time
 
 void lag_restore_applied(lag_tracker_t *l, uint64_t lsn, int64_t commit_time)
 {
+	int64_t at;
+
 	pthread_mutex_lock(&l->lock);
 	if (lsn > l->applied_lsn)
 		l->applied_lsn = lsn;
 	if (commit_time && l->last_applied_commit_time == 0)
 		l->last_applied_commit_time = commit_time;
+	/* the DR side's own record: it holds everything committed before the
+	 * last commit it applied */
+	if (commit_time &&
+	    primary_to_mono(l, commit_time, now_us(l), mono_us(l), "the DR side's last commit",
+	                    &at) &&
+	    at > l->proof_mono)
+		l->proof_mono = at;
+	facts_settle(l);
 	pthread_mutex_unlock(&l->lock);
 }
 
@@ -445,12 +667,14 @@ void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
 {
 	const clock_sample_t *c;
 	uint64_t txns = 0, bytes = 0, rt = 0, rr = 0, rb = 0;
-	int64_t oldest_rate;
+	int64_t oldest_rate, mono;
 	size_t i;
+	bool oldest_found = false;
 
 	memset(s, 0, sizeof(*s));
 	pthread_mutex_lock(&l->lock);
 	s->now_us = now_us(l);
+	mono = mono_us(l);
 	s->identity_known = l->identity_known;
 	s->system_identifier = l->system_identifier;
 	snprintf(s->database, sizeof(s->database), "%s", l->database);
@@ -469,26 +693,49 @@ void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
 
 	for (i = 0; i < l->count; i++) {
 		const pending_t *p = &l->pending[(l->head + i) % PENDING_MAX];
-		txns += p->transactions;
+		/* pgferry's own transactions are no application backlog */
+		txns += p->transactions - p->internal;
 		bytes += p->bytes;
+		if (!oldest_found && p->transactions > p->internal) {
+			int64_t t = primary_to_sink_us(l, p->commit_time);
+			s->oldest_commit_age_ms =
+			        s->now_us > t ? ((double)s->now_us - (double)t) / 1000.0 : 0;
+			oldest_found = true;
+		}
 	}
 	s->known_loss_transactions = txns;
-	s->known_loss_bytes =
-	        l->primary_wal_lsn > l->applied_lsn ? l->primary_wal_lsn - l->applied_lsn : 0;
-	if (l->count) {
-		int64_t t = primary_to_sink_us(l, l->pending[l->head].commit_time);
-		s->oldest_commit_age_ms =
-		        s->now_us > t ? ((double)s->now_us - (double)t) / 1000.0 : 0;
+	s->primary_position_lsn =
+	        l->fact_lsn > l->primary_wal_lsn ? l->fact_lsn : l->primary_wal_lsn;
+	s->primary_flush_lsn = l->fact_flush_lsn;
+	s->known_loss_bytes = s->primary_position_lsn > l->applied_lsn
+	                              ? s->primary_position_lsn - l->applied_lsn
+	                              : 0;
+	s->fact_known = l->fact_learned_mono != 0;
+	s->fact_age_ms = s->fact_known ? (double)(mono - l->fact_learned_mono) / 1000.0 : -1;
+	s->stream_idle_ms = (double)(mono - l->received_moved_mono) / 1000.0;
+	snprintf(s->source_error, sizeof(s->source_error), "%s", l->source_error);
+	/* bound = known loss window + unknown window = now - proof */
+	s->rpo_known = l->proof_mono != 0;
+	if (s->rpo_known) {
+		int64_t known = l->known_mono > l->proof_mono ? l->known_mono : l->proof_mono;
+		s->known_loss_window_ms = (double)(known - l->proof_mono) / 1000.0;
+		s->unknown_window_ms = mono > known ? (double)(mono - known) / 1000.0 : 0;
+		s->rpo_bound_ms = s->known_loss_window_ms + s->unknown_window_ms;
+		s->proof_time_us = s->now_us - (mono - l->proof_mono);
+	} else {
+		s->known_loss_window_ms = -1;
+		s->unknown_window_ms = l->known_mono && mono > l->known_mono
+		                               ? (double)(mono - l->known_mono) / 1000.0
+		                               : -1;
+		s->rpo_bound_ms = -1;
 	}
-	if (l->heard_from_primary)
-		s->unknown_window_ms =
-		        s->now_us > l->last_primary_us
-		                ? ((double)s->now_us - (double)l->last_primary_us) / 1000.0
-		                : 0;
-	s->rpo_bound_ms = s->oldest_commit_age_ms + s->unknown_window_ms;
 	s->backlog_transactions = txns;
 	s->backlog_bytes = bytes;
 	s->caught_up = l->heard_from_primary && txns == 0;
+	s->clock_faults = l->clock_faults;
+	snprintf(s->clock_fault, sizeof(s->clock_fault), "%s", l->clock_fault);
+	s->clock_fault_age_ms =
+	        l->clock_fault_mono ? (double)(mono - l->clock_fault_mono) / 1000.0 : -1;
 
 	oldest_rate = s->now_us;
 	for (i = 0; i < RATE_SLOTS; i++) {
@@ -557,7 +804,17 @@ void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
 
 const char *lag_verdict_name(verdict_t v)
 {
-	return v == VERDICT_SAFE ? "safe" : v == VERDICT_UNSAFE ? "unsafe" : "unknown";
+	switch (v) {
+	case VERDICT_SAFE:
+		return "safe";
+	case VERDICT_UNSAFE:
+		return "unsafe";
+	case VERDICT_PROMOTED:
+		return "promoted";
+	case VERDICT_UNKNOWN:
+		break;
+	}
+	return "unknown";
 }
 
 const char *lag_source_state_name(lag_source_state_t s)
@@ -588,6 +845,43 @@ static void reason(lag_verdict_t *v, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Why the bound is what it is: the known loss window and the unknown
+ * window, each named with its cause. */
+static void rpo_reasons(const lag_snapshot_t *s, int64_t max_rpo_ms, lag_verdict_t *v)
+{
+	char a[LSN_TEXT_LEN], b[LSN_TEXT_LEN];
+	const char *err = s->source_error[0] ? s->source_error : NULL;
+
+	if (s->backlog_transactions > 0 && s->oldest_commit_age_ms > 0)
+		reason(v,
+		       "RPO bound %.1f s is over the %.1f s limit: apply is behind, the oldest "
+		       "unapplied commit is %.1f s old (%llu received transactions wait)",
+		       s->rpo_bound_ms / 1000, (double)max_rpo_ms / 1000,
+		       s->oldest_commit_age_ms / 1000, (unsigned long long)s->backlog_transactions);
+	else if (s->known_loss_window_ms > 0 && s->primary_position_lsn > s->received_lsn)
+		reason(v,
+		       "RPO bound %.1f s is over the %.1f s limit: the primary is alive at %s but "
+		       "the stream has delivered nothing past %s for %.1f s%s%s",
+		       s->rpo_bound_ms / 1000, (double)max_rpo_ms / 1000,
+		       lsn_format(s->primary_position_lsn, a), lsn_format(s->received_lsn, b),
+		       s->stream_idle_ms / 1000, err ? ": " : "", err ? err : "");
+	else if (s->known_loss_window_ms > 0)
+		reason(v,
+		       "RPO bound %.1f s is over the %.1f s limit: the DR side is known to lack "
+		       "%.1f s of the primary's commits (applied up to %s)%s%s",
+		       s->rpo_bound_ms / 1000, (double)max_rpo_ms / 1000,
+		       s->known_loss_window_ms / 1000, lsn_format(s->applied_lsn, a),
+		       err ? ": " : "", err ? err : "");
+	if (s->unknown_window_ms > (double)max_rpo_ms / 2 || v->nreasons == 0)
+		reason(v,
+		       "RPO bound %.1f s is over the %.1f s limit: nothing new was learned about "
+		       "the primary's commits for %.1f s (source %s)%s%s, so commits in that time "
+		       "may be missing",
+		       s->rpo_bound_ms / 1000, (double)max_rpo_ms / 1000,
+		       s->unknown_window_ms / 1000, lag_source_state_name(s->source_state),
+		       err ? ": " : "", err ? err : "");
+}
+
 void lag_verdict(const lag_snapshot_t *s, int64_t max_rpo_ms, int64_t max_backlog, lag_verdict_t *v)
 {
 	char lsn[LSN_TEXT_LEN];
@@ -599,12 +893,19 @@ void lag_verdict(const lag_snapshot_t *s, int64_t max_rpo_ms, int64_t max_backlo
 	memset(v, 0, sizeof(*v));
 	v->verdict = VERDICT_SAFE;
 	if (s->fenced) {
-		reason(v, "this DR database is fenced: it was promoted and applies nothing more");
-		v->verdict = VERDICT_UNSAFE;
+		/* nothing to decide any more: a distinct answer, not "unsafe" */
+		reason(v, "this DR database was promoted (it is fenced and applies nothing more); "
+		          "it is the primary now");
+		v->verdict = VERDICT_PROMOTED;
+		return;
 	}
 	if (!s->heard_from_primary) {
 		reason(v, "the sink has not heard from any primary since it started, so it cannot "
 		          "tell what a promotion would lose");
+		v->verdict = VERDICT_UNKNOWN;
+	} else if (!s->rpo_known) {
+		reason(v, "nothing applied yet proves what the DR database holds (no commit and "
+		          "no heartbeat of the primary has been applied since the sink started)");
 		v->verdict = VERDICT_UNKNOWN;
 	}
 	if (!s->dr_reachable) {
@@ -625,26 +926,7 @@ void lag_verdict(const lag_snapshot_t *s, int64_t max_rpo_ms, int64_t max_backlo
 		       "applied",
 		       lsn_format(s->primary_final_lsn, lsn));
 	if (s->rpo_bound_ms > (double)max_rpo_ms) {
-		if (s->oldest_commit_age_ms > 0 && s->unknown_window_ms > 0)
-			reason(v,
-			       "RPO bound %.1f s is over the %.1f s limit: the oldest unapplied "
-			       "commit is %.1f s old and nothing was heard from the primary for "
-			       "%.1f s",
-			       s->rpo_bound_ms / 1000, (double)max_rpo_ms / 1000,
-			       s->oldest_commit_age_ms / 1000, s->unknown_window_ms / 1000);
-		else if (s->oldest_commit_age_ms > 0)
-			reason(v,
-			       "RPO bound %.1f s is over the %.1f s limit: the oldest unapplied "
-			       "commit is %.1f s old",
-			       s->rpo_bound_ms / 1000, (double)max_rpo_ms / 1000,
-			       s->oldest_commit_age_ms / 1000);
-		else
-			reason(v,
-			       "RPO bound %.1f s is over the %.1f s limit: nothing was heard from "
-			       "the primary for %.1f s (source %s), so commits in that time may "
-			       "be missing",
-			       s->rpo_bound_ms / 1000, (double)max_rpo_ms / 1000,
-			       s->unknown_window_ms / 1000, lag_source_state_name(s->source_state));
+		rpo_reasons(s, max_rpo_ms, v);
 		v->verdict = VERDICT_UNSAFE;
 	}
 	if ((int64_t)s->backlog_transactions > max_backlog) {
@@ -679,4 +961,7 @@ void lag_verdict(const lag_snapshot_t *s, int64_t max_rpo_ms, int64_t max_backlo
 		       s->clock_offset_ms, (long long)s->max_clock_offset_ms);
 		v->verdict = VERDICT_UNSAFE;
 	}
+	if (s->clock_faults > 0 && s->clock_fault_age_ms >= 0 && s->clock_fault_age_ms < 60000)
+		reason(v, "note: clock fault %.0f s ago: %s", s->clock_fault_age_ms / 1000,
+		       s->clock_fault);
 }

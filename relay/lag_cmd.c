@@ -260,12 +260,38 @@ int cmd_promote_check(int argc, char **argv)
 		}
 	}
 	{
-		/* without --max-rpo: the max_rpo of the configuration */
-		char d[32];
-		snprintf(d, sizeof(d), "%lldms", (long long)cli.cfg.max_rpo);
-		snprintf(path, sizeof(path), "/v1/promotion-safety?max_rpo=%s%s%s",
-		         max_rpo ? max_rpo : d, max_backlog ? "&max_apply_backlog=" : "",
-		         max_backlog ? max_backlog : "");
+		int64_t n;
+		char *end = NULL;
+
+		/* checked here, so the error names the option, not a query */
+		if (max_rpo && config_parse_duration(max_rpo, &n) != PGF_OK) {
+			fprintf(stderr,
+			        "pgferry promote-check: --max-rpo \"%s\" is not a duration; write "
+			        "a "
+			        "number with a unit (ms, s, min, h, d), e.g. 30s\n",
+			        max_rpo);
+			cli_free(&cli);
+			return EXIT_ERROR;
+		}
+		if (max_backlog &&
+		    (strtoll(max_backlog, &end, 10) < 0 || end == max_backlog || *end != '\0')) {
+			fprintf(stderr,
+			        "pgferry promote-check: --max-apply-backlog \"%s\" is not a whole "
+			        "number of transactions\n",
+			        max_backlog);
+			cli_free(&cli);
+			return EXIT_ERROR;
+		}
+		/* a limit not given here is the sink's own (max_rpo,
+		 * max_apply_backlog in its configuration): one answer to one
+		 * question, whoever asks */
+		snprintf(path, sizeof(path), "/v1/promotion-safety%s%s%s%s%s",
+		         max_rpo || max_backlog ? "?" : "", max_rpo ? "max_rpo=" : "",
+		         max_rpo ? max_rpo : "", max_rpo && max_backlog ? "&" : "",
+		         max_backlog ? "max_apply_backlog=" : "");
+		if (max_backlog)
+			snprintf(path + strlen(path), sizeof(path) - strlen(path), "%s",
+			         max_backlog);
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	status = http_client_get(url, path, 5, &f, why, sizeof(why));
@@ -289,9 +315,11 @@ int cmd_promote_check(int argc, char **argv)
 		cli_free(&cli);
 		return EXIT_ERROR;
 	}
-	rc = status == 200 ? 0 : status == 409 ? EXIT_NEGATIVE : EXIT_ERROR;
+	/* promoted (410): not safe to promote again, so the negative answer */
+	rc = status == 200 ? 0 : status == 409 || status == 410 ? EXIT_NEGATIVE : EXIT_ERROR;
 	printf("%s: promotion now is %s (RPO bound ",
 	       rc == 0               ? "SAFE"
+	       : status == 410       ? "PROMOTED"
 	       : rc == EXIT_NEGATIVE ? "UNSAFE"
 	                             : "UNKNOWN",
 	       txt(v, "verdict", NULL));

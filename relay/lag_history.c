@@ -86,6 +86,11 @@ static void sample(lag_history_t *h, const lag_snapshot_t *s)
 	snprintf(lt, sizeof(lt), "%llu", (unsigned long long)s->known_loss_transactions);
 	snprintf(lb, sizeof(lb), "%llu", (unsigned long long)s->known_loss_bytes);
 	snprintf(bt, sizeof(bt), "%llu", (unsigned long long)s->backlog_transactions);
+	/* figures nothing proves yet are NULL, not a number */
+	if (!s->rpo_known)
+		p[3] = NULL;
+	if (s->unknown_window_ms < 0)
+		p[4] = NULL;
 	if (run(h,
 	        "INSERT INTO pgferry.lag_history VALUES (clock_timestamp(), $1, $2, $3, $4, $5, "
 	        "$6, "

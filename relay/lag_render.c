@@ -6,6 +6,7 @@
 #include "pgferry/lag.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -24,6 +25,15 @@ static void lsn_json(buf_t *b, uint64_t lsn)
 {
 	char t[LSN_TEXT_LEN];
 	buf_printf(b, "\"%s\"", lsn_format(lsn, t));
+}
+
+/* a figure that cannot be known (negative) is null, not 0 */
+static void figure(buf_t *b, const char *name, double v)
+{
+	if (v < 0)
+		buf_printf(b, "\"%s\":null", name);
+	else
+		buf_printf(b, "\"%s\":%.3f", name, v);
 }
 
 static void verdict_fields(buf_t *b, const lag_verdict_t *v)
@@ -65,10 +75,27 @@ void lag_render_status_json(const lag_snapshot_t *s, const lag_verdict_t *v, buf
 	buf_printf(b, ",\"caught_up\":%s", s->caught_up ? "true" : "false");
 	buf_printf(b,
 	           ",\"known_loss\":{\"transactions\":%" PRIu64 ",\"bytes\":%" PRIu64
-	           ",\"oldest_commit_age_ms\":%.3f}",
+	           ",\"oldest_commit_age_ms\":%.3f,",
 	           s->known_loss_transactions, s->known_loss_bytes, s->oldest_commit_age_ms);
-	buf_printf(b, ",\"unknown_window_ms\":%.3f,\"rpo_bound_ms\":%.3f", s->unknown_window_ms,
-	           s->rpo_bound_ms);
+	figure(b, "window_ms", s->known_loss_window_ms);
+	buf_append_str(b, "},");
+	figure(b, "unknown_window_ms", s->unknown_window_ms);
+	buf_append_char(b, ',');
+	figure(b, "rpo_bound_ms", s->rpo_bound_ms);
+	buf_append_str(b, ",\"proof_time\":");
+	iso_time(b, s->rpo_known ? s->proof_time_us : 0);
+	buf_append_str(b, ",\"primary\":{\"position_lsn\":");
+	lsn_json(b, s->primary_position_lsn);
+	buf_append_str(b, ",\"flush_lsn\":");
+	lsn_json(b, s->primary_flush_lsn);
+	buf_append_char(b, ',');
+	figure(b, "fact_age_ms", s->fact_age_ms);
+	buf_printf(b, ",\"stream_idle_ms\":%.3f,\"source_error\":", s->stream_idle_ms);
+	if (s->source_error[0])
+		json_append_cstring(b, s->source_error);
+	else
+		buf_append_str(b, "null");
+	buf_append_str(b, "}");
 	buf_printf(b,
 	           ",\"apply_backlog\":{\"transactions\":%" PRIu64 ",\"bytes\":%" PRIu64
 	           ",\"spooled_bytes\":%" PRIu64 ",\"drain_estimate_ms\":",
@@ -82,10 +109,18 @@ void lag_render_status_json(const lag_snapshot_t *s, const lag_verdict_t *v, buf
 	           "\"bytes_per_s\":%.0f}",
 	           s->transactions_per_s, s->rows_per_s, s->bytes_per_s);
 	if (s->clock_known)
-		buf_printf(b, ",\"clock\":{\"offset_ms\":%.3f,\"uncertainty_ms\":%.3f}",
+		buf_printf(b, ",\"clock\":{\"offset_ms\":%.3f,\"uncertainty_ms\":%.3f",
 		           s->clock_offset_ms, s->clock_uncertainty_ms);
 	else
-		buf_append_str(b, ",\"clock\":{\"offset_ms\":null,\"uncertainty_ms\":null}");
+		buf_append_str(b, ",\"clock\":{\"offset_ms\":null,\"uncertainty_ms\":null");
+	buf_printf(b, ",\"faults\":%" PRIu64 ",\"last_fault\":", s->clock_faults);
+	if (s->clock_fault[0])
+		json_append_cstring(b, s->clock_fault);
+	else
+		buf_append_str(b, "null");
+	buf_append_char(b, ',');
+	figure(b, "last_fault_age_ms", s->clock_fault_age_ms);
+	buf_append_char(b, '}');
 	buf_printf(b, ",\"source_connection\":{\"state\":\"%s\",\"since\":",
 	           lag_source_state_name(s->source_state));
 	iso_time(b, s->source_since_us);
@@ -139,17 +174,21 @@ void lag_render_verdict_json(const lag_snapshot_t *s, const lag_verdict_t *v, in
 {
 	buf_append_char(b, '{');
 	verdict_fields(b, v);
+	buf_append_char(b, ',');
+	figure(b, "rpo_bound_ms", s->rpo_bound_ms);
+	buf_append_str(b, ",\"figures\":{");
+	figure(b, "known_loss_window_ms", s->known_loss_window_ms);
+	buf_append_char(b, ',');
+	figure(b, "unknown_window_ms", s->unknown_window_ms);
 	buf_printf(
 	        b,
-	        ",\"rpo_bound_ms\":%.3f,\"max_rpo_ms\":%lld,\"max_apply_backlog\":%lld,"
-	        "\"figures\":{\"oldest_commit_age_ms\":%.3f,\"unknown_window_ms\":%.3f,"
+	        ",\"oldest_commit_age_ms\":%.3f,"
 	        "\"known_loss_transactions\":%" PRIu64 ",\"known_loss_bytes\":%" PRIu64
 	        ",\"apply_backlog_transactions\":%" PRIu64 ",\"apply_error\":%s,"
 	        "\"schema_drift\":%s,\"dr_reachable\":%s,\"identity_consistent\":%s,\"fenced\":%s,"
 	        "\"source_connection\":\"%s\"",
-	        s->rpo_bound_ms, (long long)max_rpo_ms, (long long)max_backlog,
-	        s->oldest_commit_age_ms, s->unknown_window_ms, s->known_loss_transactions,
-	        s->known_loss_bytes, s->backlog_transactions, s->apply_error ? "true" : "false",
+	        s->oldest_commit_age_ms, s->known_loss_transactions, s->known_loss_bytes,
+	        s->backlog_transactions, s->apply_error ? "true" : "false",
 	        s->apply_error && s->schema_drift ? "true" : "false",
 	        s->dr_reachable ? "true" : "false", s->identity_ok ? "true" : "false",
 	        s->fenced ? "true" : "false", lag_source_state_name(s->source_state));
@@ -160,12 +199,17 @@ void lag_render_verdict_json(const lag_snapshot_t *s, const lag_verdict_t *v, in
 	lsn_json(b, s->applied_lsn);
 	buf_append_str(b, ",\"primary_wal_lsn\":");
 	lsn_json(b, s->primary_wal_lsn);
-	buf_append_str(b, "}}\n");
+	buf_printf(b, "},\"max_rpo_ms\":%lld,\"max_apply_backlog\":%lld}\n", (long long)max_rpo_ms,
+	           (long long)max_backlog);
 }
 
 static void gauge(buf_t *b, const char *name, const char *help, double v)
 {
-	buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
+	if (isnan(v))
+		buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s NaN\n", name, help, name, name);
+	else
+		buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name,
+		           v);
 }
 
 static void counter(buf_t *b, const char *name, const char *help, uint64_t v)
@@ -196,9 +240,13 @@ void lag_render_metrics(const lag_snapshot_t *s, buf_t *b)
 
 	lag_verdict(s, -1, -1, &v);
 	gauge(b, "pgferry_rpo_bound_seconds",
-	      "Upper bound of committed data a promotion now would lose (oldest unapplied commit "
-	      "age plus unknown window).",
-	      s->rpo_bound_ms / 1000.0);
+	      "Time since the DR database provably held everything the primary had committed "
+	      "(known loss window plus unknown window; NaN: no proof yet).",
+	      s->rpo_known ? s->rpo_bound_ms / 1000.0 : NAN);
+	gauge(b, "pgferry_known_loss_window_seconds",
+	      "Primary commits known to exist that the DR side provably lacks, as time (NaN: no "
+	      "proof yet).",
+	      s->rpo_known ? s->known_loss_window_ms / 1000.0 : NAN);
 	gauge(b, "pgferry_known_loss_transactions",
 	      "Committed source transactions received but not yet applied.",
 	      (double)s->known_loss_transactions);
@@ -209,8 +257,14 @@ void lag_render_metrics(const lag_snapshot_t *s, buf_t *b)
 	      "Age of the oldest committed source transaction not yet applied.",
 	      s->oldest_commit_age_ms / 1000.0);
 	gauge(b, "pgferry_unknown_window_seconds",
-	      "Time since the sink last heard from the primary through the source.",
-	      s->unknown_window_ms / 1000.0);
+	      "Time since the newest primary moment whose commits the sink knows (NaN: none).",
+	      s->unknown_window_ms >= 0 ? s->unknown_window_ms / 1000.0 : NAN);
+	gauge(b, "pgferry_stream_idle_seconds",
+	      "Time since the stream last delivered anything new.", s->stream_idle_ms / 1000.0);
+	counter(b, "pgferry_clock_faults_total",
+	        "Clock faults: primary times in the future of the sink's clock, steps of the "
+	        "sink's clock.",
+	        s->clock_faults);
 	gauge(b, "pgferry_apply_backlog_transactions", "Received transactions not yet applied.",
 	      (double)s->backlog_transactions);
 	gauge(b, "pgferry_apply_backlog_bytes", "pgoutput bytes received but not yet applied.",
@@ -264,6 +318,8 @@ void lag_render_metrics(const lag_snapshot_t *s, buf_t *b)
 	gauge(b, "pgferry_promotion_safe",
 	      "1 when a promotion now is safe under the configured max_rpo and backlog limit.",
 	      v.verdict == VERDICT_SAFE ? 1 : 0);
+	gauge(b, "pgferry_promoted", "1 when this DR database was promoted.",
+	      v.verdict == VERDICT_PROMOTED ? 1 : 0);
 	counter(b, "pgferry_batches_total", "Batches received and verified.", s->batches);
 	counter(b, "pgferry_batch_compressed_bytes_total", "Batch bytes on the wire (compressed).",
 	        s->batch_wire_bytes);

@@ -145,7 +145,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 	        "usage: pgferry promote [--config FILE] [-c key=value ...] [--url SINK_URL]\n"
-	        "                       [--drain-timeout SECONDS] [--reason TEXT] [--json]\n"
+	        "                       [--drain-timeout 60s] [--reason TEXT] [--json]\n"
 	        "Fences the sink, drains it, moves sequences past the primary's, and records\n"
 	        "the promotion point in pgferry.promotion. Needs dr_conninfo; asks the sink\n"
 	        "at sink_url for its figures (goes on without it if it is down).\n");
@@ -183,15 +183,18 @@ int cmd_promote(int argc, char **argv)
 		else if (strcmp(a, "--reason") == 0 && i + 1 < cli.argc)
 			reason = cli.argv[++i];
 		else if (strcmp(a, "--drain-timeout") == 0 && i + 1 < cli.argc) {
-			char *end;
-			drain_timeout = strtod(cli.argv[++i], &end);
-			if (*end != '\0' || drain_timeout < 0) {
+			int64_t ms;
+			/* a duration with its unit, as everywhere (a bare number
+			 * could mean ms or s) */
+			if (config_parse_duration(cli.argv[++i], &ms) != PGF_OK || ms < 0) {
 				fprintf(stderr,
-				        "pgferry promote: --drain-timeout takes seconds, not "
-				        "\"%s\"\n",
+				        "pgferry promote: --drain-timeout \"%s\" is not a "
+				        "duration; "
+				        "write a number with a unit (ms, s, min, h), e.g. 60s\n",
 				        cli.argv[i]);
 				goto out;
 			}
+			drain_timeout = (double)ms / 1000.0;
 		} else {
 			usage();
 			goto out;

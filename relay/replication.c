@@ -111,6 +111,22 @@ int replication_connect(replication_conn_t *rc, const char *conninfo, pgf_error_
 	return PGF_OK;
 }
 
+int replication_flush_position(replication_conn_t *rc, uint64_t *flush_lsn, pgf_error_t *err)
+{
+	PGresult *res = PQexec(rc->conn, "IDENTIFY_SYSTEM");
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 3 ||
+	    lsn_parse(PQgetvalue(res, 0, 2), flush_lsn) != PGF_OK) {
+		result_error(err, res, "IDENTIFY_SYSTEM");
+		PQclear(res);
+		return PGF_ERR;
+	}
+	PQclear(res);
+	if (*flush_lsn > rc->xlogpos)
+		rc->xlogpos = *flush_lsn;
+	return PGF_OK;
+}
+
 void replication_close(replication_conn_t *rc)
 {
 	if (rc->copy_buffer) {

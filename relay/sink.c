@@ -40,6 +40,7 @@
 /* the source sends its hello as soon as TLS is up: a connection silent this
  * long after it is not a source at work, and gives up the slot */
 #define HELLO_TIMEOUT 3.0
+#define SEQUENCES_PREFIX "pgferry.sequences"
 
 /* handed from the apply thread to the loop */
 typedef struct session_verdict {
@@ -82,7 +83,9 @@ typedef struct sink {
 	pgoutput_message_t *msg;
 	uint64_t txn_bytes; /* pgoutput bytes of the transaction being received */
 	uint64_t txn_rows;
+	bool txn_internal;         /* only pgferry's own messages so far (heartbeat, sequences) */
 	uint64_t commit_watermark; /* atomic: newest whole transaction received */
+	uint64_t primary_flush;    /* atomic: this session's PRIMARY_FACTS flush position */
 	bool in_stream_block;
 	ev_tstamp last_heard;
 	ev_tstamp connected_at;
@@ -296,16 +299,20 @@ static int inspect_records(sink_t *s, const batch_view_t *v, uint64_t *last_lsn,
 		case PGOUTPUT_BEGIN:
 			s->txn_bytes = wm.payload_len;
 			s->txn_rows = 0;
+			s->txn_internal = true;
 			break;
 		case PGOUTPUT_INSERT:
 		case PGOUTPUT_UPDATE:
 		case PGOUTPUT_DELETE:
 		case PGOUTPUT_TRUNCATE:
 			s->txn_rows++;
+			s->txn_internal = false;
 			break;
 		case PGOUTPUT_MESSAGE:
 			if (strcmp(s->msg->u.message.prefix, HEARTBEAT_PREFIX) == 0)
 				lag_on_heartbeat(s->lag);
+			else if (strcmp(s->msg->u.message.prefix, SEQUENCES_PREFIX) != 0)
+				s->txn_internal = false; /* DDL, or a message of the application */
 			break;
 		case PGOUTPUT_COMMIT:
 			/* before the batch is queued: the apply thread may read it
@@ -313,16 +320,18 @@ static int inspect_records(sink_t *s, const batch_view_t *v, uint64_t *last_lsn,
 			if (s->msg->u.commit.commit_lsn > s->commit_watermark)
 				__atomic_store_n(&s->commit_watermark, s->msg->u.commit.commit_lsn,
 				                 __ATOMIC_RELEASE);
-			lag_on_received_commit(
-			        s->lag, s->msg->u.commit.commit_lsn, s->msg->u.commit.end_lsn,
-			        s->msg->u.commit.commit_time, s->txn_bytes, s->txn_rows);
+			lag_on_received_commit(s->lag, s->msg->u.commit.commit_lsn,
+			                       s->msg->u.commit.end_lsn,
+			                       s->msg->u.commit.commit_time, s->txn_bytes,
+			                       s->txn_rows, s->txn_internal);
+			s->txn_internal = false;
 			s->txn_bytes = 0;
 			break;
 		case PGOUTPUT_STREAM_COMMIT:
 			lag_on_received_commit(s->lag, s->msg->u.stream_commit.commit_lsn,
 			                       s->msg->u.stream_commit.end_lsn,
 			                       s->msg->u.stream_commit.commit_time, s->txn_bytes,
-			                       s->txn_rows);
+			                       s->txn_rows, false);
 			s->txn_bytes = 0;
 			break;
 		default:
@@ -422,6 +431,8 @@ static void on_hello(sink_t *s, const uint8_t *payload, size_t len)
 	s->said_hello = true;
 	s->session++;
 	s->expected_seq = 1;
+	/* what another session said about the primary justifies nothing here */
+	__atomic_store_n(&s->primary_flush, 0, __ATOMIC_RELEASE);
 	s->txn_bytes = 0;
 	pgoutput_decoder_init(&s->pgo, h.proto_version);
 	batch_decoder_reset(s->decoder);
@@ -502,6 +513,19 @@ static void source_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *p
 		wire_encode_pong(&q, &b);
 		send_frame(s, WIRE_PONG, &b);
 		buf_free(&b);
+		return;
+	}
+	case WIRE_PRIMARY_FACTS: {
+		wire_primary_facts_t f;
+		if (wire_decode_primary_facts(payload, len, &f, &err) != PGF_OK)
+			break;
+		/* only from a source whose stream was accepted */
+		if (!s->welcomed)
+			return;
+		if (f.flush_lsn > s->primary_flush)
+			__atomic_store_n(&s->primary_flush, f.flush_lsn, __ATOMIC_RELEASE);
+		lag_on_primary_fact(s->lag, f.position_lsn, f.flush_lsn, f.primary_time,
+		                    f.source_error);
 		return;
 	}
 	case WIRE_END_OF_STREAM: {
@@ -784,6 +808,7 @@ int cmd_sink(int argc, char **argv)
 		goto out;
 	events.arg = &s;
 	events.commit_watermark = &s.commit_watermark;
+	events.primary_flush = &s.primary_flush;
 	events.session_verdict = ev_session_verdict;
 	events.applied = ev_applied;
 	events.apply_error = ev_apply_error;

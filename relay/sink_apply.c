@@ -279,6 +279,7 @@ static void commit_if_idle(sink_apply_t *sa)
 {
 	pgf_error_t err;
 	struct timespec now;
+	uint64_t idle, flush;
 	int rc;
 
 	if (apply_in_transaction(sa->apply))
@@ -288,10 +289,19 @@ static void commit_if_idle(sink_apply_t *sa)
 	/* at most once a second: heartbeats advance progress anyway; this is for
 	 * WAL without commits (a shutdown checkpoint, heartbeats switched off) */
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (rc == PGF_OK && sa->idle_lsn > apply_progress(sa->apply) &&
+	/* a keepalive is the peer's word: progress it justifies never passes
+	 * the primary's flush position the source read on its own connection
+	 * in this session (none read: no idle progress) */
+	idle = sa->idle_lsn;
+	flush = sa->events.primary_flush
+	                ? __atomic_load_n(sa->events.primary_flush, __ATOMIC_ACQUIRE)
+	                : 0;
+	if (idle > flush)
+		idle = flush;
+	if (rc == PGF_OK && idle > apply_progress(sa->apply) &&
 	    now.tv_sec != sa->idle_advanced.tv_sec) {
 		sa->idle_advanced = now;
-		rc = apply_advance_idle(sa->apply, sa->idle_lsn, &err);
+		rc = apply_advance_idle(sa->apply, idle, &err);
 	}
 	if (rc != PGF_OK && err.code == PGF_E_FENCED) {
 		became_fenced(sa, err.message);

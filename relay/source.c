@@ -74,6 +74,10 @@ typedef struct source {
 	ev_timer status_timer;
 	uint64_t sink_received_lsn;
 	uint64_t sink_applied_lsn;
+	/* the primary's WAL flush position as far as this side knows it (its
+	 * own connections only): nothing past it is confirmed */
+	uint64_t primary_flush_lsn;
+	char last_error[512]; /* the last session error, shipped in PRIMARY_FACTS */
 	uint64_t last_reported_flush;
 	uint64_t last_record_lsn;
 	bool stream_ended;
@@ -102,12 +106,57 @@ static uint64_t backpressure_limit(const source_t *s)
 
 enum { AUX_NONE, AUX_HEARTBEAT, AUX_SEQ_READ, AUX_SEQ_EMIT };
 
+/* A heartbeat and a primary fact in one statement: every commit visible
+ * before the statement started (statement_timestamp) has a commit record
+ * inserted before the message's, so a smaller LSN. With heartbeats off,
+ * the current insert position plays the message's part. */
+static const char heartbeat_sql[] =
+        "SELECT pg_logical_emit_message(true, 'pgferry.heartbeat', clock_timestamp()::text)"
+        "::text, pg_current_wal_flush_lsn()::text, "
+        "(extract(epoch FROM statement_timestamp()) * 1000000)::bigint";
+static const char facts_sql[] =
+        "SELECT pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text, "
+        "(extract(epoch FROM statement_timestamp()) * 1000000)::bigint";
+
 static const char seq_read_sql[] =
         "SELECT coalesce(string_agg(format('%I.%I', schemaname, sequencename) || ' ' || "
         "last_value, E'\\n' ORDER BY schemaname, sequencename), '') FROM "
         "pg_catalog.pg_sequences WHERE last_value IS NOT NULL AND schemaname <> 'pgferry'";
 
 static void heartbeat_close(source_t *s);
+
+static void note_error(source_t *s, const pgf_error_t *err)
+{
+	snprintf(s->last_error, sizeof(s->last_error), "%s", err->message);
+}
+
+/* The primary fact of a heartbeat row goes to the sink at once, on its own
+ * frame: a stuck or failing walsender cannot hold it back. */
+static void ship_facts(source_t *s, PGresult *res)
+{
+	wire_primary_facts_t f;
+	pgf_error_t err;
+	buf_t b;
+
+	memset(&f, 0, sizeof(f));
+	if (PQntuples(res) != 1 || PQnfields(res) != 3 ||
+	    lsn_parse(PQgetvalue(res, 0, 0), &f.position_lsn) != PGF_OK ||
+	    lsn_parse(PQgetvalue(res, 0, 1), &f.flush_lsn) != PGF_OK)
+		return;
+	f.primary_time = unix_us_to_pgtime(strtoll(PQgetvalue(res, 0, 2), NULL, 10)) +
+	                 s->cfg->test_clock_skew * 1000;
+	if (f.flush_lsn > s->primary_flush_lsn)
+		s->primary_flush_lsn = f.flush_lsn;
+	snprintf(f.source_error, sizeof(f.source_error), "%s", s->last_error);
+	if (s->sink == NULL || s->state != SOURCE_STREAMING)
+		return;
+	buf_init(&b);
+	error_clear(&err);
+	wire_encode_primary_facts(&f, &b);
+	if (netconn_send(s->sink, WIRE_PRIMARY_FACTS, b.data, b.len, &err) != PGF_OK)
+		log_error_value(LOG_WARNING, &err);
+	buf_free(&b);
+}
 
 static bool aux_send(source_t *s, int kind, const char *sql, const char *param)
 {
@@ -182,6 +231,8 @@ static void heartbeat_io(struct ev_loop *loop, ev_io *w, int revents)
 			            PQresultErrorMessage(res));
 		} else {
 			s->aux_ok = true;
+			if (s->aux_kind == AUX_HEARTBEAT)
+				ship_facts(s, res);
 			if (s->aux_kind == AUX_SEQ_READ && PQntuples(res) == 1) {
 				free(s->seq_candidate);
 				s->seq_candidate = strdup(PQgetvalue(res, 0, 0));
@@ -201,9 +252,7 @@ static void heartbeat_tick(struct ev_loop *loop, ev_timer *w, int revents)
 		return;
 	/* a transactional message: it commits, so the sink sees a commit time
 	 * every interval even when nothing else changes, and the slot moves */
-	aux_send(s, AUX_HEARTBEAT,
-	         "SELECT pg_logical_emit_message(true, 'pgferry.heartbeat', "
-	         "clock_timestamp()::text)",
+	aux_send(s, AUX_HEARTBEAT, s->cfg->heartbeat_interval > 0 ? heartbeat_sql : facts_sql,
 	         NULL);
 }
 
@@ -242,9 +291,6 @@ static int heartbeat_open(source_t *s, pgf_error_t *err)
 	const char *keys[] = {"dbname", "fallback_application_name", "connect_timeout", NULL};
 	const char *values[] = {s->cfg->primary_conninfo, "pgferry heartbeat", "10", NULL};
 
-	if (s->cfg->heartbeat_interval == 0 && s->cfg->sequence_sync_interval == 0 &&
-	    !s->cfg->replicate_ddl)
-		return PGF_OK;
 	s->heartbeat_conn = PQconnectdbParams(keys, values, 1);
 	if (s->heartbeat_conn == NULL || PQstatus(s->heartbeat_conn) != CONNECTION_OK) {
 		error_set(err, PGF_E_DATABASE, "heartbeat connection to the primary failed: %s",
@@ -265,12 +311,13 @@ static int heartbeat_open(source_t *s, pgf_error_t *err)
 	ev_io_init(&s->heartbeat_watcher, heartbeat_io, PQsocket(s->heartbeat_conn), EV_READ);
 	s->heartbeat_watcher.data = s;
 	ev_io_start(s->loop, &s->heartbeat_watcher);
-	if (s->cfg->heartbeat_interval > 0) {
-		ev_timer_init(&s->heartbeat_timer, heartbeat_tick, 0.0,
-		              (double)s->cfg->heartbeat_interval / 1000.0);
-		s->heartbeat_timer.data = s;
-		ev_timer_again(s->loop, &s->heartbeat_timer);
-	}
+	/* heartbeats off: the primary facts still go every status_interval */
+	ev_timer_init(&s->heartbeat_timer, heartbeat_tick, 0.0,
+	              (double)(s->cfg->heartbeat_interval > 0 ? s->cfg->heartbeat_interval
+	                                                      : s->cfg->status_interval) /
+	                      1000.0);
+	s->heartbeat_timer.data = s;
+	ev_timer_again(s->loop, &s->heartbeat_timer);
 	if (s->cfg->sequence_sync_interval > 0) {
 		ev_timer_init(&s->sequence_timer, sequence_tick, 0.0,
 		              (double)s->cfg->sequence_sync_interval / 1000.0);
@@ -301,12 +348,21 @@ static void send_status(source_t *s, bool reply_requested)
 {
 	pgf_error_t err;
 
+	uint64_t flush = s->sink_applied_lsn, write = s->sink_received_lsn;
+
 	if (!s->repl_open || s->state != SOURCE_STREAMING)
 		return;
+	/* never confirm what the primary has not even flushed: a sink that says
+	 * so was misled (the slot would release WAL past a hole) */
+	if (flush > s->primary_flush_lsn)
+		flush = s->primary_flush_lsn;
+	if (write > s->primary_flush_lsn)
+		write = s->primary_flush_lsn;
 	error_clear(&err);
-	if (replication_send_status(&s->repl, s->sink_received_lsn, s->sink_applied_lsn,
-	                            s->sink_applied_lsn, reply_requested, &err) != PGF_OK) {
+	if (replication_send_status(&s->repl, write, flush, flush, reply_requested, &err) !=
+	    PGF_OK) {
 		log_error_value(LOG_ERROR, &err);
+		note_error(s, &err);
 		session_close(s, "the primary connection failed");
 		return;
 	}
@@ -410,6 +466,7 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		if (r < 0) {
 			log_error_value(LOG_ERROR, &err);
+			note_error(s, &err);
 			session_close(s, "the replication connection failed");
 			return;
 		}
@@ -418,8 +475,13 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 			session_close(s, "the primary sent a malformed message");
 			return;
 		}
-		if (wm.kind == 'w')
+		if (wm.kind == 'w') {
 			s->last_record_lsn = wm.wal_start;
+			s->last_error[0] = '\0'; /* the stream delivers again */
+		}
+		/* the walsender reads only flushed WAL */
+		if (wm.wal_end > s->primary_flush_lsn)
+			s->primary_flush_lsn = wm.wal_end;
 		if (batch_encoder_add(s->encoder, data, len,
 		                      wm.kind == 'w' ? wm.wal_start : wm.wal_end, &err) != PGF_OK) {
 			log_error_value(LOG_ERROR, &err);
@@ -471,6 +533,27 @@ static int start_streaming(source_t *s, uint64_t resume_lsn, pgf_error_t *err)
 		                  "and cannot be streamed again.");
 		error_hint(err, "Rebuild the DR copy (pgferry clone), or check that this sink and "
 		                "slot belong together.");
+		return PGF_ERR;
+	}
+	/* the sink's progress can only be a position the primary wrote: one
+	 * beyond its flush position was recorded from a forged or misdirected
+	 * stream, and streaming from there would skip what lies between */
+	if (replication_flush_position(&s->repl, &s->primary_flush_lsn, err) != PGF_OK)
+		return PGF_ERR;
+	if (resume_lsn > s->primary_flush_lsn) {
+		error_set(err, PGF_E_IDENTITY,
+		          "the sink resumes at %s, beyond the primary's WAL flush position %s",
+		          lsn_format(resume_lsn, a), lsn_format(s->primary_flush_lsn, b));
+		error_detail(err,
+		             "The DR database recorded progress this primary never wrote (a "
+		             "forged or misdirected stream, or another primary's). Streaming "
+		             "from there would skip every transaction in between, so nothing is "
+		             "streamed and slot \"%s\" is not confirmed past %s.",
+		             s->cfg->slot_name, lsn_format(confirmed, b));
+		error_hint(err,
+		           "Check which primary this DR database follows and who else "
+		           "holds a certificate the sink accepts (tls_peer_name); then rebuild "
+		           "the DR copy with pgferry clone.");
 		return PGF_ERR;
 	}
 	opts.slot_name = s->cfg->slot_name;
@@ -532,6 +615,7 @@ static void sink_connected(netconn_t *c, void *arg)
 	snprintf(hello.database, sizeof(hello.database), "%s", s->repl.dbname);
 	snprintf(hello.slot, sizeof(hello.slot), "%s", s->cfg->slot_name);
 	hello.source_time = pgtime_now() + s->cfg->test_clock_skew * 1000;
+	hello.capabilities = WIRE_CAP_PRIMARY_FACTS;
 	buf_init(&b);
 	error_clear(&err);
 	wire_encode_hello(&hello, &b);
@@ -575,8 +659,10 @@ static void sink_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *pay
 		batch_encoder_reset(s->encoder);
 		s->batch_seq = 0;
 		if (ensure_slot(s, &err) != PGF_OK ||
-		    start_streaming(s, w.resume_lsn, &err) != PGF_OK)
+		    start_streaming(s, w.resume_lsn, &err) != PGF_OK) {
+			note_error(s, &err);
 			break;
+		}
 		return;
 	}
 	case WIRE_ACK: {
@@ -744,6 +830,7 @@ static void reconnect_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	error_clear(&err);
 	if (session_open(s, &err) != PGF_OK) {
 		log_error_value(LOG_ERROR, &err);
+		note_error(s, &err);
 		if (s->setup_refused && !s->streamed_once) {
 			/* a setup that would lose data: refuse to start */
 			session_close(s, "the primary's setup is refused");

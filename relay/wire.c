@@ -9,8 +9,9 @@
 
 #include <string.h>
 
-static const char *const type_names[] = {"?",    "hello", "welcome", "batch",        "ack",
-                                         "ping", "pong",  "error",   "end-of-stream"};
+static const char *const type_names[] = {
+        "?",    "hello", "welcome", "batch",         "ack",
+        "ping", "pong",  "error",   "end-of-stream", "primary-facts"};
 
 const char *wire_type_name(uint8_t type)
 {
@@ -229,6 +230,28 @@ int wire_decode_end_of_stream(const uint8_t *p, size_t len, wire_end_of_stream_t
 	if (reader_u64(&r, &m->final_lsn) != PGF_OK)
 		return malformed(err, "end-of-stream", &r);
 	return finish(err, "end-of-stream", &r);
+}
+
+void wire_encode_primary_facts(const wire_primary_facts_t *m, buf_t *b)
+{
+	buf_append_be64(b, (uint64_t)m->primary_time);
+	buf_append_be64(b, m->position_lsn);
+	buf_append_be64(b, m->flush_lsn);
+	put_string(b, m->source_error);
+}
+
+int wire_decode_primary_facts(const uint8_t *p, size_t len, wire_primary_facts_t *m,
+                              pgf_error_t *err)
+{
+	reader_t r;
+
+	memset(m, 0, sizeof(*m));
+	reader_init(&r, p, len);
+	if (reader_i64(&r, &m->primary_time) != PGF_OK ||
+	    reader_u64(&r, &m->position_lsn) != PGF_OK || reader_u64(&r, &m->flush_lsn) != PGF_OK ||
+	    get_string(&r, m->source_error, sizeof(m->source_error)) != PGF_OK)
+		return malformed(err, "primary-facts", &r);
+	return finish(err, "primary-facts", &r);
 }
 
 void wire_clock_offset(const wire_pong_t *p, int64_t t4, int64_t *offset_us,

@@ -2,9 +2,15 @@
  * lag.h — the sink's lag and RPO figures (DESIGN.md, "Lag and RPO").
  *
  * The network thread records what the primary said (WAL end and its clock
- * on every walsender message, each received commit, clock samples), the
- * apply thread records DR commits, the HTTP thread takes snapshots. All
- * calls are thread-safe (one mutex; every call is short).
+ * on every walsender message, each received commit, the source's primary
+ * facts, clock samples), the apply thread records DR commits, the HTTP
+ * thread takes snapshots. All calls are thread-safe (one mutex; every call
+ * is short).
+ *
+ * RPO bound = known loss window + unknown window = time since the proof
+ * point, the newest moment before which the DR side provably held every
+ * primary commit (README, "The RPO bound"). Elapsed times run on the
+ * monotonic clock.
  *
  * Times: primary times arrive as pgtime on the primary's clock and are
  * moved to the sink's clock with the estimated offset. Snapshot figures
@@ -58,8 +64,26 @@ typedef struct lag_snapshot {
 	uint64_t known_loss_transactions;
 	uint64_t known_loss_bytes; /* WAL bytes the primary reported beyond what was applied */
 	double oldest_commit_age_ms;
+	/* proof point to the newest primary moment whose commits are known (-1:
+	 * no proof yet) */
+	double known_loss_window_ms;
+	/* the newest primary moment whose commits are known, to now (-1: none) */
 	double unknown_window_ms;
-	double rpo_bound_ms;
+	bool rpo_known;        /* false: nothing proves what the DR side holds yet */
+	double rpo_bound_ms;   /* known loss window + unknown window (-1: unknown) */
+	int64_t proof_time_us; /* the proof point on the sink's clock */
+
+	/* what the source learned on its own connection to the primary */
+	bool fact_known;
+	double fact_age_ms;            /* since the newest fact arrived (-1: none) */
+	uint64_t primary_position_lsn; /* newest primary position known (facts, walsender) */
+	uint64_t primary_flush_lsn;    /* the primary's WAL flush position (facts) */
+	double stream_idle_ms;         /* since the stream last delivered anything new */
+	char source_error[300];        /* the source's last session error ("" if none) */
+
+	uint64_t clock_faults;
+	char clock_fault[300];     /* the last one ("" if none) */
+	double clock_fault_age_ms; /* -1: none */
 
 	uint64_t backlog_transactions;
 	uint64_t backlog_bytes;
@@ -100,7 +124,8 @@ typedef struct lag_snapshot {
 	int64_t max_clock_offset_ms;
 } lag_snapshot_t;
 
-typedef enum { VERDICT_SAFE, VERDICT_UNSAFE, VERDICT_UNKNOWN } verdict_t;
+/* PROMOTED: this DR database was promoted; there is nothing left to decide */
+typedef enum { VERDICT_SAFE, VERDICT_UNSAFE, VERDICT_UNKNOWN, VERDICT_PROMOTED } verdict_t;
 
 #define VERDICT_MAX_REASONS 12
 typedef struct lag_verdict {
@@ -109,10 +134,13 @@ typedef struct lag_verdict {
 	char reasons[VERDICT_MAX_REASONS][400];
 } lag_verdict_t;
 
-/* cfg must outlive the tracker. now_us NULL = the real clock (tests inject). */
+/* cfg must outlive the tracker. now_us NULL = the real clock (tests inject;
+ * set_clock uses one function for the wall and the monotonic clock). */
 lag_tracker_t *lag_tracker_create(const config_t *cfg);
 void lag_tracker_free(lag_tracker_t *l);
 void lag_tracker_set_clock(lag_tracker_t *l, int64_t (*now_us)(void *arg), void *arg);
+void lag_tracker_set_clocks(lag_tracker_t *l, int64_t (*wall_us)(void *arg),
+                            int64_t (*mono_us)(void *arg), void *arg);
 
 /* network thread */
 void lag_set_identity(lag_tracker_t *l, uint64_t system_identifier, const char *database,
@@ -121,8 +149,16 @@ void lag_set_identity_ok(lag_tracker_t *l, bool ok);
 void lag_set_source_state(lag_tracker_t *l, lag_source_state_t state, uint64_t final_lsn);
 void lag_on_heard_from_source(lag_tracker_t *l);
 void lag_on_primary_wal(lag_tracker_t *l, uint64_t wal_end, int64_t primary_send_time);
+/* internal: a transaction of pgferry's own messages only (heartbeat,
+ * sequences): it counts in no backlog */
 void lag_on_received_commit(lag_tracker_t *l, uint64_t commit_lsn, uint64_t end_lsn,
-                            int64_t commit_time, uint64_t bytes, uint64_t rows);
+                            int64_t commit_time, uint64_t bytes, uint64_t rows, bool internal);
+/* A fact the source learned on its own connection to the primary: every
+ * commit visible before primary_time has a commit LSN below position_lsn;
+ * flush_lsn is the primary's WAL flush position then. source_error is the
+ * source's last session error ("" or NULL: none). */
+void lag_on_primary_fact(lag_tracker_t *l, uint64_t position_lsn, uint64_t flush_lsn,
+                         int64_t primary_time, const char *source_error);
 void lag_on_received(lag_tracker_t *l, uint64_t lsn);
 void lag_on_heartbeat(lag_tracker_t *l);
 void lag_reset_received(lag_tracker_t *l, uint64_t resume_lsn);

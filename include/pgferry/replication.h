@@ -38,6 +38,9 @@ typedef struct replication_options {
 /* Connects with replication=database and runs IDENTIFY_SYSTEM. */
 int replication_connect(replication_conn_t *rc, const char *conninfo, pgf_error_t *err);
 void replication_close(replication_conn_t *rc);
+/* The primary's WAL flush position now (IDENTIFY_SYSTEM's xlogpos). Blocking;
+ * not while streaming. */
+int replication_flush_position(replication_conn_t *rc, uint64_t *flush_lsn, pgf_error_t *err);
 
 /* The highest pgoutput protocol version a server version speaks. */
 int replication_max_proto_version(int server_version);

@@ -27,7 +27,8 @@ typedef enum {
 	WIRE_PONG = 6,
 	WIRE_ERROR = 7,         /* either way, before closing */
 	WIRE_END_OF_STREAM = 8, /* source → sink: the primary shut down cleanly */
-	WIRE_TYPE_MAX = 8,
+	WIRE_PRIMARY_FACTS = 9, /* source → sink: learned on its own primary connection */
+	WIRE_TYPE_MAX = 9,
 } wire_type_t;
 
 /* codes of WIRE_ERROR */
@@ -84,6 +85,20 @@ typedef struct wire_end_of_stream {
 	uint64_t final_lsn;
 } wire_end_of_stream_t;
 
+/* What the source learned on its own (non-replication) connection to the
+ * primary, so a stuck or failing walsender cannot hide it: every commit
+ * visible on the primary before primary_time has a commit LSN below
+ * position_lsn; flush_lsn is the primary's WAL flush position then. */
+typedef struct wire_primary_facts {
+	int64_t primary_time; /* pgtime, the primary's clock */
+	uint64_t position_lsn;
+	uint64_t flush_lsn;
+	char source_error[512]; /* the source's last session error, "" if none */
+} wire_primary_facts_t;
+
+/* capability bits of HELLO */
+#define WIRE_CAP_PRIMARY_FACTS 0x1u /* the source sends PRIMARY_FACTS */
+
 /* Appends a frame header; the payload follows. */
 void wire_append_header(buf_t *b, uint8_t type, uint32_t len);
 /* Checks a frame header: known type and length within max_frame_bytes. */
@@ -98,6 +113,7 @@ void wire_encode_ping(const wire_ping_t *m, buf_t *b);
 void wire_encode_pong(const wire_pong_t *m, buf_t *b);
 void wire_encode_error(const wire_error_t *m, buf_t *b);
 void wire_encode_end_of_stream(const wire_end_of_stream_t *m, buf_t *b);
+void wire_encode_primary_facts(const wire_primary_facts_t *m, buf_t *b);
 
 int wire_decode_hello(const uint8_t *p, size_t len, wire_hello_t *m, pgf_error_t *err);
 int wire_decode_welcome(const uint8_t *p, size_t len, wire_welcome_t *m, pgf_error_t *err);
@@ -106,6 +122,8 @@ int wire_decode_ping(const uint8_t *p, size_t len, wire_ping_t *m, pgf_error_t *
 int wire_decode_pong(const uint8_t *p, size_t len, wire_pong_t *m, pgf_error_t *err);
 int wire_decode_error(const uint8_t *p, size_t len, wire_error_t *m, pgf_error_t *err);
 int wire_decode_end_of_stream(const uint8_t *p, size_t len, wire_end_of_stream_t *m,
+                              pgf_error_t *err);
+int wire_decode_primary_facts(const uint8_t *p, size_t len, wire_primary_facts_t *m,
                               pgf_error_t *err);
 
 /* NTP-style clock offset of the peer relative to us and its uncertainty

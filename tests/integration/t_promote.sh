@@ -37,7 +37,7 @@ cluster_ctl primary kill
 wait "$PGB" 2>/dev/null
 log "primary killed; DR has $(psql_on dr -c "SELECT count(*) FROM orders") orders"
 
-"$PGFERRY_BIN" promote -c "dr_conninfo=$DR_CONN" -c "sink_url=$SINK_URL" --drain-timeout 30 \
+"$PGFERRY_BIN" promote -c "dr_conninfo=$DR_CONN" -c "sink_url=$SINK_URL" --drain-timeout 30s \
 	--reason "test: primary region lost" >"$T/promote.out" 2>"$T/promote.err" ||
 	fail "promote failed: $(cat "$T/promote.err")"
 cat "$T/promote.out"

@@ -50,6 +50,7 @@ END_TEST
 START_TEST(bad_values)
 {
 	ck_assert_int_eq(load("batch_max_delay = 5 parsecs\n"), PGF_ERR);
+	ck_assert_int_eq(load("batch_max_delay = 5\n"), PGF_ERR);
 	ck_assert_int_eq(load("batch_max_delay = 5parsecs\n"), PGF_ERR);
 	ck_assert_ptr_nonnull(strstr(err.message, "batch_max_delay"));
 	ck_assert_int_eq(load("tls = maybe\n"), PGF_ERR);
@@ -184,8 +185,14 @@ START_TEST(parsers)
 	int64_t v;
 	bool b;
 
-	ck_assert_int_eq(config_parse_duration("15", &v), PGF_OK);
+	/* a number without a unit could be ms or s: refused, except 0 */
+	ck_assert_int_eq(config_parse_duration("15", &v), PGF_ERR);
+	ck_assert_int_eq(config_parse_duration("0", &v), PGF_OK);
+	ck_assert_int_eq(v, 0);
+	ck_assert_int_eq(config_parse_duration("15ms", &v), PGF_OK);
 	ck_assert_int_eq(v, 15);
+	ck_assert_int_eq(config_parse_duration("5s", &v), PGF_OK);
+	ck_assert_int_eq(v, 5000);
 	ck_assert_int_eq(config_parse_duration("ms", &v), PGF_ERR);
 	ck_assert_int_eq(config_parse_duration("", &v), PGF_ERR);
 	ck_assert_int_eq(config_parse_duration("1.5s", &v), PGF_ERR);
