@@ -26,7 +26,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 HEADERS   := $(wildcard include/pgferry/*.h)
 ALL_C     := $(LIB_SRCS) $(MAIN_SRC) $(UNIT_SRCS) tests/unit/unit_main.c $(FUZZ_SRCS) \
-             tests/integration/faultproxy.c \
+             tests/integration/faultproxy.c tests/integration/forge.c \
              $(wildcard bench/*.c) $(HEADERS)
 
 # one object tree per build flavour
@@ -96,8 +96,13 @@ build/faultproxy: tests/integration/faultproxy.c
 	@mkdir -p build
 	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -o $@ $<
 
+# a hostile peer with a certificate the sink accepts (t_forge.sh)
+build/forge: tests/integration/forge.c $(REL_OBJS)
+	@mkdir -p build
+	$(CC) $(CPPFLAGS_BASE) $(CFLAGS_BASE) $(REL_FLAGS) $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS)
+
 # Integration tests against real PostgreSQL clusters; T=name runs one.
-integration: bin/pgferry bin/pgferry-asan build/faultproxy
+integration: bin/pgferry bin/pgferry-asan build/faultproxy build/forge
 	@PG_BINDIR=$(PG_BINDIR) bash tests/integration/run.sh $(T)
 
 # libFuzzer targets: one binary per tests/fuzz/fuzz_NAME.c, built with clang.
@@ -116,7 +121,7 @@ fuzz-brief: $(FUZZ_BINS)
 	@bash tests/fuzz/run.sh brief $(FUZZ_BINS)
 
 # Everything: unit tests plain and sanitized, brief fuzzing, integration.
-check: deps bin/pgferry bin/pgferry-asan build/faultproxy $(REL_DIR)/unit_tests $(ASAN_DIR)/unit_tests $(FUZZ_BINS)
+check: deps bin/pgferry bin/pgferry-asan build/faultproxy build/forge $(REL_DIR)/unit_tests $(ASAN_DIR)/unit_tests $(FUZZ_BINS)
 	@PG_BINDIR=$(PG_BINDIR) bash tests/run-all.sh $(FUZZ_BINS)
 
 demo: deps bin/pgferry

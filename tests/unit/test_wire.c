@@ -63,6 +63,29 @@ START_TEST(messages_round_trip)
 }
 END_TEST
 
+START_TEST(primary_facts_round_trip)
+{
+	buf_t b;
+	wire_primary_facts_t f = {-7, 0x5A3F0, 0x5A000, "publication \"x\" does not exist"}, f2;
+	size_t n;
+
+	buf_init(&b);
+	wire_encode_primary_facts(&f, &b);
+	ck_assert_int_eq(wire_decode_primary_facts((uint8_t *)b.data, b.len, &f2, &err), PGF_OK);
+	ck_assert_int_eq(f2.primary_time, -7);
+	ck_assert_uint_eq(f2.position_lsn, 0x5A3F0);
+	ck_assert_uint_eq(f2.flush_lsn, 0x5A000);
+	ck_assert_str_eq(f2.source_error, f.source_error);
+	for (n = 0; n < b.len; n++)
+		ck_assert_int_eq(wire_decode_primary_facts((uint8_t *)b.data, n, &f2, &err),
+		                 PGF_ERR);
+	buf_append_u8(&b, 0);
+	ck_assert_int_eq(wire_decode_primary_facts((uint8_t *)b.data, b.len, &f2, &err), PGF_ERR);
+	ck_assert_str_eq(wire_type_name(WIRE_PRIMARY_FACTS), "primary-facts");
+	buf_free(&b);
+}
+END_TEST
+
 START_TEST(frame_headers)
 {
 	uint8_t hdr[5] = {WIRE_BATCH, 0, 0, 1, 0};
@@ -216,6 +239,7 @@ Suite *wire_suite(void)
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, messages_round_trip);
+	tcase_add_test(tc, primary_facts_round_trip);
 	tcase_add_test(tc, frame_headers);
 	tcase_add_test(tc, clock_offset);
 	tcase_add_test(tc, batch_round_trip);

@@ -1,0 +1,56 @@
+# t_forge.sh — a peer with a certificate the sink accepts sends one forged
+# keepalive whose WAL end lies 2 MB beyond the primary's: nothing moves (the
+# DR progress, the slot), and every row committed meanwhile arrives once the
+# real source is back. A DR database whose progress lies beyond the
+# primary's WAL is refused by the source, which confirms nothing past it.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/relay.sh"
+
+cluster_start primary
+cluster_start dr
+schema_both "CREATE TABLE t (id int PRIMARY KEY, v text)"
+psql_on primary -c "CREATE PUBLICATION pgferry FOR ALL TABLES" >/dev/null
+relay_setup
+sink_start
+source_start
+wait_applied 60
+psql_on primary -c "INSERT INTO t SELECT g, 'before' FROM generate_series(1, 100) g" >/dev/null
+wait_applied 60
+source_stop
+
+progress() { psql_on dr -c "SELECT coalesce(max(remote_lsn)::text, '0/0') FROM pg_replication_origin_status"; }
+confirmed() { psql_on primary -c "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'pgferry'"; }
+p0=$(progress)
+c0=$(confirmed)
+# 275 rows committed while the real source is away
+for i in $(seq 101 375); do echo "INSERT INTO t VALUES ($i, 'between');"; done | psql_on primary >/dev/null
+forged=$(psql_on primary -c "SELECT pg_current_wal_flush_lsn() + 2097152")
+sysid=$(psql_on primary -c "SELECT system_identifier FROM pg_control_system()")
+log "DR progress $p0, slot confirmed $c0; forging a keepalive at $forged"
+"$ROOT/build/forge" "127.0.0.1:$SINK_PORT" "$T/certs/ca.crt" "$T/certs/client.crt" "$T/certs/client.key" \
+	"$sysid" postgres pgferry "$forged" 4 || fail "the forger was not welcomed"
+p1=$(progress)
+log "DR progress after the forged keepalive: $p1"
+[ "$p1" = "$p0" ] || fail "a forged keepalive moved the DR progress from $p0 to $p1"
+
+source_start
+wait_applied 60
+[ "$(psql_on dr -c "SELECT count(*) FROM t")" = 375 ] || fail "rows lost: $(psql_on dr -c "SELECT count(*) FROM t") of 375 on DR"
+tables_equal t
+log "every row arrived; the slot confirmed $(confirmed)"
+
+log "a DR progress beyond the primary's WAL: the source refuses and confirms nothing past it"
+source_stop
+sink_stop
+c1=$(confirmed)
+beyond=$(psql_on primary -c "SELECT pg_current_wal_flush_lsn() + 2097152")
+origin=$(psql_on dr -c "SELECT roname FROM pg_replication_origin LIMIT 1")
+psql_on dr -c "SELECT pg_replication_origin_advance('$origin', '$beyond')" >/dev/null
+sink_start
+source_start
+wait_until "the source refuses the resume point" 30 grep -q "beyond the primary's WAL flush position" "$T/source.log"
+grep -q "is not confirmed past" "$T/source.log" || fail "the refusal does not say the slot stays"
+sleep 1
+c2=$(confirmed)
+[ "$c2" = "$c1" ] || fail "the slot moved from $c1 to $c2"
+log "refused; the slot stays at $c2"
