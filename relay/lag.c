@@ -390,6 +390,11 @@ void lag_on_primary_fact(lag_tracker_t *l, uint64_t position_lsn, uint64_t flush
 	snprintf(l->source_error, sizeof(l->source_error), "%s", source_error ? source_error : "");
 	if (flush_lsn > l->fact_flush_lsn)
 		l->fact_flush_lsn = flush_lsn;
+	if (position_lsn == 0) {
+		/* a flush position only (relayed from a keepalive): no proof */
+		pthread_mutex_unlock(&l->lock);
+		return;
+	}
 	if (position_lsn > l->fact_lsn)
 		l->fact_lsn = position_lsn;
 	if (!primary_to_mono(l, primary_time, wall, mono, "a primary fact from the source", &at)) {

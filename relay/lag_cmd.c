@@ -69,12 +69,22 @@ static void print_report(FILE *f, json_t *st, const char *url)
 	print_duration(f, num(st, "last_commit_lag_ms", NULL));
 	fprintf(f, ")\n\n  RPO bound          ");
 	print_duration(f, num(st, "rpo_bound_ms", NULL));
-	fprintf(f, "\n    known loss       %.0f transactions, %.0f WAL bytes, oldest ",
+	fprintf(f, " since the DR side provably held everything (%s)", txt(st, "proof_time", NULL));
+	fprintf(f, "\n    known loss       ");
+	print_duration(f, num(st, "known_loss", "window_ms"));
+	fprintf(f,
+	        " of the primary's commits known missing: %.0f transactions, %.0f WAL "
+	        "bytes, oldest ",
 	        num(st, "known_loss", "transactions"), num(st, "known_loss", "bytes"));
 	print_duration(f, num(st, "known_loss", "oldest_commit_age_ms"));
 	fprintf(f, " old\n    unknown window   ");
 	print_duration(f, num(st, "unknown_window_ms", NULL));
-	fprintf(f, " since the primary was last heard\n");
+	fprintf(f, " since anything new was learned about the primary's commits\n");
+	if (json_is_string(json_object_get(json_object_get(st, "primary"), "source_error")))
+		fprintf(f, "  SOURCE ERROR       %s\n", txt(st, "primary", "source_error"));
+	if (json_is_string(json_object_get(json_object_get(st, "clock"), "last_fault")))
+		fprintf(f, "  CLOCK FAULT        %s (%.0f in all)\n",
+		        txt(st, "clock", "last_fault"), num(st, "clock", "faults"));
 	fprintf(f, "  apply backlog      %.0f transactions, %.0f bytes, drains in ",
 	        num(st, "apply_backlog", "transactions"), num(st, "apply_backlog", "bytes"));
 	print_duration(f, num(st, "apply_backlog", "drain_estimate_ms"));

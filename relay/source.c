@@ -77,7 +77,8 @@ typedef struct source {
 	/* the primary's WAL flush position as far as this side knows it (its
 	 * own connections only): nothing past it is confirmed */
 	uint64_t primary_flush_lsn;
-	char last_error[512]; /* the last session error, shipped in PRIMARY_FACTS */
+	char last_error[512];     /* the last session error, shipped in PRIMARY_FACTS */
+	uint64_t flush_fact_sent; /* the flush position last sent on its own */
 	uint64_t last_reported_flush;
 	uint64_t last_record_lsn;
 	bool stream_ended;
@@ -132,7 +133,7 @@ static void note_error(source_t *s, const pgf_error_t *err)
 
 /* The primary fact of a heartbeat row goes to the sink at once, on its own
  * frame: a stuck or failing walsender cannot hold it back. */
-static void ship_facts(source_t *s, PGresult *res)
+static void ship_facts(source_t *s, PGresult *res, bool welcomed)
 {
 	wire_primary_facts_t f;
 	pgf_error_t err;
@@ -148,7 +149,7 @@ static void ship_facts(source_t *s, PGresult *res)
 	if (f.flush_lsn > s->primary_flush_lsn)
 		s->primary_flush_lsn = f.flush_lsn;
 	snprintf(f.source_error, sizeof(f.source_error), "%s", s->last_error);
-	if (s->sink == NULL || s->state != SOURCE_STREAMING)
+	if (s->sink == NULL || (s->state != SOURCE_STREAMING && !welcomed))
 		return;
 	buf_init(&b);
 	error_clear(&err);
@@ -232,7 +233,7 @@ static void heartbeat_io(struct ev_loop *loop, ev_io *w, int revents)
 		} else {
 			s->aux_ok = true;
 			if (s->aux_kind == AUX_HEARTBEAT)
-				ship_facts(s, res);
+				ship_facts(s, res, false);
 			if (s->aux_kind == AUX_SEQ_READ && PQntuples(res) == 1) {
 				free(s->seq_candidate);
 				s->seq_candidate = strdup(PQgetvalue(res, 0, 0));
@@ -338,6 +339,33 @@ static void heartbeat_close(source_t *s)
 	s->heartbeat_conn = NULL;
 	free(s->seq_candidate);
 	s->seq_candidate = NULL;
+}
+
+/* The walsender reads only flushed WAL, so its keepalive's WAL end is a
+ * flush position this side saw itself: the sink may let that keepalive
+ * justify idle progress up to it (a shutting-down primary waits for that
+ * confirmation, and its plain connections are gone by then). No time, no
+ * position: it proves nothing about commits. */
+static void ship_flush_fact(source_t *s)
+{
+	wire_primary_facts_t f;
+	pgf_error_t err;
+	buf_t b;
+
+	if (s->sink == NULL || s->state != SOURCE_STREAMING ||
+	    s->primary_flush_lsn <= s->flush_fact_sent)
+		return;
+	memset(&f, 0, sizeof(f));
+	f.flush_lsn = s->primary_flush_lsn;
+	snprintf(f.source_error, sizeof(f.source_error), "%s", s->last_error);
+	buf_init(&b);
+	error_clear(&err);
+	wire_encode_primary_facts(&f, &b);
+	if (netconn_send(s->sink, WIRE_PRIMARY_FACTS, b.data, b.len, &err) != PGF_OK)
+		log_error_value(LOG_WARNING, &err);
+	else
+		s->flush_fact_sent = s->primary_flush_lsn;
+	buf_free(&b);
 }
 
 /* ---- reporting to the walsender ------------------------------------------- */
@@ -488,6 +516,8 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 			session_close(s, "could not batch a message");
 			return;
 		}
+		if (wm.kind == 'k')
+			ship_flush_fact(s);
 		if (wm.kind == 'k' && wm.reply_requested)
 			send_status(s, false);
 		if ((int64_t)batch_encoder_bytes(s->encoder) >= s->cfg->batch_max_bytes)
@@ -556,6 +586,16 @@ static int start_streaming(source_t *s, uint64_t resume_lsn, pgf_error_t *err)
 		           "the DR copy with pgferry clone.");
 		return PGF_ERR;
 	}
+	/* a first fact, and the last error, at once: a walsender that fails on
+	 * its first change ends the session within milliseconds, before any
+	 * heartbeat (a replication connection takes plain SQL before
+	 * START_REPLICATION) */
+	{
+		PGresult *res = PQexec(s->repl.conn, facts_sql);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK)
+			ship_facts(s, res, true);
+		PQclear(res);
+	}
 	opts.slot_name = s->cfg->slot_name;
 	opts.publication = s->cfg->publication;
 	opts.proto_version = s->proto_version;
@@ -569,6 +609,7 @@ static int start_streaming(source_t *s, uint64_t resume_lsn, pgf_error_t *err)
 	         lsn_format(resume_lsn ? resume_lsn : confirmed, a), s->proto_version);
 	s->sink_applied_lsn = resume_lsn;
 	s->sink_received_lsn = resume_lsn;
+	s->flush_fact_sent = 0;
 	ev_io_init(&s->repl_watcher, repl_readable, replication_socket(&s->repl), EV_READ);
 	s->repl_watcher.data = s;
 	ev_io_start(s->loop, &s->repl_watcher);

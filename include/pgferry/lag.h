@@ -155,8 +155,9 @@ void lag_on_received_commit(lag_tracker_t *l, uint64_t commit_lsn, uint64_t end_
                             int64_t commit_time, uint64_t bytes, uint64_t rows, bool internal);
 /* A fact the source learned on its own connection to the primary: every
  * commit visible before primary_time has a commit LSN below position_lsn;
- * flush_lsn is the primary's WAL flush position then. source_error is the
- * source's last session error ("" or NULL: none). */
+ * flush_lsn is the primary's WAL flush position then (position_lsn 0: only
+ * that). source_error is the source's last session error ("" or NULL:
+ * none). */
 void lag_on_primary_fact(lag_tracker_t *l, uint64_t position_lsn, uint64_t flush_lsn,
                          int64_t primary_time, const char *source_error);
 void lag_on_received(lag_tracker_t *l, uint64_t lsn);

@@ -88,7 +88,9 @@ typedef struct wire_end_of_stream {
 /* What the source learned on its own (non-replication) connection to the
  * primary, so a stuck or failing walsender cannot hide it: every commit
  * visible on the primary before primary_time has a commit LSN below
- * position_lsn; flush_lsn is the primary's WAL flush position then. */
+ * position_lsn; flush_lsn is the primary's WAL flush position then.
+ * position_lsn 0: a flush position only (from a walsender keepalive the
+ * source received itself), no time and no proof. */
 typedef struct wire_primary_facts {
 	int64_t primary_time; /* pgtime, the primary's clock */
 	uint64_t position_lsn;

@@ -108,7 +108,7 @@ grep -q "password=\*\*\*\*\*\*\*\*" "$T/sink.log" || fail "the sink's start line
 echo "dr_conninfo = '$D_URI'" >>"$T/sink.conf"
 echo "log_format = json" >>"$T/sink.conf"
 sink_start
-wait_until "sink up again" 30 curl -sf "$SINK_URL/healthz"
+wait_until "sink up again" 30 bash -c "[ \"\$(curl -s -o /dev/null -w %{http_code} $SINK_URL/healthz)\" != 000 ]"
 grep "DR database" "$T/sink.log" | tail -1
 sink_stop
 for f in sink.log source.log status.json metrics.txt; do
