@@ -39,7 +39,7 @@
 #define HEARTBEAT_PREFIX "pgferry.heartbeat"
 /* the source sends its hello as soon as TLS is up: a connection silent this
  * long after it is not a source at work, and gives up the slot */
-#define HELLO_TIMEOUT 3.0
+#define HELLO_TIMEOUT    3.0
 #define SEQUENCES_PREFIX "pgferry.sequences"
 
 /* handed from the apply thread to the loop */
