@@ -15,7 +15,7 @@ relay_setup "sink:initial_copy = clone"
 
 # 1. never cloned: unsafe with the reason, at once
 sink_start
-wait_until "the sink's verdict" 30 curl -sf -o /dev/null "$SINK_URL/healthz"
+wait_until "the sink's verdict" 30 bash -c "[ \"\$(curl -s -o /dev/null -w %{http_code} $SINK_URL/healthz)\" != 000 ]"
 verdict_says()
 {
 	local code
