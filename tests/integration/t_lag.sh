@@ -47,8 +47,11 @@ log "2. apply stalled by a lock on the DR side: the API answers, figures grow"
 # ends in the middle of the samples on a slow machine (the bound then falls,
 # rightly, as apply catches up, and the test took that for a lie)
 coproc LOCKER { psql "$DR_CONN" -XAtq -v ON_ERROR_STOP=1 2>&1; }
-echo "BEGIN; LOCK TABLE pgbench_accounts IN ACCESS EXCLUSIVE MODE; SELECT 'locked';" >&"${LOCKER[1]}"
-read -r -t 30 line <&"${LOCKER[0]}" && [ "$line" = locked ] || fail "could not lock pgbench_accounts on DR"
+# bash unsets LOCKER and LOCKER_PID as soon as psql exits: keep copies
+locker_pid=$LOCKER_PID
+exec {locker_in}>&"${LOCKER[1]}" {locker_out}<&"${LOCKER[0]}"
+echo "BEGIN; LOCK TABLE pgbench_accounts IN ACCESS EXCLUSIVE MODE; SELECT 'locked';" >&"$locker_in"
+read -r -t 30 line <&"$locker_out" && [ "$line" = locked ] || fail "could not lock pgbench_accounts on DR"
 locked() { [ "$(psql_on dr -c "SELECT count(*) FROM pg_locks WHERE relation = 'pgbench_accounts'::regclass AND mode = 'AccessExclusiveLock' AND granted")" = 1 ]; }
 sleep 2
 s1=$(status); t1=$(date +%s%3N)
@@ -68,9 +71,9 @@ python3 -c "import sys; d=($r2 - $r1) / ($t2 - $t1); sys.exit(0 if 0.8 < d < 1.2
 curl -s "$SINK_URL/v1/promotion-safety?max_rpo=1s" | grep -q "oldest unapplied commit" ||
 	fail "the verdict does not name the stalled apply"
 locked || fail "the DR lock ended before the verdict was checked"
-echo "COMMIT;" >&"${LOCKER[1]}"
-echo "\\q" >&"${LOCKER[1]}"
-wait "$LOCKER_PID"
+printf 'COMMIT;\n\\q\n' >&"$locker_in"
+exec {locker_in}>&- {locker_out}<&-
+wait "$locker_pid" 2>/dev/null || true
 wait_until "safe again after the lock is released" 30 bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' '$SINK_URL/v1/promotion-safety?max_rpo=1s')\" = 200 ]"
 bg_stop load
 
