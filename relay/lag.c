@@ -118,6 +118,7 @@ struct lag_tracker {
 	uint64_t apply_error_lsn; /* the transaction that failed (0: none known) */
 	char apply_error_message[600], apply_error_where[300];
 	char stream_refused[600]; /* why the sink refuses to apply ("": it does not) */
+	char stream_blocked[600]; /* why the source cannot ship the next change */
 
 	uint64_t batches, batch_wire_bytes, batch_raw_bytes, bad_batches, source_connections,
 	        apply_errors, transactions_applied, rows_applied, heartbeats;
@@ -643,6 +644,13 @@ void lag_set_spooled(lag_tracker_t *l, uint64_t bytes)
 	pthread_mutex_unlock(&l->lock);
 }
 
+void lag_set_stream_blocked(lag_tracker_t *l, const char *why)
+{
+	pthread_mutex_lock(&l->lock);
+	snprintf(l->stream_blocked, sizeof(l->stream_blocked), "%s", why ? why : "");
+	pthread_mutex_unlock(&l->lock);
+}
+
 void lag_set_stream_refused(lag_tracker_t *l, const char *why)
 {
 	pthread_mutex_lock(&l->lock);
@@ -784,6 +792,7 @@ void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
 	snprintf(s->apply_error_where, sizeof(s->apply_error_where), "%s", l->apply_error_where);
 	s->fenced = l->fenced;
 	snprintf(s->stream_refused, sizeof(s->stream_refused), "%s", l->stream_refused);
+	snprintf(s->stream_blocked, sizeof(s->stream_blocked), "%s", l->stream_blocked);
 	s->spooled_bytes = l->spooled_bytes;
 	s->batches = l->batches;
 	s->batch_wire_bytes = l->batch_wire_bytes;
@@ -921,6 +930,12 @@ void lag_verdict(const lag_snapshot_t *s, int64_t max_rpo_ms, int64_t max_backlo
 	/* known, whatever else is not: this copy takes no stream */
 	if (s->stream_refused[0]) {
 		reason(v, "the sink refuses to apply: %s", s->stream_refused);
+		v->verdict = VERDICT_UNSAFE;
+	}
+	/* nothing after that change can arrive: whatever the figures say now,
+	 * they only grow */
+	if (s->stream_blocked[0]) {
+		reason(v, "the source cannot ship the next change: %s", s->stream_blocked);
 		v->verdict = VERDICT_UNSAFE;
 	}
 	if (v->verdict == VERDICT_UNKNOWN)

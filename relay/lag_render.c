@@ -131,6 +131,11 @@ void lag_render_status_json(const lag_snapshot_t *s, const lag_verdict_t *v, buf
 	buf_append_str(b, "}");
 	buf_printf(b, ",\"dr_reachable\":%s,\"fenced\":%s", s->dr_reachable ? "true" : "false",
 	           s->fenced ? "true" : "false");
+	buf_append_str(b, ",\"stream_blocked\":");
+	if (s->stream_blocked[0])
+		json_append_cstring(b, s->stream_blocked);
+	else
+		buf_append_str(b, "null");
 	buf_append_str(b, ",\"stream_refused\":");
 	if (s->stream_refused[0])
 		json_append_cstring(b, s->stream_refused);
@@ -310,6 +315,10 @@ void lag_render_metrics(const lag_snapshot_t *s, buf_t *b)
 	gauge(b, "pgferry_schema_drift",
 	      "1 while apply is stopped because a DR table does not match the primary's.",
 	      s->apply_error && s->schema_drift ? 1 : 0);
+	gauge(b, "pgferry_stream_blocked",
+	      "1 while the source reports a change it cannot ship (larger than max_frame_bytes); "
+	      "/v1/status stream_blocked names its LSN.",
+	      s->stream_blocked[0] ? 1 : 0);
 	gauge(b, "pgferry_stream_refused",
 	      "1 while the sink refuses to apply (initial copy not complete, origin in dispute).",
 	      s->stream_refused[0] ? 1 : 0);

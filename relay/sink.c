@@ -89,6 +89,7 @@ typedef struct sink {
 	bool in_stream_block;
 	ev_tstamp last_heard;
 	ev_tstamp connected_at;
+	uint64_t blocked_lsn; /* a change the source cannot ship (0: none) */
 
 	/* set by the apply thread, read by the loop under lock */
 	pthread_mutex_t lock;
@@ -396,6 +397,11 @@ static void on_batch(sink_t *s, const uint8_t *payload, size_t len)
 	it->last_lsn = last_lsn;
 	queue_push(&s->queue, it);
 	s->received_lsn = last_lsn;
+	if (s->blocked_lsn != 0 && last_lsn >= s->blocked_lsn) {
+		log_info("the change the source could not ship has passed");
+		s->blocked_lsn = 0;
+		lag_set_stream_blocked(s->lag, NULL);
+	}
 	lag_on_received(s->lag, last_lsn);
 	/* memory and spool stay bounded: past the limits, TCP (and the slot on
 	 * the primary) holds the rest */
@@ -540,7 +546,18 @@ static void source_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *p
 	}
 	case WIRE_ERROR: {
 		wire_error_t e;
-		if (wire_decode_error(payload, len, &e, &err) == PGF_OK)
+		if (wire_decode_error(payload, len, &e, &err) == PGF_OK &&
+		    e.code == WIRE_ERR_TOO_LARGE) {
+			char first[32];
+			uint64_t lsn;
+			snprintf(first, sizeof(first), "%.*s", (int)strcspn(e.message, " "),
+			         e.message);
+			if (lsn_parse(first, &lsn) == PGF_OK && lsn > 0) {
+				s->blocked_lsn = lsn;
+				lag_set_stream_blocked(s->lag, e.message + strlen(first) + 1);
+			}
+			log_error("the source cannot ship a change: %s", e.message);
+		} else if (err.code == 0)
 			log_warning("the source reports an error: %s", e.message);
 		drop_source(s, 0, NULL);
 		return;

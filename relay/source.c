@@ -513,6 +513,18 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 		if (batch_encoder_add(s->encoder, data, len,
 		                      wm.kind == 'w' ? wm.wal_start : wm.wal_end, &err) != PGF_OK) {
 			log_error_value(LOG_ERROR, &err);
+			if (err.code == PGF_E_PROTOCOL && s->sink != NULL) {
+				/* the stream is stuck here until the setting is raised: the
+				 * sink shows it in its status, metrics and verdict */
+				char why[1100], l[LSN_TEXT_LEN];
+				netconn_t *c = s->sink;
+				/* PROTOCOL.md: the message starts with the change's LSN */
+				snprintf(why, sizeof(why), "%s %s. %s",
+				         lsn_format(wm.kind == 'w' ? wm.wal_start : wm.wal_end, l),
+				         err.message, err.hint);
+				s->sink = NULL;
+				netconn_close(c, WIRE_ERR_TOO_LARGE, why);
+			}
 			session_close(s, "could not batch a message");
 			return;
 		}

@@ -107,6 +107,7 @@ typedef struct lag_snapshot {
 	bool schema_drift; /* the apply error is a schema mismatch */
 	bool fenced;
 	char stream_refused[600]; /* why the sink refuses to apply ("": it does not) */
+	char stream_blocked[600]; /* why the source cannot ship the next change ("": it can) */
 
 	/* counters */
 	uint64_t batches, batch_wire_bytes, batch_raw_bytes, bad_batches, source_connections,
@@ -179,6 +180,9 @@ void lag_set_fenced(lag_tracker_t *l, bool fenced);
 /* The sink refuses to apply (an initial copy not known complete, the
  * stream's origin used or moved by another): why, or NULL when it does not. */
 void lag_set_stream_refused(lag_tracker_t *l, const char *why);
+/* The source reported a change it cannot ship (too large for
+ * max_frame_bytes); NULL or "" when the stream passed it. */
+void lag_set_stream_blocked(lag_tracker_t *l, const char *why);
 /* Received batches waiting in the spool file (decompressed bytes). */
 void lag_set_spooled(lag_tracker_t *l, uint64_t bytes);
 

@@ -41,6 +41,7 @@ typedef enum {
 	WIRE_ERR_BAD_BATCH = 6,
 	WIRE_ERR_APPLY = 7, /* apply failed; reconnect and resend */
 	WIRE_ERR_INTERNAL = 8,
+	WIRE_ERR_TOO_LARGE = 9, /* a change is larger than max_frame_bytes */
 } wire_error_code_t;
 
 typedef struct wire_hello {
