@@ -145,7 +145,8 @@ lint: deps-tools
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
 		--suppress=missingIncludeSystem -Iinclude $(LIB_SRCS) $(MAIN_SRC)
 
-# Under PREFIX: the binary, the SQL, the certificate recipe, the sample
+# Under PREFIX: the binary, the SQL, the certificate recipe, the Prometheus
+# rules, the sample
 # configurations, the systemd units (pointing at this PREFIX) and the man
 # page, which the binary writes from the tables --help prints.
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
@@ -162,6 +163,8 @@ install: bin/pgferry build/pgferry.1
 	install -m 755 bin/pgferry $(DESTDIR)$(PREFIX)/bin/pgferry
 	install -m 644 sql/*.sql $(DESTDIR)$(PREFIX)/share/pgferry/sql/
 	install -m 755 deploy/make-certs.sh $(DESTDIR)$(PREFIX)/share/pgferry/make-certs.sh
+	install -d $(DESTDIR)$(PREFIX)/share/pgferry/prometheus
+	install -m 644 deploy/prometheus/*.yml $(DESTDIR)$(PREFIX)/share/pgferry/prometheus/
 	install -m 644 deploy/source.conf.sample deploy/sink.conf.sample $(DESTDIR)$(SYSCONFDIR)/pgferry/
 	install -m 644 build/pgferry.1 $(DESTDIR)$(MANDIR)/man1/pgferry.1
 	for u in deploy/systemd/*.service; do \

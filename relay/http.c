@@ -15,6 +15,7 @@
 #include "pgferry/http.h"
 
 #include "pgferry/buf.h"
+#include "pgferry/build_info.h"
 #include "pgferry/netconn.h"
 
 #include "pgferry/log.h"
@@ -419,6 +420,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 	buf_init(&body);
 	if (strcmp(url, "/metrics") == 0) {
 		lag_render_metrics(snap, &body);
+		build_info_render_metrics(&body);
 		rc = respond(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", &body);
 	} else if (strcmp(url, "/v1/status") == 0) {
 		lag_verdict(snap, -1, -1, &v);

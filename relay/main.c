@@ -2,22 +2,13 @@
  * main.c — pgferry's entry point: picks the command and maps its result
  * to an exit code. Commands live in their own files (source.c, sink.c...).
  */
+#include "pgferry/build_info.h"
 #include "pgferry/cli.h"
 #include "pgferry/log.h"
 #include "pgferry/version.h"
 
-#include <curl/curl.h>
-#include <ev.h>
-#include <jansson.h>
-#include <libpq-fe.h>
-#include <microhttpd.h>
-#include <openssl/crypto.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/types.h>
-#include <xxhash.h>
-#include <zstd.h>
 
 static int cmd_version(int argc, char **argv);
 static int cmd_man(int argc, char **argv);
@@ -148,32 +139,17 @@ static void print_help(FILE *out)
 	config_print_keys(out, false);
 }
 
-/* libpq numbers its versions major * 10000 + minor since PostgreSQL 10 */
-static void print_pq_version(int v)
-{
-	if (v >= 100000)
-		printf("  %-14s %d.%d\n", "libpq", v / 10000, v % 10000);
-	else
-		printf("  %-14s %d.%d.%d\n", "libpq", v / 10000, v / 100 % 100, v % 100);
-}
-
 static int cmd_version(int argc, char **argv)
 {
-	unsigned xxh = XXH_versionNumber();
+	build_info_library_t libs[BUILD_INFO_LIBRARIES];
+	int i;
 
 	(void)argc;
 	(void)argv;
-	/* the versions the process runs with, which packages may update apart
-	 * from pgferry: asked of each library at run time */
+	build_info_libraries(libs);
 	printf("pgferry %s\n", PGFERRY_VERSION);
-	print_pq_version(PQlibVersion());
-	printf("  %-14s %s\n", "zstd", ZSTD_versionString());
-	printf("  %-14s %s\n", "OpenSSL", OpenSSL_version(OPENSSL_VERSION_STRING));
-	printf("  %-14s %d.%d\n", "libev", ev_version_major(), ev_version_minor());
-	printf("  %-14s %s\n", "libmicrohttpd", MHD_get_version());
-	printf("  %-14s %s\n", "jansson", jansson_version_str());
-	printf("  %-14s %s\n", "libcurl", curl_version_info(CURLVERSION_NOW)->version);
-	printf("  %-14s %u.%u.%u\n", "xxhash", xxh / 10000, xxh / 100 % 100, xxh % 100);
+	for (i = 0; i < BUILD_INFO_LIBRARIES; i++)
+		printf("  %-14s %s\n", libs[i].name, libs[i].version);
 	return 0;
 }
 

@@ -8,7 +8,7 @@ packages=(
 	pkg-config libev-dev libzstd-dev libxxhash-dev check libssl-dev libpq-dev
 	libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
 	clang libclang-rt-14-dev openssl iproute2 procps
-	postgresql-15 postgresql-client-15 curl python3 python3-psycopg2 valgrind
+	postgresql-15 postgresql-client-15 curl python3 python3-psycopg2 python3-yaml valgrind
 )
 # extra sets: "tools" adds what make lint/format need
 if [ "${1:-}" = "tools" ]; then

@@ -102,6 +102,9 @@ changed() { diff "$1" "$2" | grep -c '^>' || true; }
 	>"$T/clone.log" 2>&1 || fail "clone as the deployed roles failed: $(tail -5 "$T/clone.log")"
 tables_equal customer account
 sink_start
+# the source once the sink listens, so that the logs of a clean start hold
+# no retry of a connection refused
+wait_until "the sink listening" 60 bash -c "ss -Htln '( sport = :$SINK_PORT )' | grep -q ."
 source_start
 wait_until "the sink's HTTP API" 60 curl -sf "$SINK_URL/v1/status"
 wait_applied 90

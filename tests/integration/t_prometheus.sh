@@ -1,0 +1,68 @@
+# t_prometheus.sh — the Prometheus files of deploy/ fit what the sink
+# exports: every rule file passes `promtool check rules`, and every metric
+# an expression names is one a running sink's /metrics has (or a recording
+# rule of these files); /metrics carries pgferry_build_info{version,...} 1
+# with the versions `pgferry version` prints.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/relay.sh"
+
+bash "$ROOT/tools/install-deps.sh" prometheus || fail "cannot install promtool"
+rule_files=("$ROOT"/deploy/prometheus/*.yml)
+[ ${#rule_files[@]} -ge 2 ] || fail "expected alert and recording rules in deploy/prometheus"
+for f in "${rule_files[@]}"; do
+	promtool check rules "$f" >"$T/promtool.log" 2>&1 || fail "promtool rejects $f: $(cat "$T/promtool.log")"
+done
+
+cluster_start primary
+cluster_start dr
+schema_both "CREATE TABLE t (id int PRIMARY KEY)"
+psql_on primary -c "CREATE PUBLICATION pgferry FOR ALL TABLES" >/dev/null
+relay_setup
+sink_start
+source_start
+wait_applied 60
+psql_on primary -c "INSERT INTO t SELECT generate_series(1, 100)" >/dev/null
+wait_applied 60
+curl -sf "$SINK_URL/metrics" >"$T/metrics.txt" || fail "no /metrics"
+promtool check metrics <"$T/metrics.txt" >"$T/promtool.log" 2>&1 ||
+	fail "promtool rejects /metrics: $(cat "$T/promtool.log")"
+
+# build info: one series, value 1, the versions of `pgferry version`
+grep -c '^pgferry_build_info{' "$T/metrics.txt" | grep -qx 1 || fail "no single pgferry_build_info series"
+bi=$(grep '^pgferry_build_info{' "$T/metrics.txt")
+[ "${bi##* }" = 1 ] || fail "pgferry_build_info is not 1: $bi"
+"$PGFERRY_BIN" version >"$T/version.txt"
+v=$(awk 'NR == 1 {print $2}' "$T/version.txt")
+grep -qF "version=\"$v\"" <<<"$bi" || fail "pgferry_build_info has no version=\"$v\": $bi"
+while read -r lib ver; do
+	label=$(tr 'A-Z' 'a-z' <<<"$lib")
+	grep -qF "$label=\"$ver\"" <<<"$bi" || fail "pgferry_build_info lacks $label=\"$ver\": $bi"
+done < <(tail -n +2 "$T/version.txt")
+
+# every metric named in an expression is exported (or recorded here)
+grep -v '^#' "$T/metrics.txt" | sed -E 's/[{ ].*//' | sort -u >"$T/exported.txt"
+python3 - "$T/exported.txt" "${rule_files[@]}" <<'PY' || fail "rules name metrics the sink does not export"
+import re, sys, yaml
+exported = set(open(sys.argv[1]).read().split())
+recorded, exprs = set(), []
+for path in sys.argv[2:]:
+    for group in yaml.safe_load(open(path))["groups"]:
+        for rule in group["rules"]:
+            if "record" in rule:
+                recorded.add(rule["record"])
+            exprs.append((path, rule.get("alert") or rule.get("record"), str(rule["expr"])))
+bad = 0
+for path, name, expr in exprs:
+    # label matchers and strings name no metric
+    plain = re.sub(r'"[^"]*"', '', re.sub(r'\{[^}]*\}', '', expr))
+    for token in re.findall(r'[A-Za-z_:][A-Za-z0-9_:]*', plain):
+        if token.startswith("pgferry_") and token not in exported:
+            print(f"{path}: {name}: {token} is not on the sink's /metrics"); bad += 1
+        elif ":" in token and token not in recorded:
+            print(f"{path}: {name}: {token} is recorded by no rule here"); bad += 1
+    if "pgferry" not in plain:
+        print(f"{path}: {name}: names no pgferry metric: {expr}"); bad += 1
+print(f"{len(exprs)} expressions checked against {len(exported)} exported series names")
+sys.exit(1 if bad else 0)
+PY
+log "prometheus ok"
