@@ -1,4 +1,4 @@
--- dr_lag_history.sql — lag history on the DR database. The sink writes one
+-- dr_lag_history.sql -- lag history on the DR database. The sink writes one
 -- sample a second (and prunes past lag_history_retention); these are the
 -- objects it creates, and the views DBAs read.
 
@@ -8,7 +8,7 @@ CREATE TABLE IF NOT EXISTS pgferry.lag_history (
     sampled_at               timestamptz PRIMARY KEY,
     applied_lsn              pg_lsn NOT NULL,
     primary_wal_lsn          pg_lsn NOT NULL,
-    commit_lag_ms            double precision NOT NULL, -- primary commit → DR commit, last applied
+    commit_lag_ms            double precision NOT NULL, -- primary commit to DR commit, last applied
     rpo_bound_ms             double precision NOT NULL,
     unknown_window_ms        double precision NOT NULL,
     known_loss_transactions  bigint NOT NULL,

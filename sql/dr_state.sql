@@ -1,4 +1,4 @@
--- dr_state.sql — pgferry's own state on the DR database. The sink, clone and
+-- dr_state.sql -- pgferry's own state on the DR database. The sink, clone and
 -- promote run this file (it is built into the binary) on every start; it is
 -- idempotent. The stream's replication origin (see pgferry.origin_name)
 -- holds the apply progress: the source commit LSN of the last applied

@@ -1,4 +1,4 @@
--- primary_ddl.sql — DDL capture on the primary (replicate_ddl = on). The
+-- primary_ddl.sql -- DDL capture on the primary (replicate_ddl = on). The
 -- source installs this (it is built into the binary) when replicate_ddl is
 -- on; creating event triggers needs a superuser, so a DBA may run it by
 -- hand instead. It is idempotent.

@@ -1,4 +1,4 @@
--- primary_setup.sql — what a DBA runs once, as a superuser, in the
+-- primary_setup.sql -- what a DBA runs once, as a superuser, in the
 -- replicated database on the primary before starting `pgferry source`:
 --
 --   psql -d app -f /usr/share/pgferry/sql/primary_setup.sql

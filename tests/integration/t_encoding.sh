@@ -42,4 +42,31 @@ done
 	"$(printf 'été à Noël' | od -An -tx1 | tr -d ' \n')" ] || fail "the DR side does not hold 'été à Noël' in UTF-8"
 [ "$(psql_on dr -c "SELECT count(*) FROM plein WHERE v = 'été' AND n = 3")" = 1 ] || fail "not exactly one row updated"
 grep -q "ERROR" "$T/sink.log" && fail "the sink logged an error: $(grep -m1 ERROR "$T/sink.log")"
+
+log "a UTF-8 primary database into a LATIN1 DR database: what LATIN1 cannot hold stops apply"
+sink_stop
+source_stop
+mv "$T/sink.log" "$T/sink-latin.log"
+cluster_start dr2
+psql_on dr2 -c "CREATE DATABASE latin ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0" >/dev/null
+DR2_CONN="host=$DR2_HOST port=$DR2_PORT user=postgres dbname=latin"
+PRIMARY_CONN="host=$PRIMARY_HOST port=$PRIMARY_PORT user=postgres dbname=postgres"
+DR_CONN=$DR2_CONN
+schema_both "CREATE TABLE t (id int PRIMARY KEY, v text)"
+psql_on primary -c "CREATE PUBLICATION pgferry FOR ALL TABLES" >/dev/null
+relay_setup "source:slot_name = 'second'"
+export WAIT_SLOT=second
+unset PGCLIENTENCODING
+sink_start
+source_start
+export PGCLIENTENCODING=UTF8
+wait_applied 60
+psql_on primary -c "INSERT INTO t VALUES (1, 'été')" >/dev/null
+wait_applied 60
+psql_on primary -c "INSERT INTO t VALUES (2, 'été'), (3, 'smile 😀')" >/dev/null
+wait_until "the conversion error in status" 60 bash -c "curl -s '$SINK_URL/v1/status' | grep -q 'has no equivalent in encoding'"
+curl -s "$SINK_URL/v1/status" | grep -o '"apply":{[^}]*}' | head -1
+curl -s "$SINK_URL/v1/status" | grep -q '\\"UTF8\\".*\\"LATIN1\\"' || fail "the error does not name both encodings"
+[ "$(psql_on dr -c "SELECT string_agg(id::text || v, ',' ORDER BY id) FROM t")" = "1été" ] ||
+	fail "the DR database holds more than the rows before the failing transaction"
 log "encoding ok"
