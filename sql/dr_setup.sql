@@ -1,4 +1,4 @@
--- dr_setup.sql — what a DBA runs once, as a superuser, in the DR database
+-- dr_setup.sql -- what a DBA runs once, as a superuser, in the DR database
 -- (created empty, or with the schema clone will fill) before starting
 -- `pgferry sink` or `pgferry clone`, so that both run as a role that is no
 -- superuser (PostgreSQL 15 or later):
