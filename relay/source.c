@@ -144,8 +144,9 @@ static void ship_facts(source_t *s, PGresult *res, bool welcomed)
 	    lsn_parse(PQgetvalue(res, 0, 0), &f.position_lsn) != PGF_OK ||
 	    lsn_parse(PQgetvalue(res, 0, 1), &f.flush_lsn) != PGF_OK)
 		return;
-	f.primary_time = unix_us_to_pgtime(strtoll(PQgetvalue(res, 0, 2), NULL, 10)) +
-	                 s->cfg->test_clock_skew * 1000;
+	/* the primary's clock, like commit times (test_clock_skew shifts this
+	 * process's clock, not the primary's) */
+	f.primary_time = unix_us_to_pgtime(strtoll(PQgetvalue(res, 0, 2), NULL, 10));
 	if (f.flush_lsn > s->primary_flush_lsn)
 		s->primary_flush_lsn = f.flush_lsn;
 	snprintf(f.source_error, sizeof(f.source_error), "%s", s->last_error);

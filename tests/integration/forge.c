@@ -6,7 +6,10 @@
  * seconds (so the sink has time to act on it) and leaves. t_forge.sh shows
  * that nothing moves: a keepalive alone is no progress.
  *
- * forge HOST:PORT CA CERT KEY SYSTEM_ID DATABASE SLOT WAL_END SECONDS
+ * forge HOST:PORT CA CERT KEY SYSTEM_ID DATABASE SLOT WAL_END SECONDS [SKEW_S]
+ *
+ * SKEW_S stamps the keepalive that many seconds off the real time (a clock
+ * fault of the primary, as the sink sees it).
  */
 #include "pgferry/batch.h"
 #include "pgferry/buf.h"
@@ -105,9 +108,9 @@ int main(int argc, char **argv)
 	char lsn[LSN_TEXT_LEN], rlsn[LSN_TEXT_LEN];
 	time_t until;
 
-	if (argc != 10) {
+	if (argc != 10 && argc != 11) {
 		fprintf(stderr, "usage: forge HOST:PORT CA CERT KEY SYSTEM_ID DATABASE SLOT "
-		                "WAL_END SECONDS\n");
+		                "WAL_END SECONDS [SKEW_S]\n");
 		return 2;
 	}
 	snprintf(host, sizeof(host), "%s", argv[1]);
@@ -157,7 +160,8 @@ int main(int argc, char **argv)
 	buf_init(&keepalive);
 	buf_append_u8(&keepalive, 'k');
 	buf_append_be64(&keepalive, wal_end);
-	buf_append_be64(&keepalive, (uint64_t)pgtime_now());
+	buf_append_be64(&keepalive,
+	                (uint64_t)(pgtime_now() + (argc == 11 ? atoll(argv[10]) : 0) * 1000000));
 	buf_append_u8(&keepalive, 0);
 	enc = batch_encoder_create(1, 1 << 20, &err);
 	buf_init(&batch);

@@ -33,6 +33,26 @@ p1=$(progress)
 log "DR progress after the forged keepalive: $p1"
 [ "$p1" = "$p0" ] || fail "a forged keepalive moved the DR progress from $p0 to $p1"
 
+# a keepalive stamped an hour in the future: a clock fault, logged once,
+# shown in status and metrics, and no figure shrinks (it once pinned the
+# unknown window at 0)
+field() { curl -s "$SINK_URL/v1/status" | python3 -c "import json,sys; d=json.load(sys.stdin); print(eval('d' + sys.argv[1]))" "$1"; }
+u0=$(field "['unknown_window_ms']")
+for i in 1 2; do
+	"$ROOT/build/forge" "127.0.0.1:$SINK_PORT" "$T/certs/ca.crt" "$T/certs/client.crt" "$T/certs/client.key" \
+		"$sysid" postgres pgferry "$p0" 1 3600 >/dev/null || fail "the second forger was not welcomed"
+done
+u1=$(field "['unknown_window_ms']")
+faults=$(field "['clock']['faults']")
+log "clock faults $faults; unknown window $u0 -> $u1 ms; $(field "['clock']['last_fault']")"
+[ "$faults" -ge 2 ] || fail "the future timestamps were not counted as clock faults"
+[[ "$(field "['clock']['last_fault']")" == *"in the future"* ]] || fail "status does not show the clock fault"
+curl -s "$SINK_URL/metrics" >"$T/metrics.txt"
+grep -Eq '^pgferry_clock_faults_total [1-9]' "$T/metrics.txt" || fail "no clock fault metric"
+[ "$(grep -c "clock fault: a walsender message" "$T/sink.log")" = 1 ] || fail "the clock fault is not logged exactly once"
+python3 -c "import sys; sys.exit(0 if $u1 > $u0 else 1)" || fail "a future timestamp made the unknown window shrink ($u0 -> $u1)"
+[ "$(progress)" = "$p0" ] || fail "the DR progress moved"
+
 source_start
 wait_applied 60
 [ "$(psql_on dr -c "SELECT count(*) FROM t")" = 375 ] || fail "rows lost: $(psql_on dr -c "SELECT count(*) FROM t") of 375 on DR"
