@@ -77,8 +77,11 @@ typedef struct source {
 	/* the primary's WAL flush position as far as this side knows it (its
 	 * own connections only): nothing past it is confirmed */
 	uint64_t primary_flush_lsn;
-	char last_error[512];     /* the last session error, shipped in PRIMARY_FACTS */
-	uint64_t flush_fact_sent; /* the flush position last sent on its own */
+	char last_error[512];      /* the last session error, shipped in PRIMARY_FACTS */
+	char last_cause[512];      /* the last session failure's message, for the log */
+	bool same_cause;           /* the last failure repeated the one before */
+	ev_tstamp streaming_since; /* when this session started streaming (0: not yet) */
+	uint64_t flush_fact_sent;  /* the flush position last sent on its own */
 	uint64_t last_reported_flush;
 	uint64_t last_record_lsn;
 	bool stream_ended;
@@ -125,6 +128,20 @@ static const char seq_read_sql[] =
         "pg_catalog.pg_sequences WHERE last_value IS NOT NULL AND schemaname <> 'pgferry'";
 
 static void heartbeat_close(source_t *s);
+
+/* A session failed with err. A cause that repeats the last one (a missing
+ * publication, wal_level below logical, a refused password, a sink that
+ * refuses this primary) is logged once, not at every retry: the back-off
+ * grows instead (schedule_reconnect). */
+static void report_failure(source_t *s, const pgf_error_t *err)
+{
+	s->same_cause = strcmp(err->message, s->last_cause) == 0;
+	snprintf(s->last_cause, sizeof(s->last_cause), "%s", err->message);
+	if (!s->same_cause)
+		log_error_value(LOG_ERROR, err);
+	else
+		log_debug("the session failed again for the same cause: %s", err->message);
+}
 
 static void note_error(source_t *s, const pgf_error_t *err)
 {
@@ -390,7 +407,7 @@ static void send_status(source_t *s, bool reply_requested)
 	error_clear(&err);
 	if (replication_send_status(&s->repl, write, flush, flush, reply_requested, &err) !=
 	    PGF_OK) {
-		log_error_value(LOG_ERROR, &err);
+		report_failure(s, &err);
 		note_error(s, &err);
 		session_close(s, "the primary connection failed");
 		return;
@@ -427,7 +444,7 @@ static void ship_batch(source_t *s)
 	if (batch_encoder_finish(s->encoder, ++s->batch_seq, &frame, &err) != PGF_OK ||
 	    netconn_send(s->sink, WIRE_BATCH, frame.data, frame.len, &err) != PGF_OK) {
 		buf_free(&frame);
-		log_error_value(LOG_ERROR, &err);
+		report_failure(s, &err);
 		session_close(s, "could not ship a batch");
 		return;
 	}
@@ -494,13 +511,13 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 		if (r < 0) {
-			log_error_value(LOG_ERROR, &err);
+			report_failure(s, &err);
 			note_error(s, &err);
 			session_close(s, "the replication connection failed");
 			return;
 		}
 		if (walsender_parse(data, len, &wm, &err) != PGF_OK) {
-			log_error_value(LOG_ERROR, &err);
+			report_failure(s, &err);
 			session_close(s, "the primary sent a malformed message");
 			return;
 		}
@@ -513,7 +530,7 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 			s->primary_flush_lsn = wm.wal_end;
 		if (batch_encoder_add(s->encoder, data, len,
 		                      wm.kind == 'w' ? wm.wal_start : wm.wal_end, &err) != PGF_OK) {
-			log_error_value(LOG_ERROR, &err);
+			report_failure(s, &err);
 			if (err.code == PGF_E_PROTOCOL && s->sink != NULL) {
 				/* the stream is stuck here until the setting is raised: the
 				 * sink shows it in its status, metrics and verdict */
@@ -628,7 +645,7 @@ static int start_streaming(source_t *s, uint64_t resume_lsn, pgf_error_t *err)
 	ev_io_start(s->loop, &s->repl_watcher);
 	s->state = SOURCE_STREAMING;
 	s->streamed_once = true;
-	s->backoff_ms = 0;
+	s->streaming_since = ev_now(s->loop);
 	ev_timer_again(s->loop, &s->status_timer);
 	/* data may already be buffered by libpq */
 	ev_feed_event(s->loop, &s->repl_watcher, EV_READ);
@@ -674,7 +691,7 @@ static void sink_connected(netconn_t *c, void *arg)
 	error_clear(&err);
 	wire_encode_hello(&hello, &b);
 	if (netconn_send(c, WIRE_HELLO, b.data, b.len, &err) != PGF_OK) {
-		log_error_value(LOG_ERROR, &err);
+		report_failure(s, &err);
 		session_close(s, "could not greet the sink");
 	} else
 		s->state = SOURCE_HELLO;
@@ -763,7 +780,7 @@ static void sink_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *pay
 		error_set(&err, PGF_E_PROTOCOL, "unexpected frame type %u from the sink", type);
 		break;
 	}
-	log_error_value(LOG_ERROR, &err);
+	report_failure(s, &err);
 	session_close(s, "the sink session failed");
 }
 
@@ -781,7 +798,7 @@ static void sink_closed(netconn_t *c, void *arg, const pgf_error_t *err)
 
 	(void)c;
 	if (err && err->message[0])
-		log_error_value(LOG_ERROR, err);
+		report_failure(s, err);
 	s->sink = NULL; /* netconn frees itself after this callback */
 	session_close(s, "the sink connection closed");
 }
@@ -792,7 +809,10 @@ static void session_close(source_t *s, const char *why)
 {
 	if (s->state == SOURCE_IDLE && !s->repl_open && s->sink == NULL)
 		return;
-	log_info("session ended: %s", why);
+	if (s->same_cause)
+		log_debug("session ended: %s", why);
+	else
+		log_info("session ended: %s", why);
 	if (s->batch_timer_armed) {
 		ev_timer_stop(s->loop, &s->batch_timer);
 		s->batch_timer_armed = false;
@@ -868,9 +888,15 @@ static void watch_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	if (s->sink == NULL || silent <= (double)s->cfg->sink_timeout / 1000.0)
 		return;
-	log_error("nothing heard from the sink at %s for %.1f s (it pings every 0.2 s); "
-	          "restarting the session, the slot keeps everything unconfirmed",
-	          s->cfg->sink_address, silent);
+	{
+		pgf_error_t err;
+		error_clear(&err);
+		error_set(&err, PGF_E_IO,
+		          "nothing heard from the sink at %s for %.1f s (it pings every 0.2 s); "
+		          "restarting the session, the slot keeps everything unconfirmed",
+		          s->cfg->sink_address, silent);
+		report_failure(s, &err);
+	}
 	session_close(s, "the sink went silent");
 }
 
@@ -883,7 +909,7 @@ static void reconnect_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	error_clear(&err);
 	if (session_open(s, &err) != PGF_OK) {
-		log_error_value(LOG_ERROR, &err);
+		report_failure(s, &err);
 		note_error(s, &err);
 		if (s->setup_refused && !s->streamed_once) {
 			/* a setup that would lose data: refuse to start */
@@ -905,6 +931,13 @@ static void schedule_reconnect(source_t *s)
 
 	if (ev_is_active(&s->reconnect_timer))
 		return;
+	/* back off further only while the same cause repeats and no session
+	 * streams for long: a new cause, or a session that streamed for 30 s,
+	 * is retried at once */
+	if (!s->same_cause ||
+	    (s->streaming_since > 0 && ev_now(s->loop) - s->streaming_since >= 30.0))
+		s->backoff_ms = 0;
+	s->streaming_since = 0;
 	s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : 100;
 	if (s->backoff_ms > s->cfg->reconnect_max_delay)
 		s->backoff_ms = (int)s->cfg->reconnect_max_delay;

@@ -7,7 +7,7 @@ filter=${1:-}
 ROOT=$(cd ../.. && pwd)
 # these run pgferry built with AddressSanitizer + UndefinedBehaviorSanitizer
 # (the others measure memory or time, for which the plain build is right)
-ASAN_TESTS=" forge verdict cli deploy prometheus pipeline integrity tls secrets files readahead admission http_attack identity apply_error metrics lag promote drift ddl verify clone coalesce partition spool missing_row types encoding origins seeding sequences "
+ASAN_TESTS=" forge verdict cli deploy prometheus pipeline integrity tls secrets files readahead admission http_attack identity apply_error metrics lag promote drift ddl verify clone coalesce partition spool missing_row types encoding origins seeding sequences permanent "
 passed=0
 failed=0
 failed_names=()
