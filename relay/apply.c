@@ -1440,17 +1440,15 @@ static void append_row_check_start(apply_t *a)
 	buf_append_str(&a->sql, "WITH pgferry_changed AS (");
 }
 
-static void append_row_check_end(apply_t *a, const relcache_entry_t *rel, const char *op)
+/* The relation's name as a string literal, for error messages the DR
+ * server raises (standard_conforming_strings is on in this session). */
+static void append_relation_literal(apply_t *a, const relcache_entry_t *rel)
 {
 	const char *parts[2] = {rel->namespace[0] ? rel->namespace : "pg_catalog", rel->name};
 	const char *c;
 	int i;
 
-	buf_printf(&a->sql,
-	           " RETURNING 1) SELECT CASE WHEN count(*) = 1 THEN 1 ELSE "
-	           "pgferry.row_not_found('%s', '",
-	           op);
-	/* a string literal: standard_conforming_strings is on in this session */
+	buf_append_char(&a->sql, '\'');
 	for (i = 0; i < 2; i++) {
 		if (i)
 			buf_append_char(&a->sql, '.');
@@ -1460,7 +1458,17 @@ static void append_row_check_end(apply_t *a, const relcache_entry_t *rel, const 
 			buf_append_char(&a->sql, *c);
 		}
 	}
-	buf_append_str(&a->sql, "', count(*)) END FROM pgferry_changed");
+	buf_append_char(&a->sql, '\'');
+}
+
+static void append_row_check_end(apply_t *a, const relcache_entry_t *rel, const char *op)
+{
+	buf_printf(&a->sql,
+	           " RETURNING 1) SELECT CASE WHEN count(*) = 1 THEN 1 ELSE "
+	           "pgferry.row_not_found('%s', ",
+	           op);
+	append_relation_literal(a, rel);
+	buf_append_str(&a->sql, ", count(*)) END FROM pgferry_changed");
 }
 
 static int no_identity_error(const relcache_entry_t *rel, const char *op, pgf_error_t *err)
@@ -1634,6 +1642,38 @@ send:
 	return send_stmt(a, s, n, "delete", rel->relid, true, err);
 }
 
+/* For a row inserted and deleted again within one DR transaction (net
+ * changes): no row with its key may exist on the DR side, or the insert
+ * would have failed had it been applied in order. */
+static int apply_check_absent(apply_t *a, uint32_t relid, const tuple_t *t, pgf_error_t *err)
+{
+	const relcache_entry_t *rel = known_relation(a, relid, err);
+	const stmt_t *s;
+	int n = 0, pno = 0;
+
+	if (rel == NULL || check_tuple(rel, t, err) != PGF_OK)
+		return PGF_ERR;
+	shape_key(a, 'X', rel, NULL, NULL, false);
+	s = stmt_find(a, &a->key);
+	if (s != NULL)
+		goto send;
+	buf_reset(&a->sql);
+	buf_append_str(&a->sql, "SELECT CASE WHEN EXISTS (SELECT 1 FROM ");
+	append_qualified(&a->sql, rel);
+	append_where(a, rel, verified_columns(a, rel, NULL), t, false, NULL, &pno);
+	buf_append_str(&a->sql, ") THEN pgferry.row_exists(");
+	append_relation_literal(a, rel);
+	buf_append_str(&a->sql, ") ELSE 1 END");
+	if (buf_failed(&a->sql) || buf_failed(&a->key))
+		return error_set(err, PGF_E_MEMORY, "out of memory");
+	s = stmt_prepare(a, &a->key, &a->sql, pno, err);
+	if (s == NULL)
+		return PGF_ERR;
+send:
+	add_where_params(a, rel, t, false, &n);
+	return send_stmt(a, s, n, "insert", rel->relid, false, err);
+}
+
 static int apply_truncate(apply_t *a, const pgoutput_message_t *m, pgf_error_t *err)
 {
 	uint32_t i;
@@ -1784,6 +1824,7 @@ static net_row_t *net_new(apply_t *a, uint32_t relid, bool keyed, unsigned h)
 }
 
 static int apply_insert(apply_t *a, uint32_t relid, const tuple_t *t, pgf_error_t *err);
+static int apply_check_absent(apply_t *a, uint32_t relid, const tuple_t *t, pgf_error_t *err);
 static int apply_update(apply_t *a, const pgoutput_message_t *m, pgf_error_t *err);
 static int apply_delete(apply_t *a, const pgoutput_message_t *m, pgf_error_t *err);
 
@@ -1798,9 +1839,17 @@ static int net_flush(apply_t *a, pgf_error_t *err)
 
 	for (r = a->net_first; r && rc == PGF_OK; r = r->next) {
 		tuple_t *t;
-		if (r->existed == r->present && !r->present)
-			continue; /* inserted and deleted again: nothing */
 		memset(m, 0, offsetof(pgoutput_message_t, u));
+		if (r->existed == r->present && !r->present) {
+			/* inserted and deleted again: nothing to write, but the
+			 * insert must have been possible, as in order */
+			t = &m->u.delete_.old_tuple;
+			t->ncolumns = r->ncolumns;
+			for (i = 0; i < r->ncolumns; i++)
+				t->columns[i] = r->cols[i];
+			rc = apply_check_absent(a, r->relid, t, err);
+			continue;
+		}
 		if (!r->existed) {
 			t = &m->u.insert.new_tuple;
 			m->u.insert.relid = r->relid;

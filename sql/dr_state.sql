@@ -66,6 +66,18 @@ BEGIN
 END
 $$;
 
+-- A row inserted and deleted again within one DR transaction is not
+-- written (net changes), but its key must not exist on the DR side: in
+-- order, the insert would have failed.
+CREATE OR REPLACE FUNCTION pgferry.row_exists(rel text) RETURNS int
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'row to insert already exists on the DR database in %', rel
+        USING ERRCODE = 'PF002',
+              DETAIL = 'The DR copy differs from the primary: the DR side holds a row with the key of a row the primary inserted (and deleted again).';
+END
+$$;
+
 -- Whether values of a type can be compared with the type's own equality
 -- (what PostgreSQL's typcache calls its equality operator: the default
 -- btree or hash operator class; arrays, composites, ranges and domains
