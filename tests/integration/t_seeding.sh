@@ -31,7 +31,8 @@ wait_until "the stream refused" 30 grep -q "refusing the stream: the initial cop
 grep -q "no pgferry clone finished here" "$T/source.log" || fail "the source was not told why"
 verdict_says || fail "verdict after the refusal: $(cat "$T/verdict.json")"
 curl -s "$SINK_URL/v1/status" | grep -q '"stream_refused":"the initial copy' || fail "status does not say it"
-curl -s "$SINK_URL/metrics" | grep -q '^pgferry_stream_refused 1' || fail "no metric"
+# grep reads to the end (no -q): curl must not lose its pipe under pipefail
+curl -s "$SINK_URL/metrics" | grep '^pgferry_stream_refused 1' >/dev/null || fail "no metric"
 [ "$(psql_on dr -c "SELECT count(*) FROM pgferry.identity")" = 0 ] || fail "an identity was recorded"
 [ "$(psql_on dr -c "SELECT count(*) FROM t")" = 0 ] || fail "rows were applied"
 
