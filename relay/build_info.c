@@ -69,7 +69,7 @@ void build_info_render_metrics(buf_t *b)
 	           PGFERRY_VERSION);
 	for (i = 0; i < BUILD_INFO_LIBRARIES; i++) {
 		/* label names: lower case, [a-z0-9_] (Prometheus' own rule) */
-		for (j = 0; libs[i].name[j] != '\0' && j < (int)sizeof(label) - 1; j++) {
+		for (j = 0; j < (int)sizeof(label) - 1 && libs[i].name[j] != '\0'; j++) {
 			char c = libs[i].name[j];
 			label[j] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
 		}
