@@ -146,7 +146,7 @@ lint: deps-tools
 		--suppress=missingIncludeSystem -Iinclude $(LIB_SRCS) $(MAIN_SRC)
 
 # Under PREFIX: the binary, the SQL, the certificate recipe, the Prometheus
-# rules, the sample
+# rules and Grafana dashboard, the sample
 # configurations, the systemd units (pointing at this PREFIX) and the man
 # page, which the binary writes from the tables --help prints.
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
@@ -165,6 +165,8 @@ install: bin/pgferry build/pgferry.1
 	install -m 755 deploy/make-certs.sh $(DESTDIR)$(PREFIX)/share/pgferry/make-certs.sh
 	install -d $(DESTDIR)$(PREFIX)/share/pgferry/prometheus
 	install -m 644 deploy/prometheus/*.yml $(DESTDIR)$(PREFIX)/share/pgferry/prometheus/
+	install -d $(DESTDIR)$(PREFIX)/share/pgferry/grafana
+	install -m 644 deploy/grafana/*.json $(DESTDIR)$(PREFIX)/share/pgferry/grafana/
 	install -m 644 deploy/source.conf.sample deploy/sink.conf.sample $(DESTDIR)$(SYSCONFDIR)/pgferry/
 	install -m 644 build/pgferry.1 $(DESTDIR)$(MANDIR)/man1/pgferry.1
 	for u in deploy/systemd/*.service; do \

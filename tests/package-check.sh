@@ -21,6 +21,7 @@ dpkg -x "$deb" "$R" || fail "dpkg -x $deb"
 for f in usr/bin/pgferry usr/share/pgferry/sql/primary_setup.sql usr/share/pgferry/sql/dr_setup.sql \
 	usr/share/pgferry/sql/dr_state.sql usr/share/pgferry/make-certs.sh \
 	usr/share/pgferry/prometheus/alerts.yml usr/share/pgferry/prometheus/rules.yml \
+	usr/share/pgferry/grafana/pgferry.json \
 	etc/pgferry/source.conf.sample etc/pgferry/sink.conf.sample \
 	lib/systemd/system/pgferry-source@.service lib/systemd/system/pgferry-sink@.service \
 	usr/share/man/man1/pgferry.1.gz usr/share/doc/pgferry/copyright; do

@@ -1,8 +1,9 @@
 # t_prometheus.sh — the Prometheus files of deploy/ fit what the sink
-# exports: every rule file passes `promtool check rules`, and every metric
-# an expression names is one a running sink's /metrics has (or a recording
-# rule of these files); /metrics carries pgferry_build_info{version,...} 1
-# with the versions `pgferry version` prints.
+# exports: every rule file and every query of the Grafana dashboard passes
+# `promtool check rules`, and every metric an expression names is one a
+# running sink's /metrics has (or a recording rule of these files);
+# /metrics carries pgferry_build_info{version,...} 1 with the versions
+# `pgferry version` prints.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/relay.sh"
 
@@ -12,6 +13,18 @@ rule_files=("$ROOT"/deploy/prometheus/*.yml)
 for f in "${rule_files[@]}"; do
 	promtool check rules "$f" >"$T/promtool.log" 2>&1 || fail "promtool rejects $f: $(cat "$T/promtool.log")"
 done
+# the dashboard's queries, as recording rules promtool parses
+dashboards=("$ROOT"/deploy/grafana/*.json)
+python3 - "${dashboards[@]}" >"$T/dashboard-rules.yml" <<'PY' || fail "cannot read the dashboards"
+import json, sys
+print("groups:\n  - name: dashboard\n    rules:")
+for path in sys.argv[1:]:
+    for i, panel in enumerate(json.load(open(path))["panels"]):
+        for t in panel.get("targets", []):
+            print(f"      - record: dashboard:query:{i}{t['refId']}\n        expr: {json.dumps(t['expr'])}")
+PY
+promtool check rules "$T/dashboard-rules.yml" >"$T/promtool.log" 2>&1 ||
+	fail "promtool rejects a dashboard query: $(cat "$T/promtool.log")"
 
 cluster_start primary
 cluster_start dr
@@ -41,11 +54,17 @@ done < <(tail -n +2 "$T/version.txt")
 
 # every metric named in an expression is exported (or recorded here)
 grep -v '^#' "$T/metrics.txt" | sed -E 's/[{ ].*//' | sort -u >"$T/exported.txt"
-python3 - "$T/exported.txt" "${rule_files[@]}" <<'PY' || fail "rules name metrics the sink does not export"
+python3 - "$T/exported.txt" "${rule_files[@]}" "${dashboards[@]}" >"$T/names.log" 2>&1 <<'PY' || fail "rules or dashboards name metrics the sink does not export: $(cat "$T/names.log")"
 import re, sys, yaml
 exported = set(open(sys.argv[1]).read().split())
 recorded, exprs = set(), []
 for path in sys.argv[2:]:
+    if path.endswith(".json"):
+        import json
+        for panel in json.load(open(path))["panels"]:
+            for t in panel.get("targets", []):
+                exprs.append((path, panel["title"], t["expr"]))
+        continue
     for group in yaml.safe_load(open(path))["groups"]:
         for rule in group["rules"]:
             if "record" in rule:
@@ -65,4 +84,5 @@ for path, name, expr in exprs:
 print(f"{len(exprs)} expressions checked against {len(exported)} exported series names")
 sys.exit(1 if bad else 0)
 PY
+cat "$T/names.log"
 log "prometheus ok"
