@@ -212,6 +212,13 @@ BEGIN
 END
 $$;
 BEGIN;
+-- x gets its xid when y writes, but writes only after y's last change
+SAVEPOINT x;
+SAVEPOINT y;
+INSERT INTO subx VALUES (400001, 'in y, rolled back with x');
+RELEASE SAVEPOINT y;
+INSERT INTO subx SELECT g, 'in x, rolled back' FROM generate_series(400002, 403000) g;
+ROLLBACK TO SAVEPOINT x;
 INSERT INTO subx VALUES (100001, 'top');
 SAVEPOINT a;
 INSERT INTO subx VALUES (100002, 'in a');
