@@ -2054,8 +2054,8 @@ static int subxact_note(stream_file_t *s, uint32_t xid, pgf_error_t *err)
 		return PGF_OK;
 	if (s->nsubxacts == s->subxacts_cap) {
 		size_t cap = s->subxacts_cap ? 2 * s->subxacts_cap : 64;
-		subxact_t *n = realloc(s->subxacts, cap * sizeof(*n));
-		if (n == NULL || cap > UINT32_MAX - 1)
+		subxact_t *n = cap > UINT32_MAX - 1 ? NULL : realloc(s->subxacts, cap * sizeof(*n));
+		if (n == NULL)
 			return error_set(err, PGF_E_MEMORY,
 			                 "out of memory for the subtransactions of transaction %u",
 			                 s->xid);

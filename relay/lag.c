@@ -422,11 +422,10 @@ void lag_on_primary_fact(lag_tracker_t *l, uint64_t position_lsn, uint64_t flush
 			tail->at_mono = at;
 		}
 	} else {
-		fact_t *tail = l->fact_count
-		                       ? &l->facts[(l->fact_head + l->fact_count - 1) % FACTS_MAX]
-		                       : NULL;
+		const fact_t *tail =
+		        &l->facts[(l->fact_head + l->fact_count + FACTS_MAX - 1) % FACTS_MAX];
 		/* in order of LSN and of time, or it adds nothing */
-		if (tail == NULL || (position_lsn > tail->lsn && at > tail->at_mono)) {
+		if (l->fact_count == 0 || (position_lsn > tail->lsn && at > tail->at_mono)) {
 			fact_t *f = &l->facts[(l->fact_head + l->fact_count) % FACTS_MAX];
 			f->lsn = position_lsn;
 			f->at_mono = at;

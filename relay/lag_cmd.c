@@ -131,17 +131,10 @@ static const char *sink_url(cli_t *cli, int *i_out)
 	return cli->cfg.sink_url;
 }
 
-/* --watch's interval: a bare number is seconds, as for watch(1); units as
- * in the configuration (500ms, 2s, 1min) */
+/* --watch's interval: a duration with its unit (500ms, 2s, 1min), as
+ * everywhere else; a bare number is refused rather than guessed */
 static int watch_interval(const char *text, int64_t *ms)
 {
-	char *end;
-	double seconds = strtod(text, &end);
-
-	if (end != text && *end == '\0' && seconds > 0 && seconds <= 86400) {
-		*ms = (int64_t)(seconds * 1000);
-		return *ms > 0 ? PGF_OK : PGF_ERR;
-	}
 	if (config_parse_duration(text, ms) != PGF_OK || *ms <= 0 || *ms > 86400000)
 		return PGF_ERR;
 	return PGF_OK;
@@ -174,9 +167,8 @@ int cmd_lag(int argc, char **argv)
 			if (i + 1 < cli.argc && cli.argv[i + 1][0] != '-' &&
 			    watch_interval(cli.argv[++i], &interval_ms) != PGF_OK) {
 				fprintf(stderr,
-				        "pgferry lag: --watch takes an interval such as 5 "
-				        "(seconds), "
-				        "2s or 500ms, not \"%s\"\n",
+				        "pgferry lag: --watch takes an interval with its "
+				        "unit, such as 5s, 500ms or 1min, not \"%s\"\n",
 				        cli.argv[i]);
 				cli_free(&cli);
 				return EXIT_ERROR;

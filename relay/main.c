@@ -22,8 +22,7 @@ static const cli_option_t no_options[] = {END_OPTIONS};
 static const cli_option_t lag_options[] = {
         {"--url", NULL, "URL", false, "the sink's HTTP address (default: sink_url)"},
         {"--json", NULL, NULL, false, "print the sink's /v1/status document as it is"},
-        {"--watch", NULL, "INTERVAL", true,
-         "repeat every INTERVAL (default 1s; a bare number is seconds)"},
+        {"--watch", NULL, "INTERVAL", true, "repeat every INTERVAL, with its unit (default 1s)"},
         END_OPTIONS,
 };
 static const cli_option_t promote_check_options[] = {

@@ -48,6 +48,9 @@ rc=0
 rc=0
 "$PGFERRY_BIN" lag --watch soon >"$T/out" 2>&1 || rc=$?
 [ $rc -eq 2 ] && grep -q -- '"soon"' "$T/out" || fail "lag --watch soon: exit $rc, $(cat "$T/out")"
+rc=0
+"$PGFERRY_BIN" lag --watch 5 >"$T/out" 2>&1 || rc=$?
+[ $rc -eq 2 ] && grep -q -- 'with its unit' "$T/out" || fail "lag --watch 5 (no unit) was taken: exit $rc, $(cat "$T/out")"
 
 # version: pgferry and each library it links, with a version number
 "$PGFERRY_BIN" version >"$T/version.txt" || fail "pgferry version failed"
@@ -62,7 +65,7 @@ done
 # on a terminal (script(1) gives it one) the screen is cleared each time
 sink_start
 wait_until "the sink's HTTP API" 60 curl -sf "$SINK_URL/v1/status"
-bg_start watch_pipe "$PGFERRY_BIN" lag --url "$SINK_URL" --watch 0.2
+bg_start watch_pipe "$PGFERRY_BIN" lag --url "$SINK_URL" --watch 200ms
 wait_until "three reports into a file" 60 bash -c "[ \$(grep -c 'pgferry lag report' '$T/watch_pipe.log') -ge 3 ]"
 bg_stop watch_pipe
 if grep -q $'\033' "$T/watch_pipe.log"; then
