@@ -178,7 +178,7 @@ static void *acceptor_main(void *arg)
 
 	while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
 		struct pollfd p = {.fd = h->listen_fd, .events = POLLIN};
-		struct sockaddr_storage sa;
+		struct sockaddr_storage sa = {0};
 		socklen_t sl = sizeof(sa);
 		char address[INET6_ADDRSTRLEN] = "?";
 		http_client_t *slot;
@@ -478,7 +478,7 @@ http_server_t *http_server_start(const config_t *cfg, lag_tracker_t *lag, pgf_er
 	http_server_t *h;
 	struct addrinfo hints, *res = NULL;
 	char host[256], port[32];
-	struct sockaddr_storage sa;
+	struct sockaddr_storage sa = {0};
 	socklen_t sl = sizeof(sa);
 	int one = 1;
 
@@ -519,9 +519,14 @@ http_server_t *http_server_start(const config_t *cfg, lag_tracker_t *lag, pgf_er
 		return NULL;
 	}
 	freeaddrinfo(res);
-	if (getsockname(h->listen_fd, (struct sockaddr *)&sa, &sl) == 0)
-		h->port = sa.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&sa)->sin6_port)
-		                                   : ntohs(((struct sockaddr_in *)&sa)->sin_port);
+	if (getsockname(h->listen_fd, (struct sockaddr *)&sa, &sl) == 0) {
+		struct sockaddr_in6 a6;
+		struct sockaddr_in a4;
+
+		memcpy(&a6, &sa, sizeof(a6));
+		memcpy(&a4, &sa, sizeof(a4));
+		h->port = sa.ss_family == AF_INET6 ? ntohs(a6.sin6_port) : ntohs(a4.sin_port);
+	}
 	pthread_mutex_init(&h->lock, NULL);
 	/* libmicrohttpd's own limit stays above ours: it must never close a
 	 * connection we handed it without telling notify_connection */
