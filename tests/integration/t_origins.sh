@@ -114,7 +114,8 @@ psql_on dr -c "SELECT pg_replication_origin_advance('$o1', pg_current_wal_lsn())
 sink_start
 wait_until "the moved origin is refused" 30 grep -q "but this DR database recorded" "$T/sink.log"
 grep "but this DR database recorded" "$T/sink.log" | head -1
-curl -s "$SINK_URL/v1/status" | grep -q '"stream_refused":"the replication origin' ||
+curl -s "$SINK_URL/v1/status" >"$T/status.json"
+grep '"stream_refused":"the replication origin' "$T/status.json" >/dev/null ||
 	fail "status does not say why: $(curl -s "$SINK_URL/v1/status")"
 code=$(curl -s -o "$T/verdict.json" -w '%{http_code}' "$SINK_URL/v1/promotion-safety")
 [ "$code" = 409 ] || fail "a moved origin answered $code: $(cat "$T/verdict.json")"

@@ -30,9 +30,11 @@ source_start
 wait_until "the stream refused" 30 grep -q "refusing the stream: the initial copy of this DR database is not known to be complete" "$T/sink.log"
 grep -q "no pgferry clone finished here" "$T/source.log" || fail "the source was not told why"
 verdict_says || fail "verdict after the refusal: $(cat "$T/verdict.json")"
-curl -s "$SINK_URL/v1/status" | grep -q '"stream_refused":"the initial copy' || fail "status does not say it"
-# grep reads to the end (no -q): curl must not lose its pipe under pipefail
-curl -s "$SINK_URL/metrics" | grep '^pgferry_stream_refused 1' >/dev/null || fail "no metric"
+# grep reads all (no -q): with pipefail, curl cut off by an early exit fails
+curl -s "$SINK_URL/v1/status" >"$T/status.json"
+grep '"stream_refused":"the initial copy' "$T/status.json" >/dev/null || fail "status does not say it: $(cat "$T/status.json")"
+curl -s "$SINK_URL/metrics" >"$T/metrics.txt"
+grep '^pgferry_stream_refused 1' "$T/metrics.txt" >/dev/null || fail "no metric: $(grep stream_refused "$T/metrics.txt")"
 [ "$(psql_on dr -c "SELECT count(*) FROM pgferry.identity")" = 0 ] || fail "an identity was recorded"
 [ "$(psql_on dr -c "SELECT count(*) FROM t")" = 0 ] || fail "rows were applied"
 
@@ -44,7 +46,8 @@ wait_applied 60
 tables_equal t
 [ "$(psql_on dr -c "SELECT method FROM pgferry.clone WHERE finished_at IS NOT NULL")" = external ] ||
 	fail "the external seeding was not recorded"
-curl -s "$SINK_URL/v1/status" | grep -q '"stream_refused":null' || fail "still refused: $(curl -s "$SINK_URL/v1/status")"
+curl -s "$SINK_URL/v1/status" >"$T/status.json"
+grep '"stream_refused":null' "$T/status.json" >/dev/null || fail "still refused: $(cat "$T/status.json")"
 
 # 4. recorded for good: the setting is no longer needed
 source_stop
