@@ -39,7 +39,7 @@ REL_OBJS  := $(patsubst %.c,$(REL_DIR)/%.o,$(LIB_SRCS))
 ASAN_OBJS := $(patsubst %.c,$(ASAN_DIR)/%.o,$(LIB_SRCS))
 
 .PHONY: all deps check unit unit-asan integration demo fuzz fuzz-brief bench format \
-        format-check lint install clean deps-tools deb package-check
+        format-check lint install clean deps-tools deb package-check soak
 
 all: bin/pgferry
 
@@ -123,6 +123,11 @@ fuzz-brief: $(FUZZ_BINS)
 # Everything: unit tests plain and sanitized, brief fuzzing, integration.
 check: deps bin/pgferry bin/pgferry-asan build/faultproxy build/forge $(REL_DIR)/unit_tests $(ASAN_DIR)/unit_tests $(FUZZ_BINS)
 	@PG_BINDIR=$(PG_BINDIR) bash tests/run-all.sh $(FUZZ_BINS)
+
+# The randomized fault campaign (not part of check): SOAK_SEED=N replays a
+# schedule, SOAK_FAULTS=N sets how many faults (default 100, ~25 min).
+soak: bin/pgferry build/faultproxy
+	@PG_BINDIR=$(PG_BINDIR) bash tests/integration/soak.sh
 
 demo: deps bin/pgferry
 	@PG_BINDIR=$(PG_BINDIR) bash tools/demo.sh

@@ -4,7 +4,7 @@
  * only, flips one bit of the client-to-server bytes at offset N. Later
  * connections pass untouched, so a resend must succeed.
  *
- *   faultproxy LISTEN_PORT TARGET_PORT FLIP_OFFSET [DELAY_MS [RATE_KBPS]]
+ *   faultproxy LISTEN_PORT TARGET_PORT FLIP_OFFSET|cut:N [DELAY_MS [RATE_KBPS]]
  *
  * DELAY_MS holds every byte that long in each direction before passing it
  * on, which emulates a long link (40 gives an 80 ms round trip) where the
@@ -12,7 +12,11 @@
  * the proxy stops reading, as a full TCP window would. RATE_KBPS (kB/s,
  * each direction) paces the bytes as a slow link would.
  *
- * It prints "flipped" on stdout when it did, and "bytes up=N down=M" (all
+ * A FLIP_OFFSET of cut:N instead cuts the first connection after N
+ * client-to-server bytes (both sides closed once those N have passed): a
+ * frame truncated mid-way, as a link that dies would leave it.
+ *
+ * It prints "flipped" (or "cut") on stdout when it did, and "bytes up=N down=M" (all
  * connections so far) whenever a connection ends and on SIGTERM, so that
  * benchmarks can count what crossed the wire. A negative offset flips
  * nothing. Test-only; not installed.
@@ -35,6 +39,7 @@
 typedef struct shared {
 	volatile long long up, down;
 	volatile long long flip_at;
+	volatile long long cut_at;
 } shared_t;
 static shared_t *shared;
 
@@ -132,6 +137,14 @@ static int take(dir_t *d, volatile long long *flip_at, long long *seen)
 		buf[*flip_at - *seen] ^= 0x10;
 		*flip_at = -1;
 		printf("flipped\n");
+		fflush(stdout);
+	}
+	if (flip_at != NULL && shared->cut_at >= 0 && shared->cut_at < *seen + n) {
+		/* pass what comes before the cut, then end this connection */
+		n = (ssize_t)(shared->cut_at - *seen);
+		shared->cut_at = -1;
+		d->eof = 1;
+		printf("cut\n");
 		fflush(stdout);
 	}
 	if (flip_at != NULL)
@@ -234,8 +247,8 @@ int main(int argc, char **argv)
 	int lfd, target;
 
 	if (argc < 4 || argc > 6) {
-		fprintf(stderr, "usage: faultproxy LISTEN_PORT TARGET_PORT FLIP_OFFSET [DELAY_MS "
-		                "[RATE_KBPS]]\n");
+		fprintf(stderr, "usage: faultproxy LISTEN_PORT TARGET_PORT FLIP_OFFSET|cut:N "
+		                "[DELAY_MS [RATE_KBPS]]\n");
 		return 2;
 	}
 	delay_us = argc >= 5 ? atoll(argv[4]) * 1000 : 0;
@@ -249,7 +262,13 @@ int main(int argc, char **argv)
 	              0);
 	if (shared == MAP_FAILED)
 		return 2;
-	shared->flip_at = atoll(argv[3]);
+	shared->cut_at = -1;
+	if (strncmp(argv[3], "cut:", 4) == 0) {
+		shared->cut_at = atoll(argv[3] + 4);
+		shared->flip_at = -1;
+	} else {
+		shared->flip_at = atoll(argv[3]);
+	}
 	signal(SIGCHLD, SIG_IGN); /* no zombies */
 	for (;;) {
 		int c = accept(lfd, NULL, NULL), s;

@@ -94,8 +94,7 @@ def main():
 
     signal.signal(signal.SIGTERM, finish)
     threading.Thread(target=writer, daemon=True).start()
-    dr = psycopg2.connect(dr_dsn)
-    dr.autocommit = True
+    dr = None
     while True:
         name = phase()
         asked = time.time()
@@ -106,9 +105,23 @@ def main():
             time.sleep(0.05)
             continue
         bound = status.get("rpo_bound_ms")
-        cur = dr.cursor()
-        cur.execute("SELECT coalesce(max(id), 0) FROM truth")
-        seen = cur.fetchone()[0]
+        try:
+            if dr is None:
+                dr = psycopg2.connect(dr_dsn, connect_timeout=2)
+                dr.autocommit = True
+            cur = dr.cursor()
+            cur.execute("SELECT coalesce(max(id), 0) FROM truth")
+            seen = cur.fetchone()[0]
+        except psycopg2.Error:
+            # the DR server is down (a fault campaign kills it): no sample
+            try:
+                if dr is not None:
+                    dr.close()
+            except psycopg2.Error:
+                pass
+            dr = None
+            time.sleep(0.2)
+            continue
         with lock:
             # the oldest row committed before the status was asked for and
             # not visible on DR now (so not then either)
