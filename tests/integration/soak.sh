@@ -43,7 +43,7 @@ TABLES="pgbench_accounts pgbench_branches pgbench_tellers pgbench_history toasty
 CAMPAIGN_START=$SECONDS
 CYCLE=0
 CYCLE_KIND=""
-declare -A COUNT=() FIRED=() WORST=() INVBAD=()
+declare -A COUNT=() FIRED=() WORST=() INVBAD=() REJECTED=()
 
 now() { echo "$EPOCHREALTIME"; }
 phase() { echo "$1" >"$T/phase.new" && mv "$T/phase.new" "$T/phase"; }
@@ -83,13 +83,13 @@ soak_report()
 	[ -n "${BG_PIDS[probe]:-}" ] && bg_stop probe TERM
 	echo
 	echo "soak: seed $SEED, $CYCLE of $FAULTS faults run, $((SECONDS - CAMPAIGN_START)) s"
-	printf '%-14s %6s %6s %14s %12s %11s\n' kind count fired "worst recov s" "slot>DR" "bound viol."
+	printf '%-14s %6s %6s %9s %14s %8s %11s\n' kind count fired rejected "worst recov s" "slot>DR" "bound viol."
 	for k in $KINDS; do
 		bad=$(awk -v k="$k" '$1 == k {print $3}' "$T/probe.log" 2>/dev/null)
-		printf '%-14s %6s %6s %14s %12s %11s\n' "$k" "${COUNT[$k]:-0}" "${FIRED[$k]:-0}" \
-			"${WORST[$k]:--}" "${INVBAD[$k]:-0}" "${bad:--}"
+		printf '%-14s %6s %6s %9s %14s %8s %11s\n' "$k" "${COUNT[$k]:-0}" "${FIRED[$k]:-0}" \
+			"${REJECTED[$k]:-0}" "${WORST[$k]:--}" "${INVBAD[$k]:-0}" "${bad:--}"
 	done
-	echo "bad frames the sink rejected (pgferry_bad_batches_total): $(curl -s "$SINK_URL/metrics" 2>/dev/null | awk '$1 == "pgferry_bad_batches_total" {print $2}')"
+	echo "(fired: the fault took effect; rejected: cycles in which the sink rejected a frame or batch)"
 	echo "probe (per fault kind; tolerance 50 ms):"
 	cat "$T/probe.log" 2>/dev/null
 }
@@ -302,6 +302,7 @@ while read -r i kind pre dur param big; do
 		continue
 	fi
 	phase "$kind"
+	rejected=$(count_in sink 'rejected a ')
 	workload_start "$big"
 	sleep "$pre"
 	inject "$kind" "$dur" "$param"
@@ -320,6 +321,7 @@ while read -r i kind pre dur param big; do
 	done
 	COUNT[$kind]=$((${COUNT[$kind]:-0} + 1))
 	FIRED[$kind]=$((${FIRED[$kind]:-0} + fired))
+	[ "$(count_in sink 'rejected a ')" -gt "$rejected" ] && REJECTED[$kind]=$((${REJECTED[$kind]:-0} + 1))
 	INVBAD[$kind]=$(grep -c "^VIOLATION $kind " "$T/invariant.log" || true)
 	grep "^VIOLATION" "$T/invariant.log" && fail "the slot was ahead of the DR progress"
 	if [ -z "${WORST[$kind]:-}" ] || awk -v a="$recov" -v b="${WORST[$kind]}" 'BEGIN {exit !(a > b)}'; then
