@@ -102,7 +102,7 @@ soak_exit()
 	fi
 	soak_report
 	if [ -n "${WORK_MOUNTED:-}" ]; then
-		bg_stop sink KILL
+		{ bg_stop sink KILL; } 2>/dev/null
 		umount -l "$T/work" 2>/dev/null
 	fi
 	(exit $rc)
