@@ -663,9 +663,9 @@ static int pipeline_sync(apply_t *a, pgf_error_t *err)
 				char rel[300], lsn[LSN_TEXT_LEN];
 				dr_result_error(err, res, f->what);
 				describe_relation(a, f->relid, rel, sizeof(rel));
-				error_where(err, "transaction %u ending at %s, %s%s%s", f->xid,
-				            lsn_format(f->lsn, lsn), f->relid ? rel : "",
-				            f->stmt ? ", statement " : "",
+				error_where(err, "transaction %u ending at %s%s%s%s%s", f->xid,
+				            lsn_format(f->lsn, lsn), f->relid ? ", " : "",
+				            f->relid ? rel : "", f->stmt ? ", statement " : "",
 				            f->stmt ? f->stmt->sql : "");
 				rc = PGF_ERR;
 			}
