@@ -67,6 +67,8 @@ const config_key_t config_keys[] = {
 	 "sequences on the primary are read and shipped this often (0 = never)"},
 	{"replicate_ddl", CONFIG_BOOL, "off", ROLE_SOURCE | ROLE_SINK, OFF(replicate_ddl), 0, 0, NULL, false,
 	 "apply DDL captured on the primary by the event trigger in sql/"},
+	{"slot_wal_warning", CONFIG_SIZE, "10GB", ROLE_SOURCE, OFF(slot_wal_warning), 0, 1LL << 50, NULL, false,
+	 "warn (log, /v1/status, metric) when the slot retains more WAL than this on the primary (0 = off)"},
 	{"sink_timeout", CONFIG_DURATION, "10s", ROLE_SOURCE, OFF(sink_timeout), 100, 3600000, NULL, false,
 	 "a sink silent this long (it pings every 200 ms) is taken for gone: the session restarts"},
 

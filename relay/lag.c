@@ -23,6 +23,7 @@
 #include "pgferry/decoder.h"
 #include "pgferry/log.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -92,6 +93,9 @@ struct lag_tracker {
 	fact_t *facts;
 	size_t fact_head, fact_count;
 	char source_error[300];
+	bool slot_known;
+	int64_t slot_retained, slot_safe, slot_limit;
+	char slot_status[16];
 
 	/* clock faults */
 	uint64_t clock_faults;
@@ -376,6 +380,18 @@ void lag_on_primary_wal(lag_tracker_t *l, uint64_t wal_end, int64_t primary_send
 	if (primary_to_mono(l, primary_send_time, wall, mono_us(l), "a walsender message", &at) &&
 	    primary_send_time > l->primary_wal_time)
 		l->primary_wal_time = primary_send_time;
+	pthread_mutex_unlock(&l->lock);
+}
+
+void lag_on_slot_wal(lag_tracker_t *l, int64_t retained, int64_t safe, const char *wal_status,
+                     int64_t warning_limit)
+{
+	pthread_mutex_lock(&l->lock);
+	l->slot_known = true;
+	l->slot_retained = retained;
+	l->slot_safe = safe;
+	l->slot_limit = warning_limit;
+	snprintf(l->slot_status, sizeof(l->slot_status), "%s", wal_status ? wal_status : "");
 	pthread_mutex_unlock(&l->lock);
 }
 
@@ -726,6 +742,24 @@ void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
 	s->fact_age_ms = s->fact_known ? (double)(mono - l->fact_learned_mono) / 1000.0 : -1;
 	s->stream_idle_ms = (double)(mono - l->received_moved_mono) / 1000.0;
 	snprintf(s->source_error, sizeof(s->source_error), "%s", l->source_error);
+	s->slot_known = l->slot_known;
+	s->slot_retained_bytes = l->slot_retained;
+	s->slot_safe_wal_size = l->slot_safe;
+	snprintf(s->slot_wal_status, sizeof(s->slot_wal_status), "%s", l->slot_status);
+	s->slot_wal_warning[0] = '\0';
+	if (l->slot_known &&
+	    (strcmp(l->slot_status, "lost") == 0 || strcmp(l->slot_status, "unreserved") == 0))
+		snprintf(s->slot_wal_warning, sizeof(s->slot_wal_warning),
+		         "the slot's wal_status is %s: the primary removes or may remove WAL it "
+		         "still needs (max_slot_wal_keep_size); once lost, only a new clone "
+		         "brings the DR copy back",
+		         l->slot_status);
+	else if (l->slot_known && l->slot_limit > 0 && l->slot_retained > l->slot_limit)
+		snprintf(s->slot_wal_warning, sizeof(s->slot_wal_warning),
+		         "the slot retains %" PRId64 " bytes of WAL on the primary, over "
+		         "slot_wal_warning (%" PRId64 "): is the sink applying? a forgotten slot "
+		         "is dropped with pg_drop_replication_slot",
+		         l->slot_retained, l->slot_limit);
 	/* bound = known loss window + unknown window = now - proof */
 	s->rpo_known = l->proof_mono != 0;
 	if (s->rpo_known) {

@@ -96,6 +96,29 @@ void lag_render_status_json(const lag_snapshot_t *s, const lag_verdict_t *v, buf
 	else
 		buf_append_str(b, "null");
 	buf_append_str(b, "}");
+	/* the slot's WAL retention on the primary: a warning, not a verdict */
+	if (s->slot_known) {
+		buf_printf(b, ",\"slot_retained_wal_bytes\":");
+		if (s->slot_retained_bytes < 0)
+			buf_append_str(b, "null");
+		else
+			buf_printf(b, "%" PRId64, s->slot_retained_bytes);
+		buf_printf(b, ",\"slot_safe_wal_size_bytes\":");
+		if (s->slot_safe_wal_size < 0)
+			buf_append_str(b, "null");
+		else
+			buf_printf(b, "%" PRId64, s->slot_safe_wal_size);
+		buf_append_str(b, ",\"slot_wal_status\":");
+		json_append_cstring(b, s->slot_wal_status);
+	} else
+		buf_append_str(
+		        b, ",\"slot_retained_wal_bytes\":null,\"slot_safe_wal_size_bytes\":null,"
+		           "\"slot_wal_status\":null");
+	buf_append_str(b, ",\"slot_wal_warning\":");
+	if (s->slot_wal_warning[0])
+		json_append_cstring(b, s->slot_wal_warning);
+	else
+		buf_append_str(b, "null");
 	buf_printf(b,
 	           ",\"apply_backlog\":{\"transactions\":%" PRIu64 ",\"bytes\":%" PRIu64
 	           ",\"spooled_bytes\":%" PRIu64 ",\"drain_estimate_ms\":",
@@ -315,6 +338,16 @@ void lag_render_metrics(const lag_snapshot_t *s, buf_t *b)
 	gauge(b, "pgferry_schema_drift",
 	      "1 while apply is stopped because a DR table does not match the primary's.",
 	      s->apply_error && s->schema_drift ? 1 : 0);
+	gauge(b, "pgferry_slot_retained_wal_bytes",
+	      "WAL the slot retains on the primary (current WAL position minus restart_lsn).",
+	      s->slot_known && s->slot_retained_bytes >= 0 ? (double)s->slot_retained_bytes : NAN);
+	gauge(b, "pgferry_slot_safe_wal_size_bytes",
+	      "WAL that can still be written before the slot loses WAL it needs (NaN: unlimited).",
+	      s->slot_known && s->slot_safe_wal_size >= 0 ? (double)s->slot_safe_wal_size : NAN);
+	gauge(b, "pgferry_slot_wal_warning",
+	      "1 when the slot retains more WAL than the source's slot_wal_warning, or its "
+	      "wal_status is unreserved or lost.",
+	      s->slot_wal_warning[0] ? 1 : 0);
 	gauge(b, "pgferry_stream_blocked",
 	      "1 while the source reports a change it cannot ship (larger than max_frame_bytes); "
 	      "/v1/status stream_blocked names its LSN.",

@@ -532,6 +532,10 @@ static void source_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *p
 			__atomic_store_n(&s->primary_flush, f.flush_lsn, __ATOMIC_RELEASE);
 		lag_on_primary_fact(s->lag, f.position_lsn, f.flush_lsn, f.primary_time,
 		                    f.source_error);
+		if (f.slot_known)
+			lag_on_slot_wal(s->lag, f.slot_retained_bytes, f.slot_safe_wal_size,
+			                wire_slot_wal_status_name(f.slot_wal_status),
+			                f.slot_wal_warning);
 		return;
 	}
 	case WIRE_END_OF_STREAM: {

@@ -3,7 +3,8 @@
  *
  * One libev loop drives three connections: the logical replication stream
  * from the slot (libpq, non-blocking), a plain connection that writes a
- * heartbeat logical message every heartbeat_interval, and the TLS link to
+ * heartbeat logical message every heartbeat_interval (and reads the slot's
+ * WAL retention every few seconds), and the TLS link to
  * the sink. CopyData messages from the walsender are cut into batches
  * (batch_max_bytes / batch_max_delay), compressed, checksummed and shipped.
  * The walsender is told flush = what the sink reports committed on the DR
@@ -58,6 +59,14 @@ typedef struct source {
 	bool seq_due;        /* a sequence read waits for the connection */
 	char *seq_candidate; /* sequence values read, not shipped yet */
 	char *seq_last;      /* sequence values last shipped */
+	ev_timer slot_timer;
+	bool slot_due;           /* a slot check waits for the connection */
+	bool slot_known;         /* the slot's retention below was read */
+	int64_t slot_retained;   /* bytes; -1: no restart_lsn */
+	int64_t slot_safe;       /* safe_wal_size; -1: NULL (unlimited) */
+	uint8_t slot_status;     /* WIRE_SLOT_WAL_* */
+	bool slot_warned;        /* the over-the-limit warning was logged */
+	bool slot_status_warned; /* the unreserved/lost warning was logged */
 
 	netconn_t *sink;
 	ev_tstamp sink_heard; /* when the sink last sent anything (it pings) */
@@ -106,9 +115,16 @@ static uint64_t backpressure_limit(const source_t *s)
  * heartbeats every heartbeat_interval, and the primary's sequence values
  * every sequence_sync_interval (only when they changed). One query at a
  * time; a tick that finds it busy is skipped (heartbeats) or remembered
- * (sequences). */
+ * (sequences, slot checks). */
 
-enum { AUX_NONE, AUX_HEARTBEAT, AUX_SEQ_READ, AUX_SEQ_EMIT };
+enum { AUX_NONE, AUX_HEARTBEAT, AUX_SEQ_READ, AUX_SEQ_EMIT, AUX_SLOT };
+
+/* How much WAL the slot holds back on the primary, every few seconds: a
+ * forgotten or stuck slot retains WAL until the primary's disk is full. */
+#define SLOT_CHECK_INTERVAL 5.0
+static const char slot_sql[] =
+        "SELECT (pg_current_wal_lsn() - restart_lsn)::bigint, safe_wal_size, wal_status "
+        "FROM pg_catalog.pg_replication_slots WHERE slot_name = $1";
 
 /* A heartbeat and a primary fact in one statement: every commit visible
  * before the statement started (statement_timestamp) has a commit record
@@ -167,6 +183,11 @@ static void ship_facts(source_t *s, PGresult *res, bool welcomed)
 	if (f.flush_lsn > s->primary_flush_lsn)
 		s->primary_flush_lsn = f.flush_lsn;
 	snprintf(f.source_error, sizeof(f.source_error), "%s", s->last_error);
+	f.slot_known = s->slot_known;
+	f.slot_retained_bytes = s->slot_retained;
+	f.slot_safe_wal_size = s->slot_safe;
+	f.slot_wal_status = s->slot_status;
+	f.slot_wal_warning = s->cfg->slot_wal_warning;
 	if (s->sink == NULL || (s->state != SOURCE_STREAMING && !welcomed))
 		return;
 	buf_init(&b);
@@ -215,7 +236,50 @@ static void aux_done(source_t *s)
 	if (s->seq_due) {
 		s->seq_due = false;
 		aux_send(s, AUX_SEQ_READ, seq_read_sql, NULL);
+	} else if (s->slot_due) {
+		s->slot_due = false;
+		aux_send(s, AUX_SLOT, slot_sql, s->cfg->slot_name);
 	}
+}
+
+/* A row of slot_sql: remember it for the next facts, and warn once when
+ * the retention crosses slot_wal_warning (and once when back under). */
+static void slot_checked(source_t *s, PGresult *res)
+{
+	int64_t limit = s->cfg->slot_wal_warning;
+	bool over, serious;
+
+	if (PQntuples(res) != 1 || PQnfields(res) != 3) {
+		s->slot_known = false; /* no slot (yet): nothing retained */
+		return;
+	}
+	s->slot_known = true;
+	s->slot_retained = PQgetisnull(res, 0, 0) ? -1 : strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	s->slot_safe = PQgetisnull(res, 0, 1) ? -1 : strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	s->slot_status =
+	        wire_slot_wal_status_code(PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2));
+	over = limit > 0 && s->slot_retained > limit;
+	if (over && !s->slot_warned)
+		log_warning(
+		        "slot \"%s\" retains %" PRId64 " bytes of WAL on the primary, more than "
+		        "slot_wal_warning (%" PRId64 " bytes): the primary keeps that WAL until "
+		        "the sink confirms it. Is the sink running and applying? A forgotten "
+		        "slot is dropped with SELECT pg_drop_replication_slot('%s').",
+		        s->cfg->slot_name, s->slot_retained, limit, s->cfg->slot_name);
+	else if (!over && s->slot_warned)
+		log_warning("slot \"%s\" retains %" PRId64 " bytes of WAL on the primary, back "
+		            "under slot_wal_warning (%" PRId64 " bytes)",
+		            s->cfg->slot_name, s->slot_retained, limit);
+	s->slot_warned = over;
+	serious =
+	        s->slot_status == WIRE_SLOT_WAL_UNRESERVED || s->slot_status == WIRE_SLOT_WAL_LOST;
+	if (serious && !s->slot_status_warned)
+		log_warning("slot \"%s\" has wal_status %s: the primary removes (lost) or may "
+		            "remove (unreserved) WAL the slot still needs, past "
+		            "max_slot_wal_keep_size; once lost, only a new clone brings the DR "
+		            "copy back",
+		            s->cfg->slot_name, wire_slot_wal_status_name(s->slot_status));
+	s->slot_status_warned = serious;
 }
 
 static void heartbeat_io(struct ev_loop *loop, ev_io *w, int revents)
@@ -246,12 +310,16 @@ static void heartbeat_io(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 			log_warning("%s failed on the primary: %s",
-			            s->aux_kind == AUX_HEARTBEAT ? "heartbeat" : "sequence sync",
+			            s->aux_kind == AUX_HEARTBEAT ? "heartbeat"
+			            : s->aux_kind == AUX_SLOT    ? "slot WAL check"
+			                                         : "sequence sync",
 			            PQresultErrorMessage(res));
 		} else {
 			s->aux_ok = true;
 			if (s->aux_kind == AUX_HEARTBEAT)
 				ship_facts(s, res, false);
+			if (s->aux_kind == AUX_SLOT)
+				slot_checked(s, res);
 			if (s->aux_kind == AUX_SEQ_READ && PQntuples(res) == 1) {
 				free(s->seq_candidate);
 				s->seq_candidate = strdup(PQgetvalue(res, 0, 0));
@@ -273,6 +341,20 @@ static void heartbeat_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	 * every interval even when nothing else changes, and the slot moves */
 	aux_send(s, AUX_HEARTBEAT, s->cfg->heartbeat_interval > 0 ? heartbeat_sql : facts_sql,
 	         NULL);
+}
+
+static void slot_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	source_t *s = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (s->heartbeat_conn == NULL)
+		return;
+	if (s->heartbeat_busy)
+		s->slot_due = true;
+	else
+		aux_send(s, AUX_SLOT, slot_sql, s->cfg->slot_name);
 }
 
 static void sequence_tick(struct ev_loop *loop, ev_timer *w, int revents)
@@ -324,6 +406,7 @@ static int heartbeat_open(source_t *s, pgf_error_t *err)
 	s->heartbeat_busy = false;
 	s->aux_kind = AUX_NONE;
 	s->seq_due = false;
+	s->slot_due = false;
 	/* a new session ships the sequences once whatever was sent before */
 	free(s->seq_last);
 	s->seq_last = NULL;
@@ -337,6 +420,9 @@ static int heartbeat_open(source_t *s, pgf_error_t *err)
 	                      1000.0);
 	s->heartbeat_timer.data = s;
 	ev_timer_again(s->loop, &s->heartbeat_timer);
+	ev_timer_init(&s->slot_timer, slot_tick, 0.0, SLOT_CHECK_INTERVAL);
+	s->slot_timer.data = s;
+	ev_timer_again(s->loop, &s->slot_timer);
 	if (s->cfg->sequence_sync_interval > 0) {
 		ev_timer_init(&s->sequence_timer, sequence_tick, 0.0,
 		              (double)s->cfg->sequence_sync_interval / 1000.0);
@@ -353,6 +439,7 @@ static void heartbeat_close(source_t *s)
 	ev_io_stop(s->loop, &s->heartbeat_watcher);
 	ev_timer_stop(s->loop, &s->heartbeat_timer);
 	ev_timer_stop(s->loop, &s->sequence_timer);
+	ev_timer_stop(s->loop, &s->slot_timer);
 	PQfinish(s->heartbeat_conn);
 	s->heartbeat_conn = NULL;
 	free(s->seq_candidate);

@@ -238,6 +238,12 @@ void wire_encode_primary_facts(const wire_primary_facts_t *m, buf_t *b)
 	buf_append_be64(b, m->position_lsn);
 	buf_append_be64(b, m->flush_lsn);
 	put_string(b, m->source_error);
+	if (m->slot_known) {
+		buf_append_be64(b, (uint64_t)m->slot_retained_bytes);
+		buf_append_be64(b, (uint64_t)m->slot_safe_wal_size);
+		buf_append_u8(b, m->slot_wal_status);
+		buf_append_be64(b, (uint64_t)m->slot_wal_warning);
+	}
 }
 
 int wire_decode_primary_facts(const uint8_t *p, size_t len, wire_primary_facts_t *m,
@@ -251,7 +257,34 @@ int wire_decode_primary_facts(const uint8_t *p, size_t len, wire_primary_facts_t
 	    reader_u64(&r, &m->position_lsn) != PGF_OK || reader_u64(&r, &m->flush_lsn) != PGF_OK ||
 	    get_string(&r, m->source_error, sizeof(m->source_error)) != PGF_OK)
 		return malformed(err, "primary-facts", &r);
+	/* the slot's retention: optional, all or nothing */
+	if (reader_remaining(&r) == 0)
+		return PGF_OK;
+	if (reader_i64(&r, &m->slot_retained_bytes) != PGF_OK ||
+	    reader_i64(&r, &m->slot_safe_wal_size) != PGF_OK ||
+	    reader_u8(&r, &m->slot_wal_status) != PGF_OK ||
+	    reader_i64(&r, &m->slot_wal_warning) != PGF_OK)
+		return malformed(err, "primary-facts", &r);
+	if (m->slot_wal_status > WIRE_SLOT_WAL_LOST)
+		m->slot_wal_status = WIRE_SLOT_WAL_UNKNOWN;
+	m->slot_known = true;
 	return finish(err, "primary-facts", &r);
+}
+
+static const char *const slot_wal_status_names[] = {"unknown", "reserved", "extended", "unreserved",
+                                                    "lost"};
+
+const char *wire_slot_wal_status_name(uint8_t code)
+{
+	return code <= WIRE_SLOT_WAL_LOST ? slot_wal_status_names[code] : "unknown";
+}
+
+uint8_t wire_slot_wal_status_code(const char *name)
+{
+	for (uint8_t i = 1; i <= WIRE_SLOT_WAL_LOST; i++)
+		if (name != NULL && strcmp(name, slot_wal_status_names[i]) == 0)
+			return i;
+	return WIRE_SLOT_WAL_UNKNOWN;
 }
 
 void wire_clock_offset(const wire_pong_t *p, int64_t t4, int64_t *offset_us,

@@ -59,6 +59,7 @@ typedef struct config {
 	int64_t reconnect_max_delay;
 	int64_t sequence_sync_interval;
 	bool replicate_ddl;
+	int64_t slot_wal_warning; /* bytes; 0 = off */
 
 	/* sink */
 	char *listen_address;

@@ -80,6 +80,12 @@ typedef struct lag_snapshot {
 	uint64_t primary_flush_lsn;    /* the primary's WAL flush position (facts) */
 	double stream_idle_ms;         /* since the stream last delivered anything new */
 	char source_error[300];        /* the source's last session error ("" if none) */
+	/* the slot's WAL retention on the primary, from the source's facts */
+	bool slot_known;
+	int64_t slot_retained_bytes; /* -1: the slot has no restart_lsn */
+	int64_t slot_safe_wal_size;  /* -1: unlimited (max_slot_wal_keep_size = -1) */
+	char slot_wal_status[16];    /* pg_replication_slots.wal_status */
+	char slot_wal_warning[400];  /* why the retention needs attention ("": it does not) */
 
 	uint64_t clock_faults;
 	char clock_fault[300];     /* the last one ("" if none) */
@@ -161,6 +167,11 @@ void lag_on_received_commit(lag_tracker_t *l, uint64_t commit_lsn, uint64_t end_
  * none). */
 void lag_on_primary_fact(lag_tracker_t *l, uint64_t position_lsn, uint64_t flush_lsn,
                          int64_t primary_time, const char *source_error);
+/* The slot's WAL retention the source read on the primary (retained -1:
+ * no restart_lsn; safe -1: unlimited), its wal_status and the source's
+ * slot_wal_warning (bytes, 0 = off). A warning, never a verdict. */
+void lag_on_slot_wal(lag_tracker_t *l, int64_t retained, int64_t safe, const char *wal_status,
+                     int64_t warning_limit);
 void lag_on_received(lag_tracker_t *l, uint64_t lsn);
 void lag_on_heartbeat(lag_tracker_t *l);
 void lag_reset_received(lag_tracker_t *l, uint64_t resume_lsn);

@@ -97,7 +97,25 @@ typedef struct wire_primary_facts {
 	uint64_t position_lsn;
 	uint64_t flush_lsn;
 	char source_error[512]; /* the source's last session error, "" if none */
+	/* optional trailing fields (a source before them sends none: slot_known
+	 * false): the slot's WAL retention from pg_replication_slots */
+	bool slot_known;
+	int64_t slot_retained_bytes; /* pg_current_wal_lsn() - restart_lsn; -1: no restart_lsn */
+	int64_t slot_safe_wal_size;  /* -1: NULL (max_slot_wal_keep_size = -1) */
+	uint8_t slot_wal_status;     /* WIRE_SLOT_WAL_* */
+	int64_t slot_wal_warning;    /* the source's limit in bytes, 0 = off */
 } wire_primary_facts_t;
+
+/* pg_replication_slots.wal_status */
+enum {
+	WIRE_SLOT_WAL_UNKNOWN = 0,
+	WIRE_SLOT_WAL_RESERVED = 1,
+	WIRE_SLOT_WAL_EXTENDED = 2,
+	WIRE_SLOT_WAL_UNRESERVED = 3,
+	WIRE_SLOT_WAL_LOST = 4,
+};
+const char *wire_slot_wal_status_name(uint8_t code);
+uint8_t wire_slot_wal_status_code(const char *name);
 
 /* capability bits of HELLO */
 #define WIRE_CAP_PRIMARY_FACTS 0x1u /* the source sends PRIMARY_FACTS */

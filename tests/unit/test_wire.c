@@ -66,7 +66,11 @@ END_TEST
 START_TEST(primary_facts_round_trip)
 {
 	buf_t b;
-	wire_primary_facts_t f = {-7, 0x5A3F0, 0x5A000, "publication \"x\" does not exist"}, f2;
+	wire_primary_facts_t f = {.primary_time = -7,
+	                          .position_lsn = 0x5A3F0,
+	                          .flush_lsn = 0x5A000,
+	                          .source_error = "publication \"x\" does not exist"},
+	                     f2;
 	size_t n;
 
 	buf_init(&b);
@@ -83,6 +87,55 @@ START_TEST(primary_facts_round_trip)
 	ck_assert_int_eq(wire_decode_primary_facts((uint8_t *)b.data, b.len, &f2, &err), PGF_ERR);
 	ck_assert_str_eq(wire_type_name(WIRE_PRIMARY_FACTS), "primary-facts");
 	buf_free(&b);
+}
+END_TEST
+
+/* The slot's retention trails the frame: a frame without it (an older
+ * source) still decodes, a frame cut inside it does not. */
+START_TEST(primary_facts_slot_fields)
+{
+	buf_t b;
+	wire_primary_facts_t f = {.primary_time = -7,
+	                          .position_lsn = 0x5A3F0,
+	                          .flush_lsn = 0x5A000},
+	                     f2;
+	size_t n, plain;
+
+	buf_init(&b);
+	wire_encode_primary_facts(&f, &b);
+	plain = b.len;
+	ck_assert_int_eq(wire_decode_primary_facts((uint8_t *)b.data, b.len, &f2, &err), PGF_OK);
+	ck_assert(!f2.slot_known);
+	buf_free(&b);
+
+	f.slot_known = true;
+	f.slot_retained_bytes = 12345678901LL;
+	f.slot_safe_wal_size = -1;
+	f.slot_wal_status = WIRE_SLOT_WAL_EXTENDED;
+	f.slot_wal_warning = 1 << 20;
+	buf_init(&b);
+	wire_encode_primary_facts(&f, &b);
+	ck_assert_uint_eq(b.len, plain + 25);
+	ck_assert_int_eq(wire_decode_primary_facts((uint8_t *)b.data, b.len, &f2, &err), PGF_OK);
+	ck_assert(f2.slot_known);
+	ck_assert_int_eq(f2.slot_retained_bytes, 12345678901LL);
+	ck_assert_int_eq(f2.slot_safe_wal_size, -1);
+	ck_assert_uint_eq(f2.slot_wal_status, WIRE_SLOT_WAL_EXTENDED);
+	ck_assert_int_eq(f2.slot_wal_warning, 1 << 20);
+	ck_assert_uint_eq(f2.flush_lsn, 0x5A000);
+	for (n = plain + 1; n < b.len; n++) {
+		ck_assert_int_eq(wire_decode_primary_facts((uint8_t *)b.data, n, &f2, &err),
+		                 PGF_ERR);
+		ck_assert_ptr_nonnull(strstr(err.message, "malformed primary-facts frame"));
+	}
+	buf_append_u8(&b, 0);
+	ck_assert_int_eq(wire_decode_primary_facts((uint8_t *)b.data, b.len, &f2, &err), PGF_ERR);
+	buf_free(&b);
+
+	ck_assert_str_eq(wire_slot_wal_status_name(WIRE_SLOT_WAL_LOST), "lost");
+	ck_assert_uint_eq(wire_slot_wal_status_code("unreserved"), WIRE_SLOT_WAL_UNRESERVED);
+	ck_assert_uint_eq(wire_slot_wal_status_code(NULL), WIRE_SLOT_WAL_UNKNOWN);
+	ck_assert_uint_eq(wire_slot_wal_status_code("bogus"), WIRE_SLOT_WAL_UNKNOWN);
 }
 END_TEST
 
@@ -240,6 +293,7 @@ Suite *wire_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, messages_round_trip);
 	tcase_add_test(tc, primary_facts_round_trip);
+	tcase_add_test(tc, primary_facts_slot_fields);
 	tcase_add_test(tc, frame_headers);
 	tcase_add_test(tc, clock_offset);
 	tcase_add_test(tc, batch_round_trip);
