@@ -343,18 +343,25 @@ static void heartbeat_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	         NULL);
 }
 
+/* A periodic query on the plain connection: sent now, or remembered (*due)
+ * while another one is in flight. */
+static void aux_tick(source_t *s, bool *due, int kind, const char *sql, const char *param)
+{
+	if (s->heartbeat_conn == NULL)
+		return;
+	if (s->heartbeat_busy)
+		*due = true;
+	else
+		aux_send(s, kind, sql, param);
+}
+
 static void slot_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	source_t *s = w->data;
 
 	(void)loop;
 	(void)revents;
-	if (s->heartbeat_conn == NULL)
-		return;
-	if (s->heartbeat_busy)
-		s->slot_due = true;
-	else
-		aux_send(s, AUX_SLOT, slot_sql, s->cfg->slot_name);
+	aux_tick(s, &s->slot_due, AUX_SLOT, slot_sql, s->cfg->slot_name);
 }
 
 static void sequence_tick(struct ev_loop *loop, ev_timer *w, int revents)
@@ -363,12 +370,7 @@ static void sequence_tick(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	if (s->heartbeat_conn == NULL)
-		return;
-	if (s->heartbeat_busy)
-		s->seq_due = true;
-	else
-		aux_send(s, AUX_SEQ_READ, seq_read_sql, NULL);
+	aux_tick(s, &s->seq_due, AUX_SEQ_READ, seq_read_sql, NULL);
 }
 
 /* replicate_ddl: the event triggers of sql/primary_ddl.sql. */

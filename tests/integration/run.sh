@@ -66,24 +66,9 @@ report()
 }
 
 declare -A running=()
-for name in "${names[@]}"; do
-	if [ -n "$filter" ] && [ "$filter" != "$name" ] && [ "$filter" != "t_$name.sh" ]; then
-		continue
-	fi
-	while [ ${#running[@]} -ge "$JOBS" ]; do
-		wait -n 2>/dev/null
-		for r in "${!running[@]}"; do
-			if [ -f "$outdir/$r.rc" ]; then
-				wait "${running[$r]}" 2>/dev/null
-				unset "running[$r]"
-				report "$r"
-			fi
-		done
-	done
-	run_one "$name" &
-	running[$name]=$!
-done
-while [ ${#running[@]} -gt 0 ]; do
+reap()
+{ # waits for a test to end, then reports each one that has
+	local r
 	wait -n 2>/dev/null
 	for r in "${!running[@]}"; do
 		if [ -f "$outdir/$r.rc" ]; then
@@ -92,6 +77,20 @@ while [ ${#running[@]} -gt 0 ]; do
 			report "$r"
 		fi
 	done
+}
+
+for name in "${names[@]}"; do
+	if [ -n "$filter" ] && [ "$filter" != "$name" ] && [ "$filter" != "t_$name.sh" ]; then
+		continue
+	fi
+	while [ ${#running[@]} -ge "$JOBS" ]; do
+		reap
+	done
+	run_one "$name" &
+	running[$name]=$!
+done
+while [ ${#running[@]} -gt 0 ]; do
+	reap
 done
 [ $failed -gt 0 ] && echo "failed: ${failed_names[*]}"
 echo "integration: $passed passed, $failed failed"
