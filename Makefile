@@ -20,8 +20,9 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 
-LIB_SRCS  := $(sort $(wildcard decoder/*.c) $(filter-out relay/main.c,$(wildcard relay/*.c)))
-MAIN_SRC  := relay/main.c
+# relay/ has one folder per concern (see relay/README.md)
+LIB_SRCS  := $(sort $(wildcard decoder/*.c) $(filter-out relay/cli/main.c,$(wildcard relay/*/*.c)))
+MAIN_SRC  := relay/cli/main.c
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 HEADERS   := $(wildcard include/pgferry/*.h)
@@ -60,13 +61,13 @@ $(ASAN_DIR)/%.o: %.c $(HEADERS) | deps
 	@$(CC) $(CPPFLAGS_BASE) $(CFLAGS_BASE) $(ASAN_FLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 # the SQL files are assembled into the binary byte for byte
-$(REL_DIR)/relay/sql_embed.o $(ASAN_DIR)/relay/sql_embed.o: $(wildcard sql/*.sql)
+$(REL_DIR)/relay/dr/sql_embed.o $(ASAN_DIR)/relay/dr/sql_embed.o: $(wildcard sql/*.sql)
 
-bin/pgferry: $(REL_OBJS) $(REL_DIR)/relay/main.o
+bin/pgferry: $(REL_OBJS) $(REL_DIR)/relay/cli/main.o
 	@mkdir -p bin
 	$(CC) $(CFLAGS_BASE) $(REL_FLAGS) -o $@ $^ $(PKG_LIBS)
 
-bin/pgferry-asan: $(ASAN_OBJS) $(ASAN_DIR)/relay/main.o
+bin/pgferry-asan: $(ASAN_OBJS) $(ASAN_DIR)/relay/cli/main.o
 	@mkdir -p bin
 	$(CC) $(CFLAGS_BASE) $(ASAN_FLAGS) -o $@ $^ $(PKG_LIBS)
 

@@ -3,7 +3,7 @@
  * installation of pgferry's state on the DR database.
  *
  * The files in sql/ are the one source of truth: what a DBA reviews is what
- * runs (relay/sql_embed.c includes them byte for byte at build time).
+ * runs (relay/dr/sql_embed.c includes them byte for byte at build time).
  */
 #ifndef PGFERRY_DR_STATE_H
 #define PGFERRY_DR_STATE_H
