@@ -4,9 +4,10 @@
  * pgferry <command> [--config FILE] [-c key=value ...] [command options]
  *
  * Exit codes, the same for every command:
- *   0  success (promote-check: safe; verify: equal)
- *   1  a negative answer (promote-check: unsafe; verify: differ)
- *   2  an error, or cannot tell (bad input, bad configuration, unreachable)
+ *   0  success (promote-check: safe; verify: equal; check: all ok)
+ *   1  a negative answer (promote-check: unsafe; verify: differ; check: warnings)
+ *   2  an error, or cannot tell (bad input, bad configuration, unreachable;
+ *      check: errors)
  */
 #ifndef PGFERRY_CLI_H
 #define PGFERRY_CLI_H
@@ -90,5 +91,6 @@ int cmd_verify(int argc, char **argv);
 int cmd_clone(int argc, char **argv);
 int cmd_promote(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
+int cmd_check(int argc, char **argv);
 
 #endif

@@ -6,6 +6,8 @@
 #ifndef PGFERRY_PRIMARY_CHECK_H
 #define PGFERRY_PRIMARY_CHECK_H
 
+#include "pgferry/check.h"
+#include "pgferry/config.h"
 #include "pgferry/error.h"
 
 #include <libpq-fe.h>
@@ -25,5 +27,13 @@ int primary_check_sequences(PGconn *conn, const char *publication, pgf_error_t *
  * when unreadable or never called), 4 its schema and 5 the role, quoted where needed (quote_ident).
  * The caller PQclears it; NULL and err set when the query fails. */
 PGresult *primary_list_sequences(PGconn *conn, const char *publication, pgf_error_t *err);
+
+/* The pre-flight of the primary (pgferry check): wal_level, a free slot
+ * and WAL sender, REPLICATION, the publication and its tables, the role's
+ * SELECT on the published tables and their sequences. One line each into
+ * r. for_clone: clone creates the slot (an existing one is an error) and
+ * reads the tables (no SELECT is an error, not a warning). conn: a plain
+ * session on the primary as the configured role. */
+void primary_check_report(PGconn *conn, const config_t *cfg, bool for_clone, check_report_t *r);
 
 #endif

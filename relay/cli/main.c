@@ -69,6 +69,13 @@ static const cli_option_t promote_options[] = {
         END_OPTIONS,
 };
 
+static const cli_option_t check_options[] = {
+        {"--role", NULL, "ROLE", false,
+         "source, sink or clone (default: from the keys the configuration sets)"},
+        {"--json", NULL, NULL, false, "print the checks as JSON"},
+        END_OPTIONS,
+};
+
 static const cli_command_t commands[] = {
         {"source", cmd_source, "run next to the primary: read the slot, ship batches to the sink",
          NULL, true, false, no_options,
@@ -80,6 +87,17 @@ static const cli_command_t commands[] = {
          "Accepts the source at listen_address, applies each transaction exactly once and "
          "in order to the DR database (dr_conninfo), and serves /metrics, /v1/status and "
          "/v1/promotion-safety at http_listen. Runs until stopped."},
+        {"check", cmd_check, "pre-flight a source, sink or clone configuration", NULL, true, false,
+         check_options,
+         "Checks what the role needs, one line per check (ok, warning, or error with the "
+         "fix): the primary's wal_level, a free slot and WAL sender, REPLICATION, the "
+         "publication, SELECT on its tables and sequences; the DR role's rights and the "
+         "stream's replication origin; certificates (chain, names, expiry, key "
+         "permissions); the sink's ports or a TLS handshake with the sink; clock offsets. "
+         "The role is the --role given, else a source for a file with sink_address, a sink "
+         "for one with work_dir, a clone for one with primary_conninfo and dr_conninfo. "
+         "source and sink run the same checks at start. Exits 0 all ok, 1 warnings, 2 "
+         "errors."},
         {"lag", cmd_lag, "show the sink's lag and RPO report", NULL, true, false, lag_options,
          "Asks the sink for /v1/status and prints it for a person. With --watch, prints it "
          "again every interval until interrupted; the screen is cleared between reports "
@@ -112,9 +130,9 @@ static const cli_command_t commands[] = {
 #define COMMAND_COUNT (sizeof(commands) / sizeof(commands[0]))
 
 static const cli_exit_code_t exit_codes[] = {
-        {0, "success (promote-check: safe; verify: equal)"},
-        {1, "a negative answer (promote-check: unsafe; verify: differ)"},
-        {2, "an error or cannot tell (bad input or configuration, unreachable)"},
+        {0, "success (promote-check: safe; verify: equal; check: all ok)"},
+        {1, "a negative answer (promote-check: unsafe; verify: differ; check: warnings)"},
+        {2, "an error or cannot tell (bad input or configuration, unreachable; check: errors)"},
 };
 #define EXIT_CODE_COUNT (sizeof(exit_codes) / sizeof(exit_codes[0]))
 

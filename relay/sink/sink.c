@@ -13,6 +13,7 @@
  * failure is counted and logged, and the source resends from the last ack.
  */
 #include "pgferry/batch.h"
+#include "pgferry/check.h"
 #include "pgferry/cli.h"
 #include "pgferry/decoder.h"
 #include "pgferry/http.h"
@@ -242,8 +243,10 @@ static void source_closed(netconn_t *c, void *arg, const pgf_error_t *err)
 
 	if (s->conn != c)
 		return;
+	/* before its hello a peer has sent nothing to lose (pgferry check
+	 * hangs up right after the handshake) */
 	if (err && err->message[0])
-		log_error_value(LOG_WARNING, err);
+		log_error_value(s->said_hello ? LOG_WARNING : LOG_INFO, err);
 	log_info("the source disconnected");
 	s->conn = NULL; /* netconn frees itself after this callback */
 	s->welcomed = false;
@@ -770,6 +773,9 @@ int cmd_sink(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	pthread_mutex_init(&s.lock, NULL);
 	queue_init(&s.queue);
+	/* the same checks as pgferry check: a setup that cannot work stops here */
+	if (check_at_start(&cli.cfg, CHECK_ROLE_SINK, &err) != PGF_OK)
+		goto out;
 	if (mkdir(cli.cfg.work_dir, 0700) != 0 && errno != EEXIST) {
 		error_set(&err, PGF_E_CONFIG, "could not create work_dir \"%s\": %s",
 		          cli.cfg.work_dir, strerror(errno));

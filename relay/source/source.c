@@ -15,6 +15,7 @@
  * stream starts again there, nothing is lost and nothing applied twice.
  */
 #include "pgferry/batch.h"
+#include "pgferry/check.h"
 #include "pgferry/cli.h"
 #include "pgferry/decoder.h"
 #include "pgferry/dr_state.h"
@@ -1069,6 +1070,9 @@ int cmd_source(int argc, char **argv)
 	}
 	s.cfg = &cli.cfg;
 	signal(SIGPIPE, SIG_IGN);
+	/* the same checks as pgferry check: a setup that cannot work stops here */
+	if (check_at_start(&cli.cfg, CHECK_ROLE_SOURCE, &err) != PGF_OK)
+		goto out;
 	if (!cli.cfg.tls) {
 		if (!netconn_address_is_loopback(cli.cfg.sink_address)) {
 			error_set(&err, PGF_E_CONFIG,

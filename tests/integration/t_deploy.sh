@@ -97,6 +97,13 @@ changed() { diff "$1" "$2" | grep -c '^>' || true; }
 [ "$(changed "$ROOT/deploy/source.conf.sample" "$T/source.conf")" = 5 ] ||
 	fail "source sample: not the 5 lines expected changed: $(diff "$ROOT/deploy/source.conf.sample" "$T/source.conf")"
 
+# the pre-flight of each configuration passes before anything runs (the
+# source's once the sink listens: it shakes hands with it)
+PRIMARY_ROLE_CONN=$(sed -n "s/^primary_conninfo = '\(.*\)'$/\1/p" "$T/source.conf")
+"$PGFERRY_BIN" check --config "$T/sink.conf" >"$T/check-sink.log" 2>&1 ||
+	fail "pgferry check of the sink's configuration: $(cat "$T/check-sink.log")"
+"$PGFERRY_BIN" check --config "$T/sink.conf" --role clone -c "primary_conninfo=$PRIMARY_ROLE_CONN" \
+	>"$T/check-clone.log" 2>&1 || fail "pgferry check --role clone: $(cat "$T/check-clone.log")"
 # clone as the deployed roles: schema and data, consistent with the new slot
 "$PGFERRY_BIN" clone --config "$T/sink.conf" -c "primary_conninfo=$(sed -n "s/^primary_conninfo = '\(.*\)'$/\1/p" "$T/source.conf")" \
 	>"$T/clone.log" 2>&1 || fail "clone as the deployed roles failed: $(tail -5 "$T/clone.log")"
@@ -105,6 +112,8 @@ sink_start
 # the source once the sink listens, so that the logs of a clean start hold
 # no retry of a connection refused
 wait_until "the sink listening" 60 bash -c "ss -Htln '( sport = :$SINK_PORT )' | grep -q ."
+"$PGFERRY_BIN" check --config "$T/source.conf" >"$T/check-source.log" 2>&1 ||
+	fail "pgferry check of the source's configuration: $(cat "$T/check-source.log")"
 source_start
 wait_until "the sink's HTTP API" 60 curl -sf "$SINK_URL/v1/status"
 wait_applied 90

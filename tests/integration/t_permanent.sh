@@ -1,5 +1,5 @@
 # t_permanent.sh — a permanent error is said once and clearly, not retried
-# five times a second: with a mistyped publication every session fails on
+# five times a second: with a dropped publication every session fails on
 # the first change; the source backs off (doubling, up to
 # reconnect_max_delay) and logs the cause once; the sink's /v1/status
 # (source_error) and verdict name it.
@@ -10,11 +10,15 @@ cluster_start primary
 cluster_start dr
 schema_both "CREATE TABLE t (id int PRIMARY KEY)"
 psql_on primary -c "CREATE PUBLICATION pgferry FOR ALL TABLES" >/dev/null
+# the source refuses to start without its publication (pgferry check), so
+# the mistyped one exists at start and is dropped once the slot is made
+psql_on primary -c "CREATE PUBLICATION pgferyy FOR ALL TABLES" >/dev/null
 relay_setup "source:publication = 'pgferyy'" "source:reconnect_max_delay = 30s"
 sink_start
 source_start
 wait_until "the slot" 60 bash -c \
 	"[ \"\$(psql '$PRIMARY_CONN' -XAtc \"SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgferry'\")\" = 1 ]"
+psql_on primary -c "DROP PUBLICATION pgferyy" >/dev/null
 
 # commits keep coming for 15 s: each session meets one and fails
 for i in $(seq 1 30); do
