@@ -21,6 +21,5 @@ typedef struct http_server http_server_t;
 /* cfg and lag must outlive the server. */
 http_server_t *http_server_start(const config_t *cfg, lag_tracker_t *lag, pgf_error_t *err);
 void http_server_stop(http_server_t *h);
-int http_server_port(const http_server_t *h);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * lag.h — the sink's lag and RPO figures (DESIGN.md, "Lag and RPO").
+ * lag.h — the sink's lag and RPO figures (docs/ARCHITECTURE.md, "Lag and RPO").
  *
  * The network thread records what the primary said (WAL end and its clock
  * on every walsender message, each received commit, the source's primary

@@ -46,11 +46,10 @@ typedef struct netconn_callbacks {
 netconn_t *netconn_connect(struct ev_loop *loop, const char *address, tls_context_t *tls,
                            int64_t max_frame_bytes, const netconn_callbacks_t *cb,
                            pgf_error_t *err);
-/* Server: accepts connections on address (port 0: any free port). */
+/* Server: accepts connections on address. */
 netconn_listener_t *netconn_listen(struct ev_loop *loop, const char *address, tls_context_t *tls,
                                    int64_t max_frame_bytes, const netconn_callbacks_t *cb,
                                    pgf_error_t *err);
-int netconn_listener_port(const netconn_listener_t *l);
 void netconn_listener_free(netconn_listener_t *l);
 
 int netconn_send(netconn_t *c, uint8_t type, const void *payload, size_t len, pgf_error_t *err);

@@ -37,7 +37,6 @@ typedef struct queue_item {
 	/* QUEUE_RECORDS: records as u32 big-endian length + CopyData message */
 	uint8_t *data; /* NULL while it waits in the spool file */
 	size_t len;
-	uint64_t spool_offset;
 	uint32_t nrecords;
 	uint64_t last_lsn;
 	/* QUEUE_SESSION_START */

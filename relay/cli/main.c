@@ -51,6 +51,11 @@ static const cli_option_t capture_options[] = {
         {"--end-lsn", NULL, "X/Y", false, "stop once a message at or past X/Y arrived"},
         END_OPTIONS,
 };
+static const cli_option_t replay_options[] = {
+        {"--proto-version", NULL, "N", false,
+         "pgoutput protocol of the capture (1 to 4, default 4)"},
+        END_OPTIONS,
+};
 static const cli_option_t verify_options[] = {
         {"--table", NULL, "SCHEMA.NAME", false, "compare only this table (repeatable)"},
         {"--json", NULL, NULL, false, "print the result as JSON"},
@@ -110,6 +115,13 @@ static const cli_command_t commands[] = {
          decode_options, NULL},
         {"capture", cmd_capture, "record a live pgoutput stream into a capture file", NULL, false,
          false, capture_options, NULL},
+        {"replay", cmd_replay, "apply a capture file to the DR database, exactly once", "FILE",
+         true, false, replay_options,
+         "Applies the transactions of a capture file to the DR database (dr_conninfo) "
+         "through the sink's apply engine, recording progress in the stream's replication "
+         "origin: a transaction at or below the origin's progress is skipped, so a second "
+         "replay of the same file changes nothing. The DR database must already follow a "
+         "stream (pgferry clone, or a sink). Needs work_dir for spill files."},
         {"verify", cmd_verify, "compare the primary and the DR database table by table", NULL, true,
          false, verify_options,
          "Exits 0 when the published tables are equal, 1 when they differ, 2 on error."},

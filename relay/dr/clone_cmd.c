@@ -47,7 +47,6 @@ typedef struct clone_table {
 	long long rows;
 	long long bytes;
 	double seconds;
-	bool done;
 } clone_table_t;
 
 typedef struct clone {
@@ -428,7 +427,6 @@ static void *worker(void *arg)
 				goto failed;
 		}
 		t->seconds = now_s() - t0;
-		t->done = true;
 		pthread_mutex_lock(&cl->lock);
 		fprintf(stderr, "  %s.%-*s %12lld rows %10.1f MB %8.2f s %8.1f MB/s\n", t->schema,
 		        (int)(39 - strlen(t->schema)), t->name, t->rows, (double)t->bytes / 1e6,

@@ -56,7 +56,6 @@ struct http_server {
 	struct MHD_Daemon *daemon;
 	const config_t *cfg;
 	lag_tracker_t *lag;
-	int port;
 	int listen_fd;
 	pthread_t acceptor;
 	bool acceptor_running;
@@ -478,8 +477,6 @@ http_server_t *http_server_start(const config_t *cfg, lag_tracker_t *lag, pgf_er
 	http_server_t *h;
 	struct addrinfo hints, *res = NULL;
 	char host[256], port[32];
-	struct sockaddr_storage sa = {0};
-	socklen_t sl = sizeof(sa);
 	int one = 1;
 
 	if (netconn_split_address(cfg->http_listen, host, sizeof(host), port, sizeof(port)) !=
@@ -519,14 +516,6 @@ http_server_t *http_server_start(const config_t *cfg, lag_tracker_t *lag, pgf_er
 		return NULL;
 	}
 	freeaddrinfo(res);
-	if (getsockname(h->listen_fd, (struct sockaddr *)&sa, &sl) == 0) {
-		struct sockaddr_in6 a6;
-		struct sockaddr_in a4;
-
-		memcpy(&a6, &sa, sizeof(a6));
-		memcpy(&a4, &sa, sizeof(a4));
-		h->port = sa.ss_family == AF_INET6 ? ntohs(a6.sin6_port) : ntohs(a4.sin_port);
-	}
 	pthread_mutex_init(&h->lock, NULL);
 	/* libmicrohttpd's own limit stays above ours: it must never close a
 	 * connection we handed it without telling notify_connection */
@@ -558,9 +547,4 @@ void http_server_stop(http_server_t *h)
 	close(h->listen_fd);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
-}
-
-int http_server_port(const http_server_t *h)
-{
-	return h->port;
 }

@@ -87,7 +87,6 @@ typedef struct sink {
 	bool txn_internal;         /* only pgferry's own messages so far (heartbeat, sequences) */
 	uint64_t commit_watermark; /* atomic: newest whole transaction received */
 	uint64_t primary_flush;    /* atomic: this session's PRIMARY_FACTS flush position */
-	bool in_stream_block;
 	ev_tstamp last_heard;
 	ev_tstamp connected_at;
 	uint64_t blocked_lsn; /* a change the source cannot ship (0: none) */

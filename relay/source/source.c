@@ -94,7 +94,6 @@ typedef struct source {
 	uint64_t flush_fact_sent;  /* the flush position last sent on its own */
 	uint64_t last_reported_flush;
 	uint64_t last_record_lsn;
-	bool stream_ended;
 
 	ev_signal sigint, sigterm;
 	bool streamed_once; /* a session reached streaming since the start */
@@ -596,7 +595,6 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 				netconn_send(s->sink, WIRE_END_OF_STREAM, b.data, b.len, &err);
 				buf_free(&b);
 			}
-			s->stream_ended = true;
 			session_close(s, "the primary ended the stream");
 			return;
 		}
@@ -626,7 +624,7 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 				 * sink shows it in its status, metrics and verdict */
 				char why[1100], l[LSN_TEXT_LEN];
 				netconn_t *c = s->sink;
-				/* PROTOCOL.md: the message starts with the change's LSN */
+				/* docs/PROTOCOL.md: the message starts with the change's LSN */
 				snprintf(why, sizeof(why), "%s %s. %s",
 				         lsn_format(wm.kind == 'w' ? wm.wal_start : wm.wal_end, l),
 				         err.message, err.hint);

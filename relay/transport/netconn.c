@@ -75,7 +75,6 @@ struct netconn {
 struct netconn_listener {
 	struct ev_loop *loop;
 	int fd;
-	int port;
 	ev_io io;
 	tls_context_t *tls;
 	int64_t max_frame;
@@ -853,8 +852,6 @@ netconn_listener_t *netconn_listen(struct ev_loop *loop, const char *address, tl
 	struct addrinfo *res, *ai;
 	netconn_listener_t *l;
 	int fd = -1, one = 1;
-	struct sockaddr_storage sa = {0};
-	socklen_t sl = sizeof(sa);
 
 	if (resolve(address, true, &res, err) != PGF_OK)
 		return NULL;
@@ -886,17 +883,10 @@ netconn_listener_t *netconn_listen(struct ev_loop *loop, const char *address, tl
 	l->tls = tls;
 	l->max_frame = max_frame_bytes;
 	l->cb = *cb;
-	if (getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
-		l->port = port_of(&sa);
 	ev_io_init(&l->io, listener_accept, fd, EV_READ);
 	l->io.data = l;
 	ev_io_start(loop, &l->io);
 	return l;
-}
-
-int netconn_listener_port(const netconn_listener_t *l)
-{
-	return l->port;
 }
 
 void netconn_listener_free(netconn_listener_t *l)
