@@ -24,6 +24,11 @@ typedef struct cli {
 	config_t cfg;
 	int argc;    /* arguments left for the command, in order */
 	char **argv; /* owned by cli (the array, not the strings) */
+	/* what cli_load read, for a reload (SIGHUP): the file and copies of
+	 * the -c options, which win over it again. Owned by cli. */
+	char *config_file;
+	char **options;
+	int noptions;
 } cli_t;
 
 /* One option of a command, for its usage, the man page and the check of

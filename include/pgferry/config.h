@@ -100,6 +100,9 @@ typedef struct config_key {
 	const char *const *enum_values; /* NULL-terminated, for CONFIG_ENUM */
 	bool required;                  /* for its roles */
 	const char *help;
+	/* applied by a running source or sink on SIGHUP (relay/cli/reload.c);
+	 * only keys read afresh at each use, never a string a thread holds */
+	bool reload;
 } config_key_t;
 
 extern const config_key_t config_keys[];

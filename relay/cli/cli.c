@@ -9,6 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A -c option, copied before its secrets are blanked in argv. */
+static int keep_option(cli_t *cli, const char *option, pgf_error_t *err)
+{
+	if ((cli->options[cli->noptions] = strdup(option)) == NULL)
+		return error_set(err, PGF_E_MEMORY, "out of memory");
+	cli->noptions++;
+	return PGF_OK;
+}
+
 int cli_load(int argc, char **argv, int role, cli_t *cli, pgf_error_t *err)
 {
 	const char *config_file = NULL;
@@ -31,6 +40,11 @@ int cli_load(int argc, char **argv, int role, cli_t *cli, pgf_error_t *err)
 	}
 	if (config_file != NULL && config_load_file(&cli->cfg, config_file, err) != PGF_OK)
 		return PGF_ERR;
+	if (config_file != NULL && (cli->config_file = strdup(config_file)) == NULL)
+		return error_set(err, PGF_E_MEMORY, "out of memory");
+	cli->options = calloc((size_t)argc + 1, sizeof(char *));
+	if (cli->options == NULL)
+		return error_set(err, PGF_E_MEMORY, "out of memory");
 	for (i = 1; i < argc && argv[i] != NULL; i++) {
 		if (strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-f") == 0) {
 			i++;
@@ -39,12 +53,14 @@ int cli_load(int argc, char **argv, int role, cli_t *cli, pgf_error_t *err)
 		} else if (strcmp(argv[i], "-c") == 0) {
 			if (i + 1 >= argc)
 				return error_set(err, PGF_E_USAGE, "-c needs key=value");
-			if (config_set_option(&cli->cfg, argv[++i], err) != PGF_OK)
+			if (config_set_option(&cli->cfg, argv[++i], err) != PGF_OK ||
+			    keep_option(cli, argv[i], err) != PGF_OK)
 				return PGF_ERR;
 			/* other local users read argv in ps; the value is copied by now */
 			log_blank_secrets(argv[i]);
 		} else if (strncmp(argv[i], "-c", 2) == 0 && strchr(argv[i], '=') != NULL) {
-			if (config_set_option(&cli->cfg, argv[i] + 2, err) != PGF_OK)
+			if (config_set_option(&cli->cfg, argv[i] + 2, err) != PGF_OK ||
+			    keep_option(cli, argv[i] + 2, err) != PGF_OK)
 				return PGF_ERR;
 			log_blank_secrets(argv[i]);
 		} else {
@@ -58,9 +74,21 @@ int cli_load(int argc, char **argv, int role, cli_t *cli, pgf_error_t *err)
 
 void cli_free(cli_t *cli)
 {
+	int i;
+
 	config_free(&cli->cfg);
 	free(cli->argv);
 	cli->argv = NULL;
+	for (i = 0; i < cli->noptions; i++) {
+		/* the options may hold passwords */
+		explicit_bzero(cli->options[i], strlen(cli->options[i]));
+		free(cli->options[i]);
+	}
+	free(cli->options);
+	cli->options = NULL;
+	cli->noptions = 0;
+	free(cli->config_file);
+	cli->config_file = NULL;
 }
 
 void cli_configure_logging(const cli_t *cli, const char *role_name)

@@ -24,12 +24,16 @@ static const char *const log_levels[] = {"debug", "info", "warning", "error", NU
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const initial_copies[] = {"clone", "external", NULL};
 
+/* The last field, reload, is left out where false (most keys need a
+ * restart): the warning about fields left out is off for this table. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 /* clang-format off */
 const config_key_t config_keys[] = {
 	{"log_level", CONFIG_ENUM, "info", ROLE_ALL, OFF(log_level), 0, 0, log_levels, false,
-	 "least severe level written to stderr"},
+	 "least severe level written to stderr", true},
 	{"log_format", CONFIG_ENUM, "text", ROLE_ALL, OFF(log_format), 0, 0, log_formats, false,
-	 "text for people, json (one object a line) for log shippers"},
+	 "text for people, json (one object a line) for log shippers", true},
 	{"tls", CONFIG_BOOL, "on", ROLE_SOURCE | ROLE_SINK, OFF(tls), 0, 0, NULL, false,
 	 "mutual TLS between source and sink; off only when both ends are on loopback"},
 	{"tls_ca", CONFIG_STRING, NULL, ROLE_SOURCE | ROLE_SINK, OFF(tls_ca), 0, 0, NULL, false,
@@ -54,7 +58,7 @@ const config_key_t config_keys[] = {
 	{"batch_max_bytes", CONFIG_SIZE, "1MB", ROLE_SOURCE, OFF(batch_max_bytes), 1024, 1LL << 30, NULL, false,
 	 "a batch is shipped when it holds this much pgoutput"},
 	{"batch_max_delay", CONFIG_DURATION, "5ms", ROLE_SOURCE, OFF(batch_max_delay), 0, 10000, NULL, false,
-	 "a batch is shipped at the latest this long after its first message"},
+	 "a batch is shipped at the latest this long after its first message", true},
 	{"compression_level", CONFIG_INT, "1", ROLE_SOURCE, OFF(compression_level), -7, 19, NULL, false,
 	 "zstd level for batches"},
 	{"heartbeat_interval", CONFIG_DURATION, "100ms", ROLE_SOURCE, OFF(heartbeat_interval), 0, 3600000, NULL, false,
@@ -62,15 +66,15 @@ const config_key_t config_keys[] = {
 	{"status_interval", CONFIG_DURATION, "1s", ROLE_SOURCE, OFF(status_interval), 10, 3600000, NULL, false,
 	 "standby status updates to the primary at least this often"},
 	{"reconnect_max_delay", CONFIG_DURATION, "10s", ROLE_SOURCE | ROLE_SINK, OFF(reconnect_max_delay), 10, 3600000, NULL, false,
-	 "longest wait between reconnection attempts (backoff doubles up to this)"},
+	 "longest wait between reconnection attempts (backoff doubles up to this)", true},
 	{"sequence_sync_interval", CONFIG_DURATION, "1s", ROLE_SOURCE, OFF(sequence_sync_interval), 0, 3600000, NULL, false,
 	 "sequences on the primary are read and shipped this often (0 = never)"},
 	{"replicate_ddl", CONFIG_BOOL, "off", ROLE_SOURCE | ROLE_SINK, OFF(replicate_ddl), 0, 0, NULL, false,
 	 "apply DDL captured on the primary by the event trigger in sql/"},
 	{"slot_wal_warning", CONFIG_SIZE, "10GB", ROLE_SOURCE, OFF(slot_wal_warning), 0, 1LL << 50, NULL, false,
-	 "warn (log, /v1/status, metric) when the slot retains more WAL than this on the primary (0 = off)"},
+	 "warn (log, /v1/status, metric) when the slot retains more WAL than this on the primary (0 = off)", true},
 	{"sink_timeout", CONFIG_DURATION, "10s", ROLE_SOURCE, OFF(sink_timeout), 100, 3600000, NULL, false,
-	 "a sink silent this long (it pings every 200 ms) is taken for gone: the session restarts"},
+	 "a sink silent this long (it pings every 200 ms) is taken for gone: the session restarts", true},
 
 	{"listen_address", CONFIG_STRING, "127.0.0.1:7433", ROLE_SINK, OFF(listen_address), 0, 0, NULL, false,
 	 "host:port the sink accepts the source on"},
@@ -83,9 +87,9 @@ const config_key_t config_keys[] = {
 	{"http_listen", CONFIG_STRING, "127.0.0.1:7480", ROLE_SINK, OFF(http_listen), 0, 0, NULL, false,
 	 "host:port for /metrics, /v1/status, /v1/promotion-safety, /healthz"},
 	{"apply_group_max_transactions", CONFIG_INT, "100", ROLE_SINK, OFF(apply_group_max_transactions), 1, 100000, NULL, false,
-	 "source transactions grouped into one DR transaction at most (larger groups slow down rows updated again and again)"},
+	 "source transactions grouped into one DR transaction at most (larger groups slow down rows updated again and again)", true},
 	{"apply_group_max_delay", CONFIG_DURATION, "100ms", ROLE_SINK, OFF(apply_group_max_delay), 0, 60000, NULL, false,
-	 "a DR transaction stays open at most this long while a backlog is applied"},
+	 "a DR transaction stays open at most this long while a backlog is applied", true},
 	{"apply_coalesce", CONFIG_BOOL, "on", ROLE_SINK, OFF(apply_coalesce), 0, 0, NULL, false,
 	 "apply only the net change per row of each DR transaction, where the DR table allows it"},
 	{"spool_memory_limit", CONFIG_SIZE, "32MB", ROLE_SINK, OFF(spool_memory_limit), 1LL << 20, 1LL << 40, NULL, false,
@@ -93,15 +97,15 @@ const config_key_t config_keys[] = {
 	{"spool_disk_limit", CONFIG_SIZE, "1GB", ROLE_SINK, OFF(spool_disk_limit), 0, 1LL << 50, NULL, false,
 	 "received, unapplied batches held on disk at most (0 = none); beyond it the sink stops reading and the slot keeps the rest"},
 	{"lag_history_retention", CONFIG_DURATION, "7d", ROLE_SINK, OFF(lag_history_retention), 60000, 3650 * MS_PER_DAY, NULL, false,
-	 "how long per-second lag samples are kept in the DR database"},
+	 "how long per-second lag samples are kept in the DR database", true},
 	{"source_timeout", CONFIG_DURATION, "10s", ROLE_SINK, OFF(source_timeout), 100, 3600000, NULL, false,
-	 "a source from which no byte arrives this long is taken for gone and disconnected"},
+	 "a source from which no byte arrives this long is taken for gone and disconnected", true},
 	{"max_rpo", CONFIG_DURATION, "60s", ROLE_SINK | ROLE_CLIENT, OFF(max_rpo), 0, 365 * MS_PER_DAY, NULL, false,
-	 "promotion is safe only with an RPO bound at most this (when a request names none)"},
+	 "promotion is safe only with an RPO bound at most this (when a request names none)", true},
 	{"max_apply_backlog", CONFIG_INT, "0", ROLE_SINK | ROLE_CLIENT, OFF(max_apply_backlog), 0, INT64_MAX, NULL, false,
-	 "promotion is safe only with at most this many received, unapplied transactions"},
+	 "promotion is safe only with at most this many received, unapplied transactions", true},
 	{"max_clock_offset", CONFIG_DURATION, "1s", ROLE_SINK, OFF(max_clock_offset), 0, 3600000, NULL, false,
-	 "clock offset between primary and sink hosts beyond this is a fault"},
+	 "clock offset between primary and sink hosts beyond this is a fault", true},
 	{"test_clock_skew", CONFIG_DURATION, "0", ROLE_SOURCE | ROLE_SINK, OFF(test_clock_skew), -3600000, 3600000, NULL, false,
 	 "TESTS ONLY: shift this process's clock by this much"},
 
@@ -118,6 +122,7 @@ const config_key_t config_keys[] = {
 	 "promote moves every sequence this many increments past the last value shipped"},
 };
 /* clang-format on */
+#pragma GCC diagnostic pop
 
 const size_t config_key_count = sizeof(config_keys) / sizeof(config_keys[0]);
 
@@ -748,13 +753,15 @@ void config_print_keys(FILE *out, bool markdown)
 		const config_key_t *k = &config_keys[i];
 		const char *def =
 		        k->default_value ? k->default_value : (k->required ? "(required)" : "");
+		const char *live = k->reload ? "; changes on SIGHUP" : "";
 		if (markdown)
-			fprintf(out, "| `%s` | %s | %s%s%s | %s | %s |\n", k->name,
+			fprintf(out, "| `%s` | %s | %s%s%s | %s | %s%s |\n", k->name,
 			        type_name(k->type), def[0] && def[0] != '(' ? "`" : "", def,
-			        def[0] && def[0] != '(' ? "`" : "", roles_text(k->roles), k->help);
+			        def[0] && def[0] != '(' ? "`" : "", roles_text(k->roles), k->help,
+			        live);
 		else
-			fprintf(out, "  %-30s %-8s %-22s %s\n", k->name, type_name(k->type),
-			        def[0] ? def : "-", k->help);
+			fprintf(out, "  %-30s %-8s %-22s %s%s\n", k->name, type_name(k->type),
+			        def[0] ? def : "-", k->help, live);
 	}
 }
 

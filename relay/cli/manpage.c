@@ -139,8 +139,18 @@ void manpage_write(FILE *out, const cli_command_t *commands, size_t ncommands,
 		roff_text(out, config_roles_text(k->roles));
 		fputs(")\n", out);
 		roff_text(out, k->help);
+		if (k->reload)
+			fputs("; changes on SIGHUP", out);
 		fputc('\n', out);
 	}
+	fputs(".SH SIGNALS\n.TP\n.B SIGHUP\n"
+	      "source and sink read the configuration file again and apply the keys marked "
+	      "\"changes on SIGHUP\"; each change is logged, a changed key that needs a restart "
+	      "is named, and a file that does not load is refused (the running configuration "
+	      "stays).\n.TP\n.B SIGTERM, SIGINT\n"
+	      "stop cleanly: the sink commits the whole transactions it holds and rolls back "
+	      "the rest, the source confirms only what the DR database committed.\n",
+	      out);
 	fputs(".SH \"EXIT STATUS\"\n", out);
 	for (i = 0; i < ncodes; i++) {
 		fprintf(out, ".TP\n.B %d\n", codes[i].code);

@@ -22,6 +22,7 @@
 #include "pgferry/log.h"
 #include "pgferry/netconn.h"
 #include "pgferry/queue.h"
+#include "pgferry/reload.h"
 #include "pgferry/replication.h"
 #include "pgferry/sink_apply.h"
 #include "pgferry/tls.h"
@@ -102,6 +103,7 @@ typedef struct sink {
 	ev_timer ping_timer;
 	ev_timer ack_timer;
 	ev_signal sigint, sigterm;
+	bool stopping; /* a signal asked to stop */
 } sink_t;
 
 /* ---- events from the apply thread (called there; they only record and wake) -- */
@@ -725,6 +727,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 
 	(void)revents;
 	log_info("shutting down (signal %d)", w->signum);
+	s->stopping = true;
 	drop_source(s, 0, NULL);
 	ev_break(loop, EVBREAK_ALL);
 }
@@ -757,6 +760,7 @@ int cmd_sink(int argc, char **argv)
 	pgf_error_t err;
 	sink_t s;
 	sink_apply_events_t events = {0};
+	reload_t *reload = NULL;
 	netconn_callbacks_t cb = {0};
 	int rc = EXIT_ERROR;
 
@@ -870,13 +874,23 @@ int cmd_sink(int argc, char **argv)
 	ev_signal_init(&s.sigterm, on_signal, SIGTERM);
 	s.sigterm.data = &s;
 	ev_signal_start(s.loop, &s.sigterm);
+	reload = reload_start(s.loop, &cli, ROLE_SINK);
 	ev_run(s.loop, 0);
 	rc = 0;
 out:
 	if (rc != 0)
 		log_error_value(LOG_ERROR, &err);
+	reload_stop(reload);
 	netconn_listener_free(s.listener);
 	sink_apply_stop(s.applier); /* commits whole transactions, then joins */
+	if (s.stopping) {
+		char lsn[32];
+		/* the apply thread is gone: what it committed is final */
+		log_info("stopped: the DR database holds every transaction up to %s (its "
+		         "replication origin and pgferry.progress); a transaction it held only in "
+		         "part was rolled back, and the source sends it again",
+		         lsn_format(s.applied_lsn, lsn));
+	}
 	lag_history_stop(s.history);
 	http_server_stop(s.http);
 	lag_tracker_free(s.lag);

@@ -23,6 +23,7 @@
 #include "pgferry/netconn.h"
 #include "pgferry/pgsession.h"
 #include "pgferry/primary_check.h"
+#include "pgferry/reload.h"
 #include "pgferry/replication.h"
 #include "pgferry/tls.h"
 #include "pgferry/wire.h"
@@ -1041,6 +1042,14 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	(void)revents;
 	log_info("shutting down (signal %d)", w->signum);
 	ship_batch(s);
+	/* the last word to the slot: what the DR database committed, no more */
+	send_status(s, false);
+	if (s->state == SOURCE_STREAMING) {
+		char lsn[32];
+		log_info("confirmed %s to the slot (what the DR database committed); the slot "
+		         "keeps the rest",
+		         lsn_format(s->last_reported_flush, lsn));
+	}
 	session_close(s, "shutdown");
 	ev_timer_stop(loop, &s->reconnect_timer);
 	ev_break(loop, EVBREAK_ALL);
@@ -1051,6 +1060,7 @@ int cmd_source(int argc, char **argv)
 	cli_t cli;
 	pgf_error_t err;
 	source_t s;
+	reload_t *reload = NULL;
 	int rc = EXIT_ERROR;
 
 	error_clear(&err);
@@ -1118,9 +1128,11 @@ int cmd_source(int argc, char **argv)
 	         cli.cfg.slot_name, cli.cfg.publication, cli.cfg.sink_address);
 	ev_timer_set(&s.reconnect_timer, 0.0, 0.0);
 	ev_timer_start(s.loop, &s.reconnect_timer);
+	reload = reload_start(s.loop, &cli, ROLE_SOURCE);
 	ev_run(s.loop, 0);
 	rc = s.exit_code;
 out:
+	reload_stop(reload);
 	if (rc != 0 && err.message[0])
 		log_error_value(LOG_ERROR, &err);
 	batch_encoder_free(s.encoder);
