@@ -39,13 +39,20 @@ ASAN_FLAGS := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sani
 REL_OBJS  := $(patsubst %.c,$(REL_DIR)/%.o,$(LIB_SRCS))
 ASAN_OBJS := $(patsubst %.c,$(ASAN_DIR)/%.o,$(LIB_SRCS))
 
-.PHONY: all deps check unit unit-asan integration demo fuzz fuzz-brief bench format \
+.PHONY: all deps deps-demo deps-test check unit unit-asan integration demo fuzz fuzz-brief bench format \
         format-check lint install clean deps-tools deb package-check soak
 
 all: bin/pgferry
 
+# package sets (tools/install-deps.sh): the build; the demo's; the tests'
 deps:
-	@bash tools/install-deps.sh
+	@bash tools/install-deps.sh build
+
+deps-demo:
+	@bash tools/install-deps.sh demo
+
+deps-test:
+	@bash tools/install-deps.sh test
 
 deps-tools:
 	@bash tools/install-deps.sh tools
@@ -56,6 +63,17 @@ $(REL_DIR)/%.o: %.c $(HEADERS) | deps
 	@$(CC) $(CPPFLAGS_BASE) $(CFLAGS_BASE) $(REL_FLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 $(ASAN_DIR)/%.o: %.c $(HEADERS) | deps
+	@mkdir -p $(dir $@)
+	@echo "  CC/asan $<"
+	@$(CC) $(CPPFLAGS_BASE) $(CFLAGS_BASE) $(ASAN_FLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+# unit tests need Check, which only the tests' package set has
+$(REL_DIR)/tests/unit/%.o: tests/unit/%.c $(HEADERS) | deps-test
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	@$(CC) $(CPPFLAGS_BASE) $(CFLAGS_BASE) $(REL_FLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(ASAN_DIR)/tests/unit/%.o: tests/unit/%.c $(HEADERS) | deps-test
 	@mkdir -p $(dir $@)
 	@echo "  CC/asan $<"
 	@$(CC) $(CPPFLAGS_BASE) $(CFLAGS_BASE) $(ASAN_FLAGS) $(PKG_CFLAGS) -c $< -o $@
@@ -103,13 +121,13 @@ build/forge: tests/integration/forge.c $(REL_OBJS)
 	$(CC) $(CPPFLAGS_BASE) $(CFLAGS_BASE) $(REL_FLAGS) $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS)
 
 # Integration tests against real PostgreSQL clusters; T=name runs one.
-integration: bin/pgferry bin/pgferry-asan build/faultproxy build/forge
+integration: deps-test bin/pgferry bin/pgferry-asan build/faultproxy build/forge
 	@PG_BINDIR=$(PG_BINDIR) bash tests/integration/run.sh $(T)
 
 # libFuzzer targets: one binary per tests/fuzz/fuzz_NAME.c, built with clang.
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_BINS  := $(patsubst tests/fuzz/fuzz_%.c,build/fuzz/fuzz_%,$(FUZZ_SRCS))
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS) $(HEADERS) | deps
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS) $(HEADERS) | deps-test
 	@mkdir -p build/fuzz
 	$(CLANG) $(CPPFLAGS_BASE) -std=c11 -Wall -Wextra -Werror -pthread $(FUZZ_FLAGS) $(PKG_CFLAGS) \
 		-o $@ $< $(LIB_SRCS) $(PKG_LIBS)
@@ -122,22 +140,22 @@ fuzz-brief: $(FUZZ_BINS)
 	@bash tests/fuzz/run.sh brief $(FUZZ_BINS)
 
 # Everything: unit tests plain and sanitized, brief fuzzing, integration.
-check: deps bin/pgferry bin/pgferry-asan build/faultproxy build/forge $(REL_DIR)/unit_tests $(ASAN_DIR)/unit_tests $(FUZZ_BINS)
+check: deps-test bin/pgferry bin/pgferry-asan build/faultproxy build/forge $(REL_DIR)/unit_tests $(ASAN_DIR)/unit_tests $(FUZZ_BINS)
 	@PG_BINDIR=$(PG_BINDIR) bash tests/run-all.sh $(FUZZ_BINS)
 
 # The randomized fault campaign (not part of check): SOAK_SEED=N replays a
 # schedule, SOAK_FAULTS=N sets how many faults (default 100, ~25 min).
-soak: bin/pgferry build/faultproxy
+soak: deps-test bin/pgferry build/faultproxy
 	@PG_BINDIR=$(PG_BINDIR) bash tests/integration/soak.sh
 
-demo: deps bin/pgferry
+demo: deps-demo bin/pgferry
 	@PG_BINDIR=$(PG_BINDIR) bash tools/demo.sh
 
 build/bench/decode_bench: bench/decode_bench.c $(REL_OBJS)
 	@mkdir -p build/bench
 	$(CC) $(CPPFLAGS_BASE) $(CFLAGS_BASE) $(REL_FLAGS) $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS)
 
-bench: deps bin/pgferry build/bench/decode_bench build/faultproxy
+bench: deps-test bin/pgferry build/bench/decode_bench build/faultproxy
 	@PG_BINDIR=$(PG_BINDIR) bash bench/run.sh
 
 format: deps-tools

@@ -4,23 +4,31 @@
 # runs apt-get; otherwise it prints the command and fails.
 set -euo pipefail
 
-packages=(
-	pkg-config libev-dev libzstd-dev libxxhash-dev check libssl-dev libpq-dev
+# Sets, by what a target runs: "build" (the default: make), "demo" (make
+# demo: the build, PostgreSQL and what the demo script calls, nothing of the
+# tests), "test" (make check: also the unit-test library, clang for the
+# fuzzers, valgrind, python for the probes).
+build=(
+	pkg-config gcc make libev-dev libzstd-dev libxxhash-dev libssl-dev libpq-dev
 	libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
-	clang libclang-rt-14-dev openssl iproute2 procps
-	postgresql-15 postgresql-client-15 curl python3 python3-psycopg2 python3-yaml valgrind
 )
-# extra sets: "tools" adds what make lint/format need
-if [ "${1:-}" = "tools" ]; then
-	packages+=(clang-format clang-tidy cppcheck)
-fi
-if [ "${1:-}" = "prometheus" ]; then
-	packages=(prometheus)
-fi
-# "package": what make deb and make package-check use (systemd-analyze, man, lintian)
-if [ "${1:-}" = "package" ]; then
-	packages=(dpkg-dev lintian man-db systemd)
-fi
+demo=(openssl iproute2 procps postgresql-15 postgresql-client-15 curl)
+test=(check clang libclang-rt-14-dev python3 python3-psycopg2 python3-yaml valgrind)
+case "${1:-build}" in
+build) packages=("${build[@]}") ;;
+demo) packages=("${build[@]}" "${demo[@]}") ;;
+test) packages=("${build[@]}" "${demo[@]}" "${test[@]}") ;;
+# what make lint/format need
+tools) packages=("${build[@]}" clang-format clang-tidy cppcheck) ;;
+# promtool for t_prometheus
+prometheus) packages=(prometheus) ;;
+# what make deb and make package-check use (systemd-analyze, man, lintian)
+package) packages=(dpkg-dev lintian man-db systemd) ;;
+*)
+	echo "install-deps.sh: unknown set \"$1\" (build, demo, test, tools, prometheus, package)" >&2
+	exit 2
+	;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
