@@ -13,7 +13,6 @@
 #include "pgferry/cli.h"
 #include "pgferry/dr_check.h"
 #include "pgferry/log.h"
-#include "pgferry/pgsession.h"
 #include "pgferry/primary_check.h"
 
 #include <jansson.h>
@@ -139,8 +138,21 @@ static PGconn *connect_side(const char *conninfo, const char *side, const char *
 	pgf_error_t err;
 	PGconn *c;
 
+	/* a host that does not answer must not hold a daemon's start for
+	 * minutes: a connect_timeout after the string's own wins over it */
+	const char *keys[] = {"dbname", "fallback_application_name", "connect_timeout", NULL};
+	const char *values[] = {conninfo, "pgferry check", "10", NULL};
+
 	error_clear(&err);
-	c = pgsession_connect(conninfo, "pgferry check", NULL, side, &err);
+	c = PQconnectdbParams(keys, values, 1);
+	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+		error_set(&err, PGF_E_DATABASE, "cannot connect to the %s: %s", side,
+		          c ? PQerrorMessage(c) : "out of memory");
+		error_hint(&err, "Check %s and that the server is up.",
+		           strcmp(side, "primary") == 0 ? "primary_conninfo" : "dr_conninfo");
+		PQfinish(c);
+		c = NULL;
+	}
 	if (c == NULL) {
 		size_t n = strlen(err.message);
 		while (n > 0 && (err.message[n - 1] == '\n' || err.message[n - 1] == ' '))
