@@ -12,6 +12,7 @@
  * streaming); since the version alone does not say, the message length
  * does: 8 bytes without, 24 with.
  */
+#include "pgferry/byteorder.h"
 #include "pgferry/decoder.h"
 
 #include <stdio.h>
@@ -97,9 +98,7 @@ void pgoutput_decoder_init(pgoutput_decoder_t *d, int proto_version)
 
 uint32_t pgoutput_truncate_relid(const pgoutput_message_t *m, uint32_t i)
 {
-	const uint8_t *p = m->u.truncate.relids_raw + 4 * (size_t)i;
-
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+	return be32_read(m->u.truncate.relids_raw + 4 * (size_t)i);
 }
 
 static int read_tuple(reader_t *r, pgoutput_message_t *m, tuple_t *t, pgf_error_t *err)

@@ -2,6 +2,7 @@
  * reader.c — the bounds-checked cursor every outside byte passes through,
  * and LSN / timestamp text forms (see decoder.h).
  */
+#include "pgferry/byteorder.h"
 #include "pgferry/decoder.h"
 
 #include <inttypes.h>
@@ -21,32 +22,26 @@ int reader_u16(reader_t *r, uint16_t *v)
 {
 	if (reader_remaining(r) < 2)
 		return PGF_ERR;
-	*v = (uint16_t)((r->data[r->pos] << 8) | r->data[r->pos + 1]);
+	*v = be16_read(r->data + r->pos);
 	r->pos += 2;
 	return PGF_OK;
 }
 
 int reader_u32(reader_t *r, uint32_t *v)
 {
-	const uint8_t *p;
-
 	if (reader_remaining(r) < 4)
 		return PGF_ERR;
-	p = r->data + r->pos;
-	*v = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+	*v = be32_read(r->data + r->pos);
 	r->pos += 4;
 	return PGF_OK;
 }
 
 int reader_u64(reader_t *r, uint64_t *v)
 {
-	uint32_t hi = 0, lo = 0;
-
 	if (reader_remaining(r) < 8)
 		return PGF_ERR;
-	reader_u32(r, &hi);
-	reader_u32(r, &lo);
-	*v = ((uint64_t)hi << 32) | lo;
+	*v = be64_read(r->data + r->pos);
+	r->pos += 8;
 	return PGF_OK;
 }
 

@@ -10,6 +10,7 @@
 #define PGFERRY_REPLICATION_H
 
 #include "pgferry/error.h"
+#include "pgferry/util.h" /* pgtime_now */
 
 #include <libpq-fe.h>
 #include <stdbool.h>
@@ -71,8 +72,5 @@ int replication_send_status(replication_conn_t *rc, uint64_t write_lsn, uint64_t
 int replication_flush(replication_conn_t *rc, pgf_error_t *err);
 
 int replication_socket(const replication_conn_t *rc);
-
-/* The current time as a PostgreSQL timestamp (µs since 2000-01-01). */
-int64_t pgtime_now(void);
 
 #endif

@@ -6,10 +6,12 @@
  * slot only what it has written and fsynced.
  */
 #include "pgferry/buf.h"
+#include "pgferry/byteorder.h"
 #include "pgferry/cli.h"
 #include "pgferry/decoder.h"
 #include "pgferry/log.h"
 #include "pgferry/replication.h"
+#include "pgferry/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,31 +30,6 @@ static void on_signal(int sig)
 {
 	(void)sig;
 	stop_requested = 1;
-}
-
-static double monotonic_s(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static int write_all(int fd, const void *p, size_t n)
-{
-	const char *c = p;
-
-	while (n > 0) {
-		ssize_t w = write(fd, c, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return PGF_ERR;
-		}
-		c += w;
-		n -= (size_t)w;
-	}
-	return PGF_OK;
 }
 
 static void usage(FILE *out)
@@ -157,13 +134,13 @@ int cmd_capture(int argc, char **argv)
 		error_set(&err, PGF_E_IO, "could not create \"%s\": %s", output, strerror(errno));
 		goto fail;
 	}
-	if (write_all(fd, CAPTURE_MAGIC, CAPTURE_MAGIC_LEN) != PGF_OK) {
+	if (util_write_all(fd, CAPTURE_MAGIC, CAPTURE_MAGIC_LEN) != PGF_OK) {
 		error_set(&err, PGF_E_IO, "could not write \"%s\": %s", output, strerror(errno));
 		goto fail;
 	}
 	if (replication_start(&rc, start_lsn, &opts, &err) != PGF_OK)
 		goto fail;
-	last_change = monotonic_s();
+	last_change = util_monotonic_s();
 	while (!stop_requested) {
 		const uint8_t *data;
 		size_t len;
@@ -180,18 +157,16 @@ int cmd_capture(int argc, char **argv)
 		if (r == 0) {
 			struct pollfd p = {replication_socket(&rc), POLLIN, 0};
 			if (idle_ms > 0 &&
-			    (monotonic_s() - last_change) * 1000.0 >= (double)idle_ms)
+			    (util_monotonic_s() - last_change) * 1000.0 >= (double)idle_ms)
 				break;
 			poll(&p, 1, 100);
 			continue;
 		}
 		if (walsender_parse(data, len, &wm, &err) != PGF_OK)
 			goto fail;
-		hdr[0] = (uint8_t)(len >> 24);
-		hdr[1] = (uint8_t)(len >> 16);
-		hdr[2] = (uint8_t)(len >> 8);
-		hdr[3] = (uint8_t)len;
-		if (write_all(fd, hdr, 4) != PGF_OK || write_all(fd, data, len) != PGF_OK) {
+		be32_write(hdr, (uint32_t)len);
+		if (util_write_all(fd, hdr, 4) != PGF_OK ||
+		    util_write_all(fd, data, len) != PGF_OK) {
 			error_set(&err, PGF_E_IO, "could not write \"%s\": %s", output,
 			          strerror(errno));
 			goto fail;
@@ -199,7 +174,7 @@ int cmd_capture(int argc, char **argv)
 		records++;
 		bytes += len;
 		if (wm.kind == 'w') {
-			last_change = monotonic_s();
+			last_change = util_monotonic_s();
 			if (wm.wal_start > written_lsn)
 				written_lsn = wm.wal_start;
 		}

@@ -14,6 +14,7 @@
 #include "pgferry/dr_check.h"
 #include "pgferry/log.h"
 #include "pgferry/primary_check.h"
+#include "pgferry/util.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -86,14 +87,6 @@ const char *check_role_name(check_role_t role)
 	return role == CHECK_ROLE_SOURCE ? "source" : role == CHECK_ROLE_SINK ? "sink" : "clone";
 }
 
-static double wall_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* The server's clock against this host's, NTP-style: the server's time
  * against the middle of the round trip, half of which is the uncertainty.
  * *offset gets it in seconds (NAN when unknown). */
@@ -104,9 +97,9 @@ static void check_clock(PGconn *conn, const char *side, const char *name, const 
 	PGresult *res;
 
 	*offset = NAN;
-	before = wall_now();
+	before = (double)util_realtime_us() / 1e6;
 	res = PQexec(conn, "SELECT extract(epoch FROM clock_timestamp())");
-	after = wall_now();
+	after = (double)util_realtime_us() / 1e6;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		check_add(r, CHECK_WARNING, name, "check that the server answers",
 		          "could not read the %s's clock", side);

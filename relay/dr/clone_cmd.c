@@ -23,6 +23,7 @@
 #include "pgferry/pgsession.h"
 #include "pgferry/primary_check.h"
 #include "pgferry/replication.h"
+#include "pgferry/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -60,26 +61,11 @@ typedef struct clone {
 	double t0;
 } clone_t;
 
-static double now_s(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 static bool exec_ok(PGconn *c, const char *side, const char *sql, pgf_error_t *err)
 {
 	PGresult *res = pgsession_query(c, side, sql, 0, NULL, err);
 	PQclear(res);
 	return res != NULL;
-}
-
-static char *quote_ident(PGconn *c, const char *s)
-{
-	char *q = PQescapeIdentifier(c, s, strlen(s));
-	char *r = q ? strdup(q) : NULL;
-	PQfreemem(q);
-	return r;
 }
 
 /* ---- pg_dump / pg_restore ------------------------------------------------- */
@@ -415,7 +401,7 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&cl->lock);
 		if (t == NULL)
 			break;
-		t0 = now_s();
+		t0 = util_monotonic_s();
 		if (!copy_table(cl, p, d, t, true, &err)) {
 			/* a type without binary I/O on one side: text works everywhere */
 			fprintf(stderr,
@@ -426,7 +412,7 @@ static void *worker(void *arg)
 			if (!copy_table(cl, p, d, t, false, &err))
 				goto failed;
 		}
-		t->seconds = now_s() - t0;
+		t->seconds = util_monotonic_s() - t0;
 		pthread_mutex_lock(&cl->lock);
 		fprintf(stderr, "  %s.%-*s %12lld rows %10.1f MB %8.2f s %8.1f MB/s\n", t->schema,
 		        (int)(39 - strlen(t->schema)), t->name, t->rows, (double)t->bytes / 1e6,
@@ -479,8 +465,8 @@ static int list_tables(clone_t *cl, PGconn *p, pgf_error_t *err)
 		t->schema = strdup(PQgetvalue(res, i, 0));
 		t->name = strdup(PQgetvalue(res, i, 1));
 		t->columns = strdup(PQgetvalue(res, i, 2));
-		qs = quote_ident(p, t->schema);
-		qn = quote_ident(p, t->name);
+		qs = pgsession_quote_ident(p, t->schema);
+		qn = pgsession_quote_ident(p, t->name);
 		if (qs && qn && (t->qualified = malloc(strlen(qs) + strlen(qn) + 2)) != NULL)
 			sprintf(t->qualified, "%s.%s", qs, qn);
 		free(qs);
@@ -586,7 +572,7 @@ int cmd_clone(int argc, char **argv)
 		goto out;
 	}
 	cl.cfg = &cli.cfg;
-	cl.t0 = now_s();
+	cl.t0 = util_monotonic_s();
 	pthread_mutex_init(&cl.lock, NULL);
 	find_bindir(bindir_opt, bindir, sizeof(bindir));
 
@@ -898,7 +884,7 @@ int cmd_clone(int argc, char **argv)
 	       "%s.\n"
 	       "Start pgferry sink and pgferry source now: streaming resumes at the consistent "
 	       "point, without a gap or a duplicate.\n",
-	       cl.ntables, rows, (double)bytes / 1e6, now_s() - cl.t0, lsn);
+	       cl.ntables, rows, (double)bytes / 1e6, util_monotonic_s() - cl.t0, lsn);
 	status = 0;
 	goto out;
 

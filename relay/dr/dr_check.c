@@ -3,6 +3,7 @@
  * list of functions is the one sql/dr_setup.sql grants.
  */
 #include "pgferry/dr_check.h"
+#include "pgferry/pgsession.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,10 +39,12 @@ static const char rights_sql[] =
 static void query_failed(PGconn *conn, PGresult *res, const char *name, check_report_t *r)
 {
 	const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	char msg[400];
 
 	check_add(r, CHECK_ERROR, name,
 	          "check dr_conninfo and the DR server's version (15 or later)",
-	          "reading the DR database's setup failed: %s", m ? m : PQerrorMessage(conn));
+	          "reading the DR database's setup failed: %s",
+	          m ? m : pgsession_error_text(conn, msg, sizeof(msg)));
 }
 
 void dr_check_rights(PGconn *conn, check_report_t *r)
@@ -133,6 +136,7 @@ static void try_origin(PGconn *conn, const char *origin, bool for_clone, check_r
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+		char msg[400];
 		/* a sink retries until the origin is free; at start that is no reason
 		 * to stop */
 		check_add(r, r->at_start ? CHECK_WARNING : CHECK_ERROR, "replication_origin",
@@ -141,7 +145,7 @@ static void try_origin(PGconn *conn, const char *origin, bool for_clone, check_r
 		                      "clone (pg_stat_activity shows that PID)",
 		          "the replication origin \"%s\" of this stream is in use by another "
 		          "session: %s",
-		          origin, m ? m : PQerrorMessage(conn));
+		          origin, m ? m : pgsession_error_text(conn, msg, sizeof(msg)));
 		PQclear(res);
 		return;
 	}

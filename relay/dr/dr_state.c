@@ -3,6 +3,7 @@
  * database.
  */
 #include "pgferry/dr_state.h"
+#include "pgferry/pgsession.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -32,12 +33,8 @@ int dr_state_run(PGconn *conn, const char *sql, const char *what, pgf_error_t *e
 	}
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
 		char msg[400];
-		size_t n;
 
-		snprintf(msg, sizeof(msg), "%s", PQerrorMessage(conn));
-		n = strlen(msg);
-		while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-			msg[--n] = '\0';
+		pgsession_error_text(conn, msg, sizeof(msg));
 		PQclear(res);
 		res = PQexec(conn, "ROLLBACK");
 		PQclear(res);

@@ -14,6 +14,8 @@
 #include "pgferry/dr_state.h"
 #include "pgferry/http_client.h"
 #include "pgferry/log.h"
+#include "pgferry/pgsession.h"
+#include "pgferry/util.h"
 
 #include <curl/curl.h>
 #include <inttypes.h>
@@ -87,33 +89,20 @@ static void read_sink(const char *url, sink_view_t *v)
 	json_decref(st);
 }
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
-}
-
-static double now_s(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 /* Waits until the sink applied what it had received when asked (new data
  * may keep coming while the primary lives: the target does not move). */
 static bool drain(const char *url, sink_view_t *v, double timeout_s)
 {
 	uint64_t target = v->received_lsn;
-	double t0 = now_s();
+	double t0 = util_monotonic_s();
 	char lsn[LSN_TEXT_LEN], lsn2[LSN_TEXT_LEN];
 
 	if (v->applied_lsn >= target || v->backlog_transactions == 0)
 		return true;
 	fprintf(stderr, "pgferry promote: draining: the sink has received up to %s, applied %s\n",
 	        lsn_format(target, lsn), lsn_format(v->applied_lsn, lsn2));
-	while (now_s() - t0 < timeout_s) {
-		sleep_ms(100);
+	while (util_monotonic_s() - t0 < timeout_s) {
+		util_sleep_ms(100);
 		read_sink(url, v);
 		if (!v->reachable)
 			return false;
@@ -130,10 +119,12 @@ static PGresult *run(PGconn *conn, const char *sql, int n, const char *const *pa
 	int st = PQresultStatus(res);
 
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		char msg[400];
+
 		error_set(err, PGF_E_DATABASE, "promote failed on the DR database: %s",
 		          PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
 		                  ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
-		                  : PQerrorMessage(conn));
+		                  : pgsession_error_text(conn, msg, sizeof(msg)));
 		error_where(err, "%.200s", sql);
 		PQclear(res);
 		return NULL;
@@ -233,8 +224,10 @@ int cmd_promote(int argc, char **argv)
 		conn = PQconnectdbParams(keys, values, 1);
 	}
 	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
+		char msg[400];
+
 		error_set(&err, PGF_E_DATABASE, "cannot connect to the DR database: %s",
-		          conn ? PQerrorMessage(conn) : "out of memory");
+		          pgsession_error_text(conn, msg, sizeof(msg)));
 		error_hint(&err, "Check dr_conninfo and that the DR server is up; nothing was "
 		                 "changed.");
 		log_error_value(LOG_ERROR, &err);
@@ -370,14 +363,14 @@ int cmd_promote(int argc, char **argv)
 
 	/* 3. the sink sees the fence within a second; say whether it did */
 	if (v.reachable) {
-		double t0 = now_s();
+		double t0 = util_monotonic_s();
 		sink_view_t after;
 		do {
 			read_sink(url, &after);
 			if (after.fenced)
 				break;
-			sleep_ms(200);
-		} while (now_s() - t0 < 10);
+			util_sleep_ms(200);
+		} while (util_monotonic_s() - t0 < 10);
 		if (!after.fenced)
 			fprintf(stderr,
 			        "pgferry promote: WARNING: the sink does not report the fence "

@@ -19,6 +19,7 @@
 #include "pgferry/log.h"
 #include "pgferry/pgsession.h"
 #include "pgferry/primary_check.h"
+#include "pgferry/util.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -58,30 +59,9 @@ typedef struct chunk_result {
 	char hash_p[64], hash_d[64];
 } chunk_result_t;
 
-static double now_s(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
-}
-
 /* both sides must print every value the same way */
 static const char verify_options[] = "-c datestyle=ISO -c intervalstyle=postgres "
                                      "-c extra_float_digits=3 -c TimeZone=UTC -c bytea_output=hex";
-
-static char *quote_ident(PGconn *c, const char *s)
-{
-	char *q = PQescapeIdentifier(c, s, strlen(s));
-	char *r = q ? strdup(q) : NULL;
-	PQfreemem(q);
-	return r;
-}
 
 static void table_free(table_t *t)
 {
@@ -134,7 +114,7 @@ static int describe(verifier_t *v, table_t *t)
 	if (res == NULL)
 		return PGF_ERR;
 	for (i = 0; i < PQntuples(res); i++) {
-		char *qi = quote_ident(v->p, PQgetvalue(res, i, 0));
+		char *qi = pgsession_quote_ident(v->p, PQgetvalue(res, i, 0));
 		if (qi == NULL || (i && (t->cols = append(t->cols, ", ")) == NULL) ||
 		    (t->cols = append(t->cols, qi)) == NULL) {
 			free(qi);
@@ -159,7 +139,7 @@ static int describe(verifier_t *v, table_t *t)
 	if (res == NULL)
 		return PGF_ERR;
 	for (i = 0; i < PQntuples(res) && i < MAX_KEYS; i++) {
-		t->keys[i] = quote_ident(v->p, PQgetvalue(res, i, 0));
+		t->keys[i] = pgsession_quote_ident(v->p, PQgetvalue(res, i, 0));
 		t->key_types[i] = strdup(PQgetvalue(res, i, 1));
 		if (t->keys[i] == NULL || t->key_types[i] == NULL ||
 		    (i && (t->key_list = append(t->key_list, ", ")) == NULL) ||
@@ -269,7 +249,7 @@ static uint64_t dr_applied(verifier_t *v)
 static void wait_dr(verifier_t *v, uint64_t target)
 {
 	uint64_t last = 0, cur;
-	double moved = now_s(), t0 = moved;
+	double moved = util_monotonic_s(), t0 = moved;
 
 	if (!v->dr_has_origin || v->dr_stalled)
 		return;
@@ -279,9 +259,9 @@ static void wait_dr(verifier_t *v, uint64_t target)
 			return;
 		if (cur != last) {
 			last = cur;
-			moved = now_s();
+			moved = util_monotonic_s();
 		}
-		if (now_s() - moved > 3 || now_s() - t0 > 30) {
+		if (util_monotonic_s() - moved > 3 || util_monotonic_s() - t0 > 30) {
 			char a[LSN_TEXT_LEN], b[LSN_TEXT_LEN];
 			v->dr_stalled = true;
 			fprintf(stderr,
@@ -290,7 +270,7 @@ static void wait_dr(verifier_t *v, uint64_t target)
 			        lsn_format(cur, a), lsn_format(target, b));
 			return;
 		}
-		sleep_ms(50);
+		util_sleep_ms(50);
 	}
 }
 
@@ -523,7 +503,8 @@ static const char *verify_table(verifier_t *v, table_t *t, json_t *entry)
 			    (attempt >= v->cfg->verify_retries && stable) ||
 			    attempt >= 4 * v->cfg->verify_retries)
 				break;
-			sleep_ms(100 * (attempt + 1)); /* the DR side may be between two changes */
+			util_sleep_ms(100 *
+			              (attempt + 1)); /* the DR side may be between two changes */
 		}
 		rows_p += r.rows_p;
 		rows_d += r.rows_d;
@@ -693,7 +674,7 @@ static const char *verify_sequence(verifier_t *v, const char *name, bool readabl
 			return "equal";
 		if (k >= (int)v->cfg->verify_retries)
 			return moved ? "busy" : "behind";
-		sleep_ms(500);
+		util_sleep_ms(500);
 	}
 }
 
@@ -714,7 +695,7 @@ static void verify_sequences(verifier_t *v, const char *publication, json_t *rep
 	for (i = 0; i < PQntuples(res); i++) {
 		const char *name = PQgetvalue(res, i, 0), *result;
 		json_t *entry = json_object();
-		double t0 = now_s();
+		double t0 = util_monotonic_s();
 		char pv[32] = "-", dv[32] = "-";
 
 		error_clear(&v->err);
@@ -722,7 +703,7 @@ static void verify_sequences(verifier_t *v, const char *publication, json_t *rep
 		json_object_set_new(entry, "sequence", json_string(name));
 		json_object_set_new(entry, "table", json_string(PQgetvalue(res, i, 1)));
 		json_object_set_new(entry, "result", json_string(result));
-		json_object_set_new(entry, "seconds", json_real(now_s() - t0));
+		json_object_set_new(entry, "seconds", json_real(util_monotonic_s() - t0));
 		if (strcmp(result, "error") == 0) {
 			char msg[2048];
 			error_format(&v->err, msg, sizeof(msg));
@@ -746,7 +727,7 @@ static void verify_sequences(verifier_t *v, const char *publication, json_t *rep
 				         (long long)json_integer_value(
 				                 json_object_get(entry, "dr_value")));
 			printf("  %-40s %10s %10s %7s  %-8s %8.2f s\n", name, pv, dv, "", result,
-			       now_s() - t0);
+			       util_monotonic_s() - t0);
 			if (json_is_string(json_object_get(entry, "error")))
 				printf("      %s\n",
 				       json_string_value(json_object_get(entry, "error")));
@@ -767,7 +748,7 @@ int cmd_verify(int argc, char **argv)
 	PGresult *res = NULL;
 	json_t *seqs = NULL;
 	seq_counts_t ns = {0, 0, 0, 0, 0};
-	double t_start = now_s();
+	double t_start = util_monotonic_s();
 
 	memset(&v, 0, sizeof(v));
 	if (cli_load(argc, argv, 0, &cli, &v.err) != PGF_OK) {
@@ -858,7 +839,7 @@ int cmd_verify(int argc, char **argv)
 		table_t t;
 		json_t *entry = json_object();
 		const char *result;
-		double t0 = now_s();
+		double t0 = util_monotonic_s();
 		char full[512];
 		int k;
 		bool wanted = nonly == 0;
@@ -876,7 +857,8 @@ int cmd_verify(int argc, char **argv)
 		t.schema = strdup(PQgetvalue(res, i, 0));
 		t.name = strdup(PQgetvalue(res, i, 1));
 		{
-			char *qs = quote_ident(v.p, t.schema), *qn = quote_ident(v.p, t.name);
+			char *qs = pgsession_quote_ident(v.p, t.schema),
+			     *qn = pgsession_quote_ident(v.p, t.name);
 			t.qualified = append(append(append(NULL, qs ? qs : ""), "."), qn ? qn : "");
 			free(qs);
 			free(qn);
@@ -885,7 +867,7 @@ int cmd_verify(int argc, char **argv)
 		result = verify_table(&v, &t, entry);
 		json_object_set_new(entry, "table", json_string(full));
 		json_object_set_new(entry, "result", json_string(result));
-		json_object_set_new(entry, "seconds", json_real(now_s() - t0));
+		json_object_set_new(entry, "seconds", json_real(util_monotonic_s() - t0));
 		if (strcmp(result, "error") == 0) {
 			char msg[2048];
 			error_format(&v.err, msg, sizeof(msg));
@@ -917,9 +899,9 @@ int cmd_verify(int argc, char **argv)
 		        "{s:o, s:o, s:{s:i, s:i, s:i, s:i, s:i, s:f}, s:{s:i, s:i, s:i, s:i, s:i}}",
 		        "tables", v.report, "sequences", seqs, "summary", "equal", n_equal,
 		        "differ", n_differ, "missing", n_missing, "busy", n_busy, "error", n_error,
-		        "seconds", now_s() - t_start, "sequence_summary", "equal", ns.equal,
-		        "behind", ns.differ, "missing", ns.missing, "busy", ns.busy, "error",
-		        ns.error);
+		        "seconds", util_monotonic_s() - t_start, "sequence_summary", "equal",
+		        ns.equal, "behind", ns.differ, "missing", ns.missing, "busy", ns.busy,
+		        "error", ns.error);
 		seqs = NULL;
 		char *text = json_dumps(o, JSON_COMPACT);
 		v.report = NULL;
@@ -930,7 +912,7 @@ int cmd_verify(int argc, char **argv)
 		printf("%d tables: %d equal, %d differ, %d missing on the DR database, %d busy, %d "
 		       "errors (%.1f s)\n",
 		       n_equal + n_differ + n_missing + n_error + n_busy, n_equal, n_differ,
-		       n_missing, n_busy, n_error, now_s() - t_start);
+		       n_missing, n_busy, n_error, util_monotonic_s() - t_start);
 	if (!v.as_json && nonly == 0)
 		printf("%d sequences: %d equal, %d behind, %d missing on the DR database, %d busy, "
 		       "%d "

@@ -22,6 +22,7 @@
 
 #include "pgferry/decoder.h"
 #include "pgferry/log.h"
+#include "pgferry/util.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -30,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <time.h>
 
 #define PENDING_MAX     262144
@@ -133,21 +133,15 @@ struct lag_tracker {
 
 static int64_t real_clock(void *arg)
 {
-	struct timeval tv;
-
 	(void)arg;
-	gettimeofday(&tv, NULL);
-	return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+	return util_realtime_us();
 }
 
 static int64_t mono_clock(void *arg)
 {
-	struct timespec ts;
-
 	(void)arg;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
 	/* never 0: 0 means "none" in the tracker */
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 + 1;
+	return util_monotonic_us() + 1;
 }
 
 lag_tracker_t *lag_tracker_create(const config_t *cfg)

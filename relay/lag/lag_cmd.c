@@ -7,6 +7,7 @@
 #include "pgferry/cli.h"
 #include "pgferry/http_client.h"
 #include "pgferry/log.h"
+#include "pgferry/util.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -217,10 +218,8 @@ int cmd_lag(int argc, char **argv)
 			rc = 0;
 		}
 		fflush(stdout);
-		if (watch && !interrupted) {
-			struct timespec ts = {interval_ms / 1000, interval_ms % 1000 * 1000000};
-			nanosleep(&ts, NULL); /* SIGINT cuts it short */
-		}
+		if (watch && !interrupted)
+			util_sleep_ms(interval_ms); /* SIGINT cuts it short */
 	} while (watch && !interrupted);
 	curl_global_cleanup();
 	cli_free(&cli);

@@ -9,6 +9,7 @@
 #include "pgferry/decoder.h"
 #include "pgferry/dr_state.h"
 #include "pgferry/log.h"
+#include "pgferry/util.h"
 
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -139,7 +140,6 @@ static void *history_main(void *arg)
 	unsigned tick = 0;
 
 	while (!h->stop && s != NULL) {
-		struct timespec one_second = {1, 0};
 		int slept;
 
 		if (connect_db(h)) {
@@ -153,11 +153,8 @@ static void *history_main(void *arg)
 				prune(h);
 		}
 		tick++;
-		for (slept = 0; slept < 10 && !h->stop; slept++) {
-			one_second.tv_sec = 0;
-			one_second.tv_nsec = 100000000L;
-			nanosleep(&one_second, NULL);
-		}
+		for (slept = 0; slept < 10 && !h->stop; slept++)
+			util_sleep_ms(100);
 	}
 	free(s);
 	return NULL;

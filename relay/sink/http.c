@@ -19,6 +19,7 @@
 #include "pgferry/netconn.h"
 
 #include "pgferry/log.h"
+#include "pgferry/util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -66,20 +67,12 @@ struct http_server {
 	double last_report;
 };
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Under the lock. shutdown(2), not close(2): the socket stays libmicrohttpd's
  * to close, which it does once it sees the end (and tells notify_connection
  * first, so the slot is free before the number can be reused). */
 static void drop_client(http_server_t *h, http_client_t *c, const char *why)
 {
-	double now = now_s();
+	double now = util_monotonic_s();
 
 	shutdown(c->fd, SHUT_RDWR);
 	c->dropped = true;
@@ -151,14 +144,14 @@ static http_client_t *admit(http_server_t *h, int fd, const char *address)
 	memset(slot, 0, sizeof(*slot));
 	slot->in_use = true;
 	slot->fd = fd;
-	slot->accepted_at = now_s();
+	slot->accepted_at = util_monotonic_s();
 	snprintf(slot->address, sizeof(slot->address), "%s", address);
 	return slot;
 }
 
 static void sweep(http_server_t *h)
 {
-	double now = now_s();
+	double now = util_monotonic_s();
 	int i;
 
 	pthread_mutex_lock(&h->lock);

@@ -3,6 +3,7 @@
  * (see primary_check.h): the source runs them on every session, clone
  * before it creates its slot; `pgferry check` runs them all.
  */
+#include "pgferry/pgsession.h"
 #include "pgferry/primary_check.h"
 
 #include <stdio.h>
@@ -231,13 +232,14 @@ void primary_check_report(PGconn *conn, const config_t *cfg, bool for_clone, che
 	PGresult *res = PQexecParams(conn, setup_sql, 2, NULL, params, NULL, NULL, 0);
 	pgf_error_t err;
 	int max, used;
+	char msg[400];
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		check_add(r, CHECK_ERROR, "primary", "check that the role may read the catalog",
 		          "reading the primary's setup failed: %s",
 		          PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
 		                  ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
-		                  : PQerrorMessage(conn));
+		                  : pgsession_error_text(conn, msg, sizeof(msg)));
 		PQclear(res);
 		return;
 	}

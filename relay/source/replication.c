@@ -6,31 +6,18 @@
 
 #include "pgferry/buf.h"
 #include "pgferry/decoder.h"
+#include "pgferry/pgsession.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
-
-int64_t pgtime_now(void)
-{
-	struct timeval tv;
-
-	gettimeofday(&tv, NULL);
-	return unix_us_to_pgtime((int64_t)tv.tv_sec * 1000000 + tv.tv_usec);
-}
 
 static int db_error(pgf_error_t *err, PGconn *conn, const char *what)
 {
-	const char *msg = PQerrorMessage(conn);
 	char clean[400];
-	size_t n;
 
-	snprintf(clean, sizeof(clean), "%s", msg ? msg : "");
-	n = strlen(clean);
-	while (n > 0 && (clean[n - 1] == '\n' || clean[n - 1] == ' '))
-		clean[--n] = '\0';
+	pgsession_error_text(conn, clean, sizeof(clean));
 	error_set(err, PGF_E_DATABASE, "%s failed on the primary: %s", what, clean);
 	return PGF_ERR;
 }

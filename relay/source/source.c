@@ -205,7 +205,10 @@ static bool aux_send(source_t *s, int kind, const char *sql, const char *param)
 
 	if (PQsendQueryParams(s->heartbeat_conn, sql, param ? 1 : 0, NULL, params, NULL, NULL, 0) !=
 	    1) {
-		log_warning("could not send to the primary: %s", PQerrorMessage(s->heartbeat_conn));
+		char msg[400];
+
+		log_warning("could not send to the primary: %s",
+		            pgsession_error_text(s->heartbeat_conn, msg, sizeof(msg)));
 		return false;
 	}
 	s->aux_kind = kind;
@@ -287,6 +290,7 @@ static void heartbeat_io(struct ev_loop *loop, ev_io *w, int revents)
 {
 	source_t *s = w->data;
 	PGresult *res;
+	char msg[400];
 
 	(void)loop;
 	(void)revents;
@@ -298,7 +302,7 @@ static void heartbeat_io(struct ev_loop *loop, ev_io *w, int revents)
 		log_warning(
 		        "heartbeat connection to the primary lost; no heartbeats until the next "
 		        "session: %s",
-		        PQerrorMessage(s->heartbeat_conn));
+		        pgsession_error_text(s->heartbeat_conn, msg, sizeof(msg)));
 		heartbeat_close(s);
 		return;
 	}
@@ -394,11 +398,12 @@ static int heartbeat_open(source_t *s, pgf_error_t *err)
 {
 	const char *keys[] = {"dbname", "fallback_application_name", "connect_timeout", NULL};
 	const char *values[] = {s->cfg->primary_conninfo, "pgferry heartbeat", "10", NULL};
+	char msg[400];
 
 	s->heartbeat_conn = PQconnectdbParams(keys, values, 1);
 	if (s->heartbeat_conn == NULL || PQstatus(s->heartbeat_conn) != CONNECTION_OK) {
 		error_set(err, PGF_E_DATABASE, "heartbeat connection to the primary failed: %s",
-		          s->heartbeat_conn ? PQerrorMessage(s->heartbeat_conn) : "out of memory");
+		          pgsession_error_text(s->heartbeat_conn, msg, sizeof(msg)));
 		PQfinish(s->heartbeat_conn);
 		s->heartbeat_conn = NULL;
 		return PGF_ERR;

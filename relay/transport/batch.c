@@ -3,6 +3,7 @@
  */
 #include "pgferry/batch.h"
 
+#include "pgferry/byteorder.h"
 #include "pgferry/decoder.h"
 
 #include <stdlib.h>
@@ -27,22 +28,6 @@ struct batch_decoder {
 	uint32_t *offsets;
 	size_t offsets_cap;
 };
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	int i;
-
-	for (i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (56 - 8 * i));
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
 
 batch_encoder_t *batch_encoder_create(int level, size_t max_raw, pgf_error_t *err)
 {
@@ -123,11 +108,11 @@ int batch_encoder_finish(batch_encoder_t *e, uint64_t seq, buf_t *out, pgf_error
 	if (e->raw.len > e->max_raw)
 		return error_set(err, PGF_E_PROTOCOL, "batch of %zu bytes exceeds max_frame_bytes",
 		                 e->raw.len);
-	put_be64(hdr, seq);
-	put_be64(hdr + 8, e->first_lsn);
-	put_be64(hdr + 16, e->last_lsn);
-	put_be32(hdr + 24, e->nrecords);
-	put_be32(hdr + 28, (uint32_t)e->raw.len);
+	be64_write(hdr, seq);
+	be64_write(hdr + 8, e->first_lsn);
+	be64_write(hdr + 16, e->last_lsn);
+	be32_write(hdr + 24, e->nrecords);
+	be32_write(hdr + 28, (uint32_t)e->raw.len);
 	st = XXH3_createState();
 	if (st == NULL)
 		return error_set(err, PGF_E_MEMORY, "out of memory");
@@ -136,7 +121,7 @@ int batch_encoder_finish(batch_encoder_t *e, uint64_t seq, buf_t *out, pgf_error
 	XXH3_64bits_update(st, e->raw.data ? e->raw.data : "", e->raw.len);
 	sum = XXH3_64bits_digest(st);
 	XXH3_freeState(st);
-	put_be64(hdr + 32, sum);
+	be64_write(hdr + 32, sum);
 
 	buf_reset(out);
 	bound = ZSTD_compressBound(e->raw.len) + 64;
@@ -322,5 +307,5 @@ void batch_view_record(const batch_view_t *v, uint32_t i, const uint8_t **data, 
 	const uint8_t *p = v->raw + v->offsets[i];
 
 	*data = p;
-	*len = ((uint32_t)p[-4] << 24) | ((uint32_t)p[-3] << 16) | ((uint32_t)p[-2] << 8) | p[-1];
+	*len = be32_read(p - 4);
 }

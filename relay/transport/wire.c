@@ -5,6 +5,7 @@
  */
 #include "pgferry/wire.h"
 
+#include "pgferry/byteorder.h"
 #include "pgferry/decoder.h"
 
 #include <string.h>
@@ -28,8 +29,7 @@ int wire_check_header(const uint8_t *hdr, int64_t max_frame_bytes, uint8_t *type
                       pgf_error_t *err)
 {
 	*type = hdr[0];
-	*len = ((uint32_t)hdr[1] << 24) | ((uint32_t)hdr[2] << 16) | ((uint32_t)hdr[3] << 8) |
-	       hdr[4];
+	*len = be32_read(hdr + 1);
 	if (*type < 1 || *type > WIRE_TYPE_MAX) {
 		error_set(err, PGF_E_PROTOCOL, "unknown frame type %u", *type);
 		error_detail(err,

@@ -2,6 +2,7 @@
  * buf.c — growable byte buffer and the JSON string writer (see buf.h).
  */
 #include "pgferry/buf.h"
+#include "pgferry/byteorder.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -97,20 +98,26 @@ void buf_append_u8(buf_t *b, uint8_t v)
 
 void buf_append_be16(buf_t *b, uint16_t v)
 {
-	uint8_t x[2] = {(uint8_t)(v >> 8), (uint8_t)v};
-	buf_append(b, x, 2);
+	uint8_t x[2];
+
+	be16_write(x, v);
+	buf_append(b, x, sizeof(x));
 }
 
 void buf_append_be32(buf_t *b, uint32_t v)
 {
-	uint8_t x[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
-	buf_append(b, x, 4);
+	uint8_t x[4];
+
+	be32_write(x, v);
+	buf_append(b, x, sizeof(x));
 }
 
 void buf_append_be64(buf_t *b, uint64_t v)
 {
-	buf_append_be32(b, (uint32_t)(v >> 32));
-	buf_append_be32(b, (uint32_t)v);
+	uint8_t x[8];
+
+	be64_write(x, v);
+	buf_append(b, x, sizeof(x));
 }
 
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */

@@ -6,6 +6,7 @@
 
 #include "pgferry/buf.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,13 +16,14 @@ PGconn *pgsession_connect(const char *conninfo, const char *application, const c
 	const char *keys[] = {"dbname", "fallback_application_name", "options", NULL};
 	const char *values[] = {conninfo, application, options, NULL};
 	PGconn *c;
+	char msg[400];
 
 	if (options == NULL)
 		keys[2] = NULL;
 	c = PQconnectdbParams(keys, values, 1);
 	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
 		error_set(err, PGF_E_DATABASE, "cannot connect to the %s: %s", side,
-		          c ? PQerrorMessage(c) : "out of memory");
+		          pgsession_error_text(c, msg, sizeof(msg)));
 		error_hint(err, "Check %s and that the server is up.",
 		           strcmp(side, "primary") == 0 ? "primary_conninfo" : "dr_conninfo");
 		PQfinish(c);
@@ -38,8 +40,10 @@ PGresult *pgsession_query(PGconn *c, const char *side, const char *sql, int n,
 
 	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
 		const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+		char msg[400];
+
 		error_set(err, PGF_E_DATABASE, "a query failed on the %s: %s", side,
-		          m ? m : PQerrorMessage(c));
+		          m ? m : pgsession_error_text(c, msg, sizeof(msg)));
 		error_where(err, "%.300s", sql);
 		PQclear(res);
 		return NULL;
@@ -89,4 +93,26 @@ char *pgsession_conninfo_without_password(const char *conninfo, char **password,
 		error_set(err, PGF_E_MEMORY, "out of memory");
 	}
 	return out;
+}
+
+const char *pgsession_error_text(const PGconn *c, char *buf, size_t len)
+{
+	size_t n;
+
+	if (len == 0)
+		return buf;
+	snprintf(buf, len, "%s", c ? PQerrorMessage(c) : "out of memory");
+	n = strlen(buf);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+		buf[--n] = '\0';
+	return buf;
+}
+
+char *pgsession_quote_ident(PGconn *c, const char *s)
+{
+	char *q = PQescapeIdentifier(c, s, strlen(s));
+	char *r = q ? strdup(q) : NULL;
+
+	PQfreemem(q);
+	return r;
 }

@@ -13,6 +13,7 @@
  */
 #include "pgferry/batch.h"
 #include "pgferry/buf.h"
+#include "pgferry/byteorder.h"
 #include "pgferry/decoder.h"
 #include "pgferry/replication.h"
 #include "pgferry/wire.h"
@@ -69,8 +70,7 @@ static int read_frame(buf_t *out)
 
 	if (read_full(hdr, sizeof(hdr)) != 0)
 		return -1;
-	len = ((uint32_t)hdr[1] << 24) | ((uint32_t)hdr[2] << 16) | ((uint32_t)hdr[3] << 8) |
-	      hdr[4];
+	len = be32_read(hdr + 1);
 	buf_reset(out);
 	buf_reserve(out, len + 1);
 	if (read_full((uint8_t *)out->data, len) != 0)
