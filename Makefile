@@ -25,7 +25,7 @@ LIB_SRCS  := $(sort $(wildcard decoder/*.c) $(filter-out relay/cli/main.c,$(wild
 MAIN_SRC  := relay/cli/main.c
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
-HEADERS   := $(wildcard include/pgferry/*.h)
+HEADERS   := $(wildcard include/pgferry/*.h relay/*/*.h)
 ALL_C     := $(LIB_SRCS) $(MAIN_SRC) $(UNIT_SRCS) tests/unit/unit_main.c $(FUZZ_SRCS) \
              tests/integration/faultproxy.c tests/integration/forge.c \
              $(wildcard bench/*.c) $(HEADERS)

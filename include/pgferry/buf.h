@@ -35,6 +35,8 @@ static inline bool buf_failed(const buf_t *b)
 {
 	return b->failed;
 }
+/* FNV-1a of the bytes held: for hash tables keyed by a built key */
+unsigned buf_hash(const buf_t *b);
 
 /* JSON helpers: a quoted, escaped string. Valid UTF-8 passes through;
  * invalid bytes are written as \ufffd so the output is always valid JSON. */

@@ -250,3 +250,13 @@ void json_append_hex(buf_t *b, const void *data, size_t len)
 	b->data[b->len] = '\0';
 	buf_append_char(b, '"');
 }
+
+unsigned buf_hash(const buf_t *b)
+{
+	unsigned h = 2166136261u;
+	size_t i;
+
+	for (i = 0; i < b->len; i++)
+		h = (h ^ (unsigned char)b->data[i]) * 16777619u;
+	return h;
+}

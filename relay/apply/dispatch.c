@@ -1,0 +1,314 @@
+/*
+ * dispatch.c — one handler per pgoutput message kind behind apply_message,
+ * and the error context every error of apply carries.
+ *
+ * apply_message decodes a message and hands it to apply_handle_<kind>.
+ * Inside a Stream Start/Stop block every message goes to the spill file
+ * (spill.c) instead; a Stream Commit replays it through the same handlers.
+ * When a handler fails, apply_error_context names the source transaction
+ * (xid and commit LSN) in the error's where, unless the handler said
+ * something more precise (the statement, the relation, the command).
+ */
+#include "apply_internal.h"
+
+#include "pgferry/replication.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Adds where the error happened, if the handler did not: the source
+ * transaction being applied, or the message's position outside one. */
+static void apply_error_context(const apply_t *a, uint64_t wal_start, pgf_error_t *err)
+{
+	char lsn[LSN_TEXT_LEN];
+
+	if (err->where[0] != '\0')
+		return;
+	if (a->txn.in_txn)
+		error_where(err, "transaction %u ending at %s", a->txn.xid,
+		            lsn_format(a->txn.lsn, lsn));
+	else if (wal_start != 0)
+		error_where(err, "message at %s", lsn_format(wal_start, lsn));
+}
+
+/* ---- changes: inside a transaction, or replayed from a spill file ---------- */
+
+static int apply_handle_relation(apply_t *a, const pgoutput_message_t *m, pgf_error_t *err)
+{
+	/* held images follow the old description: write them first */
+	if (!coalesce_empty(&a->net) && rows_flush_held(a, err) != PGF_OK)
+		return PGF_ERR;
+	return relcache_update(a->relcache, m, err);
+}
+
+/* Holds the change as a net change when its table allows it (coalesce.h);
+ * otherwise writes what is held, then the change, so order is kept. */
+static int apply_handle_row(apply_t *a, const pgoutput_message_t *m, size_t len, pgf_error_t *err)
+{
+	uint32_t relid = m->type == PGOUTPUT_INSERT   ? m->u.insert.relid
+	                 : m->type == PGOUTPUT_UPDATE ? m->u.update.relid
+	                                              : m->u.delete_.relid;
+	const tuple_t *t = m->type == PGOUTPUT_INSERT   ? &m->u.insert.new_tuple
+	                   : m->type == PGOUTPUT_UPDATE ? &m->u.update.new_tuple
+	                                                : &m->u.delete_.old_tuple;
+	const relcache_entry_t *rel;
+	bool taken;
+
+	a->group.bytes += len;
+	rel = rows_relation(a, relid, err);
+	if (rel == NULL || rows_check_tuple(rel, t, err) != PGF_OK)
+		return PGF_ERR;
+	if (coalesce_add(&a->net, schema_coalesce_mode(&a->schema, rel), rel, m->type,
+	                 m->type == PGOUTPUT_UPDATE && m->u.update.old_kind != 0, t, &taken,
+	                 err) != PGF_OK)
+		return PGF_ERR;
+	if (taken) {
+		a->group.rows++;
+		return PGF_OK;
+	}
+	if (!coalesce_empty(&a->net) && rows_flush_held(a, err) != PGF_OK)
+		return PGF_ERR;
+	if (m->type == PGOUTPUT_INSERT)
+		return rows_insert(a, relid, t, err);
+	return m->type == PGOUTPUT_UPDATE ? rows_update(a, m, err) : rows_delete(a, m, err);
+}
+
+static int apply_handle_truncate(apply_t *a, const pgoutput_message_t *m, size_t len,
+                                 pgf_error_t *err)
+{
+	a->group.bytes += len;
+	if (!coalesce_empty(&a->net) && rows_flush_held(a, err) != PGF_OK)
+		return PGF_ERR;
+	return rows_truncate(a, m, err);
+}
+
+/* Relation, Type and row changes, inside a transaction (or a replay). */
+static int apply_change(apply_t *a, const pgoutput_message_t *m, size_t len, pgf_error_t *err)
+{
+	switch (m->type) {
+	case PGOUTPUT_RELATION:
+		return apply_handle_relation(a, m, err);
+	case PGOUTPUT_TYPE:
+		return relcache_update_type(a->relcache, m, err);
+	case PGOUTPUT_INSERT:
+	case PGOUTPUT_UPDATE:
+	case PGOUTPUT_DELETE:
+		return apply_handle_row(a, m, len, err);
+	case PGOUTPUT_TRUNCATE:
+		return apply_handle_truncate(a, m, len, err);
+	case PGOUTPUT_MESSAGE:
+		return own_message_apply(a, m, err);
+	case PGOUTPUT_ORIGIN:
+		return PGF_OK;
+	default:
+		return error_set(err, PGF_E_PROTOCOL, "unexpected %s message inside a transaction",
+		                 pgoutput_type_name(m->type));
+	}
+}
+
+/* ---- transaction boundaries ------------------------------------------------ */
+
+static int apply_handle_begin(apply_t *a, const pgoutput_message_t *m, uint64_t wal_start,
+                              pgf_error_t *err)
+{
+	char lsn[LSN_TEXT_LEN];
+
+	if (a->txn.in_txn)
+		return error_set(err, PGF_E_PROTOCOL, "BEGIN inside a transaction at %s",
+		                 lsn_format(wal_start, lsn));
+	a->txn.in_txn = true;
+	a->txn.xid = m->u.begin.xid;
+	a->txn.lsn = m->u.begin.final_lsn;
+	/* the origin's progress is the end of the last applied commit:
+	 * a commit before it was applied already and must not be twice */
+	a->txn.skipping = m->u.begin.final_lsn < a->group.progress_lsn;
+	if (a->txn.skipping)
+		return PGF_OK;
+	/* its commit is not here yet: secure the whole transactions first */
+	if (a->commit_watermark != NULL && a->group.open && a->group.txns > 0 &&
+	    m->u.begin.final_lsn > __atomic_load_n(a->commit_watermark, __ATOMIC_ACQUIRE)) {
+		a->txn.in_txn = false;
+		/* durable now: input paused mid-transaction, so this is
+		 * where the figures (and the slot) must catch up */
+		if (apply_commit_group(a, true, err) != PGF_OK)
+			return PGF_ERR;
+		a->txn.in_txn = true;
+	}
+	return group_begin(a, err);
+}
+
+static int apply_handle_commit(apply_t *a, const pgoutput_message_t *m, uint64_t wal_start,
+                               pgf_error_t *err)
+{
+	char lsn[LSN_TEXT_LEN];
+
+	if (!a->txn.in_txn)
+		return error_set(err, PGF_E_PROTOCOL, "COMMIT outside a transaction at %s",
+		                 lsn_format(wal_start, lsn));
+	if (a->txn.skipping) {
+		a->txn.in_txn = a->txn.skipping = false;
+		return PGF_OK;
+	}
+	return group_source_commit(a, m->u.commit.end_lsn, m->u.commit.commit_time, err);
+}
+
+/* ---- streamed transactions ------------------------------------------------- */
+
+static int apply_handle_stream_start(apply_t *a, const pgoutput_message_t *m, pgf_error_t *err)
+{
+	a->spill.current = spill_open(&a->spill, m->u.stream_start.xid, err);
+	return a->spill.current ? PGF_OK : PGF_ERR;
+}
+
+/* Replays a committed streamed transaction from its spill file, one
+ * message at a time (memory: the largest single message). */
+static int stream_replay(apply_t *a, uint32_t xid, pgf_error_t *err)
+{
+	stream_file_t *s = spill_find(&a->spill, xid);
+	pgoutput_decoder_t saved = a->decoder;
+	off_t pos = 0;
+	buf_t rec;
+	int rc;
+
+	if (s == NULL)
+		return PGF_OK;
+	buf_init(&rec);
+	a->decoder.in_stream = true; /* spilled changes carry their xid */
+	while ((rc = spill_read(&a->spill, s, &pos, &rec, err)) == 1) {
+		if (pgoutput_decode(&a->decoder, (const uint8_t *)rec.data, rec.len, a->msg, err) !=
+		            PGF_OK ||
+		    apply_change(a, a->msg, rec.len, err) != PGF_OK) {
+			rc = PGF_ERR;
+			break;
+		}
+	}
+	buf_free(&rec);
+	a->decoder = saved;
+	if (rc == 0)
+		spill_close(&a->spill, s, true);
+	return rc == 0 ? PGF_OK : PGF_ERR;
+}
+
+static int apply_handle_stream_commit(apply_t *a, const pgoutput_message_t *m, pgf_error_t *err)
+{
+	uint64_t end_lsn = m->u.stream_commit.end_lsn;
+	int64_t commit_time = m->u.stream_commit.commit_time;
+
+	if (a->txn.in_txn)
+		return error_set(err, PGF_E_PROTOCOL, "STREAM COMMIT inside a transaction");
+	if (m->u.stream_commit.commit_lsn < a->group.progress_lsn) {
+		/* applied before: drop its spill file */
+		spill_close(&a->spill, spill_find(&a->spill, m->u.stream_commit.xid), true);
+		return PGF_OK;
+	}
+	if (group_begin(a, err) != PGF_OK)
+		return PGF_ERR;
+	a->txn.in_txn = true;
+	a->txn.xid = m->u.stream_commit.xid;
+	a->txn.lsn = m->u.stream_commit.commit_lsn;
+	if (stream_replay(a, m->u.stream_commit.xid, err) != PGF_OK)
+		return PGF_ERR;
+	return group_source_commit(a, end_lsn, commit_time, err);
+}
+
+static int unsupported_two_phase(pgf_error_t *err)
+{
+	error_set(err, PGF_E_PROTOCOL, "the stream carries two-phase (prepared) transactions");
+	error_detail(err, "The sink applies prepared transactions when they commit; the slot "
+	                  "must not decode them at PREPARE time.");
+	error_hint(err, "pgferry source never asks for them; stream with pgferry source, which "
+	                "decodes a prepared transaction at its COMMIT PREPARED.");
+	return PGF_ERR;
+}
+
+/* ---- the dispatcher ----------------------------------------------------------- */
+
+static int apply_dispatch(apply_t *a, const pgoutput_message_t *m, uint64_t wal_start,
+                          const uint8_t *data, size_t len, pgf_error_t *err)
+{
+	char lsn[LSN_TEXT_LEN];
+
+	/* inside a Stream Start/Stop block everything goes to the spill file */
+	if (a->spill.current != NULL && m->type != PGOUTPUT_STREAM_STOP) {
+		if (m->type == PGOUTPUT_STREAM_START || m->type == PGOUTPUT_STREAM_COMMIT ||
+		    m->type == PGOUTPUT_STREAM_ABORT)
+			return error_set(err, PGF_E_PROTOCOL, "%s inside a stream block at %s",
+			                 pgoutput_type_name(m->type), lsn_format(wal_start, lsn));
+		return spill_append(a->spill.current, m->has_xid ? m->xid : 0, wal_start, data, len,
+		                    err);
+	}
+	switch (m->type) {
+	case PGOUTPUT_BEGIN:
+		return apply_handle_begin(a, m, wal_start, err);
+	case PGOUTPUT_COMMIT:
+		return apply_handle_commit(a, m, wal_start, err);
+	case PGOUTPUT_STREAM_START:
+		return apply_handle_stream_start(a, m, err);
+	case PGOUTPUT_STREAM_STOP:
+		a->spill.current = NULL;
+		return PGF_OK;
+	case PGOUTPUT_STREAM_ABORT:
+		return spill_abort(&a->spill, m->u.stream_abort.xid, m->u.stream_abort.subxid, err);
+	case PGOUTPUT_STREAM_COMMIT:
+		return apply_handle_stream_commit(a, m, err);
+	case PGOUTPUT_BEGIN_PREPARE:
+	case PGOUTPUT_PREPARE:
+	case PGOUTPUT_COMMIT_PREPARED:
+	case PGOUTPUT_ROLLBACK_PREPARED:
+	case PGOUTPUT_STREAM_PREPARE:
+		return unsupported_two_phase(err);
+	case PGOUTPUT_MESSAGE:
+		/* a non-transactional message outside a transaction changes nothing */
+		if (!a->txn.in_txn || a->txn.skipping)
+			return PGF_OK;
+		return apply_change(a, m, len, err);
+	case PGOUTPUT_RELATION:
+	case PGOUTPUT_TYPE:
+	case PGOUTPUT_ORIGIN:
+		return apply_change(a, m, len, err);
+	default:
+		if (!a->txn.in_txn)
+			return error_set(err, PGF_E_PROTOCOL, "%s outside a transaction at %s",
+			                 pgoutput_type_name(m->type), lsn_format(wal_start, lsn));
+		if (a->txn.skipping)
+			return PGF_OK;
+		return apply_change(a, m, len, err);
+	}
+}
+
+int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t len, pgf_error_t *err)
+{
+	if (!apply_connected(a))
+		return error_set(err, PGF_E_DATABASE, "not connected to the DR database");
+	if (pgoutput_decode(&a->decoder, data, len, a->msg, err) != PGF_OK) {
+		char lsn[LSN_TEXT_LEN];
+		error_where(err, "message at %s", lsn_format(wal_start, lsn));
+		return PGF_ERR;
+	}
+	if (apply_dispatch(a, a->msg, wal_start, data, len, err) != PGF_OK) {
+		apply_error_context(a, wal_start, err);
+		return PGF_ERR;
+	}
+	return PGF_OK;
+}
+
+uint64_t apply_failed_lsn(const apply_t *a)
+{
+	return a->txn.in_txn ? a->txn.lsn : 0;
+}
+
+bool apply_in_transaction(const apply_t *a)
+{
+	return a->txn.in_txn;
+}
+
+void apply_set_commit_watermark(apply_t *a, const uint64_t *received_commit_lsn)
+{
+	a->commit_watermark = received_commit_lsn;
+}
+
+void apply_set_proto_version(apply_t *a, int proto_version)
+{
+	a->proto_version = proto_version;
+	pgoutput_decoder_init(&a->decoder, proto_version);
+}

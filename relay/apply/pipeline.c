@@ -1,0 +1,395 @@
+/*
+ * pipeline.c — the DR connection in libpq pipeline mode, and the cache of
+ * prepared statements (see apply_internal.h).
+ *
+ * Statements are sent without waiting; results are read at each sync
+ * (every PIPELINE_BATCH statements or PIPELINE_BYTES of parameters, and at
+ * commit), so a constraint violation stops apply at that statement: the
+ * ring of in-flight statements tells which one it was, in which source
+ * transaction and relation. The COMMIT goes out in the same pipeline before
+ * the results are read, so every check that must hold it back is made by
+ * the server inside the statement (rows.c); the server skips the rest of
+ * the pipeline after an error.
+ */
+#include "apply_internal.h"
+
+#include "pgferry/log.h"
+#include "pgferry/replication.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Fills err from a failed result, with PostgreSQL's own detail and hint. */
+int apply_result_error(pgf_error_t *err, const PGresult *res, const char *what)
+{
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+	const char *hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	error_set(err, PGF_E_APPLY, "%s failed on the DR database: %s (SQLSTATE %s)", what,
+	          msg ? msg : PQresultErrorMessage(res), state ? state : "?");
+	if (detail)
+		error_detail(err, "%s", detail);
+	if (hint)
+		error_hint(err, "%s", hint);
+	/* raised by pgferry.row_not_found() (sql/dr_state.sql) */
+	if (state && strcmp(state, "PF002") == 0) {
+		error_set(err, PGF_E_APPLY, "%s", msg ? msg : "row not found on the DR database");
+		if (detail)
+			error_detail(err, "%s", detail);
+		error_hint(err, "Nothing of this DR transaction was applied. Find out how the DR "
+		                "copy diverged (pgferry verify), repair the row, and apply resumes "
+		                "by itself.");
+	}
+	/* raised by pgferry.assert_not_fenced() (sql/dr_state.sql) */
+	if (state && strcmp(state, "PF001") == 0) {
+		error_set(err, PGF_E_FENCED, "%s", msg ? msg : "this DR database was promoted");
+		error_hint(err, "pgferry promote fenced this DR database; it takes no stream from "
+		                "the old primary.");
+	}
+	return PGF_ERR;
+}
+
+int apply_conn_error(pgf_error_t *err, PGconn *conn, const char *what)
+{
+	char clean[400];
+	size_t n;
+
+	snprintf(clean, sizeof(clean), "%s", conn ? PQerrorMessage(conn) : "out of memory");
+	n = strlen(clean);
+	while (n > 0 && (clean[n - 1] == '\n' || clean[n - 1] == ' '))
+		clean[--n] = '\0';
+	error_set(err, PGF_E_DATABASE, "%s failed on the DR database: %s", what, clean);
+	return PGF_ERR;
+}
+
+void pipeline_init(apply_pipeline_t *p, const apply_txn_t *txn, const relcache_t *relcache)
+{
+	memset(p, 0, sizeof(*p));
+	p->txn = txn;
+	p->relcache = relcache;
+	buf_init(&p->scratch);
+}
+
+void pipeline_free(apply_pipeline_t *p)
+{
+	stmt_cache_clear(p);
+	pipeline_forget(p);
+	buf_free(&p->scratch);
+}
+
+void pipeline_forget(apply_pipeline_t *p)
+{
+	p->ninflight = 0;
+	p->bytes = 0;
+	PQclear(p->kept);
+	p->kept = NULL;
+}
+
+inflight_t *pipeline_push(apply_pipeline_t *p, const char *what, uint32_t relid, bool check_rows,
+                          const stmt_t *stmt)
+{
+	inflight_t *f = &p->inflight[p->ninflight++];
+
+	snprintf(f->what, sizeof(f->what), "%s", what);
+	f->relid = relid;
+	f->check_rows = check_rows;
+	f->lsn = p->txn->lsn;
+	f->xid = p->txn->xid;
+	f->stmt = stmt;
+	f->keep = false;
+	return f;
+}
+
+static void describe_relation(apply_pipeline_t *p, uint32_t relid, char *out, size_t len)
+{
+	const relcache_entry_t *rel = relcache_get(p->relcache, relid);
+
+	if (rel)
+		snprintf(out, len, "%s.%s", rel->namespace[0] ? rel->namespace : "pg_catalog",
+		         rel->name);
+	else
+		snprintf(out, len, "relation %u", relid);
+}
+
+/* Sends a sync and reads every result up to it. Returns the first error. */
+int pipeline_sync(apply_pipeline_t *p, pgf_error_t *err)
+{
+	int i = 0, rc = PGF_OK;
+	PGresult *res;
+
+	if (PQpipelineSync(p->conn) != 1)
+		return apply_conn_error(err, p->conn, "sending to");
+	for (;;) {
+		int st;
+		res = PQgetResult(p->conn);
+		if (res == NULL) {
+			/* end of one statement's results; a dead connection gives
+			 * NULL forever, so check it */
+			if (PQstatus(p->conn) != CONNECTION_OK) {
+				if (rc == PGF_OK)
+					apply_conn_error(err, p->conn, "applying");
+				p->ninflight = 0;
+				return PGF_ERR;
+			}
+			continue;
+		}
+		st = PQresultStatus(res);
+		if (st == PGRES_PIPELINE_SYNC) {
+			PQclear(res);
+			break;
+		}
+		if (i >= p->ninflight) {
+			PQclear(res);
+			continue;
+		}
+		inflight_t *f = &p->inflight[i++];
+		if (st == PGRES_PIPELINE_ABORTED) {
+			/* skipped after an earlier error; that error is reported */
+		} else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+			if (rc == PGF_OK) {
+				char rel[300], lsn[LSN_TEXT_LEN];
+				apply_result_error(err, res, f->what);
+				describe_relation(p, f->relid, rel, sizeof(rel));
+				error_where(err, "transaction %u ending at %s%s%s%s%s", f->xid,
+				            lsn_format(f->lsn, lsn), f->relid ? ", " : "",
+				            f->relid ? rel : "", f->stmt ? ", statement " : "",
+				            f->stmt ? f->stmt->sql : "");
+				rc = PGF_ERR;
+			}
+		} else if (f->keep && rc == PGF_OK) {
+			PQclear(p->kept);
+			p->kept = res;
+			continue;
+		} else if (f->check_rows && rc == PGF_OK && strcmp(PQcmdTuples(res), "0") == 0) {
+			char rel[300], lsn[LSN_TEXT_LEN];
+			describe_relation(p, f->relid, rel, sizeof(rel));
+			error_set(err, PGF_E_APPLY, "row to %s not found on the DR database in %s",
+			          f->what, rel);
+			error_where(err, "transaction %u ending at %s, statement %s", f->xid,
+			            lsn_format(f->lsn, lsn), f->stmt ? f->stmt->sql : "");
+			error_detail(err,
+			             "The DR copy differs from the primary: the row the primary "
+			             "changed does not exist on the DR side.");
+			error_hint(err,
+			           "Find out how the DR copy diverged (pgferry verify), repair "
+			           "the row, and apply resumes by itself.");
+			rc = PGF_ERR;
+		}
+		PQclear(res);
+	}
+	p->ninflight = 0;
+	p->bytes = 0;
+	return rc;
+}
+
+int pipeline_maybe_sync(apply_pipeline_t *p, pgf_error_t *err)
+{
+	if (p->ninflight >= PIPELINE_BATCH || p->bytes >= PIPELINE_BYTES)
+		return pipeline_sync(p, err);
+	return PGF_OK;
+}
+
+int pipeline_send_plain(apply_pipeline_t *p, const char *sql, const char *what, pgf_error_t *err)
+{
+	if (PQsendQueryParams(p->conn, sql, 0, NULL, NULL, NULL, NULL, 0) != 1)
+		return apply_conn_error(err, p->conn, what);
+	pipeline_push(p, what, 0, false, NULL);
+	return PGF_OK;
+}
+
+void pipeline_rollback(apply_pipeline_t *p)
+{
+	PGresult *res;
+
+	if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK)
+		return;
+	p->ninflight = 0;
+	if (PQsendQueryParams(p->conn, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0) == 1 &&
+	    PQpipelineSync(p->conn) == 1) {
+		for (;;) {
+			res = PQgetResult(p->conn);
+			if (res == NULL) {
+				if (PQstatus(p->conn) != CONNECTION_OK)
+					break;
+				continue;
+			}
+			int st = PQresultStatus(res);
+			PQclear(res);
+			if (st == PGRES_PIPELINE_SYNC)
+				break;
+		}
+	}
+}
+
+/* Sends sql in the pipeline and syncs; the result is left in p->kept. */
+int pipeline_query(apply_pipeline_t *p, const char *sql, int nparams, const char *const *params,
+                   const char *what, pgf_error_t *err)
+{
+	PQclear(p->kept);
+	p->kept = NULL;
+	if (PQsendQueryParams(p->conn, sql, nparams, NULL, params, NULL, NULL, 0) != 1)
+		return apply_conn_error(err, p->conn, what);
+	pipeline_push(p, what, 0, false, NULL)->keep = true;
+	if (pipeline_sync(p, err) != PGF_OK)
+		return PGF_ERR;
+	if (p->kept == NULL)
+		return error_set(err, PGF_E_APPLY, "%s: no result from the DR database", what);
+	return PGF_OK;
+}
+
+/* Runs one statement outside the pipeline (only between groups). */
+PGresult *pipeline_exec_outside(apply_pipeline_t *p, const char *sql, int nparams,
+                                const char *const *params, pgf_error_t *err)
+{
+	PGresult *res;
+	int st;
+
+	if (PQpipelineStatus(p->conn) != PQ_PIPELINE_OFF && PQexitPipelineMode(p->conn) != 1) {
+		apply_conn_error(err, p->conn, "leaving pipeline mode");
+		return NULL;
+	}
+	res = PQexecParams(p->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	st = PQresultStatus(res);
+	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+		apply_result_error(err, res, "a check");
+		PQclear(res);
+		res = NULL;
+	}
+	if (PQenterPipelineMode(p->conn) != 1 && res != NULL) {
+		PQclear(res);
+		apply_conn_error(err, p->conn, "entering pipeline mode");
+		return NULL;
+	}
+	return res;
+}
+
+/* ---- the statement cache ------------------------------------------------- */
+
+void stmt_cache_clear(apply_pipeline_t *p)
+{
+	int i;
+
+	for (i = 0; i < STMT_BUCKETS; i++) {
+		stmt_t *s = p->stmts[i], *n;
+		for (; s; s = n) {
+			n = s->next;
+			free(s->key);
+			free(s->sql);
+			free(s);
+		}
+		p->stmts[i] = NULL;
+	}
+	p->nstmts = 0;
+}
+
+/* The prepared statement for a change of this shape, or NULL. */
+const stmt_t *stmt_find(apply_pipeline_t *p, const buf_t *key)
+{
+	unsigned b = buf_hash(key) % STMT_BUCKETS;
+	stmt_t *s;
+
+	for (s = p->stmts[b]; s; s = s->next)
+		if (s->key_len == key->len && memcmp(s->key, key->data, key->len) == 0)
+			return s;
+	return NULL;
+}
+
+/* Prepares (in the pipeline) the statement for key from sql. */
+const stmt_t *stmt_prepare(apply_pipeline_t *p, const buf_t *key, const buf_t *sql, int nparams,
+                           pgf_error_t *err)
+{
+	unsigned b = buf_hash(key) % STMT_BUCKETS;
+	stmt_t *s;
+
+	if (p->nstmts >= STMT_CACHE_MAX) {
+		/* a pathological number of shapes: start over rather than grow */
+		if (pipeline_sync(p, err) != PGF_OK)
+			return NULL;
+		if (pipeline_send_plain(p, "DEALLOCATE ALL", "deallocate", err) != PGF_OK ||
+		    pipeline_sync(p, err) != PGF_OK)
+			return NULL;
+		stmt_cache_clear(p);
+	}
+	s = calloc(1, sizeof(*s));
+	if (s == NULL || (s->key = malloc(key->len)) == NULL ||
+	    (s->sql = strdup(sql->data)) == NULL) {
+		if (s)
+			free(s->key);
+		free(s);
+		error_set(err, PGF_E_MEMORY, "out of memory");
+		return NULL;
+	}
+	memcpy(s->key, key->data, key->len);
+	s->key_len = key->len;
+	snprintf(s->name, sizeof(s->name), "pgferry_%u", ++p->next_stmt_id);
+	if (PQsendPrepare(p->conn, s->name, sql->data, nparams, p->types) != 1) {
+		free(s->key);
+		free(s->sql);
+		free(s);
+		apply_conn_error(err, p->conn, "preparing a statement");
+		return NULL;
+	}
+	s->next = p->stmts[b];
+	p->stmts[b] = s;
+	p->nstmts++;
+	pipeline_push(p, "prepare", 0, false, s);
+	return s;
+}
+
+/* Adds the value of column i of t as the next parameter. */
+void pipeline_add_param(apply_pipeline_t *p, int *n, const tuple_column_t *c)
+{
+	if (c->kind == 'n') {
+		p->values[*n] = NULL;
+		p->lengths[*n] = 0;
+		p->formats[*n] = 0;
+	} else {
+		p->values[*n] = c->data;
+		p->lengths[*n] = (int)c->len;
+		/* text values are not NUL-terminated: send them as binary-safe
+		 * text via their length (format 0 needs a terminator, so text is
+		 * copied below when needed) */
+		p->formats[*n] = c->kind == 'b' ? 1 : 0;
+	}
+	p->bytes += c->len;
+	(*n)++;
+}
+
+/* libpq reads text parameters up to a NUL: copy text values into scratch
+ * with terminators. Binary values are passed with their length. */
+static int terminate_text_params(apply_pipeline_t *p, int n, pgf_error_t *err)
+{
+	size_t total = 0, off = 0;
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (p->values[i] && p->formats[i] == 0)
+			total += (size_t)p->lengths[i] + 1;
+	buf_reset(&p->scratch);
+	if (!buf_reserve(&p->scratch, total))
+		return error_set(err, PGF_E_MEMORY, "out of memory for a row of %zu bytes", total);
+	for (i = 0; i < n; i++) {
+		if (p->values[i] && p->formats[i] == 0) {
+			char *dst = p->scratch.data + off;
+			memcpy(dst, p->values[i], (size_t)p->lengths[i]);
+			dst[p->lengths[i]] = '\0';
+			p->values[i] = dst;
+			off += (size_t)p->lengths[i] + 1;
+		}
+	}
+	return PGF_OK;
+}
+
+int pipeline_send_prepared(apply_pipeline_t *p, const stmt_t *s, int n, const char *what,
+                           uint32_t relid, bool check_rows, pgf_error_t *err)
+{
+	if (terminate_text_params(p, n, err) != PGF_OK)
+		return PGF_ERR;
+	if (PQsendQueryPrepared(p->conn, s->name, n, p->values, p->lengths, p->formats, 0) != 1)
+		return apply_conn_error(err, p->conn, "sending a change");
+	pipeline_push(p, what, relid, check_rows, s);
+	return pipeline_maybe_sync(p, err);
+}
