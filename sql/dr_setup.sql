@@ -22,7 +22,7 @@ END
 $$;
 
 -- The sink keeps its state in its own schema "pgferry" (sql/dr_state.sql,
--- sql/dr_lag_history.sql), which it creates; clone also creates the schemas
+-- sql/dr_lag_history.sql, sql/dr_events.sql), which it creates; clone also creates the schemas
 -- of the published tables. :"DBNAME" is the database psql is connected to.
 GRANT CREATE ON DATABASE :"DBNAME" TO pgferry_dr;
 

@@ -97,5 +97,6 @@ int cmd_clone(int argc, char **argv);
 int cmd_promote(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_events(int argc, char **argv);
 
 #endif

@@ -12,10 +12,11 @@
 
 #include <libpq-fe.h>
 
-/* NUL-terminated texts of sql/dr_state.sql, sql/dr_lag_history.sql and
- * sql/primary_ddl.sql. */
+/* NUL-terminated texts of sql/dr_state.sql, sql/dr_lag_history.sql,
+ * sql/dr_events.sql and sql/primary_ddl.sql. */
 extern const char pgferry_sql_dr_state[];
 extern const char pgferry_sql_dr_lag_history[];
+extern const char pgferry_sql_dr_events[];
 extern const char pgferry_sql_primary_ddl[];
 
 /* Runs one of those texts in a transaction, serialised with other pgferry

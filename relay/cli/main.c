@@ -74,6 +74,16 @@ static const cli_option_t promote_options[] = {
         END_OPTIONS,
 };
 
+static const cli_option_t events_options[] = {
+        {"--since", NULL, "DURATION", false,
+         "only the events of the last DURATION (10min, 1h, 2d)"},
+        {"--json", NULL, NULL, false, "print the events as JSON, as /v1/events serves them"},
+        {"--url", NULL, "URL", false,
+         "ask the sink's /v1/events (default: the DR database when dr_conninfo is set, "
+         "else sink_url)"},
+        END_OPTIONS,
+};
+
 static const cli_option_t check_options[] = {
         {"--role", NULL, "ROLE", false,
          "source, sink or clone (default: from the keys the configuration sets)"},
@@ -111,6 +121,15 @@ static const cli_command_t commands[] = {
          true, false, promote_check_options,
          "Exits 0 when the sink proves that promoting now loses at most --max-rpo, 1 when "
          "it would lose more, 2 when it cannot tell."},
+        {"events", cmd_events, "list the event history (connections, errors, verdicts...)", NULL,
+         true, false, events_options,
+         "Lists the sink's events oldest first, one line each (time, severity, kind, what "
+         "happened): a source connected or lost, the DR database unreachable, an apply "
+         "error and its recovery, schema drift, the fence, a clock fault, the slot "
+         "retaining too much WAL, the promotion verdict turning safe or unsafe, the sink "
+         "starting and stopping, a promotion. Reads pgferry.events in the DR database "
+         "(dr_conninfo), kept for lag_history_retention; with --url, or without "
+         "dr_conninfo, asks the sink's /v1/events (its last 200)."},
         {"decode", cmd_decode, "print a capture file as JSON Lines", "FILE", false, false,
          decode_options, NULL},
         {"capture", cmd_capture, "record a live pgoutput stream into a capture file", NULL, false,

@@ -233,7 +233,9 @@ int cmd_promote(int argc, char **argv)
 		log_error_value(LOG_ERROR, &err);
 		goto out;
 	}
-	if (dr_state_install(conn, &err) != PGF_OK) {
+	if (dr_state_install(conn, &err) != PGF_OK ||
+	    dr_state_run(conn, pgferry_sql_dr_events, "the event history (sql/dr_events.sql)",
+	                 &err) != PGF_OK) {
 		log_error_value(LOG_ERROR, &err);
 		goto out;
 	}
@@ -353,6 +355,22 @@ int cmd_promote(int argc, char **argv)
 		             "$2::timestamptz, $3::pg_lsn, $4::int8, $5::int8, $6::float8, "
 		             "$7::int4, $8::int8, $9::bool, $10::bool, $11 FROM pgferry.fence",
 		             11, p, &err)) == NULL)
+			goto failed;
+		PQclear(res);
+	}
+	{
+		/* in the event history too, in the same transaction (sql/dr_events.sql) */
+		char msg[300];
+		const char *p[2] = {msg, reason};
+		snprintf(msg, sizeof(msg),
+		         "promoted by pgferry promote: applied up to source LSN %s; known loss %s "
+		         "transactions",
+		         applied, klt);
+		if ((res = run(conn,
+		               "INSERT INTO pgferry.events (at, kind, severity, message, detail) "
+		               "SELECT fenced_at, 'promoted', 'warning', $1, "
+		               "jsonb_build_object('reason', $2::text) FROM pgferry.fence",
+		               2, p, &err)) == NULL)
 			goto failed;
 		PQclear(res);
 	}

@@ -17,4 +17,5 @@
 
 EMBED(pgferry_sql_dr_state, "sql/dr_state.sql");
 EMBED(pgferry_sql_dr_lag_history, "sql/dr_lag_history.sql");
+EMBED(pgferry_sql_dr_events, "sql/dr_events.sql");
 EMBED(pgferry_sql_primary_ddl, "sql/primary_ddl.sql");

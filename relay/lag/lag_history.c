@@ -3,11 +3,14 @@
  * second into pgferry.lag_history, pruning once a minute, and the last
  * hour's percentiles every ten seconds. Failures are logged once and
  * retried: history is a record, never a reason to stop replicating.
+ * It also looks for events (events_watch) ten times a second and writes
+ * the queued events (events.h) to pgferry.events.
  */
 #include "pgferry/lag_history.h"
 
 #include "pgferry/decoder.h"
 #include "pgferry/dr_state.h"
+#include "pgferry/events.h"
 #include "pgferry/log.h"
 #include "pgferry/util.h"
 
@@ -25,6 +28,7 @@ struct lag_history {
 	volatile int stop;
 	PGconn *conn;
 	bool failing; /* the last attempt failed: log again only on recovery */
+	events_watch_t watch;
 };
 
 static bool run(lag_history_t *h, const char *sql, int n, const char *const *params, PGresult **out)
@@ -69,7 +73,26 @@ static bool connect_db(lag_history_t *h)
 		h->failing = true;
 		return false;
 	}
+	if (events_install(h->conn, &err) != PGF_OK) {
+		if (!h->failing)
+			log_warning("lag history: %s", err.message);
+		h->failing = true;
+		PQfinish(h->conn);
+		h->conn = NULL; /* installed again on the next connection */
+		return false;
+	}
 	return true;
+}
+
+static void flush_events(lag_history_t *h)
+{
+	pgf_error_t err;
+
+	if (events_flush(h->conn, &err) != PGF_OK) {
+		if (!h->failing)
+			log_warning("event history: %s", err.message);
+		h->failing = true;
+	}
 }
 
 static void sample(lag_history_t *h, const lag_snapshot_t *s)
@@ -105,10 +128,12 @@ static void sample(lag_history_t *h, const lag_snapshot_t *s)
 
 static void prune(lag_history_t *h)
 {
+	pgf_error_t err;
 	char ms[32];
 	const char *p[1] = {ms};
 
 	snprintf(ms, sizeof(ms), "%lld", (long long)h->cfg->lag_history_retention);
+	events_prune(h->conn, h->cfg->lag_history_retention, &err);
 	run(h,
 	    "DELETE FROM pgferry.lag_history WHERE sampled_at < clock_timestamp() - "
 	    "make_interval(secs => $1::double precision / 1000)",
@@ -142,20 +167,28 @@ static void *history_main(void *arg)
 	while (!h->stop && s != NULL) {
 		int slept;
 
+		lag_snapshot(h->lag, s);
+		events_watch(&h->watch, s);
 		if (connect_db(h)) {
-			lag_snapshot(h->lag, s);
 			/* nothing to record before the first word from a primary */
 			if (s->heard_from_primary)
 				sample(h, s);
+			flush_events(h);
 			if (tick % 10 == 0)
 				percentiles(h);
 			if (tick % 60 == 0)
 				prune(h);
 		}
 		tick++;
-		for (slept = 0; slept < 10 && !h->stop; slept++)
+		for (slept = 0; slept < 10 && !h->stop; slept++) {
 			util_sleep_ms(100);
+			lag_snapshot(h->lag, s);
+			events_watch(&h->watch, s);
+		}
 	}
+	/* what happened last (the sink stopping) is recorded too */
+	if (s != NULL && h->conn && PQstatus(h->conn) == CONNECTION_OK)
+		flush_events(h);
 	free(s);
 	return NULL;
 }

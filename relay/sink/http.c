@@ -16,6 +16,7 @@
 
 #include "pgferry/buf.h"
 #include "pgferry/build_info.h"
+#include "pgferry/events.h"
 #include "pgferry/netconn.h"
 
 #include "pgferry/log.h"
@@ -362,6 +363,31 @@ static enum MHD_Result healthz(http_server_t *h, struct MHD_Connection *conn)
 	return respond_text(conn, status, text);
 }
 
+/* The events kept in memory (the last EVENTS_RING), newer than ?since=
+ * (a duration: 10min, 1h). */
+static enum MHD_Result events_page(struct MHD_Connection *conn, const char *since)
+{
+	int64_t since_ms = 0, since_us = 0;
+	struct timespec now;
+	buf_t body;
+	enum MHD_Result rc;
+
+	if (since && (config_parse_duration(since, &since_ms) != PGF_OK || since_ms <= 0))
+		return respond_bad_request(conn, true,
+		                           "since must be a duration such as 10min, 1h or 2d");
+	if (since) {
+		if (since_ms > INT64_C(1000000000000)) /* 30 years: all there is */
+			since_ms = INT64_C(1000000000000);
+		clock_gettime(CLOCK_REALTIME, &now);
+		since_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000 - since_ms * 1000;
+	}
+	buf_init(&body);
+	events_render_json(since_us, &body);
+	rc = respond(conn, MHD_HTTP_OK, "application/json", &body);
+	buf_free(&body);
+	return rc;
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
                                const char *method, const char *version, const char *upload,
                                size_t *upload_size, void **state)
@@ -388,23 +414,28 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return respond_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET\n");
 	if (strcmp(url, "/metrics") != 0 && strcmp(url, "/v1/status") != 0 &&
-	    strcmp(url, "/v1/promotion-safety") != 0 && strcmp(url, "/healthz") != 0)
+	    strcmp(url, "/v1/promotion-safety") != 0 && strcmp(url, "/healthz") != 0 &&
+	    strcmp(url, "/v1/events") != 0)
 		return respond_text(conn, MHD_HTTP_NOT_FOUND,
-		                    "not found: try /v1/status, /v1/promotion-safety, /metrics, "
-		                    "/healthz\n");
+		                    "not found: try /v1/status, /v1/promotion-safety, /v1/events, "
+		                    "/metrics, /healthz\n");
 	{
 		static const char *const verdict_names[] = {"max_rpo", "max_apply_backlog", NULL};
+		static const char *const events_names[] = {"since", NULL};
 		static const char *const no_names[] = {NULL};
 		bool verdict = strcmp(url, "/v1/promotion-safety") == 0;
+		bool events = strcmp(url, "/v1/events") == 0;
 
 		memset(&query, 0, sizeof(query));
-		query.names = verdict ? verdict_names : no_names;
+		query.names = verdict ? verdict_names : events ? events_names : no_names;
 		MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, query_collect, &query);
 		if (query.error[0])
-			return respond_bad_request(conn, verdict, query.error);
+			return respond_bad_request(conn, verdict || events, query.error);
 	}
 	if (strcmp(url, "/healthz") == 0)
 		return healthz(h, conn);
+	if (strcmp(url, "/v1/events") == 0)
+		return events_page(conn, query.values[0]);
 	snap = malloc(sizeof(*snap));
 	if (snap == NULL)
 		return MHD_NO;

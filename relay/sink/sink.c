@@ -16,6 +16,7 @@
 #include "pgferry/check.h"
 #include "pgferry/cli.h"
 #include "pgferry/decoder.h"
+#include "pgferry/events.h"
 #include "pgferry/http.h"
 #include "pgferry/lag.h"
 #include "pgferry/lag_history.h"
@@ -26,6 +27,7 @@
 #include "pgferry/replication.h"
 #include "pgferry/sink_apply.h"
 #include "pgferry/tls.h"
+#include "pgferry/version.h"
 #include "pgferry/wire.h"
 
 #include <errno.h>
@@ -861,6 +863,8 @@ int cmd_sink(int argc, char **argv)
 		goto out;
 	log_info("pgferry sink listening on %s; HTTP on %s; DR database: %s",
 	         cli.cfg.listen_address, cli.cfg.http_listen, cli.cfg.dr_conninfo);
+	events_record("sink_started", EVENT_INFO, NULL, "the sink started (pgferry %s)",
+	              PGFERRY_VERSION);
 
 	ev_timer_init(&s.ping_timer, ping_tick, 0.2, 0.2);
 	s.ping_timer.data = &s;
@@ -891,7 +895,10 @@ out:
 		         "part was rolled back, and the source sends it again",
 		         lsn_format(s.applied_lsn, lsn));
 	}
-	lag_history_stop(s.history);
+	if (s.history)
+		events_record("sink_stopped", EVENT_INFO, NULL, "the sink stopped%s",
+		              rc == 0 ? "" : " on an error");
+	lag_history_stop(s.history); /* writes the last events */
 	http_server_stop(s.http);
 	lag_tracker_free(s.lag);
 	batch_decoder_free(s.decoder);
