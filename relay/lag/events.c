@@ -9,6 +9,7 @@
 #include "pgferry/decoder.h"
 #include "pgferry/dr_state.h"
 #include "pgferry/log.h"
+#include "pgferry/util.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -50,14 +51,6 @@ static event_severity_t severity_parse(const char *name)
 	return EVENT_INFO;
 }
 
-static int64_t wall_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static char *dup_or_null(const char *s)
 {
 	return s ? strdup(s) : NULL;
@@ -91,7 +84,7 @@ void events_record(const char *kind, event_severity_t severity, json_t *detail, 
 	log_mask_secrets(raw, e.message, sizeof(e.message));
 	snprintf(e.kind, sizeof(e.kind), "%s", kind);
 	e.severity = severity;
-	e.time_us = wall_now_us();
+	e.time_us = util_realtime_us();
 	if (detail) {
 		e.detail = json_dumps(detail, JSON_COMPACT);
 		json_decref(detail);

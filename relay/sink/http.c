@@ -368,7 +368,6 @@ static enum MHD_Result healthz(http_server_t *h, struct MHD_Connection *conn)
 static enum MHD_Result events_page(struct MHD_Connection *conn, const char *since)
 {
 	int64_t since_ms = 0, since_us = 0;
-	struct timespec now;
 	buf_t body;
 	enum MHD_Result rc;
 
@@ -378,8 +377,7 @@ static enum MHD_Result events_page(struct MHD_Connection *conn, const char *sinc
 	if (since) {
 		if (since_ms > INT64_C(1000000000000)) /* 30 years: all there is */
 			since_ms = INT64_C(1000000000000);
-		clock_gettime(CLOCK_REALTIME, &now);
-		since_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000 - since_ms * 1000;
+		since_us = util_realtime_us() - since_ms * 1000;
 	}
 	buf_init(&body);
 	events_render_json(since_us, &body);
