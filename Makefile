@@ -111,9 +111,9 @@ unit-asan: $(ASAN_DIR)/unit_tests
 	$(ASAN_DIR)/unit_tests
 
 # test-only helpers the integration tests run
-build/faultproxy: tests/integration/faultproxy.c
+build/faultproxy: tests/integration/faultproxy.c include/pgferry/wire.h
 	@mkdir -p build
-	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -o $@ $<
+	$(CC) -std=c11 -D_GNU_SOURCE -Iinclude -Wall -Wextra -Werror -O2 -o $@ $<
 
 # a hostile peer with a certificate the sink accepts (t_forge.sh)
 build/forge: tests/integration/forge.c $(REL_OBJS)

@@ -33,7 +33,8 @@ typedef struct netconn_callbacks {
 	/* client: connected and (with TLS) the sink's certificate verified */
 	void (*connected)(netconn_t *c, void *arg);
 	void (*frame)(netconn_t *c, void *arg, uint8_t type, const uint8_t *payload, size_t len);
-	/* a frame header was refused (unknown type, over max_frame_bytes);
+	/* a frame header was refused (its check fails, unknown type, over
+	 * max_frame_bytes, a peer of an older protocol);
 	 * the connection closes after this call */
 	void (*bad_frame)(netconn_t *c, void *arg, const pgf_error_t *err);
 	/* everything queued was sent */
@@ -59,6 +60,9 @@ void netconn_pause(netconn_t *c, bool pause);
 /* Closes; with code != 0 an ERROR frame with message goes first (best
  * effort). The closed callback is not called. */
 void netconn_close(netconn_t *c, uint16_t code, const char *message);
+/* Whether the peer's first frame was in wire protocol 1's framing (an
+ * older pgferry); netconn_close then answers it in that framing. */
+bool netconn_peer_is_v1(const netconn_t *c);
 /* "address (certificate subject)" for log lines */
 const char *netconn_peer_name(const netconn_t *c);
 /* When bytes last arrived (the loop's clock; 0 before any): a large frame

@@ -1,8 +1,9 @@
 /*
  * wire.h — pgferry's own protocol between source and sink (docs/PROTOCOL.md).
  *
- * Every frame is: u8 type | u32 big-endian payload length | payload. A
- * length over max_frame_bytes is refused before anything is allocated.
+ * Every frame is: u8 type | u32 big-endian payload length | u32 CRC-32C of
+ * those 5 bytes | payload. A header whose check does not match, or a length
+ * over max_frame_bytes, is refused before anything is allocated.
  * Messages are encoded into a buf_t and decoded from a payload through the
  * bounds-checked reader; decoders fill caller-owned structs (strings are
  * copied into fixed arrays, so nothing points into the frame afterwards).
@@ -13,10 +14,13 @@
 #include "pgferry/buf.h"
 #include "pgferry/error.h"
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#define WIRE_PROTOCOL_VERSION 1
-#define WIRE_HEADER_LEN       5
+#define WIRE_PROTOCOL_VERSION 2
+#define WIRE_HEADER_LEN       9 /* type, length, check */
+#define WIRE_V1_HEADER_LEN    5 /* protocol 1: type, length */
 
 typedef enum {
 	WIRE_HELLO = 1,   /* source → sink: who the primary is */
@@ -120,11 +124,23 @@ uint8_t wire_slot_wal_status_code(const char *name);
 /* capability bits of HELLO */
 #define WIRE_CAP_PRIMARY_FACTS 0x1u /* the source sends PRIMARY_FACTS */
 
-/* Appends a frame header; the payload follows. */
+/* CRC-32C (Castagnoli) of n bytes. */
+uint32_t wire_crc32c(const void *data, size_t n);
+/* Appends a frame header (with its check); the payload follows. */
 void wire_append_header(buf_t *b, uint8_t type, uint32_t len);
-/* Checks a frame header: known type and length within max_frame_bytes. */
-int wire_check_header(const uint8_t *hdr, int64_t max_frame_bytes, uint8_t *type, uint32_t *len,
-                      pgf_error_t *err);
+/* Appends a protocol 1 header: only to tell an older peer why it is refused. */
+void wire_append_header_v1(buf_t *b, uint8_t type, uint32_t len);
+/* Checks the WIRE_HEADER_LEN bytes of a frame header: its check, a known
+ * type, a length within max_frame_bytes. offset (the header's position in
+ * the stream) goes into the error. */
+int wire_check_header(const uint8_t *hdr, uint64_t offset, int64_t max_frame_bytes, uint8_t *type,
+                      uint32_t *len, pgf_error_t *err);
+/* Whether the first avail (>= WIRE_HEADER_LEN) bytes of a connection that
+ * failed wire_check_header are what a protocol 1 peer sends first (a hello
+ * or an error); if so, fills its type and payload length (the payload
+ * starts at WIRE_V1_HEADER_LEN). */
+bool wire_header_is_v1(const uint8_t *p, size_t avail, int64_t max_frame_bytes, uint8_t *type,
+                       uint32_t *len);
 const char *wire_type_name(uint8_t type);
 
 void wire_encode_hello(const wire_hello_t *m, buf_t *b);

@@ -586,10 +586,21 @@ static void source_bad_frame(netconn_t *c, void *arg, const pgf_error_t *err)
 
 	if (c != s->conn)
 		return;
+	if (netconn_peer_is_v1(c)) {
+		/* an older source: not damage, so not counted as a bad frame */
+		log_error("refused the source at %s: %s", netconn_peer_name(c), err->message);
+		log_error("HINT: %s", err->hint);
+		drop_source(s, WIRE_ERR_VERSION,
+		            "this sink speaks wire protocol 2 (pgferry with checked frame "
+		            "headers); upgrade the source to the sink's version");
+		return;
+	}
 	lag_count_bad_batch(s->lag);
 	log_error("rejected a frame from %s: %s", netconn_peer_name(c), err->message);
 	if (err->detail[0])
 		log_error("DETAIL: %s", err->detail);
+	if (err->hint[0])
+		log_error("HINT: %s", err->hint);
 	drop_source(s, WIRE_ERR_PROTOCOL, err->message);
 }
 

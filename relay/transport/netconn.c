@@ -55,6 +55,9 @@ struct netconn {
 	ev_timer handshake_timer;
 	buf_t in;
 	size_t in_off;
+	uint64_t in_consumed; /* stream offset of in.data[0]: bytes of whole frames before it */
+	uint64_t frames_in;
+	bool peer_v1; /* the peer speaks protocol 1: a refusal goes out in its framing */
 	buf_t out;
 	size_t out_off;
 	int64_t max_frame;
@@ -453,7 +456,10 @@ void netconn_close(netconn_t *c, uint16_t code, const char *message)
 		snprintf(e.message, sizeof(e.message), "%s", message ? message : "");
 		buf_init(&b);
 		wire_encode_error(&e, &b);
-		wire_append_header(&c->out, WIRE_ERROR, (uint32_t)b.len);
+		if (c->peer_v1)
+			wire_append_header_v1(&c->out, WIRE_ERROR, (uint32_t)b.len);
+		else
+			wire_append_header(&c->out, WIRE_ERROR, (uint32_t)b.len);
 		buf_append(&c->out, b.data, b.len);
 		buf_free(&b);
 		nc_enter(c);
@@ -462,6 +468,11 @@ void netconn_close(netconn_t *c, uint16_t code, const char *message)
 			return;
 	}
 	nc_kill(c);
+}
+
+bool netconn_peer_is_v1(const netconn_t *c)
+{
+	return c->peer_v1;
 }
 
 const char *netconn_peer_name(const netconn_t *c)
@@ -476,6 +487,39 @@ double netconn_last_input(const netconn_t *c)
 
 /* ---- input ---------------------------------------------------------------------- */
 
+/*
+ * A first frame that fails its check may come from a peer of protocol 1
+ * (no check in its headers): say so instead of "damaged", and tell it in
+ * its own framing. Returns false to wait for the rest of an old sink's
+ * error frame, whose message is the most useful thing to report.
+ */
+static bool nc_refuse_v1(netconn_t *c, const uint8_t *h, size_t avail, pgf_error_t *err)
+{
+	uint8_t type;
+	uint32_t len;
+	wire_error_t e;
+
+	if (c->frames_in > 0 || !wire_header_is_v1(h, avail, c->max_frame, &type, &len))
+		return true;
+	if (type == WIRE_ERROR && avail - WIRE_V1_HEADER_LEN < len)
+		return false;
+	c->peer_v1 = true;
+	error_set(err, PGF_E_PROTOCOL,
+	          "the peer speaks wire protocol 1 (an older pgferry); this one speaks %d",
+	          WIRE_PROTOCOL_VERSION);
+	if (type == WIRE_ERROR &&
+	    wire_decode_error(h + WIRE_V1_HEADER_LEN, len, &e, &(pgf_error_t){0}) == PGF_OK)
+		error_detail(err, "Its first frame was an error in protocol 1's framing: %s",
+		             e.message);
+	else
+		error_detail(err,
+		             "Its first frame was a %s in protocol 1's framing (no header check).",
+		             wire_type_name(type));
+	error_hint(err, "Run the same pgferry version on both sides. Nothing was streamed; the "
+	                "source retries and its slot keeps everything until then.");
+	return true;
+}
+
 /* Hands out every complete frame in the buffer. */
 static bool nc_parse_frames(netconn_t *c)
 {
@@ -485,7 +529,10 @@ static bool nc_parse_frames(netconn_t *c)
 		uint32_t len;
 		pgf_error_t err;
 
-		if (wire_check_header(h, c->max_frame, &type, &len, &err) != PGF_OK) {
+		if (wire_check_header(h, c->in_consumed + c->in_off, c->max_frame, &type, &len,
+		                      &err) != PGF_OK) {
+			if (!nc_refuse_v1(c, h, c->in.len - c->in_off, &err))
+				break;
 			error_where(&err, "%s", c->peer);
 			if (c->cb.bad_frame)
 				c->cb.bad_frame(c, c->cb.arg, &err);
@@ -495,6 +542,7 @@ static bool nc_parse_frames(netconn_t *c)
 		if (c->in.len - c->in_off - WIRE_HEADER_LEN < len)
 			break;
 		c->in_off += WIRE_HEADER_LEN + len;
+		c->frames_in++;
 		if (c->cb.frame)
 			c->cb.frame(c, c->cb.arg, type, h + WIRE_HEADER_LEN, len);
 		if (c->state == NC_DEAD || c->paused)
@@ -504,6 +552,7 @@ static bool nc_parse_frames(netconn_t *c)
 	if (c->in_off > 0) {
 		memmove(c->in.data, c->in.data + c->in_off, c->in.len - c->in_off);
 		c->in.len -= c->in_off;
+		c->in_consumed += c->in_off;
 		c->in_off = 0;
 	}
 	return true;

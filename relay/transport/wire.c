@@ -19,22 +19,69 @@ const char *wire_type_name(uint8_t type)
 	return type >= 1 && type <= WIRE_TYPE_MAX ? type_names[type] : "unknown";
 }
 
+/* CRC-32C (Castagnoli), bit by bit: it runs over 5 bytes per frame, and
+ * unlike a hash it detects every error of up to 3 bits and every burst of
+ * up to 32 bits in them. */
+uint32_t wire_crc32c(const void *data, size_t n)
+{
+	const uint8_t *p = data;
+	uint32_t crc = 0xffffffffu;
+
+	while (n-- > 0) {
+		crc ^= *p++;
+		for (int k = 0; k < 8; k++)
+			crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1u)));
+	}
+	return ~crc;
+}
+
 void wire_append_header(buf_t *b, uint8_t type, uint32_t len)
+{
+	uint8_t h[5] = {type};
+
+	be32_write(h + 1, len);
+
+	buf_append(b, h, sizeof(h));
+	buf_append_be32(b, wire_crc32c(h, sizeof(h)));
+}
+
+void wire_append_header_v1(buf_t *b, uint8_t type, uint32_t len)
 {
 	buf_append_u8(b, type);
 	buf_append_be32(b, len);
 }
 
-int wire_check_header(const uint8_t *hdr, int64_t max_frame_bytes, uint8_t *type, uint32_t *len,
-                      pgf_error_t *err)
+int wire_check_header(const uint8_t *hdr, uint64_t offset, int64_t max_frame_bytes, uint8_t *type,
+                      uint32_t *len, pgf_error_t *err)
 {
+	uint32_t carried = be32_read(hdr + 5), computed = wire_crc32c(hdr, 5);
+
 	*type = hdr[0];
 	*len = be32_read(hdr + 1);
-	if (*type < 1 || *type > WIRE_TYPE_MAX) {
-		error_set(err, PGF_E_PROTOCOL, "unknown frame type %u", *type);
+	/* the check first: type and length mean nothing in a damaged header */
+	if (carried != computed) {
+		error_set(err, PGF_E_PROTOCOL,
+		          "damaged frame header at byte %llu of the stream: its check does not "
+		          "match its type and length",
+		          (unsigned long long)offset);
 		error_detail(err,
-		             "The peer is not a pgferry %s of wire protocol %d, or the stream "
-		             "is damaged.",
+		             "The header reads type %u, length %u, check 0x%08x, but CRC-32C of "
+		             "that type and length is 0x%08x. Bytes were altered on the way (with "
+		             "tls = off nothing else protects them), or the peer is not a pgferry "
+		             "of wire protocol %d. Nothing of this frame was used.",
+		             *type, *len, carried, computed, WIRE_PROTOCOL_VERSION);
+		error_hint(err,
+		           "The connection is dropped and the source resends from the DR "
+		           "database's committed progress: nothing is lost or applied twice. If "
+		           "it recurs, find what alters bytes between the hosts (a proxy, a "
+		           "faulty network card), or use tls = on, which refuses any alteration.");
+		return PGF_ERR;
+	}
+	if (*type < 1 || *type > WIRE_TYPE_MAX) {
+		error_set(err, PGF_E_PROTOCOL, "unknown frame type %u at byte %llu of the stream",
+		          *type, (unsigned long long)offset);
+		error_detail(err,
+		             "The peer is not a pgferry %s of wire protocol %d, or a newer one.",
 		             "process", WIRE_PROTOCOL_VERSION);
 		return PGF_ERR;
 	}
@@ -47,6 +94,31 @@ int wire_check_header(const uint8_t *hdr, int64_t max_frame_bytes, uint8_t *type
 		return PGF_ERR;
 	}
 	return PGF_OK;
+}
+
+/*
+ * Protocol 1 had 5-byte headers (type, length) and no check. What an older
+ * peer sends first is recognisable from its first 7 bytes: a source's hello
+ * starts its payload with version 1, a sink's answer is an error frame
+ * whose code comes first (a version 2 header has its check there).
+ */
+bool wire_header_is_v1(const uint8_t *p, size_t avail, int64_t max_frame_bytes, uint8_t *type,
+                       uint32_t *len)
+{
+	uint16_t first;
+
+	if (avail < WIRE_HEADER_LEN)
+		return false;
+	*type = p[0];
+	*len = be32_read(p + 1);
+	first = (uint16_t)((p[5] << 8) | p[6]);
+	if ((int64_t)*len > max_frame_bytes || *len < 2)
+		return false;
+	if (*type == WIRE_HELLO)
+		return first == 1;
+	if (*type == WIRE_ERROR)
+		return first >= WIRE_ERR_PROTOCOL && first <= WIRE_ERR_TOO_LARGE;
+	return false;
 }
 
 static void put_string(buf_t *b, const char *s)

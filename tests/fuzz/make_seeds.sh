@@ -3,9 +3,44 @@
 # corpus/capture/ gets small capture files, corpus/pgoutput/ each distinct
 # message (prefixed by the fuzz target's selector byte), corpus/frame/ a few
 # hand-made frames. Run by hand when the protocol grows; the output is
-# committed.
-. "$(dirname "$0")/../integration/lib.sh"
+# committed. "make_seeds.sh frames" remakes only the frames (no server).
 HERE=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$HERE/corpus/frame"
+python3 - "$HERE/corpus/frame" <<'PY'
+import hashlib, os, struct, sys
+out = sys.argv[1]
+for f in [f for f in os.listdir(out) if f != "batch-seed"]:
+    os.remove(os.path.join(out, f))
+def crc32c(b):
+    crc = 0xffffffff
+    for x in b:
+        crc ^= x
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82f63b78 if crc & 1 else 0)
+    return crc ^ 0xffffffff
+def save(blob):
+    open(os.path.join(out, hashlib.sha1(blob).hexdigest()[:16]), "wb").write(blob)
+# frames (protocol 2: type, length, CRC-32C of both): hello, ack, ping,
+# pong, error, end-of-stream, primary facts, a batch; one damaged header
+# (batch-seed, a real batch from a capture, is kept: it is not remade here)
+def frame(t, p):
+    h = bytes([t]) + struct.pack(">I", len(p))
+    return h + struct.pack(">I", crc32c(h)) + p
+s = lambda x: struct.pack(">H", len(x)) + x
+save(frame(1, struct.pack(">HQIBIq", 2, 7311, 1, 3, 1, 1000) + s(b"postgres") + s(b"pgferry")))
+save(frame(4, struct.pack(">QQQ", 1, 2, 3)))
+save(frame(5, struct.pack(">q", 5)))
+save(frame(6, struct.pack(">qqq", 5, 6, 7)))
+save(frame(7, struct.pack(">H", 3) + s(b"identity mismatch")))
+save(frame(8, struct.pack(">Q", 99)))
+save(frame(9, struct.pack(">qQQ", 5, 6, 7) + s(b"") + struct.pack(">qqBq", 1, -1, 1, 0)))
+save(frame(3, b"\0" * 40))
+bad = bytearray(frame(4, struct.pack(">QQQ", 1, 2, 3)))
+bad[2] ^= 0x02
+save(bytes(bad))
+PY
+[ "${1:-}" = frames ] && exit 0
+. "$(dirname "$0")/../integration/lib.sh"
 cluster_start primary "logical_decoding_work_mem = 64kB"
 psql_on primary -f "$HERE/../integration/schema.sql" >/dev/null
 psql_on primary -c "CREATE PUBLICATION pgferry FOR ALL TABLES WITH (publish_via_partition_root = true)" >/dev/null
@@ -17,7 +52,7 @@ sed -e 's/generate_series(1, 20000)/generate_series(1, 300)/' -e 's/generate_ser
 	"$HERE/../integration/workload.sql" | psql_on primary >/dev/null
 "$PGFERRY" capture -d "$PRIMARY_CONN" --slot seed -o "$T/seed.cap" --proto-version 3 --streaming \
 	--two-phase --messages --until-idle 2s
-mkdir -p "$HERE/corpus/capture" "$HERE/corpus/pgoutput" "$HERE/corpus/frame"
+mkdir -p "$HERE/corpus/capture" "$HERE/corpus/pgoutput"
 python3 - "$T/seed.cap" "$HERE/corpus" <<'PY'
 import hashlib, os, struct, sys
 data = open(sys.argv[1], "rb").read()
@@ -46,15 +81,5 @@ for r in recs:
         continue
     seen.add(key)
     save("pgoutput", bytes([sel]) + msg)
-# frames: hello, ack, ping, pong, error, end-of-stream
-def frame(t, p): return bytes([t]) + struct.pack(">I", len(p)) + p
-s = lambda x: struct.pack(">H", len(x)) + x
-save("frame", frame(1, struct.pack(">HQIBIq", 1, 7311, 1, 3, 0, 1000) + s(b"postgres") + s(b"pgferry")))
-save("frame", frame(4, struct.pack(">QQQ", 1, 2, 3)))
-save("frame", frame(5, struct.pack(">q", 5)))
-save("frame", frame(6, struct.pack(">qqq", 5, 6, 7)))
-save("frame", frame(7, struct.pack(">H", 3) + s(b"identity mismatch")))
-save("frame", frame(8, struct.pack(">Q", 99)))
-save("frame", frame(3, b"\0" * 40))
 PY
 ls "$HERE/corpus"/* | head -3; du -sh "$HERE/corpus"

@@ -12,6 +12,11 @@
  * the proxy stops reading, as a full TCP window would. RATE_KBPS (kB/s,
  * each direction) paces the bytes as a slow link would.
  *
+ * A FLIP_OFFSET of "len" instead follows the client-to-server frame
+ * headers (wire.h) and, once the proxy gets SIGUSR1, flips bit 25 of the
+ * length field (+32 MB: a frame that never ends) of the next header that
+ * starts. It needs no byte offset, so a test aims it at a quiet moment.
+ *
  * A FLIP_OFFSET of cut:N instead cuts the first connection after N
  * client-to-server bytes (both sides closed once those N have passed): a
  * frame truncated mid-way, as a link that dies would leave it.
@@ -21,6 +26,9 @@
  * benchmarks can count what crossed the wire. A negative offset flips
  * nothing. Test-only; not installed.
  */
+#include "pgferry/byteorder.h"
+#include "pgferry/wire.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +48,7 @@ typedef struct shared {
 	volatile long long up, down;
 	volatile long long flip_at;
 	volatile long long cut_at;
+	volatile int len_flip; /* 0 off, 1 waiting for SIGUSR1, 2 armed */
 } shared_t;
 static shared_t *shared;
 
@@ -57,6 +66,47 @@ static void on_term(int sig)
 	(void)sig;
 	print_totals();
 	_exit(0);
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	if (shared->len_flip == 1)
+		shared->len_flip = 2;
+}
+
+/* where the frame headers of the client-to-server stream are */
+typedef struct track {
+	long long next_hdr; /* stream offset of the next header */
+	uint8_t h[WIRE_HEADER_LEN];
+	int got;
+	int flipping;
+} track_t;
+
+/* Walks the header bytes among buf (stream offsets seen .. seen+n), jumping
+ * over payloads; flips the length of the first header after arming. */
+static void track_frames(track_t *t, char *buf, long long seen, ssize_t n)
+{
+	while (t->next_hdr + t->got < seen + n) {
+		long long pos = t->next_hdr + t->got;
+		if (t->got == 0 && shared->len_flip == 2) {
+			t->flipping = 1;
+			shared->len_flip = 0;
+		}
+		t->h[t->got++] = (uint8_t)buf[pos - seen];
+		if (t->got == 2 && t->flipping) {
+			buf[pos - seen] ^= 0x02;
+			t->flipping = 0;
+			printf("flipped bit 25 of the length of a type %u frame header at byte "
+			       "%lld\n",
+			       t->h[0], t->next_hdr);
+			fflush(stdout);
+		}
+		if (t->got == WIRE_HEADER_LEN) {
+			t->next_hdr += WIRE_HEADER_LEN + (long long)be32_read(t->h + 1);
+			t->got = 0;
+		}
+	}
 }
 
 static int listen_on(int port)
@@ -121,7 +171,7 @@ static long long now_us(void)
 }
 
 /* Reads what is there into a new chunk; 0 at end of stream or error. */
-static int take(dir_t *d, volatile long long *flip_at, long long *seen)
+static int take(dir_t *d, volatile long long *flip_at, long long *seen, track_t *t)
 {
 	char buf[65536];
 	ssize_t n = read(d->from, buf, sizeof(buf));
@@ -139,6 +189,8 @@ static int take(dir_t *d, volatile long long *flip_at, long long *seen)
 		printf("flipped\n");
 		fflush(stdout);
 	}
+	if (flip_at != NULL && shared->len_flip)
+		track_frames(t, buf, *seen, n);
 	if (flip_at != NULL && shared->cut_at >= 0 && shared->cut_at < *seen + n) {
 		/* pass what comes before the cut, then end this connection */
 		n = (ssize_t)(shared->cut_at - *seen);
@@ -202,6 +254,7 @@ static void relay(int client, int server, volatile long long *flip_at)
 	dir_t d[2] = {{client, server, NULL, NULL, 0, 0, &shared->up, 0},
 	              {server, client, NULL, NULL, 0, 0, &shared->down, 0}};
 	long long seen = 0;
+	track_t t = {0};
 
 	fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK);
 	fcntl(server, F_SETFL, fcntl(server, F_GETFL) | O_NONBLOCK);
@@ -232,7 +285,8 @@ static void relay(int client, int server, volatile long long *flip_at)
 		}
 		for (int i = 0; i < 2; i++) {
 			if ((p[i].revents & (POLLIN | POLLHUP | POLLERR)) &&
-			    (p[i].events & POLLIN) && !take(&d[i], i == 0 ? flip_at : NULL, &seen))
+			    (p[i].events & POLLIN) &&
+			    !take(&d[i], i == 0 ? flip_at : NULL, &seen, &t))
 				return;
 		}
 		now = now_us();
@@ -247,7 +301,7 @@ int main(int argc, char **argv)
 	int lfd, target;
 
 	if (argc < 4 || argc > 6) {
-		fprintf(stderr, "usage: faultproxy LISTEN_PORT TARGET_PORT FLIP_OFFSET|cut:N "
+		fprintf(stderr, "usage: faultproxy LISTEN_PORT TARGET_PORT FLIP_OFFSET|len|cut:N "
 		                "[DELAY_MS [RATE_KBPS]]\n");
 		return 2;
 	}
@@ -263,7 +317,11 @@ int main(int argc, char **argv)
 	if (shared == MAP_FAILED)
 		return 2;
 	shared->cut_at = -1;
-	if (strncmp(argv[3], "cut:", 4) == 0) {
+	if (strcmp(argv[3], "len") == 0) {
+		shared->flip_at = -1;
+		shared->len_flip = 1;
+		signal(SIGUSR1, on_usr1);
+	} else if (strncmp(argv[3], "cut:", 4) == 0) {
 		shared->cut_at = atoll(argv[3] + 4);
 		shared->flip_at = -1;
 	} else {

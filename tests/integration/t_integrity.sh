@@ -43,13 +43,30 @@ send_bytes()
 	) 2>/dev/null || true
 }
 send_bytes 'GET / HTTP/1.0\r\n\r\nthis is not pgferry'
-wait_until "garbage reported" 10 grep -q "unknown frame type" "$T/sink.log"
-# an oversized frame header: type 1 (hello), length 2^31 - 1
-send_bytes '\001\177\377\377\377'
+wait_until "garbage reported" 10 grep -q "damaged frame header at byte 0" "$T/sink.log"
+# frame headers with a valid check (CRC-32C of type and length)
+header()
+{ # header TYPE LENGTH: printf escapes of a 9-byte frame header
+	python3 - "$1" "$2" <<'PY'
+import struct, sys
+h = bytes([int(sys.argv[1])]) + struct.pack(">I", int(sys.argv[2]))
+crc = 0xffffffff
+for b in h:
+    crc ^= b
+    for _ in range(8):
+        crc = (crc >> 1) ^ (0x82f63b78 if crc & 1 else 0)
+print("".join("\\%03o" % b for b in h + struct.pack(">I", crc ^ 0xffffffff)))
+PY
+}
+# an oversized frame: type 1 (hello), length 2^31 - 1
+send_bytes "$(header 1 2147483647)"
 wait_until "oversized frame reported" 10 grep -q "exceeds max_frame_bytes" "$T/sink.log"
+# an unknown type
+send_bytes "$(header 200 4)"
+wait_until "unknown type reported" 10 grep -q "unknown frame type 200" "$T/sink.log"
 # a truncated hello, then the peer goes away
-send_bytes '\001\000\000\000\040\000\001'
-grep -E "unknown frame type|exceeds max_frame_bytes" "$T/sink.log" | head -2
+send_bytes "$(header 1 32)\000\002"
+grep -E "damaged frame header|unknown frame type|exceeds max_frame_bytes" "$T/sink.log" | head -3
 source_start
 psql_on primary -c "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= 100" >/dev/null
 wait_applied 60

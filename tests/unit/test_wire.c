@@ -139,22 +139,90 @@ START_TEST(primary_facts_slot_fields)
 }
 END_TEST
 
+/* a header as wire_append_header writes it */
+static void make_header(uint8_t *hdr, uint8_t type, uint32_t len)
+{
+	buf_t b;
+
+	buf_init(&b);
+	wire_append_header(&b, type, len);
+	ck_assert_uint_eq(b.len, WIRE_HEADER_LEN);
+	memcpy(hdr, b.data, WIRE_HEADER_LEN);
+	buf_free(&b);
+}
+
 START_TEST(frame_headers)
 {
-	uint8_t hdr[5] = {WIRE_BATCH, 0, 0, 1, 0};
+	uint8_t hdr[WIRE_HEADER_LEN];
 	uint8_t type;
 	uint32_t len;
 
-	ck_assert_int_eq(wire_check_header(hdr, 1024, &type, &len, &err), PGF_OK);
+	/* the standard check value of CRC-32C */
+	ck_assert_uint_eq(wire_crc32c("123456789", 9), 0xe3069283u);
+	make_header(hdr, WIRE_BATCH, 256);
+	ck_assert_uint_eq(hdr[0], WIRE_BATCH);
+	ck_assert_uint_eq(hdr[3], 1);
+	ck_assert_int_eq(wire_check_header(hdr, 0, 1024, &type, &len, &err), PGF_OK);
+	ck_assert_uint_eq(type, WIRE_BATCH);
 	ck_assert_uint_eq(len, 256);
-	hdr[1] = 0x7f;
-	ck_assert_int_eq(wire_check_header(hdr, 1 << 20, &type, &len, &err), PGF_ERR);
+	make_header(hdr, WIRE_BATCH, 0x7f000100);
+	ck_assert_int_eq(wire_check_header(hdr, 0, 1 << 20, &type, &len, &err), PGF_ERR);
 	ck_assert_ptr_nonnull(strstr(err.message, "exceeds max_frame_bytes"));
-	hdr[0] = 0;
-	ck_assert_int_eq(wire_check_header(hdr, 1 << 20, &type, &len, &err), PGF_ERR);
-	hdr[0] = 'G';
-	ck_assert_int_eq(wire_check_header(hdr, 1 << 20, &type, &len, &err), PGF_ERR);
-	ck_assert_ptr_nonnull(strstr(err.message, "unknown frame type 71"));
+	make_header(hdr, 0, 16);
+	ck_assert_int_eq(wire_check_header(hdr, 0, 1 << 20, &type, &len, &err), PGF_ERR);
+	make_header(hdr, 'G', 16);
+	ck_assert_int_eq(wire_check_header(hdr, 77, 1 << 20, &type, &len, &err), PGF_ERR);
+	ck_assert_ptr_nonnull(strstr(err.message, "unknown frame type 71 at byte 77"));
+}
+END_TEST
+
+/* Every single-bit flip in a header (type, length or the check itself) is
+ * refused at once, naming the offset, before the length is believed. */
+START_TEST(frame_header_bit_flips)
+{
+	uint8_t hdr[WIRE_HEADER_LEN];
+	uint8_t type;
+	uint32_t len;
+
+	for (int bit = 0; bit < WIRE_HEADER_LEN * 8; bit++) {
+		make_header(hdr, WIRE_BATCH, 4000);
+		hdr[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+		ck_assert_int_eq(wire_check_header(hdr, 123456, 1 << 26, &type, &len, &err),
+		                 PGF_ERR);
+		ck_assert_ptr_nonnull(strstr(err.message, "damaged frame header at byte 123456"));
+		ck_assert_ptr_nonnull(strstr(err.hint, "tls = on"));
+	}
+	/* garbage is refused the same way */
+	ck_assert_int_eq(
+	        wire_check_header((const uint8_t *)"GET / HTTP", 0, 1 << 20, &type, &len, &err),
+	        PGF_ERR);
+	ck_assert_ptr_nonnull(strstr(err.message, "damaged frame header at byte 0"));
+}
+END_TEST
+
+/* What a protocol 1 peer sends first is recognised, so it is told "older
+ * version" and not "damaged"; a version 2 frame is never taken for one. */
+START_TEST(frame_header_v1_peer)
+{
+	static const uint8_t v1_hello[] = {WIRE_HELLO, 0, 0, 0, 40, 0, 1, 0, 0, 0};
+	static const uint8_t v1_error[] = {WIRE_ERROR, 0, 0, 0, 6, 0, 2, 0, 2, 'n', 'o'};
+	static const uint8_t v1_ack[] = {WIRE_ACK, 0, 0, 0, 24, 0, 0, 0, 0, 0, 0};
+	uint8_t hdr[WIRE_HEADER_LEN];
+	uint8_t type;
+	uint32_t len;
+
+	ck_assert_int_eq(wire_check_header(v1_hello, 0, 1 << 20, &type, &len, &err), PGF_ERR);
+	ck_assert(wire_header_is_v1(v1_hello, sizeof(v1_hello), 1 << 20, &type, &len));
+	ck_assert_uint_eq(type, WIRE_HELLO);
+	ck_assert_uint_eq(len, 40);
+	ck_assert(wire_header_is_v1(v1_error, sizeof(v1_error), 1 << 20, &type, &len));
+	ck_assert_uint_eq(type, WIRE_ERROR);
+	ck_assert_uint_eq(len, 6);
+	ck_assert(!wire_header_is_v1(v1_ack, sizeof(v1_ack), 1 << 20, &type, &len));
+	ck_assert(!wire_header_is_v1(v1_hello, WIRE_HEADER_LEN - 1, 1 << 20, &type, &len));
+	ck_assert(!wire_header_is_v1(v1_hello, sizeof(v1_hello), 30, &type, &len));
+	make_header(hdr, WIRE_HELLO, 40);
+	ck_assert_int_eq(wire_check_header(hdr, 0, 1 << 20, &type, &len, &err), PGF_OK);
 }
 END_TEST
 
@@ -295,6 +363,8 @@ Suite *wire_suite(void)
 	tcase_add_test(tc, primary_facts_round_trip);
 	tcase_add_test(tc, primary_facts_slot_fields);
 	tcase_add_test(tc, frame_headers);
+	tcase_add_test(tc, frame_header_bit_flips);
+	tcase_add_test(tc, frame_header_v1_peer);
 	tcase_add_test(tc, clock_offset);
 	tcase_add_test(tc, batch_round_trip);
 	tcase_add_test(tc, batch_damage);
