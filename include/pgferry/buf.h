@@ -1,5 +1,5 @@
 /*
- * buf.h — a growable byte buffer for building output (JSON, frames, SQL).
+ * buf.h — a growable byte buffer for building output (frames, SQL, text).
  *
  * The buffer owns its memory: buf_free releases it. Appends never fail
  * silently: on allocation failure the buffer is marked failed and further
@@ -38,13 +38,11 @@ static inline bool buf_failed(const buf_t *b)
 /* FNV-1a of the bytes held: for hash tables keyed by a built key */
 unsigned buf_hash(const buf_t *b);
 
-/* JSON helpers: a quoted, escaped string. Valid UTF-8 passes through;
- * invalid bytes are written as \ufffd so the output is always valid JSON. */
-void json_append_string(buf_t *b, const char *s, size_t len);
-void json_append_cstring(buf_t *b, const char *s);
+/* s[0..len) with each byte that starts no valid UTF-8 sequence replaced
+ * by U+FFFD, so the result is valid UTF-8 (NUL bytes are kept). JSON is
+ * written with jansson (json_out.h), which needs valid UTF-8. */
+void buf_append_utf8(buf_t *b, const char *s, size_t len);
 /* true when s[0..len) is valid UTF-8 with no NUL */
 bool utf8_valid(const char *s, size_t len);
-/* "\\x" followed by lowercase hex, as a JSON string */
-void json_append_hex(buf_t *b, const void *data, size_t len);
 
 #endif

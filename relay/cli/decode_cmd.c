@@ -13,6 +13,7 @@
 #include "pgferry/cli.h"
 #include "pgferry/decode.h"
 #include "pgferry/decoder.h"
+#include "pgferry/json_out.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,61 +25,48 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void field_lsn(buf_t *b, const char *name, uint64_t lsn)
+/* xid and gid of a two-phase message */
+static void set_gid(json_t *o, uint32_t xid, const char *gid)
 {
-	char t[LSN_TEXT_LEN];
-	buf_printf(b, ",\"%s\":\"%s\"", name, lsn_format(lsn, t));
-}
-
-static void field_time(buf_t *b, const char *name, int64_t pgtime)
-{
-	char t[40];
-	buf_printf(b, ",\"%s\":\"%s\"", name, pgtime_format_iso(pgtime, t));
-}
-
-static void field_gid(buf_t *b, uint32_t xid, const char *gid)
-{
-	buf_printf(b, ",\"xid\":%u,\"gid\":", xid);
-	json_append_cstring(b, gid);
+	json_out_set(o, "xid", json_integer(xid));
+	json_out_set(o, "gid", json_out_cstring(gid));
 }
 
 /* A tuple as {"column": "text value" | null}; unchanged TOAST columns are
- * left out and collected for "unchanged_toast". */
-static int tuple_json(buf_t *b, const relcache_entry_t *rel, const tuple_t *t, buf_t *unchanged,
-                      pgf_error_t *err)
+ * left out and, when unchanged is given, listed there. NULL and err set
+ * when the tuple does not match its Relation message. */
+static json_t *tuple_json(const relcache_entry_t *rel, const tuple_t *t, json_t *unchanged,
+                          pgf_error_t *err)
 {
+	json_t *o;
 	uint16_t i;
-	bool first = true;
 
-	if (t->ncolumns != rel->ncolumns)
-		return error_set(err, PGF_E_PROTOCOL,
-		                 "a tuple of %s.%s has %u columns, its Relation message %u",
-		                 rel->namespace, rel->name, t->ncolumns, rel->ncolumns);
-	buf_append_char(b, '{');
+	if (t->ncolumns != rel->ncolumns) {
+		error_set(err, PGF_E_PROTOCOL,
+		          "a tuple of %s.%s has %u columns, its Relation message %u",
+		          rel->namespace, rel->name, t->ncolumns, rel->ncolumns);
+		return NULL;
+	}
+	o = json_object();
 	for (i = 0; i < t->ncolumns; i++) {
 		const tuple_column_t *c = &t->columns[i];
+		json_t *v;
+
 		if (c->kind == 'u') {
-			if (unchanged) {
-				if (unchanged->len)
-					buf_append_char(unchanged, ',');
-				json_append_cstring(unchanged, rel->columns[i].name);
-			}
+			if (unchanged)
+				json_array_append_new(unchanged,
+				                      json_out_cstring(rel->columns[i].name));
 			continue;
 		}
-		if (!first)
-			buf_append_char(b, ',');
-		first = false;
-		json_append_cstring(b, rel->columns[i].name);
-		buf_append_char(b, ':');
 		if (c->kind == 'n')
-			buf_append_str(b, "null");
+			v = json_null();
 		else if (c->kind == 'b')
-			json_append_hex(b, c->data, c->len);
+			v = json_out_hex(c->data, c->len);
 		else
-			json_append_string(b, c->data, c->len);
+			v = json_out_text(c->data, c->len);
+		json_out_set_text_key(o, rel->columns[i].name, v);
 	}
-	buf_append_char(b, '}');
-	return PGF_OK;
+	return o;
 }
 
 static const relcache_entry_t *need_relation(relcache_t *rc, uint32_t relid, pgf_error_t *err)
@@ -91,189 +79,280 @@ static const relcache_entry_t *need_relation(relcache_t *rc, uint32_t relid, pgf
 	return rel;
 }
 
-static void relation_names(buf_t *b, const relcache_entry_t *rel)
+static void set_names(json_t *o, uint32_t relid, const char *namespace, const char *name)
 {
-	buf_printf(b, ",\"relid\":%u,\"namespace\":", rel->relid);
-	json_append_cstring(b, rel->namespace);
-	buf_append_str(b, ",\"name\":");
-	json_append_cstring(b, rel->name);
+	json_out_set(o, "relid", json_integer(relid));
+	json_out_set(o, "namespace", json_out_cstring(namespace));
+	json_out_set(o, "name", json_out_cstring(name));
 }
 
-/* One pgoutput message as the rest of a JSON object (after lsn and type). */
-static int message_json(buf_t *b, const pgoutput_message_t *m, relcache_t *rc, pgf_error_t *err)
+static int relation_json(json_t *o, const pgoutput_message_t *m, relcache_t *rc, pgf_error_t *err)
 {
-	const relcache_entry_t *rel;
-	buf_t unchanged;
+	const char ri = m->u.relation.replica_identity;
+	char ri_text[2] = {ri >= 32 && ri < 127 ? ri : '?', '\0'};
+	json_t *cols = json_array();
 	uint32_t i;
-	int rc_ = PGF_OK;
 
-	if (m->has_xid && m->type != PGOUTPUT_STREAM_START && m->type != PGOUTPUT_STREAM_COMMIT &&
-	    m->type != PGOUTPUT_STREAM_ABORT && m->type != PGOUTPUT_STREAM_PREPARE)
-		buf_printf(b, ",\"xid\":%u", m->xid);
+	if (relcache_update(rc, m, err) != PGF_OK) {
+		json_decref(cols);
+		return PGF_ERR;
+	}
+	set_names(o, m->u.relation.relid, m->u.relation.namespace, m->u.relation.name);
+	json_out_set(o, "replica_identity", json_string(ri_text));
+	for (i = 0; i < m->u.relation.ncolumns; i++) {
+		const relation_column_t *c = &m->u.relation.columns[i];
+		json_t *col = json_object();
+
+		json_out_set(col, "name", json_out_cstring(c->name));
+		json_out_set(col, "type_oid", json_integer(c->type_oid));
+		json_out_set(col, "type_mod", json_integer(c->type_mod));
+		json_out_set(col, "key", json_out_bool(c->flags & 1));
+		json_array_append_new(cols, col);
+	}
+	json_out_set(o, "columns", cols);
+	return PGF_OK;
+}
+
+static int insert_json(json_t *o, const pgoutput_message_t *m, relcache_t *rc, pgf_error_t *err)
+{
+	const relcache_entry_t *rel = need_relation(rc, m->u.insert.relid, err);
+	json_t *t;
+
+	if (rel == NULL)
+		return PGF_ERR;
+	set_names(o, rel->relid, rel->namespace, rel->name);
+	if ((t = tuple_json(rel, &m->u.insert.new_tuple, NULL, err)) == NULL)
+		return PGF_ERR;
+	json_out_set(o, "new", t);
+	return PGF_OK;
+}
+
+/* Update and Delete: the old row or key when sent, the new row (Update),
+ * and the unchanged TOAST columns of the newest tuple shown. */
+static int update_delete_json(json_t *o, const pgoutput_message_t *m, relcache_t *rc,
+                              pgf_error_t *err)
+{
+	bool update = m->type == PGOUTPUT_UPDATE;
+	char old_kind = update ? m->u.update.old_kind : m->u.delete_.old_kind;
+	const tuple_t *old = update ? &m->u.update.old_tuple : &m->u.delete_.old_tuple;
+	const relcache_entry_t *rel =
+	        need_relation(rc, update ? m->u.update.relid : m->u.delete_.relid, err);
+	json_t *unchanged, *t;
+
+	if (rel == NULL)
+		return PGF_ERR;
+	set_names(o, rel->relid, rel->namespace, rel->name);
+	unchanged = json_array();
+	if (old_kind) {
+		if ((t = tuple_json(rel, old, update ? NULL : unchanged, err)) == NULL)
+			goto fail;
+		json_out_set(o, old_kind == 'K' ? "key" : "old", t);
+	}
+	if (update) {
+		if ((t = tuple_json(rel, &m->u.update.new_tuple, unchanged, err)) == NULL)
+			goto fail;
+		json_out_set(o, "new", t);
+	}
+	if (json_array_size(unchanged) > 0)
+		json_out_set(o, "unchanged_toast", unchanged);
+	else
+		json_decref(unchanged);
+	return PGF_OK;
+fail:
+	json_decref(unchanged);
+	return PGF_ERR;
+}
+
+static int truncate_json(json_t *o, const pgoutput_message_t *m, relcache_t *rc, pgf_error_t *err)
+{
+	json_t *relids = json_array(), *names = json_array();
+	uint32_t i;
+
+	json_out_set(o, "relids", relids);
+	json_out_set(o, "names", names);
+	for (i = 0; i < m->u.truncate.nrelids; i++) {
+		uint32_t relid = pgoutput_truncate_relid(m, i);
+		const relcache_entry_t *rel = need_relation(rc, relid, err);
+		buf_t q;
+
+		if (rel == NULL)
+			return PGF_ERR;
+		json_array_append_new(relids, json_integer(relid));
+		buf_init(&q);
+		buf_printf(&q, "%s.%s", rel->namespace, rel->name);
+		json_array_append_new(names, json_out_cstring(q.data));
+		buf_free(&q);
+	}
+	json_out_set(o, "cascade", json_out_bool(m->u.truncate.options & 1));
+	json_out_set(o, "restart_identity", json_out_bool(m->u.truncate.options & 2));
+	return PGF_OK;
+}
+
+static void logical_message_json(json_t *o, const pgoutput_message_t *m)
+{
+	const char *content = (const char *)m->u.message.content;
+	size_t len = m->u.message.content_len;
+
+	json_out_set(o, "transactional", json_out_bool(m->u.message.flags & 1));
+	json_out_set(o, "message_lsn", json_out_lsn(m->u.message.lsn));
+	json_out_set(o, "prefix", json_out_cstring(m->u.message.prefix));
+	/* text when it is text, else the bytes as hex */
+	json_out_set(o, "content",
+	             utf8_valid(content, len) ? json_out_text(content, len)
+	                                      : json_out_hex(m->u.message.content, len));
+}
+
+/* Begin, Commit and the streamed transaction's boundaries. */
+static void transaction_json(json_t *o, const pgoutput_message_t *m)
+{
 	switch (m->type) {
 	case PGOUTPUT_BEGIN:
-		field_lsn(b, "final_lsn", m->u.begin.final_lsn);
-		field_time(b, "commit_time", m->u.begin.commit_time);
-		buf_printf(b, ",\"xid\":%u", m->u.begin.xid);
+		json_out_set(o, "final_lsn", json_out_lsn(m->u.begin.final_lsn));
+		json_out_set(o, "commit_time", json_out_pgtime(m->u.begin.commit_time));
+		json_out_set(o, "xid", json_integer(m->u.begin.xid));
 		break;
 	case PGOUTPUT_COMMIT:
-		field_lsn(b, "commit_lsn", m->u.commit.commit_lsn);
-		field_lsn(b, "end_lsn", m->u.commit.end_lsn);
-		field_time(b, "commit_time", m->u.commit.commit_time);
-		buf_printf(b, ",\"flags\":%u", m->u.commit.flags);
-		break;
-	case PGOUTPUT_ORIGIN:
-		field_lsn(b, "commit_lsn", m->u.origin.commit_lsn);
-		buf_append_str(b, ",\"name\":");
-		json_append_cstring(b, m->u.origin.name);
-		break;
-	case PGOUTPUT_RELATION:
-		if (relcache_update(rc, m, err) != PGF_OK)
-			return PGF_ERR;
-		buf_printf(b, ",\"relid\":%u,\"namespace\":", m->u.relation.relid);
-		json_append_cstring(b, m->u.relation.namespace);
-		buf_append_str(b, ",\"name\":");
-		json_append_cstring(b, m->u.relation.name);
-		buf_printf(b, ",\"replica_identity\":\"%c\",\"columns\":[",
-		           m->u.relation.replica_identity >= 32 &&
-		                           m->u.relation.replica_identity < 127
-		                   ? m->u.relation.replica_identity
-		                   : '?');
-		for (i = 0; i < m->u.relation.ncolumns; i++) {
-			const relation_column_t *c = &m->u.relation.columns[i];
-			buf_append_str(b, i ? ",{\"name\":" : "{\"name\":");
-			json_append_cstring(b, c->name);
-			buf_printf(b, ",\"type_oid\":%u,\"type_mod\":%d,\"key\":%s}", c->type_oid,
-			           c->type_mod, (c->flags & 1) ? "true" : "false");
-		}
-		buf_append_char(b, ']');
-		break;
-	case PGOUTPUT_TYPE:
-		if (relcache_update_type(rc, m, err) != PGF_OK)
-			return PGF_ERR;
-		buf_printf(b, ",\"type_oid\":%u,\"namespace\":", m->u.type.type_oid);
-		json_append_cstring(b, m->u.type.namespace);
-		buf_append_str(b, ",\"name\":");
-		json_append_cstring(b, m->u.type.name);
-		break;
-	case PGOUTPUT_INSERT:
-		if ((rel = need_relation(rc, m->u.insert.relid, err)) == NULL)
-			return PGF_ERR;
-		relation_names(b, rel);
-		buf_append_str(b, ",\"new\":");
-		return tuple_json(b, rel, &m->u.insert.new_tuple, NULL, err);
-	case PGOUTPUT_UPDATE:
-	case PGOUTPUT_DELETE: {
-		char old_kind =
-		        m->type == PGOUTPUT_UPDATE ? m->u.update.old_kind : m->u.delete_.old_kind;
-		const tuple_t *old = m->type == PGOUTPUT_UPDATE ? &m->u.update.old_tuple
-		                                                : &m->u.delete_.old_tuple;
-		uint32_t relid =
-		        m->type == PGOUTPUT_UPDATE ? m->u.update.relid : m->u.delete_.relid;
-		if ((rel = need_relation(rc, relid, err)) == NULL)
-			return PGF_ERR;
-		relation_names(b, rel);
-		buf_init(&unchanged);
-		if (old_kind) {
-			buf_append_str(b, old_kind == 'K' ? ",\"key\":" : ",\"old\":");
-			/* unchanged TOAST is listed from the newest tuple shown */
-			rc_ = tuple_json(b, rel, old,
-			                 m->type == PGOUTPUT_DELETE ? &unchanged : NULL, err);
-		}
-		if (rc_ == PGF_OK && m->type == PGOUTPUT_UPDATE) {
-			buf_append_str(b, ",\"new\":");
-			rc_ = tuple_json(b, rel, &m->u.update.new_tuple, &unchanged, err);
-		}
-		if (rc_ == PGF_OK && unchanged.len)
-			buf_printf(b, ",\"unchanged_toast\":[%s]", unchanged.data);
-		buf_free(&unchanged);
-		return rc_;
-	}
-	case PGOUTPUT_TRUNCATE:
-		buf_append_str(b, ",\"relids\":[");
-		for (i = 0; i < m->u.truncate.nrelids; i++)
-			buf_printf(b, "%s%u", i ? "," : "", pgoutput_truncate_relid(m, i));
-		buf_append_str(b, "],\"names\":[");
-		for (i = 0; i < m->u.truncate.nrelids; i++) {
-			rel = need_relation(rc, pgoutput_truncate_relid(m, i), err);
-			if (rel == NULL)
-				return PGF_ERR;
-			if (i)
-				buf_append_char(b, ',');
-			buf_t q;
-			buf_init(&q);
-			buf_printf(&q, "%s.%s", rel->namespace, rel->name);
-			json_append_cstring(b, q.data);
-			buf_free(&q);
-		}
-		buf_printf(b, "],\"cascade\":%s,\"restart_identity\":%s",
-		           (m->u.truncate.options & 1) ? "true" : "false",
-		           (m->u.truncate.options & 2) ? "true" : "false");
-		break;
-	case PGOUTPUT_MESSAGE:
-		buf_printf(b, ",\"transactional\":%s", (m->u.message.flags & 1) ? "true" : "false");
-		field_lsn(b, "message_lsn", m->u.message.lsn);
-		buf_append_str(b, ",\"prefix\":");
-		json_append_cstring(b, m->u.message.prefix);
-		buf_append_str(b, ",\"content\":");
-		if (utf8_valid((const char *)m->u.message.content, m->u.message.content_len))
-			json_append_string(b, (const char *)m->u.message.content,
-			                   m->u.message.content_len);
-		else
-			json_append_hex(b, m->u.message.content, m->u.message.content_len);
+		json_out_set(o, "commit_lsn", json_out_lsn(m->u.commit.commit_lsn));
+		json_out_set(o, "end_lsn", json_out_lsn(m->u.commit.end_lsn));
+		json_out_set(o, "commit_time", json_out_pgtime(m->u.commit.commit_time));
+		json_out_set(o, "flags", json_integer(m->u.commit.flags));
 		break;
 	case PGOUTPUT_STREAM_START:
-		buf_printf(b, ",\"xid\":%u,\"first_segment\":%s", m->u.stream_start.xid,
-		           m->u.stream_start.first_segment ? "true" : "false");
-		break;
-	case PGOUTPUT_STREAM_STOP:
+		json_out_set(o, "xid", json_integer(m->u.stream_start.xid));
+		json_out_set(o, "first_segment", json_out_bool(m->u.stream_start.first_segment));
 		break;
 	case PGOUTPUT_STREAM_COMMIT:
-		buf_printf(b, ",\"xid\":%u,\"flags\":%u", m->u.stream_commit.xid,
-		           m->u.stream_commit.flags);
-		field_lsn(b, "commit_lsn", m->u.stream_commit.commit_lsn);
-		field_lsn(b, "end_lsn", m->u.stream_commit.end_lsn);
-		field_time(b, "commit_time", m->u.stream_commit.commit_time);
+		json_out_set(o, "xid", json_integer(m->u.stream_commit.xid));
+		json_out_set(o, "flags", json_integer(m->u.stream_commit.flags));
+		json_out_set(o, "commit_lsn", json_out_lsn(m->u.stream_commit.commit_lsn));
+		json_out_set(o, "end_lsn", json_out_lsn(m->u.stream_commit.end_lsn));
+		json_out_set(o, "commit_time", json_out_pgtime(m->u.stream_commit.commit_time));
 		break;
 	case PGOUTPUT_STREAM_ABORT:
-		buf_printf(b, ",\"xid\":%u,\"subxid\":%u", m->u.stream_abort.xid,
-		           m->u.stream_abort.subxid);
+		json_out_set(o, "xid", json_integer(m->u.stream_abort.xid));
+		json_out_set(o, "subxid", json_integer(m->u.stream_abort.subxid));
 		if (m->u.stream_abort.has_abort_lsn) {
-			field_lsn(b, "abort_lsn", m->u.stream_abort.abort_lsn);
-			field_time(b, "abort_time", m->u.stream_abort.abort_time);
+			json_out_set(o, "abort_lsn", json_out_lsn(m->u.stream_abort.abort_lsn));
+			json_out_set(o, "abort_time",
+			             json_out_pgtime(m->u.stream_abort.abort_time));
 		}
 		break;
+	default:
+		break;
+	}
+}
+
+/* The two-phase messages. */
+static void two_phase_json(json_t *o, const pgoutput_message_t *m)
+{
+	switch (m->type) {
 	case PGOUTPUT_BEGIN_PREPARE:
-		field_lsn(b, "prepare_lsn", m->u.begin_prepare.prepare_lsn);
-		field_lsn(b, "end_lsn", m->u.begin_prepare.end_lsn);
-		field_time(b, "prepare_time", m->u.begin_prepare.prepare_time);
-		field_gid(b, m->u.begin_prepare.xid, m->u.begin_prepare.gid);
+		json_out_set(o, "prepare_lsn", json_out_lsn(m->u.begin_prepare.prepare_lsn));
+		json_out_set(o, "end_lsn", json_out_lsn(m->u.begin_prepare.end_lsn));
+		json_out_set(o, "prepare_time", json_out_pgtime(m->u.begin_prepare.prepare_time));
+		set_gid(o, m->u.begin_prepare.xid, m->u.begin_prepare.gid);
 		break;
 	case PGOUTPUT_PREPARE:
 	case PGOUTPUT_STREAM_PREPARE:
-		buf_printf(b, ",\"flags\":%u", m->u.prepare.flags);
-		field_lsn(b, "prepare_lsn", m->u.prepare.prepare_lsn);
-		field_lsn(b, "end_lsn", m->u.prepare.end_lsn);
-		field_time(b, "prepare_time", m->u.prepare.prepare_time);
-		field_gid(b, m->u.prepare.xid, m->u.prepare.gid);
+		json_out_set(o, "flags", json_integer(m->u.prepare.flags));
+		json_out_set(o, "prepare_lsn", json_out_lsn(m->u.prepare.prepare_lsn));
+		json_out_set(o, "end_lsn", json_out_lsn(m->u.prepare.end_lsn));
+		json_out_set(o, "prepare_time", json_out_pgtime(m->u.prepare.prepare_time));
+		set_gid(o, m->u.prepare.xid, m->u.prepare.gid);
 		break;
 	case PGOUTPUT_COMMIT_PREPARED:
-		buf_printf(b, ",\"flags\":%u", m->u.commit_prepared.flags);
-		field_lsn(b, "commit_lsn", m->u.commit_prepared.commit_lsn);
-		field_lsn(b, "end_lsn", m->u.commit_prepared.end_lsn);
-		field_time(b, "commit_time", m->u.commit_prepared.commit_time);
-		field_gid(b, m->u.commit_prepared.xid, m->u.commit_prepared.gid);
+		json_out_set(o, "flags", json_integer(m->u.commit_prepared.flags));
+		json_out_set(o, "commit_lsn", json_out_lsn(m->u.commit_prepared.commit_lsn));
+		json_out_set(o, "end_lsn", json_out_lsn(m->u.commit_prepared.end_lsn));
+		json_out_set(o, "commit_time", json_out_pgtime(m->u.commit_prepared.commit_time));
+		set_gid(o, m->u.commit_prepared.xid, m->u.commit_prepared.gid);
 		break;
 	case PGOUTPUT_ROLLBACK_PREPARED:
-		buf_printf(b, ",\"flags\":%u", m->u.rollback_prepared.flags);
-		field_lsn(b, "prepare_end_lsn", m->u.rollback_prepared.prepare_end_lsn);
-		field_lsn(b, "rollback_end_lsn", m->u.rollback_prepared.rollback_end_lsn);
-		field_time(b, "prepare_time", m->u.rollback_prepared.prepare_time);
-		field_time(b, "rollback_time", m->u.rollback_prepared.rollback_time);
-		field_gid(b, m->u.rollback_prepared.xid, m->u.rollback_prepared.gid);
+		json_out_set(o, "flags", json_integer(m->u.rollback_prepared.flags));
+		json_out_set(o, "prepare_end_lsn",
+		             json_out_lsn(m->u.rollback_prepared.prepare_end_lsn));
+		json_out_set(o, "rollback_end_lsn",
+		             json_out_lsn(m->u.rollback_prepared.rollback_end_lsn));
+		json_out_set(o, "prepare_time",
+		             json_out_pgtime(m->u.rollback_prepared.prepare_time));
+		json_out_set(o, "rollback_time",
+		             json_out_pgtime(m->u.rollback_prepared.rollback_time));
+		set_gid(o, m->u.rollback_prepared.xid, m->u.rollback_prepared.gid);
+		break;
+	default:
 		break;
 	}
-	return PGF_OK;
+}
+
+/* One pgoutput message's fields, added to o after lsn and type. */
+static int message_json(json_t *o, const pgoutput_message_t *m, relcache_t *rc, pgf_error_t *err)
+{
+	/* a change inside a streamed block carries its transaction's xid */
+	if (m->has_xid && m->type != PGOUTPUT_STREAM_START && m->type != PGOUTPUT_STREAM_COMMIT &&
+	    m->type != PGOUTPUT_STREAM_ABORT && m->type != PGOUTPUT_STREAM_PREPARE)
+		json_out_set(o, "xid", json_integer(m->xid));
+	switch (m->type) {
+	case PGOUTPUT_ORIGIN:
+		json_out_set(o, "commit_lsn", json_out_lsn(m->u.origin.commit_lsn));
+		json_out_set(o, "name", json_out_cstring(m->u.origin.name));
+		return PGF_OK;
+	case PGOUTPUT_RELATION:
+		return relation_json(o, m, rc, err);
+	case PGOUTPUT_TYPE:
+		if (relcache_update_type(rc, m, err) != PGF_OK)
+			return PGF_ERR;
+		json_out_set(o, "type_oid", json_integer(m->u.type.type_oid));
+		json_out_set(o, "namespace", json_out_cstring(m->u.type.namespace));
+		json_out_set(o, "name", json_out_cstring(m->u.type.name));
+		return PGF_OK;
+	case PGOUTPUT_INSERT:
+		return insert_json(o, m, rc, err);
+	case PGOUTPUT_UPDATE:
+	case PGOUTPUT_DELETE:
+		return update_delete_json(o, m, rc, err);
+	case PGOUTPUT_TRUNCATE:
+		return truncate_json(o, m, rc, err);
+	case PGOUTPUT_MESSAGE:
+		logical_message_json(o, m);
+		return PGF_OK;
+	case PGOUTPUT_BEGIN_PREPARE:
+	case PGOUTPUT_PREPARE:
+	case PGOUTPUT_STREAM_PREPARE:
+	case PGOUTPUT_COMMIT_PREPARED:
+	case PGOUTPUT_ROLLBACK_PREPARED:
+		two_phase_json(o, m);
+		return PGF_OK;
+	default:
+		transaction_json(o, m);
+		return PGF_OK;
+	}
+}
+
+/* One walsender message as one JSON object; NULL and err set when its
+ * payload does not decode. */
+static json_t *record_json(const walsender_message_t *wm, pgoutput_decoder_t *d,
+                           pgoutput_message_t *m, relcache_t *rc, pgf_error_t *err)
+{
+	json_t *o = json_object();
+
+	if (wm->kind == 'k') {
+		json_out_set(o, "lsn", json_out_lsn(wm->wal_end));
+		json_out_set(o, "type", json_string("keepalive"));
+		json_out_set(o, "wal_end", json_out_lsn(wm->wal_end));
+		json_out_set(o, "reply_requested", json_out_bool(wm->reply_requested));
+		return o;
+	}
+	if (pgoutput_decode(d, wm->payload, wm->payload_len, m, err) != PGF_OK) {
+		json_decref(o);
+		return NULL;
+	}
+	json_out_set(o, "lsn", json_out_lsn(wm->wal_start));
+	json_out_set(o, "type", json_string(pgoutput_type_name(m->type)));
+	if (message_json(o, m, rc, err) != PGF_OK) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
 }
 
 int decode_capture(const uint8_t *data, size_t len, int proto_version, FILE *out, pgf_error_t *err)
@@ -297,8 +376,8 @@ int decode_capture(const uint8_t *data, size_t len, int proto_version, FILE *out
 		const uint8_t *rec;
 		size_t rlen;
 		walsender_message_t wm;
+		json_t *doc;
 		int r = capture_reader_next(&cr, &rec, &rlen, err);
-		char t[LSN_TEXT_LEN];
 
 		if (r == 0)
 			break;
@@ -307,21 +386,11 @@ int decode_capture(const uint8_t *data, size_t len, int proto_version, FILE *out
 		buf_reset(&line);
 		if (walsender_parse(rec, rlen, &wm, err) != PGF_OK)
 			goto bad_record;
-		if (wm.kind == 'k') {
-			buf_printf(&line, "{\"lsn\":\"%s\",\"type\":\"keepalive\"",
-			           lsn_format(wm.wal_end, t));
-			field_lsn(&line, "wal_end", wm.wal_end);
-			buf_printf(&line, ",\"reply_requested\":%s}\n",
-			           wm.reply_requested ? "true" : "false");
-		} else {
-			if (pgoutput_decode(&d, wm.payload, wm.payload_len, m, err) != PGF_OK)
-				goto bad_record;
-			buf_printf(&line, "{\"lsn\":\"%s\",\"type\":\"%s\"",
-			           lsn_format(wm.wal_start, t), pgoutput_type_name(m->type));
-			if (message_json(&line, m, rc, err) != PGF_OK)
-				goto bad_record;
-			buf_append_str(&line, "}\n");
-		}
+		if ((doc = record_json(&wm, &d, m, rc, err)) == NULL)
+			goto bad_record;
+		if (json_out_append(&line, doc) == PGF_OK)
+			buf_append_char(&line, '\n');
+		json_decref(doc);
 		if (buf_failed(&line)) {
 			error_set(err, PGF_E_MEMORY, "out of memory");
 			goto done;

@@ -4,6 +4,8 @@
 #include "pgferry/log.h"
 
 #include "pgferry/buf.h"
+#include "pgferry/json_out.h"
+#include "pgferry/util.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -11,7 +13,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,16 +51,40 @@ const char *log_level_name(log_level_t level)
 	return "?";
 }
 
-static void append_timestamp(buf_t *b)
+/* ISO 8601 UTC with milliseconds; t >= 32 bytes */
+static const char *timestamp(char *t)
 {
-	struct timeval tv;
+	int64_t us = util_realtime_us();
+	time_t sec = (time_t)(us / 1000000);
 	struct tm tm;
-	char s[32];
+	char s[24];
 
-	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
+	gmtime_r(&sec, &tm);
 	strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%S", &tm);
-	buf_printf(b, "%s.%03ldZ", s, (long)(tv.tv_usec / 1000));
+	snprintf(t, 32, "%s.%03dZ", s, (int)(us % 1000000 / 1000));
+	return t;
+}
+
+/* One JSON object a line, for log shippers; keys in this order. */
+static void json_line(buf_t *b, log_level_t level, const char *message, const pgf_error_t *err)
+{
+	json_t *o = json_object();
+	char t[32];
+
+	json_out_set(o, "time", json_string(timestamp(t)));
+	json_out_set(o, "level", json_string(log_level_name(level)));
+	json_out_set(o, "role", json_out_cstring(line_role));
+	json_out_set(o, "pid", json_integer(getpid()));
+	json_out_set(o, "message", json_out_cstring(message));
+	if (err != NULL && err->detail[0])
+		json_out_set(o, "detail", json_out_cstring(err->detail));
+	if (err != NULL && err->hint[0])
+		json_out_set(o, "hint", json_out_cstring(err->hint));
+	if (err != NULL && err->where[0])
+		json_out_set(o, "where", json_out_cstring(err->where));
+	if (json_out_append(b, o) == PGF_OK)
+		buf_append_char(b, '\n');
+	json_decref(o);
 }
 
 /* The first secret of s at or after from: [*start, *end) is a password's
@@ -156,30 +181,13 @@ static void emit(log_level_t level, const char *raw_message, const pgf_error_t *
 		err = &masked;
 	}
 	buf_init(&b);
-	if (line_format == LOG_FORMAT_JSON) {
-		buf_append_str(&b, "{\"time\":\"");
-		append_timestamp(&b);
-		buf_printf(&b, "\",\"level\":\"%s\",\"role\":", log_level_name(level));
-		json_append_cstring(&b, line_role);
-		buf_printf(&b, ",\"pid\":%d,\"message\":", (int)getpid());
-		json_append_cstring(&b, message);
-		if (err != NULL && err->detail[0]) {
-			buf_append_str(&b, ",\"detail\":");
-			json_append_cstring(&b, err->detail);
-		}
-		if (err != NULL && err->hint[0]) {
-			buf_append_str(&b, ",\"hint\":");
-			json_append_cstring(&b, err->hint);
-		}
-		if (err != NULL && err->where[0]) {
-			buf_append_str(&b, ",\"where\":");
-			json_append_cstring(&b, err->where);
-		}
-		buf_append_str(&b, "}\n");
-	} else {
-		append_timestamp(&b);
-		buf_printf(&b, " %s[%d] %s: %s", line_role, (int)getpid(), log_level_name(level),
-		           message);
+	if (line_format == LOG_FORMAT_JSON)
+		json_line(&b, level, message, err);
+	else {
+		char t[32];
+
+		buf_printf(&b, "%s %s[%d] %s: %s", timestamp(t), line_role, (int)getpid(),
+		           log_level_name(level), message);
 		if (err != NULL && err->where[0])
 			buf_printf(&b, " (%s)", err->where);
 		buf_append_char(&b, '\n');

@@ -1,8 +1,11 @@
 /*
  * lag_render.c — the lag snapshot as /v1/status JSON, as the promotion
- * verdict's JSON body, and as Prometheus text (names pgferry_*, base units).
+ * verdict's JSON body (both built with jansson: key order as listed here,
+ * a figure nobody can know is null), and as Prometheus text (names
+ * pgferry_*, base units).
  */
 #include "pgferry/decoder.h"
+#include "pgferry/json_out.h"
 #include "pgferry/lag.h"
 
 #include <inttypes.h>
@@ -10,225 +13,216 @@
 #include <stdio.h>
 #include <time.h>
 
-static void iso_time(buf_t *b, int64_t unix_us)
+/* a moment on the sink's clock (Unix µs); 0: none, null */
+static json_t *iso_time(int64_t unix_us)
 {
-	if (unix_us == 0) {
-		buf_append_str(b, "null");
-		return;
-	}
-	char t[40];
-	pgtime_format_iso(unix_us_to_pgtime(unix_us), t);
-	buf_printf(b, "\"%s\"", t);
-}
-
-static void lsn_json(buf_t *b, uint64_t lsn)
-{
-	char t[LSN_TEXT_LEN];
-	buf_printf(b, "\"%s\"", lsn_format(lsn, t));
+	return unix_us == 0 ? json_null() : json_out_pgtime(unix_us_to_pgtime(unix_us));
 }
 
 /* a figure that cannot be known (negative) is null, not 0 */
-static void figure(buf_t *b, const char *name, double v)
+static json_t *figure(double v)
 {
-	if (v < 0)
-		buf_printf(b, "\"%s\":null", name);
-	else
-		buf_printf(b, "\"%s\":%.3f", name, v);
+	return v < 0 ? json_null() : json_out_number(v, 3);
 }
 
-static void verdict_fields(buf_t *b, const lag_verdict_t *v)
+static json_t *u64(uint64_t v)
 {
+	return json_integer((json_int_t)v);
+}
+
+static void set_verdict(json_t *o, const lag_verdict_t *v)
+{
+	json_t *reasons = json_array();
 	int i;
 
-	buf_printf(b, "\"verdict\":\"%s\",\"reasons\":[", lag_verdict_name(v->verdict));
-	for (i = 0; i < v->nreasons; i++) {
-		if (i)
-			buf_append_char(b, ',');
-		json_append_cstring(b, v->reasons[i]);
-	}
-	buf_append_char(b, ']');
+	json_out_set(o, "verdict", json_string(lag_verdict_name(v->verdict)));
+	for (i = 0; i < v->nreasons; i++)
+		json_array_append_new(reasons, json_out_cstring(v->reasons[i]));
+	json_out_set(o, "reasons", reasons);
+}
+
+static json_t *identity_json(const lag_snapshot_t *s)
+{
+	char sysid[24];
+	json_t *o;
+
+	if (!s->identity_known)
+		return json_null();
+	/* a string: a 64-bit identifier does not survive a JavaScript reader */
+	snprintf(sysid, sizeof(sysid), "%" PRIu64, s->system_identifier);
+	o = json_object();
+	json_out_set(o, "system_identifier", json_string(sysid));
+	json_out_set(o, "database", json_out_cstring(s->database));
+	json_out_set(o, "slot", json_out_cstring(s->slot));
+	json_out_set(o, "consistent", json_out_bool(s->identity_ok));
+	return o;
+}
+
+static json_t *primary_json(const lag_snapshot_t *s)
+{
+	json_t *o = json_object();
+
+	json_out_set(o, "position_lsn", json_out_lsn(s->primary_position_lsn));
+	json_out_set(o, "flush_lsn", json_out_lsn(s->primary_flush_lsn));
+	json_out_set(o, "fact_age_ms", figure(s->fact_age_ms));
+	json_out_set(o, "stream_idle_ms", json_out_number(s->stream_idle_ms, 3));
+	json_out_set(o, "source_error", json_out_cstring_or_null(s->source_error));
+	return o;
+}
+
+/* the slot's WAL retention on the primary: a warning, not a verdict */
+static void set_slot(json_t *o, const lag_snapshot_t *s)
+{
+	bool k = s->slot_known;
+
+	json_out_set(o, "slot_retained_wal_bytes",
+	             k && s->slot_retained_bytes >= 0 ? json_integer(s->slot_retained_bytes)
+	                                              : json_null());
+	json_out_set(o, "slot_safe_wal_size_bytes",
+	             k && s->slot_safe_wal_size >= 0 ? json_integer(s->slot_safe_wal_size)
+	                                             : json_null());
+	json_out_set(o, "slot_wal_status", k ? json_out_cstring(s->slot_wal_status) : json_null());
+	json_out_set(o, "slot_wal_warning", json_out_cstring_or_null(s->slot_wal_warning));
+}
+
+static json_t *clock_json(const lag_snapshot_t *s)
+{
+	json_t *o = json_object();
+
+	json_out_set(o, "offset_ms",
+	             s->clock_known ? json_out_number(s->clock_offset_ms, 3) : json_null());
+	json_out_set(o, "uncertainty_ms",
+	             s->clock_known ? json_out_number(s->clock_uncertainty_ms, 3) : json_null());
+	json_out_set(o, "faults", u64(s->clock_faults));
+	json_out_set(o, "last_fault", json_out_cstring_or_null(s->clock_fault));
+	json_out_set(o, "last_fault_age_ms", figure(s->clock_fault_age_ms));
+	return o;
+}
+
+static json_t *apply_error_json(const lag_snapshot_t *s, bool shown)
+{
+	json_t *o;
+
+	if (!shown)
+		return json_null();
+	o = json_object();
+	json_out_set(o, "message", json_out_cstring(s->apply_error_message));
+	json_out_set(o, "where", json_out_cstring(s->apply_error_where));
+	return o;
+}
+
+static json_t *status_json(const lag_snapshot_t *s, const lag_verdict_t *v)
+{
+	json_t *o = json_object(), *x;
+
+	json_out_set(o, "identity", identity_json(s));
+	json_out_set(o, "primary_wal_lsn", json_out_lsn(s->primary_wal_lsn));
+	json_out_set(o, "primary_wal_time", iso_time(s->primary_wal_time_us));
+	json_out_set(o, "received_lsn", json_out_lsn(s->received_lsn));
+	json_out_set(o, "applied_lsn", json_out_lsn(s->applied_lsn));
+	json_out_set(o, "last_applied_commit_time", iso_time(s->last_applied_commit_time_us));
+	json_out_set(o, "last_commit_lag_ms", json_out_number(s->last_commit_lag_ms, 3));
+	json_out_set(o, "caught_up", json_out_bool(s->caught_up));
+	x = json_object();
+	json_out_set(x, "transactions", u64(s->known_loss_transactions));
+	json_out_set(x, "bytes", u64(s->known_loss_bytes));
+	json_out_set(x, "oldest_commit_age_ms", json_out_number(s->oldest_commit_age_ms, 3));
+	json_out_set(x, "window_ms", figure(s->known_loss_window_ms));
+	json_out_set(o, "known_loss", x);
+	json_out_set(o, "unknown_window_ms", figure(s->unknown_window_ms));
+	json_out_set(o, "rpo_bound_ms", figure(s->rpo_bound_ms));
+	json_out_set(o, "proof_time", iso_time(s->rpo_known ? s->proof_time_us : 0));
+	json_out_set(o, "primary", primary_json(s));
+	set_slot(o, s);
+	x = json_object();
+	json_out_set(x, "transactions", u64(s->backlog_transactions));
+	json_out_set(x, "bytes", u64(s->backlog_bytes));
+	json_out_set(x, "spooled_bytes", u64(s->spooled_bytes));
+	json_out_set(x, "drain_estimate_ms",
+	             s->drain_estimate_ms < 0 ? json_null()
+	                                      : json_out_number(s->drain_estimate_ms, 0));
+	json_out_set(o, "apply_backlog", x);
+	x = json_object();
+	json_out_set(x, "transactions_per_s", json_out_number(s->transactions_per_s, 1));
+	json_out_set(x, "rows_per_s", json_out_number(s->rows_per_s, 1));
+	json_out_set(x, "bytes_per_s", json_out_number(s->bytes_per_s, 0));
+	json_out_set(o, "apply_rate", x);
+	json_out_set(o, "clock", clock_json(s));
+	x = json_object();
+	json_out_set(x, "state", json_string(lag_source_state_name(s->source_state)));
+	json_out_set(x, "since", iso_time(s->source_since_us));
+	if (s->source_state == LAG_SOURCE_PRIMARY_SHUTDOWN)
+		json_out_set(x, "primary_final_lsn", json_out_lsn(s->primary_final_lsn));
+	json_out_set(o, "source_connection", x);
+	json_out_set(o, "dr_reachable", json_out_bool(s->dr_reachable));
+	json_out_set(o, "fenced", json_out_bool(s->fenced));
+	json_out_set(o, "stream_blocked", json_out_cstring_or_null(s->stream_blocked));
+	json_out_set(o, "stream_refused", json_out_cstring_or_null(s->stream_refused));
+	x = json_object();
+	json_out_set(x, "apply", apply_error_json(s, s->apply_error));
+	json_out_set(x, "schema_drift", apply_error_json(s, s->apply_error && s->schema_drift));
+	json_out_set(x, "bad_batches", u64(s->bad_batches));
+	json_out_set(o, "errors", x);
+	if (s->history_known) {
+		x = json_object();
+		json_out_set(x, "window", json_string("1 hour"));
+		json_out_set(x, "p50_ms", json_out_number(s->history_p50_ms, 3));
+		json_out_set(x, "p95_ms", json_out_number(s->history_p95_ms, 3));
+		json_out_set(x, "p99_ms", json_out_number(s->history_p99_ms, 3));
+		json_out_set(x, "max_ms", json_out_number(s->history_max_ms, 3));
+	} else
+		x = json_null();
+	json_out_set(o, "lag_history", x);
+	x = json_object();
+	set_verdict(x, v);
+	json_out_set(x, "max_rpo_ms", json_integer(s->max_rpo_ms));
+	json_out_set(x, "max_apply_backlog", json_integer(s->max_apply_backlog));
+	json_out_set(o, "promotion", x);
+	return o;
+}
+
+static void render(buf_t *b, json_t *doc)
+{
+	if (json_out_append(b, doc) == PGF_OK)
+		buf_append_char(b, '\n');
+	json_decref(doc);
 }
 
 void lag_render_status_json(const lag_snapshot_t *s, const lag_verdict_t *v, buf_t *b)
 {
-	buf_append_str(b, "{\"identity\":");
-	if (s->identity_known) {
-		buf_printf(b, "{\"system_identifier\":\"%" PRIu64 "\",\"database\":",
-		           s->system_identifier);
-		json_append_cstring(b, s->database);
-		buf_append_str(b, ",\"slot\":");
-		json_append_cstring(b, s->slot);
-		buf_printf(b, ",\"consistent\":%s}", s->identity_ok ? "true" : "false");
-	} else
-		buf_append_str(b, "null");
-	buf_append_str(b, ",\"primary_wal_lsn\":");
-	lsn_json(b, s->primary_wal_lsn);
-	buf_append_str(b, ",\"primary_wal_time\":");
-	iso_time(b, s->primary_wal_time_us);
-	buf_append_str(b, ",\"received_lsn\":");
-	lsn_json(b, s->received_lsn);
-	buf_append_str(b, ",\"applied_lsn\":");
-	lsn_json(b, s->applied_lsn);
-	buf_append_str(b, ",\"last_applied_commit_time\":");
-	iso_time(b, s->last_applied_commit_time_us);
-	buf_printf(b, ",\"last_commit_lag_ms\":%.3f", s->last_commit_lag_ms);
-	buf_printf(b, ",\"caught_up\":%s", s->caught_up ? "true" : "false");
-	buf_printf(b,
-	           ",\"known_loss\":{\"transactions\":%" PRIu64 ",\"bytes\":%" PRIu64
-	           ",\"oldest_commit_age_ms\":%.3f,",
-	           s->known_loss_transactions, s->known_loss_bytes, s->oldest_commit_age_ms);
-	figure(b, "window_ms", s->known_loss_window_ms);
-	buf_append_str(b, "},");
-	figure(b, "unknown_window_ms", s->unknown_window_ms);
-	buf_append_char(b, ',');
-	figure(b, "rpo_bound_ms", s->rpo_bound_ms);
-	buf_append_str(b, ",\"proof_time\":");
-	iso_time(b, s->rpo_known ? s->proof_time_us : 0);
-	buf_append_str(b, ",\"primary\":{\"position_lsn\":");
-	lsn_json(b, s->primary_position_lsn);
-	buf_append_str(b, ",\"flush_lsn\":");
-	lsn_json(b, s->primary_flush_lsn);
-	buf_append_char(b, ',');
-	figure(b, "fact_age_ms", s->fact_age_ms);
-	buf_printf(b, ",\"stream_idle_ms\":%.3f,\"source_error\":", s->stream_idle_ms);
-	if (s->source_error[0])
-		json_append_cstring(b, s->source_error);
-	else
-		buf_append_str(b, "null");
-	buf_append_str(b, "}");
-	/* the slot's WAL retention on the primary: a warning, not a verdict */
-	if (s->slot_known) {
-		buf_printf(b, ",\"slot_retained_wal_bytes\":");
-		if (s->slot_retained_bytes < 0)
-			buf_append_str(b, "null");
-		else
-			buf_printf(b, "%" PRId64, s->slot_retained_bytes);
-		buf_printf(b, ",\"slot_safe_wal_size_bytes\":");
-		if (s->slot_safe_wal_size < 0)
-			buf_append_str(b, "null");
-		else
-			buf_printf(b, "%" PRId64, s->slot_safe_wal_size);
-		buf_append_str(b, ",\"slot_wal_status\":");
-		json_append_cstring(b, s->slot_wal_status);
-	} else
-		buf_append_str(
-		        b, ",\"slot_retained_wal_bytes\":null,\"slot_safe_wal_size_bytes\":null,"
-		           "\"slot_wal_status\":null");
-	buf_append_str(b, ",\"slot_wal_warning\":");
-	if (s->slot_wal_warning[0])
-		json_append_cstring(b, s->slot_wal_warning);
-	else
-		buf_append_str(b, "null");
-	buf_printf(b,
-	           ",\"apply_backlog\":{\"transactions\":%" PRIu64 ",\"bytes\":%" PRIu64
-	           ",\"spooled_bytes\":%" PRIu64 ",\"drain_estimate_ms\":",
-	           s->backlog_transactions, s->backlog_bytes, s->spooled_bytes);
-	if (s->drain_estimate_ms < 0)
-		buf_append_str(b, "null}");
-	else
-		buf_printf(b, "%.0f}", s->drain_estimate_ms);
-	buf_printf(b,
-	           ",\"apply_rate\":{\"transactions_per_s\":%.1f,\"rows_per_s\":%.1f,"
-	           "\"bytes_per_s\":%.0f}",
-	           s->transactions_per_s, s->rows_per_s, s->bytes_per_s);
-	if (s->clock_known)
-		buf_printf(b, ",\"clock\":{\"offset_ms\":%.3f,\"uncertainty_ms\":%.3f",
-		           s->clock_offset_ms, s->clock_uncertainty_ms);
-	else
-		buf_append_str(b, ",\"clock\":{\"offset_ms\":null,\"uncertainty_ms\":null");
-	buf_printf(b, ",\"faults\":%" PRIu64 ",\"last_fault\":", s->clock_faults);
-	if (s->clock_fault[0])
-		json_append_cstring(b, s->clock_fault);
-	else
-		buf_append_str(b, "null");
-	buf_append_char(b, ',');
-	figure(b, "last_fault_age_ms", s->clock_fault_age_ms);
-	buf_append_char(b, '}');
-	buf_printf(b, ",\"source_connection\":{\"state\":\"%s\",\"since\":",
-	           lag_source_state_name(s->source_state));
-	iso_time(b, s->source_since_us);
-	if (s->source_state == LAG_SOURCE_PRIMARY_SHUTDOWN) {
-		buf_append_str(b, ",\"primary_final_lsn\":");
-		lsn_json(b, s->primary_final_lsn);
-	}
-	buf_append_str(b, "}");
-	buf_printf(b, ",\"dr_reachable\":%s,\"fenced\":%s", s->dr_reachable ? "true" : "false",
-	           s->fenced ? "true" : "false");
-	buf_append_str(b, ",\"stream_blocked\":");
-	if (s->stream_blocked[0])
-		json_append_cstring(b, s->stream_blocked);
-	else
-		buf_append_str(b, "null");
-	buf_append_str(b, ",\"stream_refused\":");
-	if (s->stream_refused[0])
-		json_append_cstring(b, s->stream_refused);
-	else
-		buf_append_str(b, "null");
-	buf_append_str(b, ",\"errors\":{\"apply\":");
-	if (s->apply_error) {
-		buf_append_str(b, "{\"message\":");
-		json_append_cstring(b, s->apply_error_message);
-		buf_append_str(b, ",\"where\":");
-		json_append_cstring(b, s->apply_error_where);
-		buf_append_str(b, "}");
-	} else
-		buf_append_str(b, "null");
-	buf_append_str(b, ",\"schema_drift\":");
-	if (s->apply_error && s->schema_drift) {
-		buf_append_str(b, "{\"message\":");
-		json_append_cstring(b, s->apply_error_message);
-		buf_append_str(b, ",\"where\":");
-		json_append_cstring(b, s->apply_error_where);
-		buf_append_str(b, "}");
-	} else
-		buf_append_str(b, "null");
-	buf_printf(b, ",\"bad_batches\":%" PRIu64 "}", s->bad_batches);
-	if (s->history_known)
-		buf_printf(
-		        b,
-		        ",\"lag_history\":{\"window\":\"1 hour\",\"p50_ms\":%.3f,\"p95_ms\":%.3f,"
-		        "\"p99_ms\":%.3f,\"max_ms\":%.3f}",
-		        s->history_p50_ms, s->history_p95_ms, s->history_p99_ms, s->history_max_ms);
-	else
-		buf_append_str(b, ",\"lag_history\":null");
-	buf_append_str(b, ",\"promotion\":{");
-	verdict_fields(b, v);
-	buf_printf(b, ",\"max_rpo_ms\":%lld,\"max_apply_backlog\":%lld}}\n",
-	           (long long)s->max_rpo_ms, (long long)s->max_apply_backlog);
+	render(b, status_json(s, v));
 }
 
 void lag_render_verdict_json(const lag_snapshot_t *s, const lag_verdict_t *v, int64_t max_rpo_ms,
                              int64_t max_backlog, buf_t *b)
 {
-	buf_append_char(b, '{');
-	verdict_fields(b, v);
-	buf_append_char(b, ',');
-	figure(b, "rpo_bound_ms", s->rpo_bound_ms);
-	buf_append_str(b, ",\"figures\":{");
-	figure(b, "known_loss_window_ms", s->known_loss_window_ms);
-	buf_append_char(b, ',');
-	figure(b, "unknown_window_ms", s->unknown_window_ms);
-	buf_printf(
-	        b,
-	        ",\"oldest_commit_age_ms\":%.3f,"
-	        "\"known_loss_transactions\":%" PRIu64 ",\"known_loss_bytes\":%" PRIu64
-	        ",\"apply_backlog_transactions\":%" PRIu64 ",\"apply_error\":%s,"
-	        "\"schema_drift\":%s,\"dr_reachable\":%s,\"identity_consistent\":%s,\"fenced\":%s,"
-	        "\"source_connection\":\"%s\"",
-	        s->oldest_commit_age_ms, s->known_loss_transactions, s->known_loss_bytes,
-	        s->backlog_transactions, s->apply_error ? "true" : "false",
-	        s->apply_error && s->schema_drift ? "true" : "false",
-	        s->dr_reachable ? "true" : "false", s->identity_ok ? "true" : "false",
-	        s->fenced ? "true" : "false", lag_source_state_name(s->source_state));
-	if (s->clock_known)
-		buf_printf(b, ",\"clock_offset_ms\":%.3f,\"clock_uncertainty_ms\":%.3f",
-		           s->clock_offset_ms, s->clock_uncertainty_ms);
-	buf_append_str(b, ",\"applied_lsn\":");
-	lsn_json(b, s->applied_lsn);
-	buf_append_str(b, ",\"primary_wal_lsn\":");
-	lsn_json(b, s->primary_wal_lsn);
-	buf_printf(b, "},\"max_rpo_ms\":%lld,\"max_apply_backlog\":%lld}\n", (long long)max_rpo_ms,
-	           (long long)max_backlog);
+	json_t *o = json_object(), *f = json_object();
+
+	set_verdict(o, v);
+	json_out_set(o, "rpo_bound_ms", figure(s->rpo_bound_ms));
+	json_out_set(f, "known_loss_window_ms", figure(s->known_loss_window_ms));
+	json_out_set(f, "unknown_window_ms", figure(s->unknown_window_ms));
+	json_out_set(f, "oldest_commit_age_ms", json_out_number(s->oldest_commit_age_ms, 3));
+	json_out_set(f, "known_loss_transactions", u64(s->known_loss_transactions));
+	json_out_set(f, "known_loss_bytes", u64(s->known_loss_bytes));
+	json_out_set(f, "apply_backlog_transactions", u64(s->backlog_transactions));
+	json_out_set(f, "apply_error", json_out_bool(s->apply_error));
+	json_out_set(f, "schema_drift", json_out_bool(s->apply_error && s->schema_drift));
+	json_out_set(f, "dr_reachable", json_out_bool(s->dr_reachable));
+	json_out_set(f, "identity_consistent", json_out_bool(s->identity_ok));
+	json_out_set(f, "fenced", json_out_bool(s->fenced));
+	json_out_set(f, "source_connection", json_string(lag_source_state_name(s->source_state)));
+	if (s->clock_known) {
+		json_out_set(f, "clock_offset_ms", json_out_number(s->clock_offset_ms, 3));
+		json_out_set(f, "clock_uncertainty_ms",
+		             json_out_number(s->clock_uncertainty_ms, 3));
+	}
+	json_out_set(f, "applied_lsn", json_out_lsn(s->applied_lsn));
+	json_out_set(f, "primary_wal_lsn", json_out_lsn(s->primary_wal_lsn));
+	json_out_set(o, "figures", f);
+	json_out_set(o, "max_rpo_ms", json_integer(max_rpo_ms));
+	json_out_set(o, "max_apply_backlog", json_integer(max_backlog));
+	render(b, o);
 }
 
 static void gauge(buf_t *b, const char *name, const char *help, double v)

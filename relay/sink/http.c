@@ -17,6 +17,7 @@
 #include "pgferry/buf.h"
 #include "pgferry/build_info.h"
 #include "pgferry/events.h"
+#include "pgferry/json_out.h"
 #include "pgferry/netconn.h"
 
 #include "pgferry/log.h"
@@ -313,17 +314,26 @@ static enum MHD_Result query_collect(void *cls, enum MHD_ValueKind kind, const c
 	return MHD_YES;
 }
 
+/* {"error": why} and a newline */
+static void error_body(buf_t *b, const char *why)
+{
+	json_t *o = json_object();
+
+	json_out_set(o, "error", json_out_cstring(why));
+	if (json_out_append(b, o) == PGF_OK)
+		buf_append_char(b, '\n');
+	json_decref(o);
+}
+
 static enum MHD_Result respond_bad_request(struct MHD_Connection *conn, bool json, const char *why)
 {
 	buf_t b;
 	enum MHD_Result rc;
 
 	buf_init(&b);
-	if (json) {
-		buf_append_str(&b, "{\"error\":");
-		json_append_cstring(&b, why);
-		buf_append_str(&b, "}\n");
-	} else
+	if (json)
+		error_body(&b, why);
+	else
 		buf_printf(&b, "%s\n", why);
 	rc = respond(conn, MHD_HTTP_BAD_REQUEST,
 	             json ? "application/json" : "text/plain; charset=utf-8", &b);
@@ -456,17 +466,18 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 		unsigned status;
 
 		if (p_rpo && (config_parse_duration(p_rpo, &max_rpo) != PGF_OK || max_rpo < 0)) {
-			buf_printf(&body,
-			           "{\"error\":\"max_rpo must be a duration such as 500ms, 1s "
-			           "or 2min\"}\n");
+			error_body(&body, "max_rpo must be a duration such as 500ms, 1s or 2min");
 			rc = respond(conn, MHD_HTTP_BAD_REQUEST, "application/json", &body);
 			goto done;
 		}
 		if (p_rpo && rpo_key && (max_rpo < rpo_key->min || max_rpo > rpo_key->max)) {
-			buf_printf(&body,
-			           "{\"error\":\"max_rpo is out of range: it must be between "
-			           "%" PRId64 " ms and %" PRId64 " ms\"}\n",
-			           rpo_key->min, rpo_key->max);
+			char why[128];
+
+			snprintf(why, sizeof(why),
+			         "max_rpo is out of range: it must be between %" PRId64
+			         " ms and %" PRId64 " ms",
+			         rpo_key->min, rpo_key->max);
+			error_body(&body, why);
 			rc = respond(conn, MHD_HTTP_BAD_REQUEST, "application/json", &body);
 			goto done;
 		}
@@ -474,8 +485,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 			errno = 0;
 			max_bl = strtoll(p_bl, &end, 10);
 			if (end == p_bl || *end != '\0' || max_bl < 0 || errno == ERANGE) {
-				buf_printf(&body, "{\"error\":\"max_apply_backlog must be a whole "
-				                  "number of transactions\"}\n");
+				error_body(&body, "max_apply_backlog must be a whole number of "
+				                  "transactions");
 				rc = respond(conn, MHD_HTTP_BAD_REQUEST, "application/json", &body);
 				goto done;
 			}

@@ -154,6 +154,23 @@ static size_t utf8_sequence_length(const unsigned char *s, size_t len)
 	return n;
 }
 
+void buf_append_utf8(buf_t *b, const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0, n;
+
+	while (i < len) {
+		n = utf8_sequence_length(p + i, len - i);
+		if (n == 0) {
+			buf_append(b, "\xef\xbf\xbd", 3); /* U+FFFD */
+			i++;
+		} else {
+			buf_append(b, s + i, n);
+			i += n;
+		}
+	}
+}
+
 bool utf8_valid(const char *s, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)s;
@@ -169,88 +186,6 @@ bool utf8_valid(const char *s, size_t len)
 	}
 	return true;
 }
-
-void json_append_string(buf_t *b, const char *s, size_t len)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0, start, n;
-
-	buf_append_char(b, '"');
-	while (i < len) {
-		start = i;
-		/* copy the longest run that needs no escaping in one go */
-		while (i < len && p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\')
-			i++;
-		if (i > start)
-			buf_append(b, s + start, i - start);
-		if (i >= len)
-			break;
-		switch (p[i]) {
-		case '"':
-			buf_append_str(b, "\\\"");
-			i++;
-			continue;
-		case '\\':
-			buf_append_str(b, "\\\\");
-			i++;
-			continue;
-		case '\n':
-			buf_append_str(b, "\\n");
-			i++;
-			continue;
-		case '\r':
-			buf_append_str(b, "\\r");
-			i++;
-			continue;
-		case '\t':
-			buf_append_str(b, "\\t");
-			i++;
-			continue;
-		default:
-			break;
-		}
-		if (p[i] < 0x20) {
-			buf_printf(b, "\\u%04x", p[i]);
-			i++;
-			continue;
-		}
-		n = utf8_sequence_length(p + i, len - i);
-		if (n == 0) {
-			buf_append_str(b, "\\ufffd");
-			i++;
-		} else {
-			buf_append(b, s + i, n);
-			i += n;
-		}
-	}
-	buf_append_char(b, '"');
-}
-
-void json_append_cstring(buf_t *b, const char *s)
-{
-	if (s == NULL)
-		buf_append_str(b, "null");
-	else
-		json_append_string(b, s, strlen(s));
-}
-
-void json_append_hex(buf_t *b, const void *data, size_t len)
-{
-	static const char digits[] = "0123456789abcdef";
-	const unsigned char *p = data;
-	size_t i;
-
-	if (!buf_reserve(b, 4 + 2 * len))
-		return;
-	buf_append_str(b, "\"\\\\x");
-	for (i = 0; i < len; i++) {
-		b->data[b->len++] = digits[p[i] >> 4];
-		b->data[b->len++] = digits[p[i] & 15];
-	}
-	b->data[b->len] = '\0';
-	buf_append_char(b, '"');
-}
-
 unsigned buf_hash(const buf_t *b)
 {
 	unsigned h = 2166136261u;

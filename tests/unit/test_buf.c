@@ -2,19 +2,26 @@
  * test_buf.c — byte buffer, JSON strings, UTF-8 checks and log lines.
  */
 #include "pgferry/buf.h"
+#include "pgferry/json_out.h"
 #include "pgferry/log.h"
 
 #include <check.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+/* s as a JSON string, written by json_out */
 static const char *json(const char *s, size_t len)
 {
 	static buf_t b;
+	json_t *j = json_out_text(s, len);
+
 	buf_reset(&b);
-	json_append_string(&b, s, len);
+	ck_assert_ptr_nonnull(j);
+	ck_assert_int_eq(json_out_append(&b, j), PGF_OK);
+	json_decref(j);
 	return b.data;
 }
 
@@ -24,8 +31,9 @@ START_TEST(json_escapes)
 	ck_assert_str_eq(json("a\"b\\c", 5), "\"a\\\"b\\\\c\"");
 	ck_assert_str_eq(json("\n\t\r\x01", 4), "\"\\n\\t\\r\\u0001\"");
 	ck_assert_str_eq(json("caf\xc3\xa9 \xe2\x82\xac", 9), "\"caf\xc3\xa9 \xe2\x82\xac\"");
-	ck_assert_str_eq(json("\xff", 1), "\"\\ufffd\"");
-	ck_assert_str_eq(json("\xc3", 1), "\"\\ufffd\"");
+	/* invalid UTF-8: U+FFFD, so the document stays valid */
+	ck_assert_str_eq(json("\xff", 1), "\"\xef\xbf\xbd\"");
+	ck_assert_str_eq(json("a\xc3", 2), "\"a\xef\xbf\xbd\"");
 	ck_assert_str_eq(json("\0x", 2), "\"\\u0000x\"");
 }
 END_TEST
@@ -47,8 +55,24 @@ START_TEST(hex_and_ints)
 	buf_t b;
 
 	buf_init(&b);
-	json_append_hex(&b, "\x00\xab\xff", 3);
+	{
+		json_t *j = json_out_hex("\x00\xab\xff", 3);
+		json_out_append(&b, j);
+		json_decref(j);
+	}
 	ck_assert_str_eq(b.data, "\"\\\\x00abff\"");
+	buf_reset(&b);
+	{
+		json_t *j = json_array();
+		json_array_append_new(j, json_out_number(NAN, 3));
+		json_array_append_new(j, json_out_number(INFINITY, 0));
+		json_array_append_new(j, json_out_number(0.1, 3));
+		json_array_append_new(j, json_out_number(2.0, 3));
+		json_array_append_new(j, json_out_number(1234.5, 0));
+		json_out_append(&b, j);
+		json_decref(j);
+	}
+	ck_assert_str_eq(b.data, "[null,null,0.1,2.0,1235]");
 	buf_reset(&b);
 	buf_append_be32(&b, 0x01020304);
 	buf_append_be16(&b, 0x0506);

@@ -402,6 +402,47 @@ START_TEST(json_parses)
 }
 END_TEST
 
+/* JSON has no NaN or infinity: a figure that is not finite is null, and
+ * the document still parses (a hand-written "%.3f" printed nan). */
+START_TEST(json_never_prints_nan)
+{
+	buf_t b;
+	lag_verdict_t v;
+	json_error_t je;
+	json_t *j;
+
+	lag_on_applied(l, 0x1000, primary_pgtime(fake_now), 1, 1, 1, 0.001);
+	lag_snapshot(l, s);
+	s->rpo_bound_ms = NAN;
+	s->last_commit_lag_ms = INFINITY;
+	s->stream_idle_ms = -INFINITY;
+	s->clock_offset_ms = NAN;
+	s->transactions_per_s = NAN;
+	s->drain_estimate_ms = INFINITY;
+	s->history_known = true;
+	s->history_p99_ms = NAN;
+	lag_verdict(s, -1, -1, &v);
+	buf_init(&b);
+	lag_render_status_json(s, &v, &b);
+	j = json_loads(b.data, 0, &je);
+	ck_assert_msg(j != NULL, "status JSON with NaN does not parse: %s in %s", je.text, b.data);
+	ck_assert(json_is_null(json_object_get(j, "rpo_bound_ms")));
+	ck_assert(json_is_null(json_object_get(j, "last_commit_lag_ms")));
+	ck_assert(json_is_null(json_object_get(json_object_get(j, "clock"), "offset_ms")));
+	ck_assert(json_is_null(
+	        json_object_get(json_object_get(j, "apply_backlog"), "drain_estimate_ms")));
+	ck_assert(json_is_null(json_object_get(json_object_get(j, "lag_history"), "p99_ms")));
+	json_decref(j);
+	buf_reset(&b);
+	lag_render_verdict_json(s, &v, 1000, 0, &b);
+	j = json_loads(b.data, 0, &je);
+	ck_assert_msg(j != NULL, "verdict JSON with NaN does not parse: %s in %s", je.text, b.data);
+	ck_assert(json_is_null(json_object_get(j, "rpo_bound_ms")));
+	json_decref(j);
+	buf_free(&b);
+}
+END_TEST
+
 Suite *lag_suite(void)
 {
 	Suite *su = suite_create("lag");
@@ -419,6 +460,7 @@ Suite *lag_suite(void)
 	tcase_add_test(tc, drift_stands_until_past_the_failed_transaction);
 	tcase_add_test(tc, clock_offset_fault);
 	tcase_add_test(tc, json_parses);
+	tcase_add_test(tc, json_never_prints_nan);
 	suite_add_tcase(su, tc);
 	return su;
 }
