@@ -2,6 +2,7 @@
 # cloned DR database is applied to it through the apply engine (every
 # table then equals the primary), and replayed a second time without a
 # duplicate or a change (the origin's progress skips what was applied).
+# The clone runs with log_format = json: its log is JSON lines.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/relay.sh"
 
@@ -14,8 +15,21 @@ psql_on primary -c "
   INSERT INTO orders (v, n) SELECT 'o' || g, g FROM generate_series(1, 200) g;
   CREATE PUBLICATION pgferry FOR ALL TABLES" >/dev/null || fail "primary schema"
 TABLES="orders nokey"
-"$PGFERRY_BIN" clone -c "primary_conninfo=$PRIMARY_CONN" -c "dr_conninfo=$DR_CONN" >"$T/clone.out" 2>&1 ||
-	fail "clone failed: $(cat "$T/clone.out")"
+# with log_format = json, every line clone writes on stderr is a JSON object
+# (its summary goes to stdout, for people)
+"$PGFERRY_BIN" clone -c "primary_conninfo=$PRIMARY_CONN" -c "dr_conninfo=$DR_CONN" -c log_format=json \
+	>"$T/clone.out" 2>"$T/clone.err" || fail "clone failed: $(cat "$T/clone.out" "$T/clone.err")"
+python3 -c '
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+assert lines, "clone logged nothing"
+for line in lines:
+    d = json.loads(line)
+    assert d["role"] == "clone" and d["level"] in ("INFO", "WARNING") and d["message"], line
+assert any("consistent point" in json.loads(l)["message"] for l in lines), "no slot line"
+' "$T/clone.err" || fail "clone's log is not JSON lines: $(head -5 "$T/clone.err")"
+grep -q "pgferry clone: done" "$T/clone.out" || fail "no summary on stdout: $(cat "$T/clone.out")"
+log "clone logged $(wc -l <"$T/clone.err") JSON lines"
 tables_equal $TABLES
 
 # a workload after the clone's consistent point: inserts, updates, deletes,
