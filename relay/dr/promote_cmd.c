@@ -8,11 +8,16 @@
  * known values, and record the promotion point in the same transaction.
  * The sink is asked over HTTP for the figures; when it is down, promote
  * goes on with the DR database alone and says so.
+ *
+ * cmd_promote parses its arguments and runs the steps below, each a
+ * function; diagnostics go through the log module (log_format), the
+ * promotion record to standard output.
  */
 #include "pgferry/cli.h"
 #include "pgferry/decoder.h"
 #include "pgferry/dr_state.h"
 #include "pgferry/http_client.h"
+#include "pgferry/json_out.h"
 #include "pgferry/log.h"
 #include "pgferry/pgsession.h"
 #include "pgferry/util.h"
@@ -99,8 +104,8 @@ static bool drain(const char *url, sink_view_t *v, double timeout_s)
 
 	if (v->applied_lsn >= target || v->backlog_transactions == 0)
 		return true;
-	fprintf(stderr, "pgferry promote: draining: the sink has received up to %s, applied %s\n",
-	        lsn_format(target, lsn), lsn_format(v->applied_lsn, lsn2));
+	log_info("draining: the sink has received up to %s, applied %s", lsn_format(target, lsn),
+	         lsn_format(v->applied_lsn, lsn2));
 	while (util_monotonic_s() - t0 < timeout_s) {
 		util_sleep_ms(100);
 		read_sink(url, v);
@@ -132,190 +137,206 @@ static PGresult *run(PGconn *conn, const char *sql, int n, const char *const *pa
 	return res;
 }
 
-static void usage(void)
-{
-	fprintf(stderr,
-	        "usage: pgferry promote [--config FILE] [-c key=value ...] [--url SINK_URL]\n"
-	        "                       [--drain-timeout 60s] [--reason TEXT] [--json]\n"
-	        "Fences the sink, drains it, moves sequences past the primary's, and records\n"
-	        "the promotion point in pgferry.promotion. Needs dr_conninfo; asks the sink\n"
-	        "at sink_url for its figures (goes on without it if it is down).\n");
-}
-
-int cmd_promote(int argc, char **argv)
-{
+/* One run of promote: what its steps share. */
+typedef struct promote_run {
 	cli_t cli;
-	pgf_error_t err;
-	const char *url, *reason = "pgferry promote";
-	double drain_timeout = 60;
-	bool as_json = false, drained = false;
+	const char *url, *reason;
+	double drain_timeout;
+	bool as_json, drained;
 	sink_view_t v;
-	PGconn *conn = NULL;
-	PGresult *res = NULL;
-	int i, rc = EXIT_ERROR, nseq = 0;
-	char margin[32], applied[64] = "", commit_time[64] = "", promoted_at[64] = "";
-	char wal[LSN_TEXT_LEN], klt[32], klb[32], rpo[32], nseq_text[16];
+	PGconn *conn;
+	int nseq;
+	char promoted_at[64], applied[64], commit_time[64], margin[32];
+	char wal[LSN_TEXT_LEN], klt[32], klb[32];
 	char summary[4096];
+} promote_run_t;
 
-	error_clear(&err);
-	if (cli_load(argc, argv, 0, &cli, &err) != PGF_OK) {
-		log_error_value(LOG_ERROR, &err);
-		cli_free(&cli);
-		return EXIT_ERROR;
-	}
-	cli_configure_logging(&cli, "promote");
-	url = cli.cfg.sink_url;
-	for (i = 1; i < cli.argc; i++) {
-		const char *a = cli.argv[i];
+static int parse_args(promote_run_t *r, int argc, char **argv, pgf_error_t *err)
+{
+	int i;
+
+	if (cli_load(argc, argv, 0, &r->cli, err) != PGF_OK)
+		return PGF_ERR;
+	cli_configure_logging(&r->cli, "promote");
+	r->url = r->cli.cfg.sink_url;
+	r->reason = "pgferry promote";
+	r->drain_timeout = 60;
+	for (i = 1; i < r->cli.argc; i++) {
+		const char *a = r->cli.argv[i];
+		int64_t ms;
+
 		if (strcmp(a, "--json") == 0)
-			as_json = true;
-		else if (strcmp(a, "--url") == 0 && i + 1 < cli.argc)
-			url = cli.argv[++i];
-		else if (strcmp(a, "--reason") == 0 && i + 1 < cli.argc)
-			reason = cli.argv[++i];
-		else if (strcmp(a, "--drain-timeout") == 0 && i + 1 < cli.argc) {
-			int64_t ms;
+			r->as_json = true;
+		else if (strcmp(a, "--url") == 0 && i + 1 < r->cli.argc)
+			r->url = r->cli.argv[++i];
+		else if (strcmp(a, "--reason") == 0 && i + 1 < r->cli.argc)
+			r->reason = r->cli.argv[++i];
+		else if (strcmp(a, "--drain-timeout") == 0 && i + 1 < r->cli.argc) {
 			/* a duration with its unit, as everywhere (a bare number
 			 * could mean ms or s) */
-			if (config_parse_duration(cli.argv[++i], &ms) != PGF_OK || ms < 0) {
-				fprintf(stderr,
-				        "pgferry promote: --drain-timeout \"%s\" is not a "
-				        "duration; "
-				        "write a number with a unit (ms, s, min, h), e.g. 60s\n",
-				        cli.argv[i]);
-				goto out;
+			if (config_parse_duration(r->cli.argv[++i], &ms) != PGF_OK || ms < 0) {
+				error_set(err, PGF_E_USAGE,
+				          "--drain-timeout \"%s\" is not a duration",
+				          r->cli.argv[i]);
+				error_hint(err,
+				           "Write a number with a unit (ms, s, min, h), e.g. 60s.");
+				return PGF_ERR;
 			}
-			drain_timeout = (double)ms / 1000.0;
+			r->drain_timeout = (double)ms / 1000.0;
 		} else {
-			usage();
-			goto out;
+			error_set(err, PGF_E_USAGE, "unexpected argument \"%s\"", a);
+			error_hint(err, "pgferry promote [--config FILE] [-c key=value ...] [--url "
+			                "SINK_URL] [--drain-timeout 60s] [--reason TEXT] [--json]");
+			return PGF_ERR;
 		}
 	}
-	if (cli.cfg.dr_conninfo == NULL || cli.cfg.dr_conninfo[0] == '\0') {
-		fprintf(stderr,
-		        "pgferry promote: dr_conninfo is not set\nHINT: promote works on the "
-		        "DR database; give its connection string with -c dr_conninfo=...\n");
-		goto out;
+	if (r->cli.cfg.dr_conninfo == NULL || r->cli.cfg.dr_conninfo[0] == '\0') {
+		error_set(err, PGF_E_CONFIG, "dr_conninfo is not set");
+		error_hint(err, "promote works on the DR database; give its connection string "
+		                "with -c dr_conninfo=...");
+		return PGF_ERR;
 	}
+	return PGF_OK;
+}
 
-	/* 1. the sink's view, and drain what it already received */
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	read_sink(url, &v);
-	if (v.reachable) {
-		drained = drain(url, &v, drain_timeout);
-		if (!drained)
-			fprintf(stderr,
-			        "pgferry promote: WARNING: the sink did not apply everything it "
-			        "had "
-			        "received within %.0f s (%" PRIu64 " transactions left); they are "
-			        "lost by this promotion\n",
-			        drain_timeout, v.backlog_transactions);
-	} else
-		fprintf(stderr,
-		        "pgferry promote: WARNING: %s; fencing the DR database directly. Figures "
-		        "come from the sink's last lag sample.\n",
-		        v.why);
+/* 1. The sink's view, and drain what it already received. */
+static void drain_sink(promote_run_t *r)
+{
+	read_sink(r->url, &r->v);
+	if (!r->v.reachable) {
+		log_warning("%s; fencing the DR database directly. Figures come from the sink's "
+		            "last lag sample.",
+		            r->v.why);
+		return;
+	}
+	r->drained = drain(r->url, &r->v, r->drain_timeout);
+	if (!r->drained)
+		log_warning("the sink did not apply everything it had received within %.0f s "
+		            "(%" PRIu64 " transactions left); they are lost by this promotion",
+		            r->drain_timeout, r->v.backlog_transactions);
+}
 
-	/* 2. fence, sequences and the promotion record: one DR transaction */
-	{
-		const char *keys[] = {"dbname", "fallback_application_name", "options", NULL};
-		const char *values[] = {cli.cfg.dr_conninfo, "pgferry promote", "-c TimeZone=UTC",
-		                        NULL};
-		conn = PQconnectdbParams(keys, values, 1);
-	}
-	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
-		char msg[400];
+/* 2. The DR database, with pgferry's schema up to date. */
+static int connect_dr(promote_run_t *r, pgf_error_t *err)
+{
+	const char *keys[] = {"dbname", "fallback_application_name", "options", NULL};
+	const char *values[] = {r->cli.cfg.dr_conninfo, "pgferry promote", "-c TimeZone=UTC", NULL};
+	char msg[400];
 
-		error_set(&err, PGF_E_DATABASE, "cannot connect to the DR database: %s",
-		          pgsession_error_text(conn, msg, sizeof(msg)));
-		error_hint(&err, "Check dr_conninfo and that the DR server is up; nothing was "
-		                 "changed.");
-		log_error_value(LOG_ERROR, &err);
-		goto out;
+	r->conn = PQconnectdbParams(keys, values, 1);
+	if (r->conn == NULL || PQstatus(r->conn) != CONNECTION_OK) {
+		error_set(err, PGF_E_DATABASE, "cannot connect to the DR database: %s",
+		          pgsession_error_text(r->conn, msg, sizeof(msg)));
+		error_hint(err, "Check dr_conninfo and that the DR server is up; nothing was "
+		                "changed.");
+		return PGF_ERR;
 	}
-	if (dr_state_install(conn, &err) != PGF_OK ||
-	    dr_state_run(conn, pgferry_sql_dr_events, "the event history (sql/dr_events.sql)",
-	                 &err) != PGF_OK) {
-		log_error_value(LOG_ERROR, &err);
-		goto out;
-	}
-	if ((res = run(conn, "BEGIN", 0, NULL, &err)) == NULL)
-		goto failed;
+	if (dr_state_install(r->conn, err) != PGF_OK ||
+	    dr_state_run(r->conn, pgferry_sql_dr_events, "the event history (sql/dr_events.sql)",
+	                 err) != PGF_OK)
+		return PGF_ERR;
+	return PGF_OK;
+}
+
+/* Runs sql and throws its result away. */
+static bool run_ok(promote_run_t *r, const char *sql, int n, const char *const *params,
+                   pgf_error_t *err)
+{
+	PGresult *res = run(r->conn, sql, n, params, err);
+
 	PQclear(res);
-	/* waits for the DR transaction the sink is applying, if any; every
-	 * later one waits for this one and then finds the fence */
-	if ((res = run(conn, "LOCK TABLE pgferry.fence IN EXCLUSIVE MODE", 0, NULL, &err)) == NULL)
-		goto failed;
-	PQclear(res);
-	if ((res = run(conn, "SELECT fenced_at, reason FROM pgferry.fence", 0, NULL, &err)) == NULL)
-		goto failed;
+	return res != NULL;
+}
+
+/* 3. The fence, in the transaction that records the promotion; 1 when an
+ * earlier promote already fenced this database (nothing to do). */
+static int fence(promote_run_t *r, pgf_error_t *err)
+{
+	const char *p[1] = {r->reason};
+	PGresult *res;
+
+	/* the lock waits for the DR transaction the sink is applying, if any;
+	 * every later one waits for this one and then finds the fence */
+	if (!run_ok(r, "BEGIN", 0, NULL, err) ||
+	    !run_ok(r, "LOCK TABLE pgferry.fence IN EXCLUSIVE MODE", 0, NULL, err) ||
+	    (res = run(r->conn, "SELECT fenced_at, reason FROM pgferry.fence", 0, NULL, err)) ==
+	            NULL)
+		return PGF_ERR;
 	if (PQntuples(res) > 0) {
 		printf("pgferry promote: this DR database was already promoted at %s (%s); "
 		       "nothing to do. The promotion point is in pgferry.promotion.\n",
 		       PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
 		PQclear(res);
-		res = PQexec(conn, "ROLLBACK");
-		PQclear(res);
-		res = NULL;
-		rc = 0;
-		goto out;
+		PQclear(PQexec(r->conn, "ROLLBACK"));
+		return 1;
 	}
 	PQclear(res);
-	{
-		const char *p[1] = {reason};
-		if ((res = run(conn,
-		               "INSERT INTO pgferry.fence (reason) VALUES ($1) RETURNING "
-		               "to_char(fenced_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-		               1, p, &err)) == NULL)
-			goto failed;
-		snprintf(promoted_at, sizeof(promoted_at), "%s", PQgetvalue(res, 0, 0));
+	if ((res = run(r->conn,
+	               "INSERT INTO pgferry.fence (reason) VALUES ($1) RETURNING "
+	               "to_char(fenced_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+	               1, p, err)) == NULL)
+		return PGF_ERR;
+	snprintf(r->promoted_at, sizeof(r->promoted_at), "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return PGF_OK;
+}
+
+/* When the sink is down: its last word, from its lag history, if any. */
+static void last_lag_sample(promote_run_t *r)
+{
+	PGresult *res;
+
+	PQclear(PQexec(r->conn, "SAVEPOINT history"));
+	res = PQexec(r->conn, "SELECT primary_wal_lsn::text, known_loss_transactions, "
+	                      "known_loss_bytes, rpo_bound_ms FROM pgferry.current_lag");
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+		lsn_parse(PQgetvalue(res, 0, 0), &r->v.primary_wal_lsn);
+		r->v.known_loss_transactions = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+		r->v.known_loss_bytes = strtoull(PQgetvalue(res, 0, 2), NULL, 10);
+		r->v.rpo_bound_ms = strtod(PQgetvalue(res, 0, 3), NULL);
 		PQclear(res);
+		PQclear(PQexec(r->conn, "RELEASE SAVEPOINT history"));
+	} else {
+		PQclear(res);
+		PQclear(PQexec(r->conn, "ROLLBACK TO SAVEPOINT history"));
 	}
-	if ((res = run(conn,
+}
+
+/* 4. The promotion point (what the DR database applied) and the
+ * sequences moved past the primary's last known values. */
+static int promotion_point(promote_run_t *r, pgf_error_t *err)
+{
+	const char *p[1] = {r->margin};
+	PGresult *res;
+
+	if ((res = run(r->conn,
 	               "SELECT coalesce(pg_replication_origin_progress(pgferry.origin(), true), "
-	               "'0/0')::text, "
-	               "coalesce((SELECT to_char(source_commit_time, "
+	               "'0/0')::text, coalesce((SELECT to_char(source_commit_time, "
 	               "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM pgferry.progress), '')",
-	               0, NULL, &err)) == NULL)
-		goto failed;
-	snprintf(applied, sizeof(applied), "%s", PQgetvalue(res, 0, 0));
-	snprintf(commit_time, sizeof(commit_time), "%s", PQgetvalue(res, 0, 1));
+	               0, NULL, err)) == NULL)
+		return PGF_ERR;
+	snprintf(r->applied, sizeof(r->applied), "%s", PQgetvalue(res, 0, 0));
+	snprintf(r->commit_time, sizeof(r->commit_time), "%s", PQgetvalue(res, 0, 1));
 	PQclear(res);
-	if (!v.reachable) {
-		/* the sink's last word, from its lag history, if any */
-		res = PQexec(conn, "SAVEPOINT history");
-		PQclear(res);
-		res = PQexec(conn, "SELECT primary_wal_lsn::text, known_loss_transactions, "
-		                   "known_loss_bytes, rpo_bound_ms FROM pgferry.current_lag");
-		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
-			lsn_parse(PQgetvalue(res, 0, 0), &v.primary_wal_lsn);
-			v.known_loss_transactions = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
-			v.known_loss_bytes = strtoull(PQgetvalue(res, 0, 2), NULL, 10);
-			v.rpo_bound_ms = strtod(PQgetvalue(res, 0, 3), NULL);
-			PQclear(res);
-			res = PQexec(conn, "RELEASE SAVEPOINT history");
-		} else {
-			PQclear(res);
-			res = PQexec(conn, "ROLLBACK TO SAVEPOINT history");
-		}
-		PQclear(res);
-		res = NULL;
-	}
-	snprintf(margin, sizeof(margin), "%" PRId64, cli.cfg.promote_sequence_margin);
-	{
-		const char *p[1] = {margin};
-		if ((res = run(conn, "SELECT * FROM pgferry.bump_sequences($1::int8)", 1, p,
-		               &err)) == NULL)
-			goto failed;
-		nseq = PQntuples(res);
-		PQclear(res);
-	}
-	lsn_format(v.primary_wal_lsn, wal);
-	snprintf(klt, sizeof(klt), "%" PRIu64, v.known_loss_transactions);
-	snprintf(klb, sizeof(klb), "%" PRIu64, v.known_loss_bytes);
-	snprintf(rpo, sizeof(rpo), "%.3f", v.rpo_bound_ms);
-	snprintf(nseq_text, sizeof(nseq_text), "%d", nseq);
-	snprintf(summary, sizeof(summary),
+	if (!r->v.reachable)
+		last_lag_sample(r);
+	snprintf(r->margin, sizeof(r->margin), "%" PRId64, r->cli.cfg.promote_sequence_margin);
+	if ((res = run(r->conn, "SELECT * FROM pgferry.bump_sequences($1::int8)", 1, p, err)) ==
+	    NULL)
+		return PGF_ERR;
+	r->nseq = PQntuples(res);
+	PQclear(res);
+	lsn_format(r->v.primary_wal_lsn, r->wal);
+	snprintf(r->klt, sizeof(r->klt), "%" PRIu64, r->v.known_loss_transactions);
+	snprintf(r->klb, sizeof(r->klb), "%" PRIu64, r->v.known_loss_bytes);
+	return PGF_OK;
+}
+
+static void write_summary(promote_run_t *r)
+{
+	const sink_view_t *v = &r->v;
+
+	snprintf(r->summary, sizeof(r->summary),
 	         "pgferry promote: this DR database is now the primary.\n"
 	         "  promoted at          %s\n"
 	         "  promotion point      applied up to source LSN %s, last applied commit %s\n"
@@ -328,101 +349,136 @@ int cmd_promote(int argc, char **argv)
 	         "  sequences moved      %d, each %s increments past the primary's last known "
 	         "value\n"
 	         "  recorded in          pgferry.promotion; the fence is pgferry.fence\n",
-	         promoted_at, applied, commit_time[0] ? commit_time : "(none)", wal, klt, klb,
-	         v.rpo_bound_ms,
-	         v.reachable ? (drained ? "reachable, drained, fenced"
-	                                : "reachable, NOT fully drained, fenced")
-	                     : "unreachable (figures from its last lag sample), fenced",
-	         nseq, margin);
-	{
-		const char *p[11] = {applied,
-		                     commit_time[0] ? commit_time : NULL,
-		                     v.primary_wal_lsn ? wal : NULL,
-		                     klt,
-		                     klb,
-		                     rpo,
-		                     nseq_text,
-		                     margin,
-		                     v.reachable ? "true" : "false",
-		                     drained ? "true" : "false",
-		                     summary};
-		if ((res = run(
-		             conn,
-		             "INSERT INTO pgferry.promotion (promoted_at, applied_lsn, "
-		             "last_applied_commit_time, primary_wal_lsn, known_loss_transactions, "
-		             "known_loss_bytes, rpo_bound_ms, sequences_moved, sequence_margin, "
-		             "sink_reachable, drained, summary) SELECT fenced_at, $1::pg_lsn, "
-		             "$2::timestamptz, $3::pg_lsn, $4::int8, $5::int8, $6::float8, "
-		             "$7::int4, $8::int8, $9::bool, $10::bool, $11 FROM pgferry.fence",
-		             11, p, &err)) == NULL)
-			goto failed;
-		PQclear(res);
-	}
-	{
-		/* in the event history too, in the same transaction (sql/dr_events.sql) */
-		char msg[300];
-		const char *p[2] = {msg, reason};
-		snprintf(msg, sizeof(msg),
-		         "promoted by pgferry promote: applied up to source LSN %s; known loss %s "
-		         "transactions",
-		         applied, klt);
-		if ((res = run(conn,
-		               "INSERT INTO pgferry.events (at, kind, severity, message, detail) "
-		               "SELECT fenced_at, 'promoted', 'warning', $1, "
-		               "jsonb_build_object('reason', $2::text) FROM pgferry.fence",
-		               2, p, &err)) == NULL)
-			goto failed;
-		PQclear(res);
-	}
-	if ((res = run(conn, "COMMIT", 0, NULL, &err)) == NULL)
-		goto failed;
-	PQclear(res);
-	res = NULL;
+	         r->promoted_at, r->applied, r->commit_time[0] ? r->commit_time : "(none)", r->wal,
+	         r->klt, r->klb, v->rpo_bound_ms,
+	         v->reachable ? (r->drained ? "reachable, drained, fenced"
+	                                    : "reachable, NOT fully drained, fenced")
+	                      : "unreachable (figures from its last lag sample), fenced",
+	         r->nseq, r->margin);
+}
 
-	/* 3. the sink sees the fence within a second; say whether it did */
-	if (v.reachable) {
-		double t0 = util_monotonic_s();
-		sink_view_t after;
-		do {
-			read_sink(url, &after);
-			if (after.fenced)
-				break;
-			util_sleep_ms(200);
-		} while (util_monotonic_s() - t0 < 10);
-		if (!after.fenced)
-			fprintf(stderr,
-			        "pgferry promote: WARNING: the sink does not report the fence "
-			        "yet; it cannot apply anything more regardless (the fence is "
-			        "checked in every DR transaction)\n");
+/* 5. The record: pgferry.promotion and the event history, then COMMIT. */
+static int record(promote_run_t *r, pgf_error_t *err)
+{
+	char rpo[32], nseq[16], msg[300];
+	const char *p[11] = {r->applied,
+	                     r->commit_time[0] ? r->commit_time : NULL,
+	                     r->v.primary_wal_lsn ? r->wal : NULL,
+	                     r->klt,
+	                     r->klb,
+	                     rpo,
+	                     nseq,
+	                     r->margin,
+	                     r->v.reachable ? "true" : "false",
+	                     r->drained ? "true" : "false",
+	                     r->summary};
+	const char *pe[2] = {msg, r->reason};
+
+	snprintf(rpo, sizeof(rpo), "%.3f", r->v.rpo_bound_ms);
+	snprintf(nseq, sizeof(nseq), "%d", r->nseq);
+	write_summary(r);
+	/* in the event history too, in the same transaction (sql/dr_events.sql) */
+	snprintf(msg, sizeof(msg),
+	         "promoted by pgferry promote: applied up to source LSN %s; known loss %s "
+	         "transactions",
+	         r->applied, r->klt);
+	return run_ok(r,
+	              "INSERT INTO pgferry.promotion (promoted_at, applied_lsn, "
+	              "last_applied_commit_time, primary_wal_lsn, known_loss_transactions, "
+	              "known_loss_bytes, rpo_bound_ms, sequences_moved, sequence_margin, "
+	              "sink_reachable, drained, summary) SELECT fenced_at, $1::pg_lsn, "
+	              "$2::timestamptz, $3::pg_lsn, $4::int8, $5::int8, $6::float8, $7::int4, "
+	              "$8::int8, $9::bool, $10::bool, $11 FROM pgferry.fence",
+	              11, p, err) &&
+	                       run_ok(r,
+	                              "INSERT INTO pgferry.events (at, kind, severity, message, "
+	                              "detail) SELECT fenced_at, 'promoted', 'warning', $1, "
+	                              "jsonb_build_object('reason', $2::text) FROM pgferry.fence",
+	                              2, pe, err) &&
+	                       run_ok(r, "COMMIT", 0, NULL, err)
+	               ? PGF_OK
+	               : PGF_ERR;
+}
+
+/* 6. The sink sees the fence within a second; say whether it did. */
+static void confirm_fence(promote_run_t *r)
+{
+	double t0 = util_monotonic_s();
+	sink_view_t after;
+
+	if (!r->v.reachable)
+		return;
+	do {
+		read_sink(r->url, &after);
+		if (after.fenced)
+			return;
+		util_sleep_ms(200);
+	} while (util_monotonic_s() - t0 < 10);
+	log_warning("the sink does not report the fence yet; it cannot apply anything more "
+	            "regardless (the fence is checked in every DR transaction)");
+}
+
+static void print_result(const promote_run_t *r)
+{
+	const sink_view_t *v = &r->v;
+	json_t *o;
+	char *text;
+
+	if (!r->as_json) {
+		fputs(r->summary, stdout);
+		return;
 	}
-	if (as_json) {
-		json_t *o =
-		        json_pack("{s:s, s:s, s:s?, s:s?, s:I, s:I, s:f, s:i, s:I, s:b, s:b}",
-		                  "promoted_at", promoted_at, "applied_lsn", applied,
-		                  "last_applied_commit_time", commit_time[0] ? commit_time : NULL,
-		                  "primary_wal_lsn", v.primary_wal_lsn ? wal : NULL,
-		                  "known_loss_transactions", (json_int_t)v.known_loss_transactions,
-		                  "known_loss_bytes", (json_int_t)v.known_loss_bytes,
-		                  "rpo_bound_ms", v.rpo_bound_ms, "sequences_moved", nseq,
-		                  "sequence_margin", (json_int_t)cli.cfg.promote_sequence_margin,
-		                  "sink_reachable", v.reachable, "drained", drained);
-		char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-		if (text)
-			printf("%s\n", text);
-		free(text);
-		json_decref(o);
-	} else
-		fputs(summary, stdout);
+	o = json_pack("{s:s, s:s, s:s?, s:s?, s:I, s:I, s:o, s:i, s:I, s:b, s:b}", "promoted_at",
+	              r->promoted_at, "applied_lsn", r->applied, "last_applied_commit_time",
+	              r->commit_time[0] ? r->commit_time : NULL, "primary_wal_lsn",
+	              v->primary_wal_lsn ? r->wal : NULL, "known_loss_transactions",
+	              (json_int_t)v->known_loss_transactions, "known_loss_bytes",
+	              (json_int_t)v->known_loss_bytes, "rpo_bound_ms",
+	              json_out_number(v->rpo_bound_ms, 3), "sequences_moved", r->nseq,
+	              "sequence_margin", (json_int_t)r->cli.cfg.promote_sequence_margin,
+	              "sink_reachable", v->reachable, "drained", r->drained);
+	text = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+	if (text)
+		printf("%s\n", text);
+	free(text);
+	json_decref(o);
+}
+
+int cmd_promote(int argc, char **argv)
+{
+	promote_run_t r;
+	pgf_error_t err;
+	int rc = EXIT_ERROR, st;
+
+	memset(&r, 0, sizeof(r));
+	error_clear(&err);
+	if (parse_args(&r, argc, argv, &err) != PGF_OK) {
+		log_error_value(LOG_ERROR, &err);
+		goto out;
+	}
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	drain_sink(&r);
+	if (connect_dr(&r, &err) != PGF_OK) {
+		log_error_value(LOG_ERROR, &err);
+		goto out;
+	}
+	/* from here, one DR transaction: all of it or nothing */
+	st = fence(&r, &err);
+	if (st == 1) {
+		rc = 0;
+		goto out;
+	}
+	if (st != PGF_OK || promotion_point(&r, &err) != PGF_OK || record(&r, &err) != PGF_OK) {
+		log_error_value(LOG_ERROR, &err);
+		log_info("nothing was changed (the transaction was rolled back)");
+		PQclear(PQexec(r.conn, "ROLLBACK"));
+		goto out;
+	}
+	confirm_fence(&r);
+	print_result(&r);
 	rc = 0;
-	goto out;
-
-failed:
-	log_error_value(LOG_ERROR, &err);
-	fprintf(stderr, "pgferry promote: nothing was changed (the transaction was rolled back)\n");
-	res = PQexec(conn, "ROLLBACK");
-	PQclear(res);
 out:
-	PQfinish(conn);
-	cli_free(&cli);
+	PQfinish(r.conn);
+	cli_free(&r.cli);
 	return rc;
 }
