@@ -57,5 +57,15 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON SEQUENCES TO pgferry_s
 -- Heartbeats and sequence values travel as logical messages written with
 -- pg_logical_emit_message, which every role may call.
 
+-- rpo_guard = on (the source makes the primary's commits wait for the DR
+-- side while the RPO bound is over its budget) needs the right to change
+-- synchronous_standby_names and to reload the configuration. Only when
+-- asked for: psql -v rpo_guard=on -d app -f primary_setup.sql (a role that
+-- may set this parameter can make every commit wait).
+\if :{?rpo_guard}
+GRANT ALTER SYSTEM ON PARAMETER synchronous_standby_names TO pgferry_source;
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_reload_conf() TO pgferry_source;
+\endif
+
 -- replicate_ddl = on also needs the event triggers of primary_ddl.sql, which
 -- only a superuser can create: psql -d app -f primary_ddl.sql

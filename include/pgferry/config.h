@@ -60,6 +60,9 @@ typedef struct config {
 	int64_t sequence_sync_interval;
 	bool replicate_ddl;
 	int64_t slot_wal_warning; /* bytes; 0 = off */
+	bool rpo_guard;
+	int64_t rpo_guard_budget;   /* ms */
+	int64_t rpo_guard_max_wait; /* ms */
 
 	/* sink */
 	char *listen_address;

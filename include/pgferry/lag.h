@@ -86,6 +86,12 @@ typedef struct lag_snapshot {
 	int64_t slot_safe_wal_size;  /* -1: unlimited (max_slot_wal_keep_size = -1) */
 	char slot_wal_status[16];    /* pg_replication_slots.wal_status */
 	char slot_wal_warning[400];  /* why the retention needs attention ("": it does not) */
+	/* the source's RPO guard (rpo_guard = on there), from its facts */
+	bool rpo_guard_known;
+	bool rpo_guard_engaged;
+	int64_t rpo_guard_bound_ms; /* the source's own bound, -1 unknown */
+	uint64_t rpo_guard_engagements;
+	char rpo_guard_reason[256];
 
 	uint64_t clock_faults;
 	char clock_fault[300];     /* the last one ("" if none) */
@@ -172,6 +178,10 @@ void lag_on_primary_fact(lag_tracker_t *l, uint64_t position_lsn, uint64_t flush
  * slot_wal_warning (bytes, 0 = off). A warning, never a verdict. */
 void lag_on_slot_wal(lag_tracker_t *l, int64_t retained, int64_t safe, const char *wal_status,
                      int64_t warning_limit);
+/* The source's RPO guard: engaged or not, its own bound (-1 unknown), how
+ * often it engaged since the source started, and why it is in that state. */
+void lag_on_rpo_guard(lag_tracker_t *l, bool engaged, int64_t bound_ms, uint64_t engagements,
+                      const char *reason);
 void lag_on_received(lag_tracker_t *l, uint64_t lsn);
 void lag_on_heartbeat(lag_tracker_t *l);
 void lag_reset_received(lag_tracker_t *l, uint64_t resume_lsn);

@@ -108,6 +108,13 @@ typedef struct wire_primary_facts {
 	int64_t slot_safe_wal_size;  /* -1: NULL (max_slot_wal_keep_size = -1) */
 	uint8_t slot_wal_status;     /* WIRE_SLOT_WAL_* */
 	int64_t slot_wal_warning;    /* the source's limit in bytes, 0 = off */
+	/* optional, after the slot's fields (all or none): the source's RPO
+	 * guard (rpo_guard_known false: none, or a source before them) */
+	bool rpo_guard_known;
+	uint8_t rpo_guard_state;    /* 1 released, 2 engaged (rpo_guard.h) */
+	int64_t rpo_guard_bound_ms; /* the source's own RPO bound; -1 unknown */
+	uint64_t rpo_guard_engagements;
+	char rpo_guard_reason[256];
 } wire_primary_facts_t;
 
 /* pg_replication_slots.wal_status */

@@ -73,6 +73,12 @@ const config_key_t config_keys[] = {
 	 "apply DDL captured on the primary by the event trigger in sql/"},
 	{"slot_wal_warning", CONFIG_SIZE, "10GB", ROLE_SOURCE, OFF(slot_wal_warning), 0, 1LL << 50, NULL, false,
 	 "warn (log, /v1/status, metric) when the slot retains more WAL than this on the primary (0 = off)", true},
+	{"rpo_guard", CONFIG_BOOL, "off", ROLE_SOURCE, OFF(rpo_guard), 0, 0, NULL, false,
+	 "hold the primary to rpo_guard_budget: over it, its commits wait for the DR side (the source joins synchronous_standby_names)"},
+	{"rpo_guard_budget", CONFIG_DURATION, "30s", ROLE_SOURCE, OFF(rpo_guard_budget), 100, 86400000, NULL, false,
+	 "RPO bound over which the guard engages; it releases under half of it"},
+	{"rpo_guard_max_wait", CONFIG_DURATION, "5min", ROLE_SOURCE, OFF(rpo_guard_max_wait), 1000, 86400000, NULL, false,
+	 "the guard releases when the DR side has confirmed nothing for this long (availability over RPO)"},
 	{"sink_timeout", CONFIG_DURATION, "10s", ROLE_SOURCE, OFF(sink_timeout), 100, 3600000, NULL, false,
 	 "a sink silent this long (it pings every 200 ms) is taken for gone: the session restarts", true},
 

@@ -96,6 +96,10 @@ struct lag_tracker {
 	bool slot_known;
 	int64_t slot_retained, slot_safe, slot_limit;
 	char slot_status[16];
+	bool guard_known, guard_engaged;
+	int64_t guard_bound_ms;
+	uint64_t guard_engagements;
+	char guard_reason[256];
 
 	/* clock faults */
 	uint64_t clock_faults;
@@ -386,6 +390,18 @@ void lag_on_slot_wal(lag_tracker_t *l, int64_t retained, int64_t safe, const cha
 	l->slot_safe = safe;
 	l->slot_limit = warning_limit;
 	snprintf(l->slot_status, sizeof(l->slot_status), "%s", wal_status ? wal_status : "");
+	pthread_mutex_unlock(&l->lock);
+}
+
+void lag_on_rpo_guard(lag_tracker_t *l, bool engaged, int64_t bound_ms, uint64_t engagements,
+                      const char *reason)
+{
+	pthread_mutex_lock(&l->lock);
+	l->guard_known = true;
+	l->guard_engaged = engaged;
+	l->guard_bound_ms = bound_ms;
+	l->guard_engagements = engagements;
+	snprintf(l->guard_reason, sizeof(l->guard_reason), "%s", reason ? reason : "");
 	pthread_mutex_unlock(&l->lock);
 }
 
@@ -741,6 +757,11 @@ void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
 	s->slot_safe_wal_size = l->slot_safe;
 	snprintf(s->slot_wal_status, sizeof(s->slot_wal_status), "%s", l->slot_status);
 	s->slot_wal_warning[0] = '\0';
+	s->rpo_guard_known = l->guard_known;
+	s->rpo_guard_engaged = l->guard_engaged;
+	s->rpo_guard_bound_ms = l->guard_bound_ms;
+	s->rpo_guard_engagements = l->guard_engagements;
+	snprintf(s->rpo_guard_reason, sizeof(s->rpo_guard_reason), "%s", l->guard_reason);
 	if (l->slot_known &&
 	    (strcmp(l->slot_status, "lost") == 0 || strcmp(l->slot_status, "unreserved") == 0))
 		snprintf(s->slot_wal_warning, sizeof(s->slot_wal_warning),

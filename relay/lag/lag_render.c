@@ -85,6 +85,22 @@ static void set_slot(json_t *o, const lag_snapshot_t *s)
 	json_out_set(o, "slot_wal_warning", json_out_cstring_or_null(s->slot_wal_warning));
 }
 
+/* the source's RPO guard: null when the source runs none */
+static json_t *rpo_guard_json(const lag_snapshot_t *s)
+{
+	json_t *o;
+
+	if (!s->rpo_guard_known)
+		return json_null();
+	o = json_object();
+	json_out_set(o, "state", json_out_cstring(s->rpo_guard_engaged ? "engaged" : "released"));
+	json_out_set(o, "reason", json_out_cstring(s->rpo_guard_reason));
+	json_out_set(o, "source_rpo_bound_ms",
+	             s->rpo_guard_bound_ms < 0 ? json_null() : json_integer(s->rpo_guard_bound_ms));
+	json_out_set(o, "engagements", u64(s->rpo_guard_engagements));
+	return o;
+}
+
 static json_t *clock_json(const lag_snapshot_t *s)
 {
 	json_t *o = json_object();
@@ -134,6 +150,7 @@ static json_t *status_json(const lag_snapshot_t *s, const lag_verdict_t *v)
 	json_out_set(o, "proof_time", iso_time(s->rpo_known ? s->proof_time_us : 0));
 	json_out_set(o, "primary", primary_json(s));
 	set_slot(o, s);
+	json_out_set(o, "rpo_guard", rpo_guard_json(s));
 	x = json_object();
 	json_out_set(x, "transactions", u64(s->backlog_transactions));
 	json_out_set(x, "bytes", u64(s->backlog_bytes));
@@ -338,6 +355,13 @@ void lag_render_metrics(const lag_snapshot_t *s, buf_t *b)
 	gauge(b, "pgferry_slot_safe_wal_size_bytes",
 	      "WAL that can still be written before the slot loses WAL it needs (NaN: unlimited).",
 	      s->slot_known && s->slot_safe_wal_size >= 0 ? (double)s->slot_safe_wal_size : NAN);
+	gauge(b, "pgferry_rpo_guard_engaged",
+	      "1 while the source's RPO guard makes the primary's commits wait for the DR side "
+	      "(0 released, NaN: no guard).",
+	      s->rpo_guard_known ? (s->rpo_guard_engaged ? 1 : 0) : NAN);
+	counter(b, "pgferry_rpo_guard_engagements_total",
+	        "Times the source's RPO guard engaged since the source started.",
+	        s->rpo_guard_engagements);
 	gauge(b, "pgferry_slot_wal_warning",
 	      "1 when the slot retains more WAL than the source's slot_wal_warning, or its "
 	      "wal_status is unreserved or lost.",

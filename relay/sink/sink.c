@@ -542,6 +542,9 @@ static void source_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *p
 			lag_on_slot_wal(s->lag, f.slot_retained_bytes, f.slot_safe_wal_size,
 			                wire_slot_wal_status_name(f.slot_wal_status),
 			                f.slot_wal_warning);
+		if (f.rpo_guard_known)
+			lag_on_rpo_guard(s->lag, f.rpo_guard_state == 2, f.rpo_guard_bound_ms,
+			                 f.rpo_guard_engagements, f.rpo_guard_reason);
 		return;
 	}
 	case WIRE_END_OF_STREAM: {

@@ -9,6 +9,8 @@
  * (batch_max_bytes / batch_max_delay), compressed, checksummed and shipped.
  * The walsender is told flush = what the sink reports committed on the DR
  * database, never more: the slot is the durable buffer on this side.
+ * With rpo_guard = on, the RPO guard (rpo_guard.c) uses exactly that to make
+ * the primary's commits wait for the DR side while the bound is too large.
  *
  * Any failure of either peer closes the session and starts a new one after
  * a backoff: the sink says where to resume (its committed progress), the
@@ -25,6 +27,7 @@
 #include "pgferry/primary_check.h"
 #include "pgferry/reload.h"
 #include "pgferry/replication.h"
+#include "pgferry/rpo_guard.h"
 #include "pgferry/tls.h"
 #include "pgferry/wire.h"
 
@@ -95,6 +98,10 @@ typedef struct source {
 	uint64_t flush_fact_sent;  /* the flush position last sent on its own */
 	uint64_t last_reported_flush;
 	uint64_t last_record_lsn;
+
+	rpo_guard_t *guard; /* rpo_guard = on (rpo_guard.h), else NULL */
+	ev_timer guard_timer;
+	double aux_sent; /* when the query in flight on heartbeat_conn was sent */
 
 	ev_signal sigint, sigterm;
 	bool streamed_once; /* a session reached streaming since the start */
@@ -167,7 +174,7 @@ static void note_error(source_t *s, const pgf_error_t *err)
 
 /* The primary fact of a heartbeat row goes to the sink at once, on its own
  * frame: a stuck or failing walsender cannot hold it back. */
-static void ship_facts(source_t *s, PGresult *res, bool welcomed)
+static void ship_facts(source_t *s, PGresult *res, bool welcomed, double sent_at)
 {
 	wire_primary_facts_t f;
 	pgf_error_t err;
@@ -189,6 +196,16 @@ static void ship_facts(source_t *s, PGresult *res, bool welcomed)
 	f.slot_safe_wal_size = s->slot_safe;
 	f.slot_wal_status = s->slot_status;
 	f.slot_wal_warning = s->cfg->slot_wal_warning;
+	rpo_guard_on_fact(s->guard, f.position_lsn, sent_at);
+	if (s->guard != NULL) {
+		rpo_guard_report_t g;
+		rpo_guard_fill_report(s->guard, &g);
+		f.rpo_guard_known = true;
+		f.rpo_guard_state = g.state;
+		f.rpo_guard_bound_ms = g.bound_ms;
+		f.rpo_guard_engagements = g.engagements;
+		snprintf(f.rpo_guard_reason, sizeof(f.rpo_guard_reason), "%s", g.reason);
+	}
 	if (s->sink == NULL || (s->state != SOURCE_STREAMING && !welcomed))
 		return;
 	buf_init(&b);
@@ -213,6 +230,7 @@ static bool aux_send(source_t *s, int kind, const char *sql, const char *param)
 	}
 	s->aux_kind = kind;
 	s->aux_ok = false;
+	s->aux_sent = rpo_guard_clock();
 	s->heartbeat_busy = true;
 	PQflush(s->heartbeat_conn);
 	return true;
@@ -322,7 +340,7 @@ static void heartbeat_io(struct ev_loop *loop, ev_io *w, int revents)
 		} else {
 			s->aux_ok = true;
 			if (s->aux_kind == AUX_HEARTBEAT)
-				ship_facts(s, res, false);
+				ship_facts(s, res, false, s->aux_sent);
 			if (s->aux_kind == AUX_SLOT)
 				slot_checked(s, res);
 			if (s->aux_kind == AUX_SEQ_READ && PQntuples(res) == 1) {
@@ -410,6 +428,12 @@ static int heartbeat_open(source_t *s, pgf_error_t *err)
 	}
 	if (s->cfg->replicate_ddl)
 		install_ddl_capture(s);
+	if (s->guard != NULL) {
+		/* with the guard engaged, commits wait for this very source: its
+		 * heartbeats and sequence messages must not, or the facts stop */
+		PGresult *res = PQexec(s->heartbeat_conn, "SET synchronous_commit = local");
+		PQclear(res);
+	}
 	PQsetnonblocking(s->heartbeat_conn, 1);
 	s->heartbeat_busy = false;
 	s->aux_kind = AUX_NONE;
@@ -715,9 +739,10 @@ static int start_streaming(source_t *s, uint64_t resume_lsn, pgf_error_t *err)
 	 * heartbeat (a replication connection takes plain SQL before
 	 * START_REPLICATION) */
 	{
+		double sent = rpo_guard_clock();
 		PGresult *res = PQexec(s->repl.conn, facts_sql);
 		if (PQresultStatus(res) == PGRES_TUPLES_OK)
-			ship_facts(s, res, true);
+			ship_facts(s, res, true, sent);
 		PQclear(res);
 	}
 	opts.slot_name = s->cfg->slot_name;
@@ -798,6 +823,7 @@ static void on_ack(source_t *s, const wire_ack_t *ack)
 		s->sink_received_lsn = ack->received_lsn;
 	if (ack->applied_lsn > s->sink_applied_lsn)
 		s->sink_applied_lsn = ack->applied_lsn;
+	rpo_guard_on_applied(s->guard, s->sink_applied_lsn);
 	/* confirm promptly: the slot may release WAL up to what the DR side has */
 	if (s->sink_applied_lsn != s->last_reported_flush)
 		send_status(s, false);
@@ -994,6 +1020,15 @@ static void watch_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	session_close(s, "the sink went silent");
 }
 
+static void guard_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	source_t *s = w->data;
+
+	(void)loop;
+	(void)revents;
+	rpo_guard_tick(s->guard, s->state == SOURCE_STREAMING);
+}
+
 static void reconnect_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	source_t *s = w->data;
@@ -1055,6 +1090,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 		         "keeps the rest",
 		         lsn_format(s->last_reported_flush, lsn));
 	}
+	rpo_guard_release(s->guard, "the source stops");
 	session_close(s, "shutdown");
 	ev_timer_stop(loop, &s->reconnect_timer);
 	ev_break(loop, EVBREAK_ALL);
@@ -1085,6 +1121,9 @@ int cmd_source(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	/* the same checks as pgferry check: a setup that cannot work stops here */
 	if (check_at_start(&cli.cfg, CHECK_ROLE_SOURCE, &err) != PGF_OK)
+		goto out;
+	/* before the loop and its connections: it forks its watchdog */
+	if (cli.cfg.rpo_guard && (s.guard = rpo_guard_create(&cli.cfg, &err)) == NULL)
 		goto out;
 	if (!cli.cfg.tls) {
 		if (!netconn_address_is_loopback(cli.cfg.sink_address)) {
@@ -1123,6 +1162,11 @@ int cmd_source(int argc, char **argv)
 		s.watch_timer.data = &s;
 		ev_timer_start(s.loop, &s.watch_timer);
 	}
+	if (s.guard != NULL) {
+		ev_timer_init(&s.guard_timer, guard_tick, 0.2, 0.2);
+		s.guard_timer.data = &s;
+		ev_timer_start(s.loop, &s.guard_timer);
+	}
 	ev_signal_init(&s.sigint, on_signal, SIGINT);
 	s.sigint.data = &s;
 	ev_signal_start(s.loop, &s.sigint);
@@ -1140,6 +1184,7 @@ out:
 	reload_stop(reload);
 	if (rc != 0 && err.message[0])
 		log_error_value(LOG_ERROR, &err);
+	rpo_guard_free(s.guard);
 	batch_encoder_free(s.encoder);
 	free(s.seq_last);
 	free(s.seq_candidate);

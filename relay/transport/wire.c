@@ -315,6 +315,12 @@ void wire_encode_primary_facts(const wire_primary_facts_t *m, buf_t *b)
 		buf_append_be64(b, (uint64_t)m->slot_safe_wal_size);
 		buf_append_u8(b, m->slot_wal_status);
 		buf_append_be64(b, (uint64_t)m->slot_wal_warning);
+		if (m->rpo_guard_known) {
+			buf_append_u8(b, m->rpo_guard_state);
+			buf_append_be64(b, (uint64_t)m->rpo_guard_bound_ms);
+			buf_append_be64(b, m->rpo_guard_engagements);
+			put_string(b, m->rpo_guard_reason);
+		}
 	}
 }
 
@@ -340,6 +346,17 @@ int wire_decode_primary_facts(const uint8_t *p, size_t len, wire_primary_facts_t
 	if (m->slot_wal_status > WIRE_SLOT_WAL_LOST)
 		m->slot_wal_status = WIRE_SLOT_WAL_UNKNOWN;
 	m->slot_known = true;
+	/* the RPO guard's state: optional, all or nothing */
+	if (reader_remaining(&r) == 0)
+		return PGF_OK;
+	if (reader_u8(&r, &m->rpo_guard_state) != PGF_OK ||
+	    reader_i64(&r, &m->rpo_guard_bound_ms) != PGF_OK ||
+	    reader_u64(&r, &m->rpo_guard_engagements) != PGF_OK ||
+	    get_string(&r, m->rpo_guard_reason, sizeof(m->rpo_guard_reason)) != PGF_OK)
+		return malformed(err, "primary-facts", &r);
+	if (m->rpo_guard_state < 1 || m->rpo_guard_state > 2)
+		return malformed(err, "primary-facts", &r);
+	m->rpo_guard_known = true;
 	return finish(err, "primary-facts", &r);
 }
 

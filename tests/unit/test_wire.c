@@ -139,6 +139,44 @@ START_TEST(primary_facts_slot_fields)
 }
 END_TEST
 
+START_TEST(primary_facts_guard_fields)
+{
+	buf_t b;
+	wire_primary_facts_t f = {.primary_time = 1, .position_lsn = 2, .flush_lsn = 3}, f2;
+	size_t n, slot_only;
+
+	f.slot_known = true;
+	f.slot_wal_status = WIRE_SLOT_WAL_RESERVED;
+	buf_init(&b);
+	wire_encode_primary_facts(&f, &b);
+	slot_only = b.len;
+	ck_assert_int_eq(wire_decode_primary_facts((uint8_t *)b.data, b.len, &f2, &err), PGF_OK);
+	ck_assert(!f2.rpo_guard_known);
+	buf_free(&b);
+
+	f.rpo_guard_known = true;
+	f.rpo_guard_state = 2;
+	f.rpo_guard_bound_ms = 2345;
+	f.rpo_guard_engagements = 3;
+	snprintf(f.rpo_guard_reason, sizeof(f.rpo_guard_reason), "engaged: over budget");
+	buf_init(&b);
+	wire_encode_primary_facts(&f, &b);
+	ck_assert_int_eq(wire_decode_primary_facts((uint8_t *)b.data, b.len, &f2, &err), PGF_OK);
+	ck_assert(f2.slot_known && f2.rpo_guard_known);
+	ck_assert_uint_eq(f2.rpo_guard_state, 2);
+	ck_assert_int_eq(f2.rpo_guard_bound_ms, 2345);
+	ck_assert_uint_eq(f2.rpo_guard_engagements, 3);
+	ck_assert_str_eq(f2.rpo_guard_reason, "engaged: over budget");
+	for (n = slot_only + 1; n < b.len; n++)
+		ck_assert_int_eq(wire_decode_primary_facts((uint8_t *)b.data, n, &f2, &err),
+		                 PGF_ERR);
+	/* a state the protocol does not name */
+	b.data[slot_only] = 3;
+	ck_assert_int_eq(wire_decode_primary_facts((uint8_t *)b.data, b.len, &f2, &err), PGF_ERR);
+	buf_free(&b);
+}
+END_TEST
+
 /* a header as wire_append_header writes it */
 static void make_header(uint8_t *hdr, uint8_t type, uint32_t len)
 {
@@ -362,6 +400,7 @@ Suite *wire_suite(void)
 	tcase_add_test(tc, messages_round_trip);
 	tcase_add_test(tc, primary_facts_round_trip);
 	tcase_add_test(tc, primary_facts_slot_fields);
+	tcase_add_test(tc, primary_facts_guard_fields);
 	tcase_add_test(tc, frame_headers);
 	tcase_add_test(tc, frame_header_bit_flips);
 	tcase_add_test(tc, frame_header_v1_peer);
