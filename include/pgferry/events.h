@@ -104,8 +104,10 @@ typedef struct events_watch {
 	int64_t clock_event_us; /* the last clock_fault event (snapshot clock) */
 	char apply_error_message[200];
 	bool slot_warning, stream_refused, stream_blocked;
-	bool verdict_known; /* a verdict was recorded */
-	verdict_t verdict;  /* the one recorded last */
+	bool rpo_guard_engaged;         /* the source's RPO guard, as last seen */
+	uint64_t rpo_guard_engagements; /* its count then */
+	bool verdict_known;             /* a verdict was recorded */
+	verdict_t verdict;              /* the one recorded last */
 	verdict_t candidate;
 	int64_t candidate_since_us;
 } events_watch_t;

@@ -175,6 +175,44 @@ static void watch_flags(events_watch_t *w, const lag_snapshot_t *s)
 	w->stream_blocked = blocked;
 }
 
+/* The source's RPO guard (rpo_guard.h): each engage and release, with the
+ * source's figures. A count that moved while engaged is a new engage (the
+ * guard released and engaged again between two snapshots, or the source
+ * restarted). */
+static void watch_rpo_guard(events_watch_t *w, const lag_snapshot_t *s)
+{
+	bool again;
+	json_t *d;
+
+	if (!s->rpo_guard_known)
+		return;
+	again = s->rpo_guard_engagements != w->rpo_guard_engagements;
+	if (s->rpo_guard_engaged != w->rpo_guard_engaged || (s->rpo_guard_engaged && again)) {
+		d = json_object();
+		json_object_set_new(d, "source_rpo_bound_ms",
+		                    s->rpo_guard_bound_ms < 0
+		                            ? json_null()
+		                            : json_integer(s->rpo_guard_bound_ms));
+		json_object_set_new(d, "rpo_bound_ms",
+		                    s->rpo_known ? json_real(s->rpo_bound_ms) : json_null());
+		json_object_set_new(d, "engagements",
+		                    json_integer((json_int_t)s->rpo_guard_engagements));
+		if (s->rpo_guard_engaged)
+			events_record(
+			        "rpo_guard_engaged", EVENT_WARNING, d,
+			        "the RPO guard makes the primary's commits wait for the DR side "
+			        "(%s)",
+			        s->rpo_guard_reason);
+		else
+			events_record(
+			        "rpo_guard_released", EVENT_INFO, d,
+			        "the RPO guard lets the primary commit asynchronously again (%s)",
+			        s->rpo_guard_reason);
+	}
+	w->rpo_guard_engaged = s->rpo_guard_engaged;
+	w->rpo_guard_engagements = s->rpo_guard_engagements;
+}
+
 static void watch_verdict(events_watch_t *w, const lag_snapshot_t *s)
 {
 	static const char *const kinds[] = {"verdict_safe", "verdict_unsafe", "verdict_unknown",
@@ -231,5 +269,6 @@ void events_watch(events_watch_t *w, const lag_snapshot_t *s)
 	watch_apply(w, s); /* an error cleared is said before the source it kept away */
 	watch_source(w, s);
 	watch_flags(w, s);
+	watch_rpo_guard(w, s);
 	watch_verdict(w, s);
 }

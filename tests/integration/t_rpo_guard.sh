@@ -119,6 +119,11 @@ grep -q 'RPO guard released.*back under half of rpo_guard_budget' "$T/source.log
 dba_kept "released after the stall"
 rows_grow
 wait_until "released in /v1/status" 30 bash -c "curl -s $SINK_URL/v1/status | grep -q '\"rpo_guard\":{\"state\":\"released\"'"
+# both are events, kept in the DR database
+wait_until "the engage and release events in pgferry.events" 60 bash -c \
+	"[ \"\$(psql '$DR_CONN' -XAtc \"SELECT count(DISTINCT kind) FROM pgferry.events WHERE kind IN ('rpo_guard_engaged', 'rpo_guard_released')\")\" = 2 ]"
+psql_on dr -c "SELECT kind, severity, message, detail FROM pgferry.events WHERE kind LIKE 'rpo_guard%' ORDER BY id" || fail "cannot read pgferry.events"
+curl -s "$SINK_URL/v1/events" | grep -q '"kind":"rpo_guard_engaged"' || fail "no rpo_guard_engaged in /v1/events"
 
 # (the source restarts only with the DR side unlocked: a sink whose apply
 # waits on a lock cannot welcome a new session until it is released)
