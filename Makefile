@@ -40,7 +40,7 @@ REL_OBJS  := $(patsubst %.c,$(REL_DIR)/%.o,$(LIB_SRCS))
 ASAN_OBJS := $(patsubst %.c,$(ASAN_DIR)/%.o,$(LIB_SRCS))
 
 .PHONY: all deps deps-demo deps-test check unit unit-asan integration demo fuzz fuzz-brief bench format \
-        format-check lint install clean deps-tools deb package-check soak
+        format-check lint lint-quick install clean deps-tools deb package-check soak
 
 all: bin/pgferry
 
@@ -164,10 +164,20 @@ format: deps-tools
 format-check: deps-tools
 	clang-format --dry-run --Werror $(ALL_C)
 
-lint: deps-tools
+# clang-tidy, cppcheck, no exported function that nothing calls
+# (tools/lint-unused.sh), and a report of the functions over 80 lines and the
+# files over 600 (tools/lint-lengths.sh: a report, not a failure)
+lint: deps-tools $(REL_OBJS)
 	clang-tidy --quiet $(LIB_SRCS) $(MAIN_SRC) -- $(CPPFLAGS_BASE) -std=c11 $(PKG_CFLAGS)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
 		--suppress=missingIncludeSystem -Iinclude $(LIB_SRCS) $(MAIN_SRC)
+	@bash tools/lint-unused.sh $(REL_OBJS)
+	@bash tools/lint-lengths.sh $(LIB_SRCS) $(MAIN_SRC)
+
+# the two checks of lint that need no extra tool, quick enough for every build
+lint-quick: $(REL_OBJS)
+	@bash tools/lint-unused.sh $(REL_OBJS)
+	@bash tools/lint-lengths.sh $(LIB_SRCS) $(MAIN_SRC)
 
 # Under PREFIX: the binary, the SQL, the certificate recipe, the Prometheus
 # rules and Grafana dashboard, the sample

@@ -132,7 +132,4 @@ int apply_copy_complete(apply_t *a, bool *complete, char *why, size_t why_len, p
 /* The replication origin this session holds ("" before first contact). */
 const char *apply_origin(const apply_t *a);
 
-/* Quotes an SQL identifier ("a""b"). Exposed for tests. */
-void apply_quote_identifier(const char *name, char *out, size_t len);
-
 #endif

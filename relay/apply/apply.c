@@ -20,25 +20,6 @@ double apply_elapsed_since(const struct timespec *t0)
 	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-void apply_quote_identifier(const char *name, char *out, size_t len)
-{
-	size_t o = 0;
-
-	if (len < 3) {
-		if (len)
-			out[0] = '\0';
-		return;
-	}
-	out[o++] = '"';
-	for (; *name && o + 3 < len; name++) {
-		if (*name == '"')
-			out[o++] = '"';
-		out[o++] = *name;
-	}
-	out[o++] = '"';
-	out[o] = '\0';
-}
-
 apply_t *apply_create(const config_t *cfg, const apply_hooks_t *hooks)
 {
 	apply_t *a = calloc(1, sizeof(*a));
