@@ -69,19 +69,22 @@ int64_t apply_progress_time(const apply_t *a);
 int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t len,
                   pgf_error_t *err);
 
-/* Commits the open group, if any (the caller does this when no more data is
- * waiting, so an idle stream is never held back). Groups commit
+/* Commits the open group, if any (apply_input_paused does this when no
+ * more data is waiting, so an idle stream is never held back). Groups commit
  * asynchronously; the hook "committed" hears of them only once they are
  * durable: at a synchronous commit, made every 50 ms under load and
  * whenever durable is true (the caller found no more input). */
 int apply_commit_group(apply_t *a, bool durable, pgf_error_t *err);
-/* When nothing is in flight (no transaction, no streamed transaction, no
- * open group), records lsn — a keepalive's position, which has no commit
- * of its own — as the progress, in a small DR transaction. Without it the
- * primary's walsender would wait forever at shutdown for the client to
- * confirm its final WAL. A transaction committing after lsn is sent again
- * in full after any restart, so confirming lsn loses nothing. */
-int apply_advance_idle(apply_t *a, uint64_t lsn, pgf_error_t *err);
+/* Input paused (nothing more waiting), or the stream ends: outside a
+ * source transaction, commits the open group durably, and at most once a
+ * second, when nothing is in flight (no transaction, no streamed
+ * transaction, no open group), records idle_lsn (a keepalive's position,
+ * which has no commit of its own; 0: none) as the progress, in a small DR
+ * transaction. Without it the primary's walsender would wait forever at
+ * shutdown for the client to confirm its final WAL. A transaction
+ * committing after idle_lsn is sent again in full after any restart, so
+ * confirming it loses nothing. */
+int apply_input_paused(apply_t *a, uint64_t idle_lsn, pgf_error_t *err);
 /* The commit LSN of the source transaction being applied (0 outside one):
  * after an error, the transaction that failed. */
 uint64_t apply_failed_lsn(const apply_t *a);

@@ -33,6 +33,7 @@ apply_t *apply_create(const config_t *cfg, const apply_hooks_t *hooks)
 	buf_init(&a->key);
 	coalesce_init(&a->net);
 	spill_init(&a->spill, cfg);
+	dr_group_init(&a->group.sm);
 	a->msg = malloc(sizeof(*a->msg));
 	a->net_msg = malloc(sizeof(*a->net_msg));
 	a->relcache = relcache_create();
@@ -65,18 +66,18 @@ void apply_free(apply_t *a)
 
 void apply_disconnect(apply_t *a)
 {
+	pgf_error_t ignored;
+
 	if (a->pl.conn) {
 		PQfinish(a->pl.conn);
 		a->pl.conn = NULL;
 	}
 	a->origin[0] = '\0';      /* the session's hold on the origin ends with it */
 	stmt_cache_clear(&a->pl); /* prepared statements die with the session */
-	a->group.open = false;
-	a->txn.in_txn = false;
 	pipeline_forget(&a->pl);
-	/* not known durable: the source resends them, the origin skips what
-	 * survived */
-	a->group.has_pending = false;
+	/* groups committed but not known durable: the source resends them,
+	 * the origin skips what survived */
+	dr_group_transition(&a->group.sm, DR_GROUP_FORGET, &ignored); /* always legal */
 	memset(&a->group.pending, 0, sizeof(a->group.pending));
 	coalesce_clear(&a->net);
 	/* the DR schema may change while we are away */
@@ -147,26 +148,24 @@ int apply_connect(apply_t *a, pgf_error_t *err)
 
 void apply_reset(apply_t *a)
 {
-	if (a->group.open || a->pl.ninflight > 0)
+	pgf_error_t err;
+
+	if (dr_group_open(&a->group.sm) || a->pl.ninflight > 0)
 		pipeline_rollback(&a->pl);
-	a->group.open = false;
-	a->group.progress_only = false;
-	a->txn.in_txn = false;
-	a->txn.skipping = false;
+	dr_group_transition(&a->group.sm, DR_GROUP_ROLLBACK, &err); /* always legal */
 	pipeline_forget(&a->pl);
 	schema_clear(&a->schema);
 	coalesce_clear(&a->net);
 	/* groups committed before the one rolled back stay committed: make
 	 * them durable and say so, or the figures would call them unapplied
 	 * until the next stream (and promote would wait for them) */
-	if (a->group.has_pending && apply_connected(a)) {
-		pgf_error_t err;
+	if (a->group.sm.state == DR_GROUP_COMMITTED && apply_connected(a)) {
 		error_clear(&err);
 		if (apply_commit_group(a, true, &err) != PGF_OK) {
 			log_warning("could not make the last applied groups durable: %s",
 			            err.message);
-			a->group.has_pending = false;
-			a->group.open = false;
+			dr_group_transition(&a->group.sm, DR_GROUP_FORGET, &err);
+			memset(&a->group.pending, 0, sizeof(a->group.pending));
 			pipeline_rollback(&a->pl);
 		}
 	}

@@ -10,6 +10,8 @@
  *                   apply_message, and the error context (apply_txn_t)
  *   group.c         the DR transaction that groups source transactions,
  *                   its commit and durability (apply_group_state_t)
+ *   dr_group.c      the states of a DR group and their one transition
+ *                   function (dr_group_t, pure)
  *   pipeline.c      statements in flight on the DR connection and the
  *                   prepared-statement cache (apply_pipeline_t)
  *   rows.c          INSERT / UPDATE / DELETE / TRUNCATE statements
@@ -28,6 +30,7 @@
 #include "pgferry/buf.h"
 #include "pgferry/coalesce.h"
 #include "pgferry/decoder.h"
+#include "pgferry/dr_group.h"
 
 #include <libpq-fe.h>
 #include <stdbool.h>
@@ -46,10 +49,9 @@
 /* ---- dispatch.c: the source transaction being applied ------------------- */
 
 /* What every error of apply names (the error context): the source
- * transaction, by xid and commit LSN. */
+ * transaction, by xid and commit LSN (whether one is in progress: the DR
+ * group's state, dr_group.h). */
 typedef struct apply_txn {
-	bool in_txn;
-	bool skipping; /* already applied before (a resend overlapped): ignore it */
 	uint32_t xid;
 	uint64_t lsn; /* its final/commit LSN */
 } apply_txn_t;
@@ -227,12 +229,11 @@ int spill_read(const apply_spill_t *sp, const stream_file_t *s, off_t *pos, buf_
 /* The DR transaction that groups source transactions, and what was
  * committed but is not yet known durable. */
 typedef struct apply_group_state {
-	bool open;
-	bool progress_only; /* advances progress past WAL without commits */
+	dr_group_t sm; /* where the group is in its life: the only record of it */
 	/* groups committed asynchronously, not yet known durable (merged) */
 	apply_group_t pending;
-	bool has_pending;
 	struct timespec last_durable;
+	struct timespec idle_advanced; /* when progress was last advanced while idle */
 	uint64_t txns, rows, bytes;
 	uint64_t end_lsn;
 	int64_t commit_time;
@@ -270,8 +271,16 @@ struct apply {
 
 double apply_elapsed_since(const struct timespec *t0);
 
+/* No DR transaction open and no source transaction in progress. */
+static inline bool apply_between_groups(const apply_t *a)
+{
+	return a->group.sm.state == DR_GROUP_IDLE || a->group.sm.state == DR_GROUP_COMMITTED;
+}
+
 /* group.c */
-int group_begin(apply_t *a, pgf_error_t *err);
+/* Moves the group by event (DR_GROUP_BEGIN or DR_GROUP_FLUSH), opening a DR
+ * transaction unless one is open. */
+int group_begin(apply_t *a, dr_group_event_t event, pgf_error_t *err);
 /* A source transaction committed: count it, commit the group when full. */
 int group_source_commit(apply_t *a, uint64_t end_lsn, int64_t commit_time, pgf_error_t *err);
 

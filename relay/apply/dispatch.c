@@ -24,7 +24,7 @@ static void apply_error_context(const apply_t *a, uint64_t wal_start, pgf_error_
 
 	if (err->where[0] != '\0')
 		return;
-	if (a->txn.in_txn)
+	if (dr_group_in_source_transaction(&a->group.sm))
 		error_where(err, "transaction %u ending at %s", a->txn.xid,
 		            lsn_format(a->txn.lsn, lsn));
 	else if (wal_start != 0)
@@ -111,30 +111,30 @@ static int apply_change(apply_t *a, const pgoutput_message_t *m, size_t len, pgf
 static int apply_handle_begin(apply_t *a, const pgoutput_message_t *m, uint64_t wal_start,
                               pgf_error_t *err)
 {
+	const dr_group_t *g = &a->group.sm;
+	uint64_t final_lsn = m->u.begin.final_lsn;
 	char lsn[LSN_TEXT_LEN];
 
-	if (a->txn.in_txn)
+	if (dr_group_in_source_transaction(g))
 		return error_set(err, PGF_E_PROTOCOL, "BEGIN inside a transaction at %s",
 		                 lsn_format(wal_start, lsn));
-	a->txn.in_txn = true;
-	a->txn.xid = m->u.begin.xid;
-	a->txn.lsn = m->u.begin.final_lsn;
 	/* the origin's progress is the end of the last applied commit:
 	 * a commit before it was applied already and must not be twice */
-	a->txn.skipping = m->u.begin.final_lsn < a->group.progress_lsn;
-	if (a->txn.skipping)
-		return PGF_OK;
-	/* its commit is not here yet: secure the whole transactions first */
-	if (a->commit_watermark != NULL && a->group.open && a->group.txns > 0 &&
-	    m->u.begin.final_lsn > __atomic_load_n(a->commit_watermark, __ATOMIC_ACQUIRE)) {
-		a->txn.in_txn = false;
-		/* durable now: input paused mid-transaction, so this is
-		 * where the figures (and the slot) must catch up */
-		if (apply_commit_group(a, true, err) != PGF_OK)
-			return PGF_ERR;
-		a->txn.in_txn = true;
+	if (final_lsn < a->group.progress_lsn) {
+		a->txn.xid = m->u.begin.xid;
+		a->txn.lsn = final_lsn;
+		return dr_group_transition(&a->group.sm, DR_GROUP_SKIP, err);
 	}
-	return group_begin(a, err);
+	/* its commit is not here yet: secure the whole transactions first,
+	 * durably: input paused mid-transaction, so this is where the
+	 * figures (and the slot) must catch up */
+	if (a->commit_watermark != NULL && g->state == DR_GROUP_OPEN && a->group.txns > 0 &&
+	    final_lsn > __atomic_load_n(a->commit_watermark, __ATOMIC_ACQUIRE) &&
+	    apply_commit_group(a, true, err) != PGF_OK)
+		return PGF_ERR;
+	a->txn.xid = m->u.begin.xid;
+	a->txn.lsn = final_lsn;
+	return group_begin(a, DR_GROUP_BEGIN, err);
 }
 
 static int apply_handle_commit(apply_t *a, const pgoutput_message_t *m, uint64_t wal_start,
@@ -142,13 +142,11 @@ static int apply_handle_commit(apply_t *a, const pgoutput_message_t *m, uint64_t
 {
 	char lsn[LSN_TEXT_LEN];
 
-	if (!a->txn.in_txn)
+	if (!dr_group_in_source_transaction(&a->group.sm))
 		return error_set(err, PGF_E_PROTOCOL, "COMMIT outside a transaction at %s",
 		                 lsn_format(wal_start, lsn));
-	if (a->txn.skipping) {
-		a->txn.in_txn = a->txn.skipping = false;
-		return PGF_OK;
-	}
+	if (a->group.sm.state == DR_GROUP_SKIPPING)
+		return dr_group_transition(&a->group.sm, DR_GROUP_SOURCE_COMMIT, err);
 	return group_source_commit(a, m->u.commit.end_lsn, m->u.commit.commit_time, err);
 }
 
@@ -194,18 +192,17 @@ static int apply_handle_stream_commit(apply_t *a, const pgoutput_message_t *m, p
 	uint64_t end_lsn = m->u.stream_commit.end_lsn;
 	int64_t commit_time = m->u.stream_commit.commit_time;
 
-	if (a->txn.in_txn)
+	if (dr_group_in_source_transaction(&a->group.sm))
 		return error_set(err, PGF_E_PROTOCOL, "STREAM COMMIT inside a transaction");
 	if (m->u.stream_commit.commit_lsn < a->group.progress_lsn) {
 		/* applied before: drop its spill file */
 		spill_close(&a->spill, spill_find(&a->spill, m->u.stream_commit.xid), true);
 		return PGF_OK;
 	}
-	if (group_begin(a, err) != PGF_OK)
-		return PGF_ERR;
-	a->txn.in_txn = true;
 	a->txn.xid = m->u.stream_commit.xid;
 	a->txn.lsn = m->u.stream_commit.commit_lsn;
+	if (group_begin(a, DR_GROUP_BEGIN, err) != PGF_OK)
+		return PGF_ERR;
 	if (stream_replay(a, m->u.stream_commit.xid, err) != PGF_OK)
 		return PGF_ERR;
 	return group_source_commit(a, end_lsn, commit_time, err);
@@ -226,6 +223,8 @@ static int unsupported_two_phase(pgf_error_t *err)
 static int apply_dispatch(apply_t *a, const pgoutput_message_t *m, uint64_t wal_start,
                           const uint8_t *data, size_t len, pgf_error_t *err)
 {
+	bool in_txn = dr_group_in_source_transaction(&a->group.sm);
+	bool skipping = a->group.sm.state == DR_GROUP_SKIPPING;
 	char lsn[LSN_TEXT_LEN];
 
 	/* inside a Stream Start/Stop block everything goes to the spill file */
@@ -259,7 +258,7 @@ static int apply_dispatch(apply_t *a, const pgoutput_message_t *m, uint64_t wal_
 		return unsupported_two_phase(err);
 	case PGOUTPUT_MESSAGE:
 		/* a non-transactional message outside a transaction changes nothing */
-		if (!a->txn.in_txn || a->txn.skipping)
+		if (!in_txn || skipping)
 			return PGF_OK;
 		return apply_change(a, m, len, err);
 	case PGOUTPUT_RELATION:
@@ -267,10 +266,10 @@ static int apply_dispatch(apply_t *a, const pgoutput_message_t *m, uint64_t wal_
 	case PGOUTPUT_ORIGIN:
 		return apply_change(a, m, len, err);
 	default:
-		if (!a->txn.in_txn)
+		if (!in_txn)
 			return error_set(err, PGF_E_PROTOCOL, "%s outside a transaction at %s",
 			                 pgoutput_type_name(m->type), lsn_format(wal_start, lsn));
-		if (a->txn.skipping)
+		if (skipping)
 			return PGF_OK;
 		return apply_change(a, m, len, err);
 	}
@@ -294,12 +293,12 @@ int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t le
 
 uint64_t apply_failed_lsn(const apply_t *a)
 {
-	return a->txn.in_txn ? a->txn.lsn : 0;
+	return dr_group_in_source_transaction(&a->group.sm) ? a->txn.lsn : 0;
 }
 
 bool apply_in_transaction(const apply_t *a)
 {
-	return a->txn.in_txn;
+	return dr_group_in_source_transaction(&a->group.sm);
 }
 
 void apply_set_commit_watermark(apply_t *a, const uint64_t *received_commit_lsn)

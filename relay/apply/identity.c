@@ -225,7 +225,7 @@ int apply_copy_complete(apply_t *a, bool *complete, char *why, size_t why_len, p
 	why[0] = '\0';
 	if (!apply_connected(a))
 		return error_set(err, PGF_E_DATABASE, "not connected to the DR database");
-	if (a->group.open || a->txn.in_txn)
+	if (!apply_between_groups(a))
 		return error_set(err, PGF_E_APPLY, "copy check inside a transaction");
 	return check_seeded(a, complete, &record_external, why, why_len, err);
 }
@@ -246,7 +246,7 @@ int apply_check_identity(apply_t *a, uint64_t system_identifier, const char *dat
 
 	if (!apply_connected(a))
 		return error_set(err, PGF_E_DATABASE, "not connected to the DR database");
-	if (a->group.open || a->txn.in_txn)
+	if (!apply_between_groups(a))
 		return error_set(err, PGF_E_APPLY, "identity check inside a transaction");
 	why[0] = '\0';
 	if (read_fence(a, &fenced, why, why_len, err) != PGF_OK)
@@ -307,7 +307,7 @@ int apply_check_fence(apply_t *a, bool *fenced, char *why, size_t why_len, pgf_e
 	*fenced = false;
 	if (!apply_connected(a))
 		return error_set(err, PGF_E_DATABASE, "not connected to the DR database");
-	if (a->group.open || a->txn.in_txn)
+	if (!apply_between_groups(a))
 		return PGF_OK; /* the group's own fence check covers it */
 	return read_fence(a, fenced, why, why_len, err);
 }

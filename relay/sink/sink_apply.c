@@ -27,11 +27,10 @@ struct sink_apply {
 	volatile int stop;
 	bool started;
 
-	uint64_t session;              /* the source connection being applied */
-	bool session_ok;               /* identity accepted and no apply error since */
-	int backoff_ms;                /* after an apply error or a lost DR connection */
-	uint64_t idle_lsn;             /* newest keepalive position seen between transactions */
-	struct timespec idle_advanced; /* when progress was last advanced by one */
+	uint64_t session;  /* the source connection being applied */
+	bool session_ok;   /* identity accepted and no apply error since */
+	int backoff_ms;    /* after an apply error or a lost DR connection */
+	uint64_t idle_lsn; /* newest keepalive position seen between transactions */
 	bool dr_reachable;
 	bool fenced;                 /* pgferry promote fenced the DR database */
 	struct timespec fence_check; /* when the fence was last looked at */
@@ -275,20 +274,13 @@ failed:
 	return false;
 }
 
+/* Input paused: the open group commits durably, and idle progress from
+ * keepalives is recorded (apply_input_paused). */
 static void commit_if_idle(sink_apply_t *sa)
 {
 	pgf_error_t err;
-	struct timespec now;
 	uint64_t idle, flush;
-	int rc;
 
-	if (apply_in_transaction(sa->apply))
-		return;
-	error_clear(&err);
-	rc = apply_commit_group(sa->apply, true, &err);
-	/* at most once a second: heartbeats advance progress anyway; this is for
-	 * WAL without commits (a shutdown checkpoint, heartbeats switched off) */
-	clock_gettime(CLOCK_MONOTONIC, &now);
 	/* a keepalive is the peer's word: progress it justifies never passes
 	 * the primary's flush position the source read on its own connection
 	 * in this session (none read: no idle progress) */
@@ -298,24 +290,22 @@ static void commit_if_idle(sink_apply_t *sa)
 	                : 0;
 	if (idle > flush)
 		idle = flush;
-	if (rc == PGF_OK && idle > apply_progress(sa->apply) &&
-	    now.tv_sec != sa->idle_advanced.tv_sec) {
-		sa->idle_advanced = now;
-		rc = apply_advance_idle(sa->apply, idle, &err);
-	}
-	if (rc != PGF_OK && err.code == PGF_E_FENCED) {
+	error_clear(&err);
+	if (apply_input_paused(sa->apply, idle, &err) == PGF_OK)
+		return;
+	if (err.code == PGF_E_FENCED) {
 		became_fenced(sa, err.message);
 		drop_session(sa, &err);
-	} else if (rc != PGF_OK) {
-		log_error_value(LOG_ERROR, &err);
-		if (sa->events.apply_error)
-			sa->events.apply_error(sa->events.arg, &err, apply_failed_lsn(sa->apply));
-		if (!apply_connected(sa->apply))
-			apply_disconnect(sa->apply);
-		drop_session(sa, &err);
-		next_backoff(sa);
-		sleep_ms(sa, sa->backoff_ms);
+		return;
 	}
+	log_error_value(LOG_ERROR, &err);
+	if (sa->events.apply_error)
+		sa->events.apply_error(sa->events.arg, &err, apply_failed_lsn(sa->apply));
+	if (!apply_connected(sa->apply))
+		apply_disconnect(sa->apply);
+	drop_session(sa, &err);
+	next_backoff(sa);
+	sleep_ms(sa, sa->backoff_ms);
 }
 
 static void *apply_thread_main(void *arg)
