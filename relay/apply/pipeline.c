@@ -14,6 +14,7 @@
 #include "apply_internal.h"
 
 #include "pgferry/log.h"
+#include "pgferry/pgsession.h"
 #include "pgferry/replication.h"
 
 #include <stdio.h>
@@ -55,12 +56,8 @@ int apply_result_error(pgf_error_t *err, const PGresult *res, const char *what)
 int apply_conn_error(pgf_error_t *err, PGconn *conn, const char *what)
 {
 	char clean[400];
-	size_t n;
 
-	snprintf(clean, sizeof(clean), "%s", conn ? PQerrorMessage(conn) : "out of memory");
-	n = strlen(clean);
-	while (n > 0 && (clean[n - 1] == '\n' || clean[n - 1] == ' '))
-		clean[--n] = '\0';
+	pgsession_error_text(conn, clean, sizeof(clean));
 	error_set(err, PGF_E_DATABASE, "%s failed on the DR database: %s", what, clean);
 	return PGF_ERR;
 }

@@ -9,8 +9,9 @@
  * message as received.
  */
 #include "apply_internal.h"
+#include "pgferry/byteorder.h"
+#include "pgferry/util.h"
 
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -105,23 +106,6 @@ void spill_drop_all(apply_spill_t *sp)
 	sp->current = NULL;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return PGF_ERR;
-		}
-		p += w;
-		len -= (size_t)w;
-	}
-	return PGF_OK;
-}
-
 /* The index of subtransaction xid in s's list, or s->nsubxacts. Slots
  * left by an abort point past the list or at another xid: skipped. */
 static size_t subxact_find(const stream_file_t *s, uint32_t xid)
@@ -197,15 +181,14 @@ int spill_append(stream_file_t *s, uint32_t subxid, uint64_t wal_start, const ui
                  size_t len, pgf_error_t *err)
 {
 	uint8_t hdr[SPILL_HEADER];
-	uint32_t len_be = htobe32((uint32_t)len);
-	uint64_t wal_be = htobe64(wal_start);
 
 	/* remember where each subtransaction starts, for subtransaction aborts */
 	if (subxid != 0 && subxid != s->xid && subxact_note(s, subxid, err) != PGF_OK)
 		return PGF_ERR;
-	memcpy(hdr, &len_be, 4);
-	memcpy(hdr + 4, &wal_be, 8);
-	if (write_all(s->fd, hdr, sizeof(hdr)) != PGF_OK || write_all(s->fd, data, len) != PGF_OK) {
+	be32_write(hdr, (uint32_t)len);
+	be64_write(hdr + 4, wal_start);
+	if (util_write_all(s->fd, hdr, sizeof(hdr)) != PGF_OK ||
+	    util_write_all(s->fd, data, len) != PGF_OK) {
 		error_set(err, PGF_E_IO, "could not write spill file \"%s\": %s", s->path,
 		          strerror(errno));
 		error_hint(err, "Check free space in work_dir.");
@@ -259,8 +242,7 @@ int spill_read(const apply_spill_t *sp, const stream_file_t *s, off_t *pos, buf_
 		return 0;
 	if (pread(s->fd, hdr, sizeof(hdr), *pos) != (ssize_t)sizeof(hdr))
 		return error_set(err, PGF_E_IO, "could not read spill file \"%s\"", s->path);
-	memcpy(&len, hdr, 4);
-	len = be32toh(len);
+	len = be32_read(hdr);
 	if ((int64_t)len > sp->max_record || *pos + (off_t)sizeof(hdr) + (off_t)len > s->size)
 		return error_set(err, PGF_E_IO, "spill file \"%s\" is corrupt at offset %lld",
 		                 s->path, (long long)*pos);
