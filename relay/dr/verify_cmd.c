@@ -13,928 +13,267 @@
  * chunk that still differs (the DR may have applied later changes too) is
  * read again, up to verify_retries times, before it is called different.
  * For a differing chunk the keys themselves are compared, row by row.
+ *
+ * This file parses the arguments and runs the steps (connect, find the
+ * origin, list the published tables, compare each, then the sequences,
+ * report); one table's comparison is verify_table.c, the sequences
+ * verify_sequences.c. Diagnostics go through the log module, the report to
+ * standard output.
  */
 #include "pgferry/cli.h"
-#include "pgferry/decoder.h"
 #include "pgferry/log.h"
 #include "pgferry/pgsession.h"
-#include "pgferry/primary_check.h"
 #include "pgferry/util.h"
+#include "pgferry/verify.h"
 
-#include <inttypes.h>
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-#define MAX_KEYS         32
-#define MAX_RANGES       5  /* differing key ranges shown per table */
-#define MAX_KEYS_SHOWN   10 /* differing keys shown per range */
-#define KEYLESS_LIST_MAX 100000
-
-typedef struct verifier {
-	const config_t *cfg;
-	PGconn *p, *d;
-	bool dr_has_origin;
-	char origin[512]; /* the stream's replication origin on the DR side */
-	bool dr_stalled;  /* the DR side stopped applying: compare as it is */
-	bool as_json;
-	json_t *report; /* array of tables (for --json) */
-	pgf_error_t err;
-} verifier_t;
-
-typedef struct table {
-	char *schema, *name, *qualified; /* qualified is quoted */
-	char *cols;                      /* "a", "b", ... quoted, comma-separated */
-	int nkeys;
-	char *keys[MAX_KEYS];      /* quoted key column names */
-	char *key_types[MAX_KEYS]; /* format_type of each key column */
-	char *key_list;            /* "k1", "k2" */
-} table_t;
-
-typedef struct chunk_result {
-	long long rows_p, rows_d;
-	char hash_p[64], hash_d[64];
-} chunk_result_t;
 
 /* both sides must print every value the same way */
 static const char verify_options[] = "-c datestyle=ISO -c intervalstyle=postgres "
                                      "-c extra_float_digits=3 -c TimeZone=UTC -c bytea_output=hex";
 
-static void table_free(table_t *t)
+/* One run of verify: what its steps share. */
+typedef struct verify_run {
+	cli_t cli;
+	verifier_t v;
+	const char *only[256]; /* --table, when given */
+	int nonly;
+	int n_equal, n_differ, n_missing, n_error, n_busy;
+	seq_counts_t ns;
+	json_t *seqs;
+	double t_start;
+} verify_run_t;
+
+static int parse_args(verify_run_t *r, int argc, char **argv, pgf_error_t *err)
 {
 	int i;
 
-	free(t->schema);
-	free(t->name);
-	free(t->qualified);
-	free(t->cols);
-	free(t->key_list);
-	for (i = 0; i < t->nkeys; i++) {
-		free(t->keys[i]);
-		free(t->key_types[i]);
+	if (cli_load(argc, argv, 0, &r->cli, err) != PGF_OK)
+		return PGF_ERR;
+	cli_configure_logging(&r->cli, "verify");
+	r->v.cfg = &r->cli.cfg;
+	for (i = 1; i < r->cli.argc; i++) {
+		if (strcmp(r->cli.argv[i], "--json") == 0)
+			r->v.as_json = true;
+		else if (strcmp(r->cli.argv[i], "--table") == 0 && i + 1 < r->cli.argc &&
+		         r->nonly < 256)
+			r->only[r->nonly++] = r->cli.argv[++i];
+		else {
+			error_set(err, PGF_E_USAGE, "unexpected argument \"%s\"", r->cli.argv[i]);
+			error_hint(err,
+			           "pgferry verify [--config FILE] [-c key=value ...] [--table "
+			           "SCHEMA.NAME ...] [--json]");
+			return PGF_ERR;
+		}
 	}
-	memset(t, 0, sizeof(*t));
+	if (!r->cli.cfg.primary_conninfo || !r->cli.cfg.dr_conninfo) {
+		error_set(err, PGF_E_CONFIG, "verify needs primary_conninfo and dr_conninfo");
+		error_hint(err, "Set both in the configuration file or with -c.");
+		return PGF_ERR;
+	}
+	return PGF_OK;
 }
 
-/* Appends to a malloc'd string. */
-static char *append(char *s, const char *a)
+/* Both servers, printing values the same way; and the origin the sink
+ * applies through on the DR side (sql/dr_state.sql), if it ever did. */
+static int connect_both(verifier_t *v, pgf_error_t *err)
 {
-	size_t n, m;
+	PGresult *res;
 
-	if (a == NULL)
-		a = "";
-	n = s ? strlen(s) : 0;
-	m = strlen(a);
-	char *r = realloc(s, n + m + 1);
-	if (r == NULL) {
-		free(s);
+	if ((v->p = pgsession_connect(v->cfg->primary_conninfo, "pgferry verify", verify_options,
+	                              "primary", err)) == NULL ||
+	    (v->d = pgsession_connect(v->cfg->dr_conninfo, "pgferry verify", verify_options,
+	                              "DR database", err)) == NULL)
+		return PGF_ERR;
+	if ((res = pgsession_query(v->d, "DR database",
+	                           "SELECT to_regprocedure('pgferry.origin()') IS NOT NULL", 0,
+	                           NULL, err)) == NULL)
+		return PGF_ERR;
+	v->dr_has_origin = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	if (!v->dr_has_origin)
+		return PGF_OK;
+	if ((res = pgsession_query(v->d, "DR database",
+	                           "SELECT o.roname FROM pg_replication_origin o WHERE o.roname = "
+	                           "pgferry.origin()",
+	                           0, NULL, err)) == NULL)
+		return PGF_ERR;
+	v->dr_has_origin = PQntuples(res) == 1;
+	if (v->dr_has_origin)
+		snprintf(v->origin, sizeof(v->origin), "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return PGF_OK;
+}
+
+/* The published tables, (schema, name) by name; NULL and err set when the
+ * publication lists none. */
+static PGresult *published_tables(verifier_t *v, pgf_error_t *err)
+{
+	const char *p[1] = {v->cfg->publication};
+	PGresult *res = pgsession_query(v->p, "primary",
+	                                "SELECT schemaname, tablename FROM pg_publication_tables "
+	                                "WHERE pubname = $1 AND schemaname <> 'pgferry' ORDER BY "
+	                                "1, 2",
+	                                1, p, err);
+
+	if (res != NULL && PQntuples(res) == 0) {
+		PQclear(res);
+		error_set(
+		        err, PGF_E_CONFIG,
+		        "the publication \"%s\" on the primary lists no table (or does not exist)",
+		        v->cfg->publication);
 		return NULL;
 	}
-	memcpy(r + n, a, m + 1);
-	return r;
+	return res;
 }
 
-/* Columns (replicated ones: not dropped, not generated) and the key of a
- * table on the primary: its primary key, else its replica identity index. */
-static int describe(verifier_t *v, table_t *t)
+static bool wanted(const verify_run_t *r, const char *full, const char *name)
 {
-	const char *params[2] = {t->schema, t->name};
-	PGresult *res;
-	int i;
-
-	res = pgsession_query(
-	        v->p, "primary",
-	        "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN "
-	        "pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 "
-	        "AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum",
-	        2, params, &v->err);
-	if (res == NULL)
-		return PGF_ERR;
-	for (i = 0; i < PQntuples(res); i++) {
-		char *qi = pgsession_quote_ident(v->p, PQgetvalue(res, i, 0));
-		if (qi == NULL || (i && (t->cols = append(t->cols, ", ")) == NULL) ||
-		    (t->cols = append(t->cols, qi)) == NULL) {
-			free(qi);
-			PQclear(res);
-			return error_set(&v->err, PGF_E_MEMORY, "out of memory");
-		}
-		free(qi);
-	}
-	PQclear(res);
-	if (t->cols == NULL)
-		t->cols = strdup("");
-	res = pgsession_query(
-	        v->p, "primary",
-	        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_index i JOIN "
-	        "pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-	        "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) JOIN "
-	        "pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum WHERE n.nspname = $1 "
-	        "AND c.relname = $2 AND i.indexrelid = (SELECT x.indexrelid FROM pg_index x WHERE "
-	        "x.indrelid = c.oid AND (x.indisprimary OR x.indisreplident) ORDER BY "
-	        "x.indisprimary DESC LIMIT 1) ORDER BY k.ord",
-	        2, params, &v->err);
-	if (res == NULL)
-		return PGF_ERR;
-	for (i = 0; i < PQntuples(res) && i < MAX_KEYS; i++) {
-		t->keys[i] = pgsession_quote_ident(v->p, PQgetvalue(res, i, 0));
-		t->key_types[i] = strdup(PQgetvalue(res, i, 1));
-		if (t->keys[i] == NULL || t->key_types[i] == NULL ||
-		    (i && (t->key_list = append(t->key_list, ", ")) == NULL) ||
-		    (t->key_list = append(t->key_list, t->keys[i])) == NULL) {
-			t->nkeys = i + 1;
-			PQclear(res);
-			return error_set(&v->err, PGF_E_MEMORY, "out of memory");
-		}
-		t->nkeys = i + 1;
-	}
-	PQclear(res);
-	return PGF_OK;
-}
-
-/* The WHERE clause of a chunk: keys in (lo, hi]; lo/hi NULL = open. The
- * key values are parameters: lo's, then hi's. */
-static char *chunk_where(const table_t *t, bool lo, bool hi)
-{
-	char *w = strdup("true"), buf[64];
-	int i, base;
-
-	for (base = 0; base < 2; base++) {
-		if ((base == 0 && !lo) || (base == 1 && !hi))
-			continue;
-		w = append(w, " AND (");
-		w = append(w, t->key_list);
-		w = append(w, base == 0 ? ") > (" : ") <= (");
-		for (i = 0; i < t->nkeys; i++) {
-			/* the hi values follow the lo values, when there are any */
-			snprintf(buf, sizeof(buf), "%s$%d::", i ? ", " : "",
-			         (base == 1 && lo ? t->nkeys : 0) + i + 1);
-			w = append(w, buf);
-			w = append(w, t->key_types[i]);
-		}
-		w = append(w, ")");
-		if (w == NULL)
-			return NULL;
-	}
-	return w;
-}
-
-/* Parameters for chunk_where: lo values then hi values. */
-static void chunk_params(const table_t *t, char **lo, char **hi, const char **out)
-{
-	int i, n = 0;
-
-	for (i = 0; lo && i < t->nkeys; i++)
-		out[n++] = lo[i];
-	for (i = 0; hi && i < t->nkeys; i++)
-		out[n++] = hi[i];
-}
-
-/* The next chunk's upper boundary after lo on the primary, or none (the
- * last chunk). *hi gets malloc'd strings. */
-static int next_boundary(verifier_t *v, const table_t *t, char **lo, char **hi, bool *found)
-{
-	char *where = chunk_where(t, lo != NULL, false), *sql = NULL, lim[64];
-	const char *params[MAX_KEYS];
-	PGresult *res;
-	int i;
-
-	*found = false;
-	snprintf(lim, sizeof(lim), " OFFSET %" PRId64 " LIMIT 1", v->cfg->verify_chunk_rows - 1);
-	sql = append(sql, "SELECT ");
-	sql = append(sql, t->key_list);
-	sql = append(sql, " FROM ");
-	sql = append(sql, t->qualified);
-	sql = append(sql, " WHERE ");
-	sql = append(sql, where);
-	sql = append(sql, " ORDER BY ");
-	sql = append(sql, t->key_list);
-	sql = append(sql, lim);
-	free(where);
-	if (sql == NULL)
-		return error_set(&v->err, PGF_E_MEMORY, "out of memory");
-	chunk_params(t, lo, NULL, params);
-	res = pgsession_query(v->p, "primary", sql, lo ? t->nkeys : 0, params, &v->err);
-	free(sql);
-	if (res == NULL)
-		return PGF_ERR;
-	if (PQntuples(res) == 1) {
-		for (i = 0; i < t->nkeys; i++)
-			hi[i] = strdup(PQgetvalue(res, 0, i));
-		*found = true;
-	}
-	PQclear(res);
-	return PGF_OK;
-}
-
-static uint64_t dr_applied(verifier_t *v)
-{
-	const char *p[1] = {v->origin};
-	PGresult *res;
-	uint64_t lsn = 0;
-
-	res = PQexecParams(v->d, "SELECT pg_replication_origin_progress($1, true)", 1, NULL, p,
-	                   NULL, NULL, 0);
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-	    !PQgetisnull(res, 0, 0))
-		lsn_parse(PQgetvalue(res, 0, 0), &lsn);
-	PQclear(res);
-	return lsn;
-}
-
-/* Waits until the DR side applied up to target; gives up for the rest of
- * the run when it stops moving (a stopped or fenced sink). */
-static void wait_dr(verifier_t *v, uint64_t target)
-{
-	uint64_t last = 0, cur;
-	double moved = util_monotonic_s(), t0 = moved;
-
-	if (!v->dr_has_origin || v->dr_stalled)
-		return;
-	for (;;) {
-		cur = dr_applied(v);
-		if (cur >= target)
-			return;
-		if (cur != last) {
-			last = cur;
-			moved = util_monotonic_s();
-		}
-		if (util_monotonic_s() - moved > 3 || util_monotonic_s() - t0 > 30) {
-			char a[LSN_TEXT_LEN], b[LSN_TEXT_LEN];
-			v->dr_stalled = true;
-			fprintf(stderr,
-			        "pgferry verify: the DR database is not applying (applied %s, the "
-			        "primary is at %s: stopped or fenced); comparing it as it is\n",
-			        lsn_format(cur, a), lsn_format(target, b));
-			return;
-		}
-		util_sleep_ms(50);
-	}
-}
-
-static int hash_chunk(verifier_t *v, const table_t *t, char **lo, char **hi, chunk_result_t *r)
-{
-	char *where = chunk_where(t, lo != NULL, hi != NULL), *sql = NULL;
-	const char *params[2 * MAX_KEYS];
-	int n = (lo ? t->nkeys : 0) + (hi ? t->nkeys : 0);
-	PGresult *res;
-	uint64_t target = 0;
-	int rc = PGF_ERR;
-
-	sql = append(sql, "SELECT count(*), coalesce(sum(hashtextextended(ROW(");
-	sql = append(sql, t->cols);
-	sql = append(sql, ")::text, 0)::numeric), 0)::text FROM ");
-	sql = append(sql, t->qualified);
-	sql = append(sql, " WHERE ");
-	sql = append(sql, where);
-	free(where);
-	if (sql == NULL)
-		return error_set(&v->err, PGF_E_MEMORY, "out of memory");
-	chunk_params(t, lo, hi, params);
-	/* the primary's snapshot and its WAL position, together */
-	res = pgsession_query(v->p, "primary", "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL,
-	                      &v->err);
-	if (res == NULL)
-		goto out;
-	PQclear(res);
-	if ((res = pgsession_query(v->p, "primary", "SELECT pg_current_wal_lsn()", 0, NULL,
-	                           &v->err)) == NULL)
-		goto rollback;
-	lsn_parse(PQgetvalue(res, 0, 0), &target);
-	PQclear(res);
-	if ((res = pgsession_query(v->p, "primary", sql, n, params, &v->err)) == NULL)
-		goto rollback;
-	r->rows_p = atoll(PQgetvalue(res, 0, 0));
-	snprintf(r->hash_p, sizeof(r->hash_p), "%s", PQgetvalue(res, 0, 1));
-	PQclear(res);
-	res = PQexec(v->p, "COMMIT");
-	PQclear(res);
-	wait_dr(v, target);
-	if ((res = pgsession_query(v->d, "DR database", sql, n, params, &v->err)) == NULL)
-		goto out;
-	r->rows_d = atoll(PQgetvalue(res, 0, 0));
-	snprintf(r->hash_d, sizeof(r->hash_d), "%s", PQgetvalue(res, 0, 1));
-	PQclear(res);
-	rc = PGF_OK;
-	goto out;
-rollback:
-	res = PQexec(v->p, "ROLLBACK");
-	PQclear(res);
-out:
-	free(sql);
-	return rc;
-}
-
-static bool chunk_equal(const chunk_result_t *r)
-{
-	return r->rows_p == r->rows_d && strcmp(r->hash_p, r->hash_d) == 0;
-}
-
-/* Row by row for one differing chunk: keys (or, without a key, whole rows)
- * with their hashes from both sides in the same order ("C" collation, so
- * the two servers' locales do not matter), merged. */
-static int list_differences(verifier_t *v, const table_t *t, char **lo, char **hi, json_t *keys,
-                            int *ndiff)
-{
-	char *where = chunk_where(t, lo != NULL, hi != NULL), *sql = NULL;
-	const char *params[2 * MAX_KEYS];
-	int n = (lo ? t->nkeys : 0) + (hi ? t->nkeys : 0), i = 0, j = 0, np, nd;
-	PGresult *rp, *rd;
-
-	if (t->nkeys > 0) {
-		sql = append(sql, "SELECT k, h FROM (SELECT ROW(");
-		sql = append(sql, t->key_list);
-		sql = append(sql, ")::text COLLATE \"C\" AS k, hashtextextended(ROW(");
-		sql = append(sql, t->cols);
-		sql = append(sql, ")::text, 0)::text AS h FROM ");
-	} else {
-		sql = append(sql, "SELECT k, count(*)::text FROM (SELECT ROW(");
-		sql = append(sql, t->cols);
-		sql = append(sql, ")::text COLLATE \"C\" AS k FROM ");
-	}
-	sql = append(sql, t->qualified);
-	sql = append(sql, " WHERE ");
-	sql = append(sql, where);
-	sql = append(sql, t->nkeys > 0 ? ") s ORDER BY k" : ") s GROUP BY k ORDER BY k");
-	free(where);
-	if (sql == NULL)
-		return error_set(&v->err, PGF_E_MEMORY, "out of memory");
-	chunk_params(t, lo, hi, params);
-	rp = pgsession_query(v->p, "primary", sql, n, params, &v->err);
-	rd = rp ? pgsession_query(v->d, "DR database", sql, n, params, &v->err) : NULL;
-	free(sql);
-	if (rd == NULL) {
-		PQclear(rp);
-		return PGF_ERR;
-	}
-	np = PQntuples(rp);
-	nd = PQntuples(rd);
-	*ndiff = 0;
-	while (i < np || j < nd) {
-		int c = i >= np   ? 1
-		        : j >= nd ? -1
-		                  : strcmp(PQgetvalue(rp, i, 0), PQgetvalue(rd, j, 0));
-		const char *kind = NULL, *key = NULL;
-		if (c < 0) {
-			kind = "missing on DR";
-			key = PQgetvalue(rp, i++, 0);
-		} else if (c > 0) {
-			kind = "extra on DR";
-			key = PQgetvalue(rd, j++, 0);
-		} else {
-			if (strcmp(PQgetvalue(rp, i, 1), PQgetvalue(rd, j, 1)) != 0) {
-				kind = t->nkeys > 0 ? "changed" : "count differs";
-				key = PQgetvalue(rp, i, 0);
-			}
-			i++;
-			j++;
-		}
-		if (kind) {
-			if (*ndiff < MAX_KEYS_SHOWN)
-				json_array_append_new(
-				        keys, json_pack("{s:s, s:s}", "key", key, "kind", kind));
-			(*ndiff)++;
-		}
-	}
-	PQclear(rp);
-	PQclear(rd);
-	return PGF_OK;
-}
-
-static char *range_text(const table_t *t, char **lo, char **hi)
-{
-	char *s, *r;
-	int i;
-
-	if (t->nkeys == 0)
-		return strdup("(whole table: no key)");
-	s = strdup("(");
-	s = append(s, t->key_list);
-	s = append(s, ") in ");
-	if (lo) {
-		s = append(s, "(");
-		for (i = 0; i < t->nkeys; i++) {
-			s = append(s, i ? ", " : "");
-			s = append(s, lo[i]);
-		}
-	} else
-		s = append(s, "(start");
-	s = append(s, " .. ");
-	if (hi) {
-		for (i = 0; i < t->nkeys; i++) {
-			s = append(s, i ? ", " : "");
-			s = append(s, hi[i]);
-		}
-		s = append(s, "]");
-	} else
-		s = append(s, "end)");
-	r = s;
-	return r;
-}
-
-static void free_values(char **vals, int n)
-{
-	int i;
-	for (i = 0; vals && i < n; i++) {
-		free(vals[i]);
-		vals[i] = NULL;
-	}
-}
-
-/* Verifies one table; result "equal", "differ", "missing" or "error". */
-static const char *verify_table(verifier_t *v, table_t *t, json_t *entry)
-{
-	const char *params[2] = {t->schema, t->name};
-	char *lo_buf[MAX_KEYS] = {0}, *hi_buf[MAX_KEYS] = {0};
-	char **lo = NULL;
-	long long rows_p = 0, rows_d = 0;
-	int chunks = 0, attempt;
-	json_t *ranges = json_array();
-	bool differ = false, busy = false, stable;
-	PGresult *res;
-
-	json_object_set_new(entry, "differences", ranges);
-	res = pgsession_query(
-	        v->d, "DR database",
-	        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-	        "WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
-	        2, params, &v->err);
-	if (res == NULL)
-		return "error";
-	if (strcmp(PQgetvalue(res, 0, 0), "0") == 0) {
-		PQclear(res);
-		return "missing";
-	}
-	PQclear(res);
-	if (describe(v, t) != PGF_OK)
-		return "error";
-	for (;;) {
-		bool found = true, more;
-		char **hi = NULL;
-		chunk_result_t r;
-
-		if (t->nkeys > 0) {
-			if (next_boundary(v, t, lo, hi_buf, &found) != PGF_OK)
-				goto failed;
-			hi = found ? hi_buf : NULL;
-		} else
-			found = false;
-		more = found;
-		chunks++;
-		memset(&r, 0, sizeof(r));
-		/* a difference counts only once the primary's chunk held still
-		 * between two reads: otherwise the DR side may simply be a few
-		 * commits behind or ahead of the snapshot it is compared with */
-		stable = v->dr_stalled;
-		for (attempt = 0;; attempt++) {
-			chunk_result_t prev = r;
-			if (hash_chunk(v, t, lo, hi, &r) != PGF_OK)
-				goto failed;
-			if (attempt > 0 && prev.rows_p == r.rows_p &&
-			    strcmp(prev.hash_p, r.hash_p) == 0)
-				stable = true;
-			/* a DR side that does not apply is compared as it is: what it
-			 * lacks is a difference, whatever the primary does meanwhile */
-			if (v->dr_stalled)
-				stable = true;
-			if (chunk_equal(&r) || v->dr_stalled ||
-			    (attempt >= v->cfg->verify_retries && stable) ||
-			    attempt >= 4 * v->cfg->verify_retries)
-				break;
-			util_sleep_ms(100 *
-			              (attempt + 1)); /* the DR side may be between two changes */
-		}
-		rows_p += r.rows_p;
-		rows_d += r.rows_d;
-		if (!chunk_equal(&r) && !stable) {
-			/* changed on the primary at every read: cannot tell */
-			busy = true;
-			if (json_array_size(ranges) < MAX_RANGES) {
-				char *text = range_text(t, lo, hi);
-				json_array_append_new(
-				        ranges, json_pack("{s:s, s:I, s:I, s:s}", "range",
-				                          t->nkeys ? text : "(whole table: no key)",
-				                          "rows_primary", (json_int_t)r.rows_p,
-				                          "rows_dr", (json_int_t)r.rows_d, "note",
-				                          "changed on the primary at every read"));
-				free(text);
-			}
-		} else if (!chunk_equal(&r)) {
-			differ = true;
-			if (json_array_size(ranges) < MAX_RANGES) {
-				json_t *keys = json_array();
-				char *text = range_text(t, lo, hi);
-				int ndiff = 0;
-				if (t->nkeys == 0 && r.rows_p + r.rows_d > 2 * KEYLESS_LIST_MAX) {
-					/* no key and too big to list: counts only */
-				} else if (list_differences(v, t, lo, hi, keys, &ndiff) != PGF_OK) {
-					json_decref(keys);
-					free(text);
-					goto failed;
-				}
-				json_array_append_new(
-				        ranges, json_pack("{s:s, s:I, s:I, s:i, s:o}", "range",
-				                          t->nkeys ? text : "(whole table: no key)",
-				                          "rows_primary", (json_int_t)r.rows_p,
-				                          "rows_dr", (json_int_t)r.rows_d,
-				                          "differing_rows", ndiff, "keys", keys));
-				free(text);
-			}
-		}
-		if (!more)
-			break;
-		/* the next chunk starts after this one's upper boundary */
-		free_values(lo_buf, t->nkeys);
-		memcpy(lo_buf, hi_buf, sizeof(lo_buf));
-		memset(hi_buf, 0, sizeof(hi_buf));
-		lo = lo_buf;
-	}
-	free_values(lo_buf, t->nkeys);
-	json_object_set_new(entry, "rows_primary", json_integer(rows_p));
-	json_object_set_new(entry, "rows_dr", json_integer(rows_d));
-	json_object_set_new(entry, "chunks", json_integer(chunks));
-	return differ ? "differ" : busy ? "busy" : "equal";
-failed:
-	free_values(lo_buf, t->nkeys);
-	free_values(hi_buf, t->nkeys);
-	return "error";
-}
-
-static void print_table(const char *qualified, json_t *e)
-{
-	json_t *ranges = json_object_get(e, "differences");
-	size_t i, j;
-
-	printf("  %-40s %10lld %10lld %7lld  %-8s %8.2f s\n", qualified,
-	       (long long)json_integer_value(json_object_get(e, "rows_primary")),
-	       (long long)json_integer_value(json_object_get(e, "rows_dr")),
-	       (long long)json_integer_value(json_object_get(e, "chunks")),
-	       json_string_value(json_object_get(e, "result")),
-	       json_real_value(json_object_get(e, "seconds")));
-	if (json_is_string(json_object_get(e, "error")))
-		printf("      %s\n", json_string_value(json_object_get(e, "error")));
-	for (i = 0; i < json_array_size(ranges); i++) {
-		json_t *r = json_array_get(ranges, i), *keys = json_object_get(r, "keys");
-		if (json_is_string(json_object_get(r, "note"))) {
-			printf("      %s: %s\n", json_string_value(json_object_get(r, "range")),
-			       json_string_value(json_object_get(r, "note")));
-			continue;
-		}
-		printf("      %s: %lld rows on the primary, %lld on DR, %lld rows differ\n",
-		       json_string_value(json_object_get(r, "range")),
-		       (long long)json_integer_value(json_object_get(r, "rows_primary")),
-		       (long long)json_integer_value(json_object_get(r, "rows_dr")),
-		       (long long)json_integer_value(json_object_get(r, "differing_rows")));
-		for (j = 0; j < json_array_size(keys); j++) {
-			json_t *k = json_array_get(keys, j);
-			printf("        %-13s %s\n", json_string_value(json_object_get(k, "kind")),
-			       json_string_value(json_object_get(k, "key")));
-		}
-	}
-}
-
-/* ---- sequences ------------------------------------------------------------ */
-
-typedef struct seq_counts {
-	int equal, differ, missing, busy, error;
-} seq_counts_t;
-
-/* The DR side of one sequence: exists, its last value (NULL: never called)
- * and its increment; false when the query failed. */
-static bool dr_sequence(verifier_t *v, const char *name, bool *exists, bool *has_value,
-                        long long *value, long long *increment)
-{
-	const char *p[1] = {name};
-	PGresult *res = pgsession_query(
-	        v->d, "DR database",
-	        "SELECT to_regclass($1) IS NOT NULL, pg_sequence_last_value(to_regclass($1)), "
-	        "(SELECT seqincrement FROM pg_sequence WHERE seqrelid = to_regclass($1))",
-	        1, p, &v->err);
-
-	if (res == NULL)
-		return false;
-	*exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-	*has_value = !PQgetisnull(res, 0, 1);
-	*value = *has_value ? strtoll(PQgetvalue(res, 0, 1), NULL, 10) : 0;
-	*increment = PQgetisnull(res, 0, 2) ? 1 : strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-	PQclear(res);
-	return true;
-}
-
-/* The primary's value of one sequence now (has_value false: never called). */
-static bool primary_sequence(verifier_t *v, const char *name, bool *has_value, long long *value)
-{
-	const char *p[1] = {name};
-	PGresult *res = pgsession_query(
-	        v->p, "primary", "SELECT pg_sequence_last_value(to_regclass($1))", 1, p, &v->err);
-
-	if (res == NULL)
-		return false;
-	*has_value = !PQgetisnull(res, 0, 0);
-	*value = *has_value ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
-	PQclear(res);
-	return true;
-}
-
-/* One sequence: the DR copy must have reached the primary's value (what a
- * promotion starts from; promote then adds its margin). The sink ships
- * values every sequence_sync_interval, so a DR value behind is read again
- * verify_retries times before it is called behind ("busy" when it moved
- * meanwhile: the primary hands out numbers faster than they are read). */
-static const char *verify_sequence(verifier_t *v, const char *name, bool readable, json_t *entry)
-{
-	bool p_has, d_exists, d_has, moved = false;
-	long long pv = 0, dv = 0, incr = 1, first_dv = 0;
 	int k;
 
-	if (!readable) {
-		error_set(&v->err, PGF_E_CONFIG,
-		          "the role cannot read it on the primary (no SELECT or USAGE), so it is "
-		          "never shipped");
-		error_hint(&v->err, "GRANT SELECT ON SEQUENCE %s TO the source's role", name);
-		return "error";
-	}
-	for (k = 0;; k++) {
-		if (!primary_sequence(v, name, &p_has, &pv) ||
-		    !dr_sequence(v, name, &d_exists, &d_has, &dv, &incr))
-			return "error";
-		if (k == 0)
-			first_dv = dv;
-		else if (dv != first_dv)
-			moved = true;
-		if (p_has)
-			json_object_set_new(entry, "primary_value", json_integer(pv));
-		if (d_has)
-			json_object_set_new(entry, "dr_value", json_integer(dv));
-		if (!d_exists)
-			return "missing";
-		if (!p_has || (d_has && (incr > 0 ? dv >= pv : dv <= pv)))
-			return "equal";
-		if (k >= (int)v->cfg->verify_retries)
-			return moved ? "busy" : "behind";
-		util_sleep_ms(500);
-	}
+	if (r->nonly == 0)
+		return true;
+	for (k = 0; k < r->nonly; k++)
+		if (strcmp(r->only[k], full) == 0 || strcmp(r->only[k], name) == 0)
+			return true;
+	return false;
 }
 
-static void verify_sequences(verifier_t *v, const char *publication, json_t *report,
-                             seq_counts_t *n)
+static void count(verify_run_t *r, const char *result)
 {
-	PGresult *res = primary_list_sequences(v->p, publication, &v->err);
-	int i;
+	if (strcmp(result, "error") == 0)
+		r->n_error++;
+	else if (strcmp(result, "busy") == 0)
+		r->n_busy++;
+	else if (strcmp(result, "equal") == 0)
+		r->n_equal++;
+	else if (strcmp(result, "missing") == 0)
+		r->n_missing++;
+	else
+		r->n_differ++;
+}
 
-	if (res == NULL) {
-		log_error_value(LOG_ERROR, &v->err);
-		n->error++;
-		return;
-	}
-	if (!v->as_json && PQntuples(res) > 0)
-		printf("  %-40s %10s %10s %7s  %-8s %10s\n", "sequence", "primary", "DR", "",
-		       "result", "time");
-	for (i = 0; i < PQntuples(res); i++) {
-		const char *name = PQgetvalue(res, i, 0), *result;
-		json_t *entry = json_object();
-		double t0 = util_monotonic_s();
-		char pv[32] = "-", dv[32] = "-";
+/* One table: compared, counted, reported (a line now, or in the JSON). */
+static void verify_one(verify_run_t *r, const char *schema, const char *name)
+{
+	verifier_t *v = &r->v;
+	table_t t;
+	json_t *entry = json_object();
+	const char *result;
+	double t0 = util_monotonic_s();
+	char full[512], *qs, *qn;
 
-		error_clear(&v->err);
-		result = verify_sequence(v, name, strcmp(PQgetvalue(res, i, 2), "t") == 0, entry);
-		json_object_set_new(entry, "sequence", json_string(name));
-		json_object_set_new(entry, "table", json_string(PQgetvalue(res, i, 1)));
-		json_object_set_new(entry, "result", json_string(result));
-		json_object_set_new(entry, "seconds", json_real(util_monotonic_s() - t0));
-		if (strcmp(result, "error") == 0) {
-			char msg[2048];
-			error_format(&v->err, msg, sizeof(msg));
-			json_object_set_new(entry, "error", json_string(msg));
-			n->error++;
-		} else if (strcmp(result, "equal") == 0)
-			n->equal++;
-		else if (strcmp(result, "missing") == 0)
-			n->missing++;
-		else if (strcmp(result, "busy") == 0)
-			n->busy++;
-		else
-			n->differ++;
-		if (!v->as_json) {
-			if (json_is_integer(json_object_get(entry, "primary_value")))
-				snprintf(pv, sizeof(pv), "%lld",
-				         (long long)json_integer_value(
-				                 json_object_get(entry, "primary_value")));
-			if (json_is_integer(json_object_get(entry, "dr_value")))
-				snprintf(dv, sizeof(dv), "%lld",
-				         (long long)json_integer_value(
-				                 json_object_get(entry, "dr_value")));
-			printf("  %-40s %10s %10s %7s  %-8s %8.2f s\n", name, pv, dv, "", result,
-			       util_monotonic_s() - t0);
-			if (json_is_string(json_object_get(entry, "error")))
-				printf("      %s\n",
-				       json_string_value(json_object_get(entry, "error")));
-			fflush(stdout);
-		}
-		json_array_append_new(report, entry);
+	memset(&t, 0, sizeof(t));
+	snprintf(full, sizeof(full), "%s.%s", schema, name);
+	t.schema = strdup(schema);
+	t.name = strdup(name);
+	qs = pgsession_quote_ident(v->p, t.schema);
+	qn = pgsession_quote_ident(v->p, t.name);
+	t.qualified =
+	        verify_append(verify_append(verify_append(NULL, qs ? qs : ""), "."), qn ? qn : "");
+	free(qs);
+	free(qn);
+	error_clear(&v->err);
+	result = verify_table(v, &t, entry);
+	json_object_set_new(entry, "table", json_string(full));
+	json_object_set_new(entry, "result", json_string(result));
+	json_object_set_new(entry, "seconds", json_real(util_monotonic_s() - t0));
+	if (strcmp(result, "error") == 0) {
+		char msg[2048];
+		error_format(&v->err, msg, sizeof(msg));
+		json_object_set_new(entry, "error", json_string(msg));
 	}
-	PQclear(res);
+	count(r, result);
+	if (!v->as_json) {
+		verify_print_table(full, entry);
+		fflush(stdout);
+	}
+	json_array_append_new(v->report, entry);
+	verify_table_free(&t);
+}
+
+static void print_json(verify_run_t *r)
+{
+	const seq_counts_t *ns = &r->ns;
+	json_t *o = json_pack(
+	        "{s:o, s:o, s:{s:i, s:i, s:i, s:i, s:i, s:f}, s:{s:i, s:i, s:i, s:i, s:i}}",
+	        "tables", r->v.report, "sequences", r->seqs, "summary", "equal", r->n_equal,
+	        "differ", r->n_differ, "missing", r->n_missing, "busy", r->n_busy, "error",
+	        r->n_error, "seconds", util_monotonic_s() - r->t_start, "sequence_summary", "equal",
+	        ns->equal, "behind", ns->differ, "missing", ns->missing, "busy", ns->busy, "error",
+	        ns->error);
+	char *text = json_dumps(o, JSON_COMPACT);
+
+	/* json_pack took both, whether it succeeded or not */
+	r->seqs = NULL;
+	r->v.report = NULL;
+	printf("%s\n", text ? text : "{}");
+	free(text);
+	json_decref(o);
+}
+
+static void print_text(const verify_run_t *r)
+{
+	const seq_counts_t *ns = &r->ns;
+
+	printf("%d tables: %d equal, %d differ, %d missing on the DR database, %d busy, %d "
+	       "errors (%.1f s)\n",
+	       r->n_equal + r->n_differ + r->n_missing + r->n_error + r->n_busy, r->n_equal,
+	       r->n_differ, r->n_missing, r->n_busy, r->n_error, util_monotonic_s() - r->t_start);
+	if (r->nonly == 0)
+		printf("%d sequences: %d equal, %d behind, %d missing on the DR database, %d busy, "
+		       "%d errors\n",
+		       ns->equal + ns->differ + ns->missing + ns->busy + ns->error, ns->equal,
+		       ns->differ, ns->missing, ns->busy, ns->error);
+	if (r->n_busy || ns->busy)
+		printf("busy: rows kept changing on the primary at every read, so those chunks "
+		       "could not be compared; run verify again, or with writes paused\n");
 }
 
 int cmd_verify(int argc, char **argv)
 {
-	cli_t cli;
-	verifier_t v;
-	const char *only[256];
-	int nonly = 0, i, n_equal = 0, n_differ = 0, n_missing = 0, n_error = 0, n_busy = 0,
-	    rc = EXIT_ERROR;
+	verify_run_t r;
 	PGresult *res = NULL;
-	json_t *seqs = NULL;
-	seq_counts_t ns = {0, 0, 0, 0, 0};
-	double t_start = util_monotonic_s();
+	int i, rc = EXIT_ERROR, differ, cannot_tell;
 
-	memset(&v, 0, sizeof(v));
-	if (cli_load(argc, argv, 0, &cli, &v.err) != PGF_OK) {
-		log_error_value(LOG_ERROR, &v.err);
-		cli_free(&cli);
-		return EXIT_ERROR;
-	}
-	cli_configure_logging(&cli, "verify");
-	v.cfg = &cli.cfg;
-	for (i = 1; i < cli.argc; i++) {
-		if (strcmp(cli.argv[i], "--json") == 0)
-			v.as_json = true;
-		else if (strcmp(cli.argv[i], "--table") == 0 && i + 1 < cli.argc && nonly < 256)
-			only[nonly++] = cli.argv[++i];
-		else {
-			fprintf(stderr,
-			        "usage: pgferry verify [--config FILE] [-c key=value ...] [--table "
-			        "SCHEMA.NAME ...] [--json]\n"
-			        "Compares the primary (primary_conninfo) and the DR database "
-			        "(dr_conninfo) table by table.\nExit 0 equal, 1 differ, 2 "
-			        "error.\n");
-			goto out;
-		}
-	}
-	if (!cli.cfg.primary_conninfo || !cli.cfg.dr_conninfo) {
-		error_set(&v.err, PGF_E_CONFIG, "verify needs primary_conninfo and dr_conninfo");
-		error_hint(&v.err, "Set both in the configuration file or with -c.");
-		log_error_value(LOG_ERROR, &v.err);
+	memset(&r, 0, sizeof(r));
+	r.t_start = util_monotonic_s();
+	if (parse_args(&r, argc, argv, &r.v.err) != PGF_OK ||
+	    connect_both(&r.v, &r.v.err) != PGF_OK ||
+	    (res = published_tables(&r.v, &r.v.err)) == NULL) {
+		log_error_value(LOG_ERROR, &r.v.err);
 		goto out;
 	}
-	if ((v.p = pgsession_connect(cli.cfg.primary_conninfo, "pgferry verify", verify_options,
-	                             "primary", &v.err)) == NULL ||
-	    (v.d = pgsession_connect(cli.cfg.dr_conninfo, "pgferry verify", verify_options,
-	                             "DR database", &v.err)) == NULL) {
-		log_error_value(LOG_ERROR, &v.err);
-		goto out;
-	}
-	/* the origin the sink applies through (sql/dr_state.sql), if it ever did */
-	res = pgsession_query(v.d, "DR database",
-	                      "SELECT to_regprocedure('pgferry.origin()') IS NOT NULL", 0, NULL,
-	                      &v.err);
-	if (res == NULL) {
-		log_error_value(LOG_ERROR, &v.err);
-		goto out;
-	}
-	v.dr_has_origin = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-	PQclear(res);
-	if (v.dr_has_origin) {
-		res = pgsession_query(
-		        v.d, "DR database",
-		        "SELECT o.roname FROM pg_replication_origin o WHERE o.roname = "
-		        "pgferry.origin()",
-		        0, NULL, &v.err);
-		if (res == NULL) {
-			log_error_value(LOG_ERROR, &v.err);
-			goto out;
-		}
-		v.dr_has_origin = PQntuples(res) == 1;
-		if (v.dr_has_origin)
-			snprintf(v.origin, sizeof(v.origin), "%s", PQgetvalue(res, 0, 0));
-		PQclear(res);
-	}
-	{
-		const char *p[1] = {cli.cfg.publication};
-		res = pgsession_query(
-		        v.p, "primary",
-		        "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = "
-		        "$1 "
-		        "AND schemaname <> 'pgferry' ORDER BY 1, 2",
-		        1, p, &v.err);
-	}
-	if (res == NULL) {
-		log_error_value(LOG_ERROR, &v.err);
-		goto out;
-	}
-	if (PQntuples(res) == 0) {
-		fprintf(stderr,
-		        "pgferry verify: the publication \"%s\" on the primary lists no table (or "
-		        "does not exist)\n",
-		        cli.cfg.publication);
-		goto out;
-	}
-	v.report = json_array();
-	if (!v.as_json)
+	r.v.report = json_array();
+	if (!r.v.as_json)
 		printf("  %-40s %10s %10s %7s  %-8s %10s\n", "table", "primary", "DR", "chunks",
 		       "result", "time");
-	for (i = 0; i < PQntuples(res); i++) {
-		table_t t;
-		json_t *entry = json_object();
-		const char *result;
-		double t0 = util_monotonic_s();
-		char full[512];
-		int k;
-		bool wanted = nonly == 0;
-
-		memset(&t, 0, sizeof(t));
-		snprintf(full, sizeof(full), "%s.%s", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
-		for (k = 0; k < nonly; k++)
-			if (strcmp(only[k], full) == 0 ||
-			    strcmp(only[k], PQgetvalue(res, i, 1)) == 0)
-				wanted = true;
-		if (!wanted) {
-			json_decref(entry);
-			continue;
-		}
-		t.schema = strdup(PQgetvalue(res, i, 0));
-		t.name = strdup(PQgetvalue(res, i, 1));
-		{
-			char *qs = pgsession_quote_ident(v.p, t.schema),
-			     *qn = pgsession_quote_ident(v.p, t.name);
-			t.qualified = append(append(append(NULL, qs ? qs : ""), "."), qn ? qn : "");
-			free(qs);
-			free(qn);
-		}
-		error_clear(&v.err);
-		result = verify_table(&v, &t, entry);
-		json_object_set_new(entry, "table", json_string(full));
-		json_object_set_new(entry, "result", json_string(result));
-		json_object_set_new(entry, "seconds", json_real(util_monotonic_s() - t0));
-		if (strcmp(result, "error") == 0) {
-			char msg[2048];
-			error_format(&v.err, msg, sizeof(msg));
-			json_object_set_new(entry, "error", json_string(msg));
-			n_error++;
-		} else if (strcmp(result, "busy") == 0)
-			n_busy++;
-		else if (strcmp(result, "equal") == 0)
-			n_equal++;
-		else if (strcmp(result, "missing") == 0)
-			n_missing++;
-		else
-			n_differ++;
-		if (!v.as_json) {
-			print_table(full, entry);
-			fflush(stdout);
-		}
-		json_array_append_new(v.report, entry);
-		table_free(&t);
-	}
+	for (i = 0; i < PQntuples(res); i++)
+		if (wanted(&r, PQgetvalue(res, i, 0) /* schema */, PQgetvalue(res, i, 1)))
+			verify_one(&r, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
 	PQclear(res);
-	/* sequences too, unless only some tables were asked for: a promoted copy
-	 * whose sequences lag hands out numbers the primary already used */
-	seqs = json_array();
-	if (nonly == 0)
-		verify_sequences(&v, cli.cfg.publication, seqs, &ns);
-	if (v.as_json) {
-		json_t *o = json_pack(
-		        "{s:o, s:o, s:{s:i, s:i, s:i, s:i, s:i, s:f}, s:{s:i, s:i, s:i, s:i, s:i}}",
-		        "tables", v.report, "sequences", seqs, "summary", "equal", n_equal,
-		        "differ", n_differ, "missing", n_missing, "busy", n_busy, "error", n_error,
-		        "seconds", util_monotonic_s() - t_start, "sequence_summary", "equal",
-		        ns.equal, "behind", ns.differ, "missing", ns.missing, "busy", ns.busy,
-		        "error", ns.error);
-		seqs = NULL;
-		char *text = json_dumps(o, JSON_COMPACT);
-		v.report = NULL;
-		printf("%s\n", text ? text : "{}");
-		free(text);
-		json_decref(o);
-	} else
-		printf("%d tables: %d equal, %d differ, %d missing on the DR database, %d busy, %d "
-		       "errors (%.1f s)\n",
-		       n_equal + n_differ + n_missing + n_error + n_busy, n_equal, n_differ,
-		       n_missing, n_busy, n_error, util_monotonic_s() - t_start);
-	if (!v.as_json && nonly == 0)
-		printf("%d sequences: %d equal, %d behind, %d missing on the DR database, %d busy, "
-		       "%d "
-		       "errors\n",
-		       ns.equal + ns.differ + ns.missing + ns.busy + ns.error, ns.equal, ns.differ,
-		       ns.missing, ns.busy, ns.error);
-	n_differ += ns.differ;
-	n_missing += ns.missing;
-	n_busy += ns.busy;
-	n_error += ns.error;
-	if (n_busy && !v.as_json)
-		printf("busy: rows kept changing on the primary at every read, so those chunks "
-		       "could "
-		       "not be compared; run verify again, or with writes paused\n");
+	/* sequences too, unless only some tables were asked for */
+	r.seqs = json_array();
+	if (r.nonly == 0)
+		verify_sequences(&r.v, r.cli.cfg.publication, r.seqs, &r.ns);
+	if (r.v.as_json)
+		print_json(&r);
+	else
+		print_text(&r);
 	/* a proven difference is the answer; otherwise anything not compared
 	 * means "cannot tell" */
-	rc = (n_differ || n_missing) ? EXIT_NEGATIVE : (n_error || n_busy) ? EXIT_ERROR : 0;
+	differ = r.n_differ + r.n_missing + r.ns.differ + r.ns.missing;
+	cannot_tell = r.n_error + r.n_busy + r.ns.error + r.ns.busy;
+	rc = differ ? EXIT_NEGATIVE : cannot_tell ? EXIT_ERROR : 0;
 out:
-	json_decref(seqs);
-	json_decref(v.report);
-	PQfinish(v.p);
-	PQfinish(v.d);
-	cli_free(&cli);
+	json_decref(r.seqs);
+	json_decref(r.v.report);
+	PQfinish(r.v.p);
+	PQfinish(r.v.d);
+	cli_free(&r.cli);
 	return rc;
 }
