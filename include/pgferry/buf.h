@@ -23,6 +23,9 @@ void buf_init(buf_t *b);
 void buf_free(buf_t *b);
 void buf_reset(buf_t *b); /* len = 0, memory kept */
 bool buf_reserve(buf_t *b, size_t extra);
+/* Gives back what the buffer holds beyond max(keep, len + 1) bytes: after
+ * one large message, so that it does not stay allocated for good. */
+void buf_shrink(buf_t *b, size_t keep);
 void buf_append(buf_t *b, const void *data, size_t len);
 void buf_append_str(buf_t *b, const char *s);
 void buf_append_char(buf_t *b, char c);

@@ -24,6 +24,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Records this large are handed over without a copy, and the apply thread
+ * gives the memory back to the system once they are applied (a row of tens
+ * of MB would otherwise keep the sink's memory high for good). */
+#define QUEUE_LARGE_ITEM (1u << 20)
+
 typedef enum {
 	QUEUE_SESSION_START, /* a source said hello: check identity, find resume point */
 	QUEUE_RECORDS,       /* verified walsender messages, in stream order */

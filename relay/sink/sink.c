@@ -391,13 +391,16 @@ static void on_batch(sink_t *s, const uint8_t *payload, size_t len)
 	lag_count_batch(s->lag, len, view.raw_len);
 	s->expected_seq = view.seq + 1;
 	it = queue_item_new(QUEUE_RECORDS, s->session);
-	if (it == NULL || (it->data = malloc(view.raw_len ? view.raw_len : 1)) == NULL) {
+	if (it != NULL && view.raw_len >= QUEUE_LARGE_ITEM)
+		it->data = batch_decoder_take_raw(s->decoder); /* no second copy */
+	else if (it != NULL && (it->data = malloc(view.raw_len ? view.raw_len : 1)) != NULL)
+		memcpy(it->data, view.raw, view.raw_len);
+	if (it == NULL || it->data == NULL) {
 		queue_item_free(it);
 		error_set(&err, PGF_E_MEMORY, "out of memory queueing a batch");
 		reject_batch(s, &err);
 		return;
 	}
-	memcpy(it->data, view.raw, view.raw_len);
 	it->len = view.raw_len;
 	it->nrecords = view.nrecords;
 	it->last_lsn = last_lsn;

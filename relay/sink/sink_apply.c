@@ -15,6 +15,7 @@
 #include "pgferry/log.h"
 
 #include <stdlib.h>
+#include <malloc.h>
 #include <string.h>
 #include <time.h>
 
@@ -311,6 +312,7 @@ static void commit_if_idle(sink_apply_t *sa)
 static void *apply_thread_main(void *arg)
 {
 	sink_apply_t *sa = arg;
+	bool trim = false; /* a large item was applied: give memory back when idle */
 
 	while (!sa->stop) {
 		queue_item_t *it;
@@ -329,6 +331,12 @@ static void *apply_thread_main(void *arg)
 		if (it == NULL) {
 			if (sa->session_ok)
 				commit_if_idle(sa);
+			if (trim && !apply_in_transaction(sa->apply)) {
+				/* freed blocks of a large change go back to the system,
+				 * also from the thread arenas free() alone keeps */
+				malloc_trim(0);
+				trim = false;
+			}
 			if (!sa->fenced)
 				check_fence(sa, false);
 			continue;
@@ -338,6 +346,7 @@ static void *apply_thread_main(void *arg)
 			start_session(sa, it);
 			break;
 		case QUEUE_RECORDS:
+			trim = trim || it->len >= QUEUE_LARGE_ITEM;
 			if (it->session == sa->session && sa->session_ok) {
 				if (apply_records(sa, it) && queue_empty(sa->queue))
 					commit_if_idle(sa);

@@ -149,6 +149,15 @@ int batch_encoder_finish(batch_encoder_t *e, uint64_t seq, buf_t *out, pgf_error
 	return PGF_OK;
 }
 
+uint8_t *batch_decoder_take_raw(batch_decoder_t *d)
+{
+	uint8_t *raw = d->raw;
+
+	d->raw = NULL;
+	d->raw_cap = 0;
+	return raw;
+}
+
 batch_decoder_t *batch_decoder_create(size_t max_raw, pgf_error_t *err)
 {
 	batch_decoder_t *d = calloc(1, sizeof(*d));

@@ -25,6 +25,8 @@
 #include <unistd.h>
 
 #define READ_CHUNK 65536
+/* input buffer kept between frames; more is given back after a large one */
+#define IN_KEEP (4 * READ_CHUNK)
 /* the source: connect and TLS handshake with the sink */
 #define HANDSHAKE_TIMEOUT 10.0
 /*
@@ -555,6 +557,9 @@ static bool nc_parse_frames(netconn_t *c)
 		c->in_consumed += c->in_off;
 		c->in_off = 0;
 	}
+	/* a large frame grew the buffer: give it back once it has passed */
+	if (c->in.cap > IN_KEEP && c->in.len < IN_KEEP / 2)
+		buf_shrink(&c->in, IN_KEEP);
 	return true;
 }
 

@@ -55,6 +55,20 @@ bool buf_reserve(buf_t *b, size_t extra)
 	return true;
 }
 
+void buf_shrink(buf_t *b, size_t keep)
+{
+	size_t cap = b->len + 1 > keep ? b->len + 1 : keep;
+	char *p;
+
+	if (b->failed || b->data == NULL || b->cap <= cap)
+		return;
+	p = realloc(b->data, cap);
+	if (p == NULL)
+		return; /* the larger block stays: still valid */
+	b->data = p;
+	b->cap = cap;
+}
+
 void buf_append(buf_t *b, const void *data, size_t len)
 {
 	if (!buf_reserve(b, len))

@@ -84,6 +84,25 @@ START_TEST(hex_and_ints)
 }
 END_TEST
 
+START_TEST(shrink)
+{
+	buf_t b;
+
+	buf_init(&b);
+	ck_assert(buf_reserve(&b, 1 << 20));
+	buf_append_str(&b, "kept");
+	buf_shrink(&b, 4096);
+	ck_assert_uint_eq(b.cap, 4096);
+	ck_assert_str_eq(b.data, "kept");
+	/* never below what it holds */
+	buf_shrink(&b, 2);
+	ck_assert_uint_eq(b.cap, 5);
+	buf_append_str(&b, " and more");
+	ck_assert_str_eq(b.data, "kept and more");
+	buf_free(&b);
+}
+END_TEST
+
 START_TEST(log_json_line)
 {
 	char path[] = "/tmp/pgferry-log-XXXXXX";
@@ -121,6 +140,7 @@ Suite *buf_suite(void)
 	tcase_add_test(tc, json_escapes);
 	tcase_add_test(tc, utf8_validation);
 	tcase_add_test(tc, hex_and_ints);
+	tcase_add_test(tc, shrink);
 	tcase_add_test(tc, log_json_line);
 	suite_add_tcase(s, tc);
 	return s;

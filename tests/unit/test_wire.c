@@ -313,6 +313,13 @@ START_TEST(batch_round_trip)
 		ck_assert_uint_eq(v.last_lsn, (uint64_t)(50 * seq - 1));
 		batch_view_record(&v, 7, &r, &len);
 		ck_assert(len > 10 && memcmp(r, "w record number 7 ", 18) == 0);
+		if (seq == 2) {
+			/* the caller takes the raw bytes; the next batch gets a new buffer */
+			uint8_t *raw = batch_decoder_take_raw(d);
+			ck_assert_ptr_eq(raw, v.raw);
+			ck_assert(memcmp(raw + 4, "w record number 0 ", 18) == 0);
+			free(raw);
+		}
 	}
 	/* an empty batch */
 	ck_assert_int_eq(batch_encoder_finish(e, 4, &out, &err), PGF_OK);
