@@ -142,7 +142,8 @@ static void watch_flags(events_watch_t *w, const lag_snapshot_t *s)
 	    (w->clock_event_us == 0 || s->now_us - w->clock_event_us >= CLOCK_EVENT_INTERVAL_US)) {
 		json_t *d = json_object();
 		json_object_set_new(d, "faults", json_integer((json_int_t)s->clock_faults));
-		events_record("clock_fault", EVENT_WARNING, d, "clock fault: %s", s->clock_fault);
+		/* the tracker logged "clock fault: ..." already; this line names the event */
+		events_record("clock_fault", EVENT_WARNING, d, "%s", s->clock_fault);
 		w->clock_event_us = s->now_us;
 	}
 	/* faults within the interval are counted (pgferry_clock_faults_total), not events */
