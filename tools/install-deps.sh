@@ -7,13 +7,13 @@ set -euo pipefail
 # Sets, by what a target runs: "build" (the default: make), "demo" (make
 # demo: the build, PostgreSQL and what the demo script calls, nothing of the
 # tests), "test" (make check: also the unit-test library, clang for the
-# fuzzers, valgrind, python for the probes).
+# fuzzers, valgrind, python for the probes, chromium for the status page).
 build=(
 	pkg-config gcc make libev-dev libzstd-dev libxxhash-dev libssl-dev libpq-dev
 	libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
 )
 demo=(openssl iproute2 procps postgresql-15 postgresql-client-15 curl)
-test=(check clang libclang-rt-14-dev python3 python3-psycopg2 python3-yaml valgrind)
+test=(check clang libclang-rt-14-dev python3 python3-psycopg2 python3-yaml valgrind chromium fonts-dejavu-core)
 case "${1:-build}" in
 build) packages=("${build[@]}") ;;
 demo) packages=("${build[@]}" "${demo[@]}") ;;

@@ -78,6 +78,7 @@ typedef struct config {
 	int64_t lag_history_retention;
 	int64_t source_timeout;
 	int64_t sink_timeout;
+	char *source_http_listen; /* "": off */
 	int64_t max_rpo;
 	int64_t max_apply_backlog;
 	int64_t max_clock_offset;

@@ -82,6 +82,9 @@ uint64_t events_dropped(void);
 /* Events recorded since the process started, by severity (for /metrics). */
 uint64_t events_recorded(event_severity_t s);
 
+/* pgferry_events_total{severity} and pgferry_events_dropped_total. */
+void events_render_metrics(buf_t *out);
+
 /* Forgets everything (unit tests). */
 void events_reset(void);
 

@@ -82,6 +82,9 @@ const config_key_t config_keys[] = {
 	{"sink_timeout", CONFIG_DURATION, "10s", ROLE_SOURCE, OFF(sink_timeout), 100, 3600000, NULL, false,
 	 "a sink silent this long (it pings every 200 ms) is taken for gone: the session restarts", true},
 
+	{"source_http_listen", CONFIG_STRING, "", ROLE_SOURCE, OFF(source_http_listen), 0, 0, NULL, false,
+	 "host:port for the source's own /metrics and /healthz (empty: off; e.g. 127.0.0.1:7481, loopback unless a scraper elsewhere needs it)"},
+
 	{"listen_address", CONFIG_STRING, "127.0.0.1:7433", ROLE_SINK, OFF(listen_address), 0, 0, NULL, false,
 	 "host:port the sink accepts the source on"},
 	{"dr_conninfo", CONFIG_STRING, NULL, ROLE_SINK | ROLE_ADMIN, OFF(dr_conninfo), 0, 0, NULL, true,

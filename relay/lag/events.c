@@ -357,3 +357,21 @@ void events_reset(void)
 	loaded = false;
 	pthread_mutex_unlock(&lock);
 }
+
+void events_render_metrics(buf_t *out)
+{
+	int i;
+
+	buf_append_str(out, "# HELP pgferry_events_total Events recorded since the process "
+	                    "started (pgferry events), by severity.\n"
+	                    "# TYPE pgferry_events_total counter\n");
+	for (i = 0; i < 3; i++)
+		buf_printf(out, "pgferry_events_total{severity=\"%s\"} %" PRIu64 "\n",
+		           severity_names[i], events_recorded((event_severity_t)i));
+	buf_printf(out,
+	           "# HELP pgferry_events_dropped_total Events not written to the DR database: "
+	           "more than %d waited while it was unreachable.\n"
+	           "# TYPE pgferry_events_dropped_total counter\npgferry_events_dropped_total "
+	           "%" PRIu64 "\n",
+	           EVENTS_PENDING_MAX, events_dropped());
+}

@@ -4,7 +4,8 @@
  * hour's percentiles every ten seconds. Failures are logged once and
  * retried: history is a record, never a reason to stop replicating.
  * It also looks for events (events_watch) ten times a second and writes
- * the queued events (events.h) to pgferry.events.
+ * the queued events (events.h) to pgferry.events, and keeps the last hour's
+ * samples in memory for the status page (loaded from the table at start).
  */
 #include "pgferry/lag_history.h"
 
@@ -29,7 +30,70 @@ struct lag_history {
 	PGconn *conn;
 	bool failing; /* the last attempt failed: log again only on recovery */
 	events_watch_t watch;
+
+	pthread_mutex_t points_lock;                    /* points, npoints, first */
+	lag_history_point_t points[LAG_HISTORY_POINTS]; /* a ring */
+	int npoints, first;
+	bool points_loaded; /* the last hour was read from pgferry.lag_history */
 };
+
+static bool run(lag_history_t *h, const char *sql, int n, const char *const *params,
+                PGresult **out);
+
+static void point_push(lag_history_t *h, int64_t time_us, double rpo_ms, double lag_ms)
+{
+	lag_history_point_t *p;
+
+	pthread_mutex_lock(&h->points_lock);
+	if (h->npoints == LAG_HISTORY_POINTS) {
+		h->first = (h->first + 1) % LAG_HISTORY_POINTS;
+		h->npoints--;
+	}
+	p = &h->points[(h->first + h->npoints) % LAG_HISTORY_POINTS];
+	p->time_us = time_us;
+	p->rpo_bound_ms = rpo_ms;
+	p->commit_lag_ms = lag_ms;
+	h->npoints++;
+	pthread_mutex_unlock(&h->points_lock);
+}
+
+int lag_history_recent(lag_history_t *h, int64_t since_us, lag_history_point_t *out, int max)
+{
+	int i, n = 0;
+
+	if (h == NULL)
+		return 0;
+	pthread_mutex_lock(&h->points_lock);
+	for (i = 0; i < h->npoints && n < max; i++) {
+		const lag_history_point_t *p = &h->points[(h->first + i) % LAG_HISTORY_POINTS];
+		if (p->time_us > since_us)
+			out[n++] = *p;
+	}
+	pthread_mutex_unlock(&h->points_lock);
+	return n;
+}
+
+/* Once, before the first sample of this run: the last hour as stored, so a
+ * restarted sink draws what came before it. */
+static void load_points(lag_history_t *h)
+{
+	PGresult *res = NULL;
+	int i;
+
+	if (h->points_loaded ||
+	    !run(h,
+	         "SELECT (extract(epoch FROM sampled_at) * 1000000)::bigint, rpo_bound_ms, "
+	         "commit_lag_ms FROM pgferry.lag_history WHERE sampled_at > clock_timestamp() - "
+	         "interval '1 hour' ORDER BY sampled_at",
+	         0, NULL, &res))
+		return;
+	for (i = 0; i < PQntuples(res); i++)
+		point_push(h, strtoll(PQgetvalue(res, i, 0), NULL, 10),
+		           PQgetisnull(res, i, 1) ? -1 : atof(PQgetvalue(res, i, 1)),
+		           atof(PQgetvalue(res, i, 2)));
+	PQclear(res);
+	h->points_loaded = true;
+}
 
 static bool run(lag_history_t *h, const char *sql, int n, const char *const *params, PGresult **out)
 {
@@ -115,6 +179,7 @@ static void sample(lag_history_t *h, const lag_snapshot_t *s)
 		p[3] = NULL;
 	if (s->unknown_window_ms < 0)
 		p[4] = NULL;
+	point_push(h, s->now_us, s->rpo_known ? s->rpo_bound_ms : -1, s->last_commit_lag_ms);
 	if (run(h,
 	        "INSERT INTO pgferry.lag_history VALUES (clock_timestamp(), $1, $2, $3, $4, $5, "
 	        "$6, "
@@ -171,6 +236,7 @@ static void *history_main(void *arg)
 		events_watch(&h->watch, s);
 		if (connect_db(h)) {
 			/* nothing to record before the first word from a primary */
+			load_points(h);
 			if (s->heard_from_primary)
 				sample(h, s);
 			flush_events(h);
@@ -203,7 +269,9 @@ lag_history_t *lag_history_start(const config_t *cfg, lag_tracker_t *lag, pgf_er
 	}
 	h->cfg = cfg;
 	h->lag = lag;
+	pthread_mutex_init(&h->points_lock, NULL);
 	if (pthread_create(&h->thread, NULL, history_main, h) != 0) {
+		pthread_mutex_destroy(&h->points_lock);
 		free(h);
 		error_set(err, PGF_E_MEMORY, "could not start the lag history thread");
 		return NULL;
@@ -218,5 +286,6 @@ void lag_history_stop(lag_history_t *h)
 	h->stop = 1;
 	pthread_join(h->thread, NULL);
 	PQfinish(h->conn);
+	pthread_mutex_destroy(&h->points_lock);
 	free(h);
 }

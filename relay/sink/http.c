@@ -1,16 +1,8 @@
 /*
- * http.c — the sink's HTTP API on libmicrohttpd (see http.h). A hardened
- * parser, a per-connection memory limit and a timeout keep garbage and huge
- * headers away from replication.
- *
- * Admission is ours, so that slow clients cannot silence the API: a thread
- * accepts connections and hands them to libmicrohttpd. At most
- * HTTP_MAX_CLIENTS are served at once, HTTP_MAX_PER_ADDRESS from one
- * address; a client must have sent its whole request head within
- * HTTP_REQUEST_DEADLINE; a new connection past a limit replaces the oldest
- * one that has not (of its address, or of all) instead of being refused.
- * Answers take milliseconds and close the connection, so a failover tool's
- * request is answered however many slow or idle connections are open.
+ * http.c — the sink's HTTP API (see http.h): its routes, answered from lag
+ * snapshots and the event ring, never from the DR database, so they answer
+ * while apply is stalled. The server itself (admission, limits) is
+ * http_server.c.
  */
 #include "pgferry/http.h"
 
@@ -18,566 +10,240 @@
 #include "pgferry/build_info.h"
 #include "pgferry/events.h"
 #include "pgferry/json_out.h"
-#include "pgferry/netconn.h"
-
-#include "pgferry/log.h"
+#include "pgferry/prom.h"
+#include "pgferry/status_page.h"
 #include "pgferry/util.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <microhttpd.h>
-#include <netdb.h>
-#include <poll.h>
-#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
-#define HTTP_MAX_CLIENTS      64
-#define HTTP_MAX_PER_ADDRESS  8
-#define HTTP_REQUEST_DEADLINE 2.0 /* s from accept to a complete request head */
-#define HTTP_IDLE_TIMEOUT     5   /* s of silence after which libmicrohttpd closes */
-/* room for clients shut down but not yet closed by libmicrohttpd */
-#define HTTP_SLOTS           (2 * HTTP_MAX_CLIENTS)
-#define DROP_REPORT_INTERVAL 10.0
-
-typedef struct http_client {
-	bool in_use;
-	bool started;      /* libmicrohttpd knows it (its socket context is this) */
-	bool request_seen; /* the request head is complete: it is being answered */
-	bool dropped;      /* shut down by us; libmicrohttpd closes it next */
-	int fd;
-	double accepted_at;
-	char address[INET6_ADDRSTRLEN];
-} http_client_t;
-
-struct http_server {
-	struct MHD_Daemon *daemon;
-	const config_t *cfg;
-	lag_tracker_t *lag;
-	int listen_fd;
-	pthread_t acceptor;
-	bool acceptor_running;
-	bool stop;            /* atomic */
-	pthread_mutex_t lock; /* clients[], dropped, last_report */
-	http_client_t clients[HTTP_SLOTS];
-	unsigned long dropped;
-	double last_report;
-};
-
-/* Under the lock. shutdown(2), not close(2): the socket stays libmicrohttpd's
- * to close, which it does once it sees the end (and tells notify_connection
- * first, so the slot is free before the number can be reused). */
-static void drop_client(http_server_t *h, http_client_t *c, const char *why)
+static void reply_text(http_reply_t *r, unsigned status, const char *text)
 {
-	double now = util_monotonic_s();
-
-	shutdown(c->fd, SHUT_RDWR);
-	c->dropped = true;
-	h->dropped++;
-	if (now - h->last_report < DROP_REPORT_INTERVAL)
-		return;
-	if (h->dropped > 1)
-		log_warning("HTTP API: dropped %lu slow or idle clients in %.0f s, the last from "
-		            "%s: %s",
-		            h->dropped, now - h->last_report, c->address, why);
-	else
-		log_warning("HTTP API: dropped a client from %s: %s", c->address, why);
-	h->dropped = 0;
-	h->last_report = now;
+	r->status = status;
+	buf_append_str(&r->body, text);
 }
 
-/* Under the lock: the oldest client still without a request head, of
- * address (or of all when NULL). */
-static http_client_t *oldest_unfinished(http_server_t *h, const char *address)
+static void reply_bad_request(http_reply_t *r, bool json, const char *why)
 {
-	http_client_t *oldest = NULL;
-	int i;
+	r->status = 400;
+	if (json) {
+		/* {"error": why} and a newline */
+		json_t *o = json_object();
 
-	for (i = 0; i < HTTP_SLOTS; i++) {
-		http_client_t *c = &h->clients[i];
-		if (!c->in_use || c->dropped || c->request_seen)
-			continue;
-		if (address && strcmp(c->address, address) != 0)
-			continue;
-		if (oldest == NULL || c->accepted_at < oldest->accepted_at)
-			oldest = c;
+		r->content_type = "application/json";
+		json_out_set(o, "error", json_out_cstring(why));
+		if (json_out_append(&r->body, o) == PGF_OK)
+			buf_append_char(&r->body, '\n');
+		json_decref(o);
+	} else
+		buf_printf(&r->body, "%s\n", why);
+}
+
+/* Whether the sink does its job now, and if not why (for /healthz and
+ * pgferry_up): a source streams and the DR database takes it. */
+static bool sink_applying(const lag_snapshot_t *snap, char *why, size_t len)
+{
+	if (snap->fenced)
+		snprintf(why, len, "promoted");
+	else if (!snap->dr_reachable)
+		snprintf(why, len, "not applying: the DR database is unreachable: %s",
+		         snap->apply_error_message);
+	else if (snap->apply_error)
+		snprintf(why, len, "not applying: apply is stopped by an error: %s",
+		         snap->apply_error_message);
+	else if (snap->source_state != LAG_SOURCE_CONNECTED)
+		snprintf(why, len, "not applying: no source is connected (%s)",
+		         lag_source_state_name(snap->source_state));
+	else {
+		snprintf(why, len, "applying");
+		return true;
 	}
-	return oldest;
-}
-
-/* Under the lock: a slot for a new client from address, making room by
- * dropping an unfinished one if a limit is reached; NULL: refuse it. */
-static http_client_t *admit(http_server_t *h, int fd, const char *address)
-{
-	int i, live = 0, same = 0;
-	http_client_t *slot = NULL, *victim = NULL;
-
-	for (i = 0; i < HTTP_SLOTS; i++) {
-		http_client_t *c = &h->clients[i];
-		if (c->in_use && c->fd == fd)
-			c->in_use = false; /* a number libmicrohttpd closed without a word */
-		if (!c->in_use) {
-			if (slot == NULL)
-				slot = c;
-			continue;
-		}
-		if (c->dropped)
-			continue;
-		live++;
-		if (strcmp(c->address, address) == 0)
-			same++;
-	}
-	if (same >= HTTP_MAX_PER_ADDRESS) {
-		if ((victim = oldest_unfinished(h, address)) == NULL)
-			return NULL;
-		drop_client(h, victim, "too many clients from its address; it sent no request");
-	} else if (live >= HTTP_MAX_CLIENTS) {
-		if ((victim = oldest_unfinished(h, NULL)) == NULL)
-			return NULL;
-		drop_client(h, victim, "too many clients; it had sent no request the longest");
-	}
-	if (slot == NULL)
-		return NULL;
-	memset(slot, 0, sizeof(*slot));
-	slot->in_use = true;
-	slot->fd = fd;
-	slot->accepted_at = util_monotonic_s();
-	snprintf(slot->address, sizeof(slot->address), "%s", address);
-	return slot;
-}
-
-static void sweep(http_server_t *h)
-{
-	double now = util_monotonic_s();
-	int i;
-
-	pthread_mutex_lock(&h->lock);
-	for (i = 0; i < HTTP_SLOTS; i++) {
-		http_client_t *c = &h->clients[i];
-		if (c->in_use && !c->dropped && !c->request_seen &&
-		    now - c->accepted_at > HTTP_REQUEST_DEADLINE)
-			drop_client(h, c, "no complete request in time");
-	}
-	pthread_mutex_unlock(&h->lock);
-}
-
-static void *acceptor_main(void *arg)
-{
-	http_server_t *h = arg;
-
-	while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
-		struct pollfd p = {.fd = h->listen_fd, .events = POLLIN};
-		struct sockaddr_storage sa = {0};
-		socklen_t sl = sizeof(sa);
-		char address[INET6_ADDRSTRLEN] = "?";
-		http_client_t *slot;
-		int fd;
-
-		sweep(h);
-		if (poll(&p, 1, 100) <= 0)
-			continue;
-		fd = accept(h->listen_fd, (struct sockaddr *)&sa, &sl);
-		if (fd < 0)
-			continue;
-		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-		fcntl(fd, F_SETFD, FD_CLOEXEC);
-		if (sa.ss_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, address,
-			          sizeof(address));
-		else if (sa.ss_family == AF_INET6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, address,
-			          sizeof(address));
-		pthread_mutex_lock(&h->lock);
-		slot = admit(h, fd, address);
-		pthread_mutex_unlock(&h->lock);
-		if (slot == NULL) {
-			close(fd); /* every slot busy answering: they finish in milliseconds */
-			continue;
-		}
-		if (MHD_add_connection(h->daemon, fd, (struct sockaddr *)&sa, sl) != MHD_YES) {
-			/* libmicrohttpd closed the socket */
-			pthread_mutex_lock(&h->lock);
-			if (!slot->started)
-				slot->in_use = false;
-			pthread_mutex_unlock(&h->lock);
-		}
-	}
-	return NULL;
-}
-
-static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
-                              enum MHD_ConnectionNotificationCode code)
-{
-	http_server_t *h = cls;
-	const union MHD_ConnectionInfo *info;
-	int i;
-
-	pthread_mutex_lock(&h->lock);
-	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-		info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-		for (i = 0; info && i < HTTP_SLOTS; i++) {
-			http_client_t *c = &h->clients[i];
-			if (c->in_use && !c->started && c->fd == info->connect_fd) {
-				c->started = true;
-				*socket_context = c;
-				break;
-			}
-		}
-	} else if (*socket_context != NULL) {
-		((http_client_t *)*socket_context)->in_use = false;
-		*socket_context = NULL;
-	}
-	pthread_mutex_unlock(&h->lock);
-}
-
-static void mark_request_seen(http_server_t *h, struct MHD_Connection *conn)
-{
-	const union MHD_ConnectionInfo *info =
-	        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-
-	if (info == NULL || info->socket_context == NULL)
-		return;
-	pthread_mutex_lock(&h->lock);
-	((http_client_t *)info->socket_context)->request_seen = true;
-	pthread_mutex_unlock(&h->lock);
-}
-
-static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, const char *type,
-                               buf_t *body)
-{
-	struct MHD_Response *r;
-	enum MHD_Result rc;
-
-	r = MHD_create_response_from_buffer(body->len, body->data ? body->data : (char *)"",
-	                                    MHD_RESPMEM_MUST_COPY);
-	if (r == NULL)
-		return MHD_NO;
-	MHD_add_response_header(r, "Content-Type", type);
-	MHD_add_response_header(r, "Cache-Control", "no-store");
-	/* one request a connection: nobody holds a slot between requests */
-	MHD_add_response_header(r, "Connection", "close");
-	rc = MHD_queue_response(conn, status, r);
-	MHD_destroy_response(r);
-	return rc;
-}
-
-static enum MHD_Result respond_text(struct MHD_Connection *conn, unsigned status, const char *text)
-{
-	buf_t b;
-	enum MHD_Result rc;
-
-	buf_init(&b);
-	buf_append_str(&b, text);
-	rc = respond(conn, status, "text/plain; charset=utf-8", &b);
-	buf_free(&b);
-	return rc;
-}
-
-/* The query string, checked strictly: a misspelt, repeated or valueless
- * parameter is an error, never ignored (a typo must not fall back to a
- * default and say "safe"). */
-typedef struct query {
-	const char *const *names; /* the parameters this URL takes, NULL-terminated */
-	const char *values[4];
-	char error[256];
-} query_t;
-
-static enum MHD_Result query_collect(void *cls, enum MHD_ValueKind kind, const char *key,
-                                     const char *value)
-{
-	query_t *q = cls;
-	int i;
-
-	(void)kind;
-	if (q->error[0])
-		return MHD_YES;
-	for (i = 0; q->names[i]; i++)
-		if (strcmp(key, q->names[i]) == 0)
-			break;
-	if (q->names[i] == NULL)
-		snprintf(q->error, sizeof(q->error), "unknown parameter \"%.64s\"%s%s%s%s", key,
-		         q->names[0] ? "; this URL takes " : "; this URL takes none",
-		         q->names[0] ? q->names[0] : "", q->names[0] && q->names[1] ? " and " : "",
-		         q->names[0] && q->names[1] ? q->names[1] : "");
-	else if (q->values[i] != NULL)
-		snprintf(q->error, sizeof(q->error), "parameter \"%s\" is given more than once",
-		         key);
-	else if (value == NULL || value[0] == '\0')
-		snprintf(q->error, sizeof(q->error), "parameter \"%s\" has no value", key);
-	else
-		q->values[i] = value;
-	return MHD_YES;
-}
-
-/* {"error": why} and a newline */
-static void error_body(buf_t *b, const char *why)
-{
-	json_t *o = json_object();
-
-	json_out_set(o, "error", json_out_cstring(why));
-	if (json_out_append(b, o) == PGF_OK)
-		buf_append_char(b, '\n');
-	json_decref(o);
-}
-
-static enum MHD_Result respond_bad_request(struct MHD_Connection *conn, bool json, const char *why)
-{
-	buf_t b;
-	enum MHD_Result rc;
-
-	buf_init(&b);
-	if (json)
-		error_body(&b, why);
-	else
-		buf_printf(&b, "%s\n", why);
-	rc = respond(conn, MHD_HTTP_BAD_REQUEST,
-	             json ? "application/json" : "text/plain; charset=utf-8", &b);
-	buf_free(&b);
-	return rc;
+	return false;
 }
 
 /* 200 "applying": up, a source streams, the DR database takes it; 503 "not
  * applying: why": the process is up but nothing is applied now; 410
  * "promoted": this DR database was promoted (README, "HTTP API"). */
-static enum MHD_Result healthz(http_server_t *h, struct MHD_Connection *conn)
+static void healthz(const lag_snapshot_t *snap, http_reply_t *r)
 {
-	lag_snapshot_t *snap = malloc(sizeof(*snap));
 	char text[1100];
-	unsigned status = MHD_HTTP_SERVICE_UNAVAILABLE;
 
-	if (snap == NULL)
-		return MHD_NO;
-	lag_snapshot(h->lag, snap);
-	if (snap->fenced) {
-		status = MHD_HTTP_GONE;
-		snprintf(text, sizeof(text), "promoted\n");
-	} else if (!snap->dr_reachable)
-		snprintf(text, sizeof(text), "not applying: the DR database is unreachable: %s\n",
-		         snap->apply_error_message);
-	else if (snap->apply_error)
-		snprintf(text, sizeof(text), "not applying: apply is stopped by an error: %s\n",
-		         snap->apply_error_message);
-	else if (snap->source_state != LAG_SOURCE_CONNECTED)
-		snprintf(text, sizeof(text), "not applying: no source is connected (%s)\n",
-		         lag_source_state_name(snap->source_state));
-	else {
-		status = MHD_HTTP_OK;
-		snprintf(text, sizeof(text), "applying\n");
-	}
-	free(snap);
-	return respond_text(conn, status, text);
+	r->status = sink_applying(snap, text, sizeof(text)) ? 200 : snap->fenced ? 410 : 503;
+	buf_printf(&r->body, "%s\n", text);
+}
+
+/* Every series carries slot and database (of the stream, once a source
+ * said hello), so that one Prometheus tells many relays apart. */
+static void metrics(const lag_snapshot_t *snap, http_reply_t *r)
+{
+	buf_t raw;
+	char why[1100];
+
+	buf_init(&raw);
+	buf_printf(&raw,
+	           "# HELP pgferry_up 1 when the sink applies now (a source streams, the DR "
+	           "database takes it, no apply error, not promoted), as /healthz.\n"
+	           "# TYPE pgferry_up gauge\npgferry_up %d\n",
+	           sink_applying(snap, why, sizeof(why)) ? 1 : 0);
+	lag_render_metrics(snap, &raw);
+	events_render_metrics(&raw);
+	build_info_render_metrics(&raw);
+	prom_add_labels(&raw, snap->identity_known ? snap->slot : "",
+	                snap->identity_known ? snap->database : "", &r->body);
+	buf_free(&raw);
+	r->content_type = "text/plain; version=0.0.4; charset=utf-8";
 }
 
 /* The events kept in memory (the last EVENTS_RING), newer than ?since=
  * (a duration: 10min, 1h). */
-static enum MHD_Result events_page(struct MHD_Connection *conn, const char *since)
+static void events_page(const char *since, http_reply_t *r)
 {
 	int64_t since_ms = 0, since_us = 0;
-	buf_t body;
-	enum MHD_Result rc;
 
-	if (since && (config_parse_duration(since, &since_ms) != PGF_OK || since_ms <= 0))
-		return respond_bad_request(conn, true,
-		                           "since must be a duration such as 10min, 1h or 2d");
+	if (since && (config_parse_duration(since, &since_ms) != PGF_OK || since_ms <= 0)) {
+		reply_bad_request(r, true, "since must be a duration such as 10min, 1h or 2d");
+		return;
+	}
 	if (since) {
 		if (since_ms > INT64_C(1000000000000)) /* 30 years: all there is */
 			since_ms = INT64_C(1000000000000);
 		since_us = util_realtime_us() - since_ms * 1000;
 	}
-	buf_init(&body);
-	events_render_json(since_us, &body);
-	rc = respond(conn, MHD_HTTP_OK, "application/json", &body);
-	buf_free(&body);
-	return rc;
+	events_render_json(since_us, &r->body);
+	r->content_type = "application/json";
 }
 
-static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
-                               const char *method, const char *version, const char *upload,
-                               size_t *upload_size, void **state)
+/* GET /: the page for people, from the same snapshot as /v1/status, the
+ * history thread's last hour and the newest events. */
+static void status_page(const sink_http_t *h, const lag_snapshot_t *snap, http_reply_t *r)
 {
-	http_server_t *h = cls;
-	lag_snapshot_t *snap;
+	lag_history_point_t *points = malloc(sizeof(*points) * LAG_HISTORY_POINTS);
+	event_t *events = malloc(sizeof(*events) * STATUS_PAGE_EVENTS);
+	int npoints = 0, nevents = 0;
 	lag_verdict_t v;
-	buf_t body;
-	enum MHD_Result rc;
-	query_t query;
 
-	(void)version;
-	(void)upload;
-	if (*state == NULL) {
-		/* first call: headers only; answer on the second */
-		*state = h;
-		mark_request_seen(h, conn);
-		return MHD_YES;
-	}
-	if (*upload_size != 0) {
-		*upload_size = 0;
-		return respond_text(conn, MHD_HTTP_BAD_REQUEST, "no request body expected\n");
-	}
-	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-		return respond_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET\n");
-	if (strcmp(url, "/metrics") != 0 && strcmp(url, "/v1/status") != 0 &&
-	    strcmp(url, "/v1/promotion-safety") != 0 && strcmp(url, "/healthz") != 0 &&
-	    strcmp(url, "/v1/events") != 0)
-		return respond_text(conn, MHD_HTTP_NOT_FOUND,
-		                    "not found: try /v1/status, /v1/promotion-safety, /v1/events, "
-		                    "/metrics, /healthz\n");
-	{
-		static const char *const verdict_names[] = {"max_rpo", "max_apply_backlog", NULL};
-		static const char *const events_names[] = {"since", NULL};
-		static const char *const no_names[] = {NULL};
-		bool verdict = strcmp(url, "/v1/promotion-safety") == 0;
-		bool events = strcmp(url, "/v1/events") == 0;
-
-		memset(&query, 0, sizeof(query));
-		query.names = verdict ? verdict_names : events ? events_names : no_names;
-		MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, query_collect, &query);
-		if (query.error[0])
-			return respond_bad_request(conn, verdict || events, query.error);
-	}
-	if (strcmp(url, "/healthz") == 0)
-		return healthz(h, conn);
-	if (strcmp(url, "/v1/events") == 0)
-		return events_page(conn, query.values[0]);
-	snap = malloc(sizeof(*snap));
-	if (snap == NULL)
-		return MHD_NO;
-	lag_snapshot(h->lag, snap);
-	buf_init(&body);
-	if (strcmp(url, "/metrics") == 0) {
-		lag_render_metrics(snap, &body);
-		build_info_render_metrics(&body);
-		rc = respond(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", &body);
-	} else if (strcmp(url, "/v1/status") == 0) {
-		lag_verdict(snap, -1, -1, &v);
-		lag_render_status_json(snap, &v, &body);
-		rc = respond(conn, MHD_HTTP_OK, "application/json", &body);
-	} else {
-		const char *p_rpo = query.values[0];
-		const char *p_bl = query.values[1];
-		const config_key_t *rpo_key = config_find_key("max_rpo");
-		int64_t max_rpo = h->cfg->max_rpo, max_bl = h->cfg->max_apply_backlog;
-		char *end = NULL;
-		unsigned status;
-
-		if (p_rpo && (config_parse_duration(p_rpo, &max_rpo) != PGF_OK || max_rpo < 0)) {
-			error_body(&body, "max_rpo must be a duration such as 500ms, 1s or 2min");
-			rc = respond(conn, MHD_HTTP_BAD_REQUEST, "application/json", &body);
-			goto done;
-		}
-		if (p_rpo && rpo_key && (max_rpo < rpo_key->min || max_rpo > rpo_key->max)) {
-			char why[128];
-
-			snprintf(why, sizeof(why),
-			         "max_rpo is out of range: it must be between %" PRId64
-			         " ms and %" PRId64 " ms",
-			         rpo_key->min, rpo_key->max);
-			error_body(&body, why);
-			rc = respond(conn, MHD_HTTP_BAD_REQUEST, "application/json", &body);
-			goto done;
-		}
-		if (p_bl) {
-			errno = 0;
-			max_bl = strtoll(p_bl, &end, 10);
-			if (end == p_bl || *end != '\0' || max_bl < 0 || errno == ERANGE) {
-				error_body(&body, "max_apply_backlog must be a whole number of "
-				                  "transactions");
-				rc = respond(conn, MHD_HTTP_BAD_REQUEST, "application/json", &body);
-				goto done;
-			}
-		}
-		lag_verdict(snap, max_rpo, max_bl, &v);
-		lag_render_verdict_json(snap, &v, max_rpo, max_bl, &body);
-		status = v.verdict == VERDICT_SAFE       ? MHD_HTTP_OK
-		         : v.verdict == VERDICT_UNSAFE   ? MHD_HTTP_CONFLICT
-		         : v.verdict == VERDICT_PROMOTED ? MHD_HTTP_GONE
-		                                         : MHD_HTTP_SERVICE_UNAVAILABLE;
-		rc = respond(conn, status, "application/json", &body);
-	}
-done:
-	buf_free(&body);
-	free(snap);
-	return rc;
+	if (points)
+		npoints = lag_history_recent(h->history, snap->now_us - 3600000000LL, points,
+		                             LAG_HISTORY_POINTS);
+	if (events)
+		nevents = events_recent(0, events, STATUS_PAGE_EVENTS);
+	lag_verdict(snap, -1, -1, &v);
+	status_page_render(snap, &v, points, npoints, events, nevents, &r->body);
+	r->content_type = "text/html; charset=utf-8";
+	if (events)
+		events_free_copies(events, nevents);
+	free(events);
+	free(points);
 }
 
-http_server_t *http_server_start(const config_t *cfg, lag_tracker_t *lag, pgf_error_t *err)
+static void promotion_safety(const sink_http_t *h, const lag_snapshot_t *snap, const char *p_rpo,
+                             const char *p_bl, http_reply_t *r)
 {
-	http_server_t *h;
-	struct addrinfo hints, *res = NULL;
-	char host[256], port[32];
-	int one = 1;
+	const config_key_t *rpo_key = config_find_key("max_rpo");
+	int64_t max_rpo = h->cfg->max_rpo, max_bl = h->cfg->max_apply_backlog;
+	char *end = NULL;
+	lag_verdict_t v;
 
-	if (netconn_split_address(cfg->http_listen, host, sizeof(host), port, sizeof(port)) !=
-	    PGF_OK) {
-		error_set(err, PGF_E_CONFIG, "invalid http_listen \"%s\"", cfg->http_listen);
-		error_hint(err, "Write host:port, e.g. 127.0.0.1:7480.");
-		return NULL;
+	if (p_rpo && (config_parse_duration(p_rpo, &max_rpo) != PGF_OK || max_rpo < 0)) {
+		reply_bad_request(r, true, "max_rpo must be a duration such as 500ms, 1s or 2min");
+		return;
 	}
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE;
-	if (getaddrinfo(host, port, &hints, &res) != 0 || res == NULL) {
-		error_set(err, PGF_E_CONFIG, "cannot resolve http_listen \"%s\"", cfg->http_listen);
-		return NULL;
+	if (p_rpo && rpo_key && (max_rpo < rpo_key->min || max_rpo > rpo_key->max)) {
+		char why[200];
+		snprintf(why, sizeof(why),
+		         "max_rpo is out of range: it must be between %" PRId64 " ms and %" PRId64
+		         " ms",
+		         rpo_key->min, rpo_key->max);
+		reply_bad_request(r, true, why);
+		return;
 	}
-	h = calloc(1, sizeof(*h));
-	if (h == NULL) {
-		freeaddrinfo(res);
-		error_set(err, PGF_E_MEMORY, "out of memory");
-		return NULL;
+	if (p_bl) {
+		errno = 0;
+		max_bl = strtoll(p_bl, &end, 10);
+		if (end == p_bl || *end != '\0' || max_bl < 0 || errno == ERANGE) {
+			reply_bad_request(
+			        r, true,
+			        "max_apply_backlog must be a whole number of transactions");
+			return;
+		}
 	}
+	lag_verdict(snap, max_rpo, max_bl, &v);
+	lag_render_verdict_json(snap, &v, max_rpo, max_bl, &r->body);
+	r->content_type = "application/json";
+	r->status = v.verdict == VERDICT_SAFE       ? 200
+	            : v.verdict == VERDICT_UNSAFE   ? 409
+	            : v.verdict == VERDICT_PROMOTED ? 410
+	                                            : 503;
+}
+
+static void route(void *arg, const http_request_t *req, http_reply_t *r)
+{
+	static const char *const verdict_names[] = {"max_rpo", "max_apply_backlog", NULL};
+	static const char *const events_names[] = {"since", NULL};
+	static const char *const no_names[] = {NULL};
+	sink_http_t *h = arg;
+	const char *url = req->url;
+	bool verdict = strcmp(url, "/v1/promotion-safety") == 0;
+	bool events = strcmp(url, "/v1/events") == 0;
+	const char *values[4] = {NULL};
+	char error[256];
+	lag_snapshot_t *snap;
+
+	if (strcmp(url, "/metrics") != 0 && strcmp(url, "/v1/status") != 0 && !verdict &&
+	    strcmp(url, "/healthz") != 0 && !events && strcmp(url, "/") != 0) {
+		reply_text(r, 404,
+		           "not found: try /, /v1/status, /v1/promotion-safety, /v1/events, "
+		           "/metrics, /healthz\n");
+		return;
+	}
+	if (!http_request_query(req,
+	                        verdict  ? verdict_names
+	                        : events ? events_names
+	                                 : no_names,
+	                        values, error, sizeof(error))) {
+		reply_bad_request(r, verdict || events, error);
+		return;
+	}
+	if (events) {
+		events_page(values[0], r);
+		return;
+	}
+	if ((snap = malloc(sizeof(*snap))) == NULL) {
+		reply_text(r, 500, "out of memory\n");
+		return;
+	}
+	lag_snapshot(h->lag, snap);
+	if (strcmp(url, "/") == 0)
+		status_page(h, snap, r);
+	else if (strcmp(url, "/healthz") == 0)
+		healthz(snap, r);
+	else if (strcmp(url, "/metrics") == 0)
+		metrics(snap, r);
+	else if (strcmp(url, "/v1/status") == 0) {
+		lag_verdict_t v;
+		lag_verdict(snap, -1, -1, &v);
+		lag_render_status_json(snap, &v, &r->body);
+		r->content_type = "application/json";
+	} else
+		promotion_safety(h, snap, values[0], values[1], r);
+	free(snap);
+}
+
+int sink_http_start(sink_http_t *h, const config_t *cfg, lag_tracker_t *lag, lag_history_t *history,
+                    pgf_error_t *err)
+{
 	h->cfg = cfg;
 	h->lag = lag;
-	h->listen_fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (h->listen_fd < 0 ||
-	    setsockopt(h->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-	    bind(h->listen_fd, res->ai_addr, res->ai_addrlen) != 0 ||
-	    listen(h->listen_fd, 128) != 0) {
-		error_set(err, PGF_E_IO, "could not serve HTTP on %s: %s", cfg->http_listen,
-		          strerror(errno));
-		error_hint(err, "Is the port in use? Change http_listen.");
-		freeaddrinfo(res);
-		if (h->listen_fd >= 0)
-			close(h->listen_fd);
-		free(h);
-		return NULL;
-	}
-	freeaddrinfo(res);
-	pthread_mutex_init(&h->lock, NULL);
-	/* libmicrohttpd's own limit stays above ours: it must never close a
-	 * connection we handed it without telling notify_connection */
-	h->daemon = MHD_start_daemon(
-	        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_NO_LISTEN_SOCKET |
-	                MHD_USE_ITC,
-	        0, NULL, NULL, handler, h, MHD_OPTION_CONNECTION_LIMIT, (unsigned)(HTTP_SLOTS + 16),
-	        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT,
-	        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_NOTIFY_CONNECTION,
-	        notify_connection, h, MHD_OPTION_END);
-	if (h->daemon == NULL || pthread_create(&h->acceptor, NULL, acceptor_main, h) != 0) {
-		error_set(err, PGF_E_IO, "could not start the HTTP API on %s", cfg->http_listen);
-		http_server_stop(h);
-		return NULL;
-	}
-	h->acceptor_running = true;
-	return h;
+	h->history = history;
+	h->server = http_server_start(cfg->http_listen, "http_listen", route, h, err);
+	return h->server ? PGF_OK : PGF_ERR;
 }
 
-void http_server_stop(http_server_t *h)
+void sink_http_stop(sink_http_t *h)
 {
-	if (h == NULL)
-		return;
-	__atomic_store_n(&h->stop, true, __ATOMIC_RELEASE);
-	if (h->acceptor_running)
-		pthread_join(h->acceptor, NULL);
-	if (h->daemon)
-		MHD_stop_daemon(h->daemon);
-	close(h->listen_fd);
-	pthread_mutex_destroy(&h->lock);
-	free(h);
+	http_server_stop(h->server);
+	h->server = NULL;
 }

@@ -69,7 +69,7 @@ typedef struct sink {
 	queue_t queue;
 	sink_apply_t *applier;
 	lag_tracker_t *lag;
-	http_server_t *http;
+	sink_http_t http;
 	lag_history_t *history;
 	tls_context_t *tls;
 	netconn_listener_t *listener;
@@ -849,11 +849,10 @@ int cmd_sink(int argc, char **argv)
 	s.wakeup.data = &s;
 	ev_async_start(s.loop, &s.wakeup);
 
-	s.http = http_server_start(&cli.cfg, s.lag, &err);
-	if (s.http == NULL)
-		goto out;
 	s.history = lag_history_start(&cli.cfg, s.lag, &err);
 	if (s.history == NULL)
+		goto out;
+	if (sink_http_start(&s.http, &cli.cfg, s.lag, s.history, &err) != PGF_OK)
 		goto out;
 	events.arg = &s;
 	events.commit_watermark = &s.commit_watermark;
@@ -915,8 +914,8 @@ out:
 	if (s.history)
 		events_record("sink_stopped", EVENT_INFO, NULL, "the sink stopped%s",
 		              rc == 0 ? "" : " on an error");
+	sink_http_stop(&s.http);     /* it reads the history's chart */
 	lag_history_stop(s.history); /* writes the last events */
-	http_server_stop(s.http);
 	lag_tracker_free(s.lag);
 	batch_decoder_free(s.decoder);
 	free(s.msg);

@@ -26,6 +26,7 @@
 #include "pgferry/pgsession.h"
 #include "pgferry/primary_check.h"
 #include "pgferry/reload.h"
+#include "pgferry/source_http.h"
 #include "pgferry/replication.h"
 #include "pgferry/rpo_guard.h"
 #include "pgferry/tls.h"
@@ -107,6 +108,9 @@ typedef struct source {
 	bool streamed_once; /* a session reached streaming since the start */
 	bool setup_refused; /* check_primary found a setup that would lose data */
 	int exit_code;
+
+	source_stats_t stats; /* for source_http, published by watch_tick */
+	source_http_t *http;
 } source_t;
 
 static void session_close(source_t *s, const char *why);
@@ -131,7 +135,8 @@ enum { AUX_NONE, AUX_HEARTBEAT, AUX_SEQ_READ, AUX_SEQ_EMIT, AUX_SLOT };
  * forgotten or stuck slot retains WAL until the primary's disk is full. */
 #define SLOT_CHECK_INTERVAL 5.0
 static const char slot_sql[] =
-        "SELECT (pg_current_wal_lsn() - restart_lsn)::bigint, safe_wal_size, wal_status "
+        "SELECT (pg_current_wal_lsn() - restart_lsn)::bigint, safe_wal_size, wal_status, "
+        "(SELECT r.state FROM pg_catalog.pg_stat_replication r WHERE r.pid = active_pid) "
         "FROM pg_catalog.pg_replication_slots WHERE slot_name = $1";
 
 /* A heartbeat and a primary fact in one statement: every commit visible
@@ -161,6 +166,8 @@ static void report_failure(source_t *s, const pgf_error_t *err)
 {
 	s->same_cause = strcmp(err->message, s->last_cause) == 0;
 	snprintf(s->last_cause, sizeof(s->last_cause), "%s", err->message);
+	s->stats.session_failures++;
+	snprintf(s->stats.last_error, sizeof(s->stats.last_error), "%s", err->message);
 	if (!s->same_cause)
 		log_error_value(LOG_ERROR, err);
 	else
@@ -271,10 +278,12 @@ static void slot_checked(source_t *s, PGresult *res)
 	int64_t limit = s->cfg->slot_wal_warning;
 	bool over, serious;
 
-	if (PQntuples(res) != 1 || PQnfields(res) != 3) {
+	if (PQntuples(res) != 1 || PQnfields(res) != 4) {
 		s->slot_known = false; /* no slot (yet): nothing retained */
 		return;
 	}
+	snprintf(s->stats.walsender_state, sizeof(s->stats.walsender_state), "%s",
+	         PQgetvalue(res, 0, 3));
 	s->slot_known = true;
 	s->slot_retained = PQgetisnull(res, 0, 0) ? -1 : strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	s->slot_safe = PQgetisnull(res, 0, 1) ? -1 : strtoll(PQgetvalue(res, 0, 1), NULL, 10);
@@ -551,6 +560,7 @@ static void ship_batch(source_t *s)
 {
 	pgf_error_t err;
 	buf_t frame;
+	uint64_t raw = batch_encoder_bytes(s->encoder);
 
 	if (s->batch_timer_armed) {
 		ev_timer_stop(s->loop, &s->batch_timer);
@@ -567,6 +577,9 @@ static void ship_batch(source_t *s)
 		session_close(s, "could not ship a batch");
 		return;
 	}
+	s->stats.batches++;
+	s->stats.raw_bytes += raw;
+	s->stats.sent_bytes += frame.len;
 	buf_free(&frame);
 }
 
@@ -639,6 +652,8 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 			session_close(s, "the primary sent a malformed message");
 			return;
 		}
+		s->stats.messages++;
+		s->stats.message_bytes += len;
 		if (wm.kind == 'w') {
 			s->last_record_lsn = wm.wal_start;
 			s->last_error[0] = '\0'; /* the stream delivers again */
@@ -972,9 +987,11 @@ static int session_open(source_t *s, pgf_error_t *err)
 {
 	netconn_callbacks_t cb = {0};
 
+	s->stats.sessions++;
 	if (replication_connect(&s->repl, s->cfg->primary_conninfo, err) != PGF_OK)
 		return PGF_ERR;
 	s->repl_open = true;
+	snprintf(s->stats.database, sizeof(s->stats.database), "%s", s->repl.dbname);
 	if (check_primary(s, err) != PGF_OK) {
 		s->setup_refused = err->code == PGF_E_CONFIG;
 		return PGF_ERR;
@@ -997,6 +1014,24 @@ static int session_open(source_t *s, pgf_error_t *err)
 	return PGF_OK;
 }
 
+/* The figures source_http serves, about once a second. */
+static void publish_stats(source_t *s)
+{
+	s->stats.session_state = s->state == SOURCE_STREAMING ? "streaming"
+	                         : s->state == SOURCE_HELLO   ? "hello"
+	                                                      : "idle";
+	s->stats.slot_known = s->slot_known;
+	s->stats.slot_retained_bytes = s->slot_retained;
+	s->stats.slot_safe_wal_size = s->slot_safe;
+	snprintf(s->stats.slot_wal_status, sizeof(s->stats.slot_wal_status), "%s",
+	         wire_slot_wal_status_name(s->slot_status));
+	if (!s->slot_known)
+		s->stats.walsender_state[0] = '\0';
+	s->stats.confirmed_lsn = s->last_reported_flush;
+	s->stats.sink_applied_lsn = s->sink_applied_lsn;
+	source_http_publish(s->http, &s->stats);
+}
+
 /* A sink that vanished without a reset (a partitioned link, a frozen host)
  * would otherwise hold the session until TCP gives up, many minutes later;
  * its pings stopping says so within sink_timeout. */
@@ -1006,6 +1041,7 @@ static void watch_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	double silent = ev_now(loop) - s->sink_heard;
 
 	(void)revents;
+	publish_stats(s);
 	if (s->sink == NULL || silent <= (double)s->cfg->sink_timeout / 1000.0)
 		return;
 	{
@@ -1143,6 +1179,10 @@ int cmd_source(int argc, char **argv)
 		if (s.tls == NULL)
 			goto out;
 	}
+	s.stats.session_state = "idle";
+	s.http = source_http_start(&cli.cfg, &err);
+	if (s.http == NULL && err.code != 0)
+		goto out;
 	s.encoder = batch_encoder_create((int)cli.cfg.compression_level,
 	                                 (size_t)cli.cfg.max_frame_bytes, &err);
 	if (s.encoder == NULL)
@@ -1185,6 +1225,7 @@ out:
 	if (rc != 0 && err.message[0])
 		log_error_value(LOG_ERROR, &err);
 	rpo_guard_free(s.guard);
+	source_http_stop(s.http);
 	batch_encoder_free(s.encoder);
 	free(s.seq_last);
 	free(s.seq_candidate);

@@ -11,6 +11,9 @@
 #   wait_applied TIMEOUT              until a marker committed on the primary now
 #                                     is visible on the DR database
 #   tables_equal TABLE...             same rows on both sides (fails the test if not)
+#   metric NAME / metric_in FILE NAME the value of the series NAME on the sink's
+#                                     /metrics (or in a saved copy), whatever its
+#                                     constant labels (slot, database)
 
 PGFERRY_BIN=${PGFERRY_BIN:-$PGFERRY}
 
@@ -84,6 +87,16 @@ CONF
 	done
 	SINK_URL="http://127.0.0.1:$HTTP_PORT"
 	export SINK_PORT HTTP_PORT SINK_URL
+}
+
+metric_in()
+{ # reads to the end: curl | awk must not lose its pipe under pipefail
+	awk -v m="$2" '{ n = $1; sub(/[{].*/, "", n) } n == m && !done { print $2; done = 1 }' "$1"
+}
+metric()
+{
+	curl -s "$SINK_URL/metrics" >"$T/metric.$$.txt"
+	metric_in "$T/metric.$$.txt" "$1"
 }
 
 sink_start() { bg_start sink "$PGFERRY_BIN" sink --config "$T/sink.conf" "$@"; }

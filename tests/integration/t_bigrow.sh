@@ -43,7 +43,7 @@ wait_until "the status names the blocked change" 60 bash -c "curl -s '$SINK_URL/
 curl -s "$SINK_URL/v1/status" | grep -Eo '"stream_blocked":"[^"]*"'
 curl -s "$SINK_URL/v1/status" | grep -q 'stream_blocked":"a message of [0-9]* bytes at [0-9A-F]*/[0-9A-F]* is larger than max_frame_bytes.*Raise max_frame_bytes' ||
 	fail "stream_blocked does not name the LSN and the setting"
-[ "$(curl -s "$SINK_URL/metrics" | awk '$1 == "pgferry_stream_blocked" {print $2}')" = 1 ] ||
+[ "$(metric pgferry_stream_blocked)" = 1 ] ||
 	fail "pgferry_stream_blocked is not 1"
 code=$(curl -s -o "$T/verdict.json" -w '%{http_code}' "$SINK_URL/v1/promotion-safety?max_rpo=1h")
 cat "$T/verdict.json"
@@ -55,6 +55,6 @@ source_start -c "sink_address=127.0.0.1:$SINK_PORT"
 wait_applied 120
 tables_equal big
 wait_until "stream_blocked cleared" 30 bash -c "curl -s '$SINK_URL/v1/status' | grep -q '\"stream_blocked\":null'"
-[ "$(curl -s "$SINK_URL/metrics" | awk '$1 == "pgferry_stream_blocked" {print $2}')" = 0 ] ||
+[ "$(metric pgferry_stream_blocked)" = 0 ] ||
 	fail "pgferry_stream_blocked is not 0 once the change passed"
 log "too-large change shown and cleared"

@@ -42,7 +42,7 @@ tables_equal acct ledger
 [ "$(psql_on dr -c "SELECT count(*) FROM information_schema.columns WHERE table_name = 'acct' AND column_name IN ('label', 'status')")" = 1 ] ||
 	fail "DR columns of acct: $(psql_on dr -c "SELECT string_agg(column_name, ',') FROM information_schema.columns WHERE table_name = 'acct'")"
 [ "$(psql_on dr -c "SELECT count(*) FROM pg_class WHERE relname = 'scratch'")" = 0 ] || fail "a temporary table reached DR"
-curl -s "$SINK_URL/metrics" | grep '^pgferry_apply_errors_total 0' >/dev/null ||
+[ "$(metric pgferry_apply_errors_total)" = 0 ] ||
 	fail "apply stopped during the migration: $(grep -i error "$T/sink.log" | head -5)"
 # the sequence of the new table followed
 psql_on dr -c "SELECT last_value FROM ledger_id_seq" | grep -qx "$(psql_on primary -c "SELECT last_value FROM ledger_id_seq")" ||

@@ -22,7 +22,7 @@ expect_drift()
 	wait_until "schema drift reported ($1)" 60 bash -c "curl -s '$SINK_URL/v1/status' | grep -q '\"schema_drift\":{'"
 	status | grep -q "$1" || fail "status does not name the drift ($1): $(status)"
 	curl -s "$SINK_URL/metrics" >"$T/metrics.txt"
-	grep -q '^pgferry_schema_drift 1' "$T/metrics.txt" ||
+	[ "$(metric_in "$T/metrics.txt" pgferry_schema_drift)" = 1 ] ||
 		fail "no drift metric: $(grep -E 'drift|apply_errors' "$T/metrics.txt"); status now: $(status)"
 	curl -s "$SINK_URL/v1/promotion-safety?max_rpo=1h" >"$T/verdict.json"
 	grep -q '"verdict":"unsafe"' "$T/verdict.json" || fail "verdict with drift: $(cat "$T/verdict.json")"

@@ -48,7 +48,7 @@ log "clock faults $faults; unknown window $u0 -> $u1 ms; $(field "['clock']['las
 [ "$faults" -ge 2 ] || fail "the future timestamps were not counted as clock faults"
 [[ "$(field "['clock']['last_fault']")" == *"in the future"* ]] || fail "status does not show the clock fault"
 curl -s "$SINK_URL/metrics" >"$T/metrics.txt"
-grep -Eq '^pgferry_clock_faults_total [1-9]' "$T/metrics.txt" || fail "no clock fault metric"
+metric_in "$T/metrics.txt" pgferry_clock_faults_total | grep -Eq '^[1-9]' || fail "no clock fault metric"
 [ "$(grep -c "clock fault: a walsender message" "$T/sink.log")" = 1 ] || fail "the clock fault is not logged exactly once"
 python3 -c "import sys; sys.exit(0 if $u1 > $u0 else 1)" || fail "a future timestamp made the unknown window shrink ($u0 -> $u1)"
 [ "$(progress)" = "$p0" ] || fail "the DR progress moved"

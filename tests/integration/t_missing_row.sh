@@ -57,7 +57,7 @@ missing_row()
 	psql_on primary -c "INSERT INTO journal VALUES ($ROUND, 'after $name')" >/dev/null
 	wait_until "apply error for $name" 60 bash -c "curl -s '$SINK_URL/v1/status' | grep -q '$expect'"
 	curl -s "$SINK_URL/metrics" >"$T/metrics.txt"
-	grep -q '^pgferry_apply_error 1' "$T/metrics.txt" || fail "no apply error metric"
+	[ "$(metric_in "$T/metrics.txt" pgferry_apply_error)" = 1 ] || fail "no apply error metric"
 	curl -s "$SINK_URL/v1/promotion-safety?max_rpo=1h" >"$T/verdict.json"
 	grep -q '"verdict":"unsafe"' "$T/verdict.json" || fail "verdict with a missing row: $(cat "$T/verdict.json")"
 	# let apply retry a few times: nothing of the transaction may commit

@@ -17,7 +17,6 @@ wait_applied 60
 
 status() { curl -s "$SINK_URL/v1/status"; }
 field() { status | grep -Eo "\"$1\":\"?[0-9A-F/.]+" | head -1 | sed -E 's/.*:"?//'; }
-metric() { curl -s "$SINK_URL/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 
 bg_start locker psql "$DR_CONN" -Xqc "BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3600)"
 wait_until "the DR lock" 30 bash -c "[ \"\$(psql '$DR_CONN' -XAtc \"SELECT count(*) FROM pg_locks WHERE relation = 't'::regclass AND mode = 'AccessExclusiveLock' AND granted\")\" = 1 ]"
@@ -39,6 +38,7 @@ bg_stop locker
 wait_applied 180
 tables_equal t
 [ "$(psql_on dr -c "SELECT count(*) FROM t")" = 12000 ] || fail "row count on DR"
-wait_until "the spool emptied" 30 bash -c "[ \"\$(curl -s '$SINK_URL/metrics' | awk '\$1 == \"pgferry_receive_spool_bytes\" {print \$2}')\" = 0 ]"
+spool_empty() { [ "$(metric pgferry_receive_spool_bytes)" = 0 ]; }
+wait_until "the spool emptied" 30 spool_empty
 check_no_loss_invariant
 log "read-ahead ok"

@@ -34,7 +34,7 @@ verdict_says || fail "verdict after the refusal: $(cat "$T/verdict.json")"
 curl -s "$SINK_URL/v1/status" >"$T/status.json"
 grep '"stream_refused":"the initial copy' "$T/status.json" >/dev/null || fail "status does not say it: $(cat "$T/status.json")"
 curl -s "$SINK_URL/metrics" >"$T/metrics.txt"
-grep '^pgferry_stream_refused 1' "$T/metrics.txt" >/dev/null || fail "no metric: $(grep stream_refused "$T/metrics.txt")"
+[ "$(metric_in "$T/metrics.txt" pgferry_stream_refused)" = 1 ] || fail "no metric: $(grep stream_refused "$T/metrics.txt")"
 [ "$(psql_on dr -c "SELECT count(*) FROM pgferry.identity")" = 0 ] || fail "an identity was recorded"
 [ "$(psql_on dr -c "SELECT count(*) FROM t")" = 0 ] || fail "rows were applied"
 

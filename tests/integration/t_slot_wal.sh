@@ -43,11 +43,11 @@ grep -o '"slot_retained_wal_bytes":[^,]*,"slot_safe_wal_size_bytes":[^,]*,"slot_
 grep '"slot_safe_wal_size_bytes":[0-9]' "$T/status.json" >/dev/null || fail "no safe_wal_size with max_slot_wal_keep_size set"
 grep '"slot_wal_status":"reserved"\|"slot_wal_status":"extended"' "$T/status.json" >/dev/null || fail "wal_status missing"
 curl -s "$SINK_URL/metrics" >"$T/metrics.txt"
-m=$(awk '$1 == "pgferry_slot_retained_wal_bytes" { print $2 }' "$T/metrics.txt")
+m=$(metric_in "$T/metrics.txt" pgferry_slot_retained_wal_bytes)
 log "pgferry_slot_retained_wal_bytes $m"
 awk -v m="$m" 'BEGIN { exit !(m + 0 > 1048576) }' || fail "metric not above the limit: $m"
-grep '^pgferry_slot_wal_warning 1$' "$T/metrics.txt" >/dev/null || fail "pgferry_slot_wal_warning is not 1"
-grep '^pgferry_slot_safe_wal_size_bytes [0-9]' "$T/metrics.txt" >/dev/null || fail "no pgferry_slot_safe_wal_size_bytes"
+[ "$(metric_in "$T/metrics.txt" pgferry_slot_wal_warning)" = 1 ] || fail "pgferry_slot_wal_warning is not 1"
+metric_in "$T/metrics.txt" pgferry_slot_safe_wal_size_bytes | grep -q '^[0-9]' || fail "no pgferry_slot_safe_wal_size_bytes"
 # a warning, not a verdict: the reasons do not name it
 curl -s "$SINK_URL/v1/promotion-safety" >"$T/verdict.json"
 grep -q 'slot retains' "$T/verdict.json" && fail "the slot warning made it into the verdict"

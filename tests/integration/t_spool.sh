@@ -17,7 +17,6 @@ wait_applied 60
 
 status() { curl -s "$SINK_URL/v1/status"; }
 field() { status | grep -Eo "\"$1\":\"?[0-9A-F/.]+" | head -1 | sed -E 's/.*:"?//'; }
-metric() { curl -s "$SINK_URL/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 
 # 1. apply stalls: a DR session holds a lock on the replicated table
 bg_start locker psql "$DR_CONN" -Xqc "BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3600)"
@@ -48,7 +47,8 @@ cluster_ctl primary kill
 psql_on dr -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(3600)%' AND pid <> pg_backend_pid()" >/dev/null
 bg_stop locker
 wait_until "all 40000 rows applied" 180 bash -c "[ \"\$(psql '$DR_CONN' -XAtc 'SELECT count(*) FROM t')\" = 40000 ]"
-wait_until "the spool emptied" 30 bash -c "[ \"\$(curl -s '$SINK_URL/metrics' | awk '\$1 == \"pgferry_receive_spool_bytes\" {print \$2}')\" = 0 ]"
+spool_empty() { [ "$(metric pgferry_receive_spool_bytes)" = 0 ]; }
+wait_until "the spool emptied" 30 spool_empty
 
 # 5. the old primary, back: nothing it committed is missing on the DR side
 cluster_ctl primary start
