@@ -47,7 +47,7 @@ tables_equal t
 [ "$(psql_on dr -c "SELECT count(*) FROM t")" = 1501 ] || fail "not 1501 rows on the DR side"
 [ "$(grep -c "stream accepted" "$T/sink.log")" = 2 ] ||
 	fail "expected one reconnect: $(grep "stream accepted" "$T/sink.log")"
-bad=$(curl -s "$SINK_URL/metrics" | awk '$1 == "pgferry_bad_batches_total" {print $2}')
+bad=$(metric pgferry_bad_batches_total)
 [ "${bad:-0}" = 1 ] || fail "pgferry_bad_batches_total is ${bad:-missing}, expected 1"
 if grep -Ei "apply (error|failed)|duplicate key" "$T/sink.log"; then
 	fail "something was applied twice or failed to apply"

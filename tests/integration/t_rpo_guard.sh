@@ -96,8 +96,8 @@ grep -o '"known_loss":{[^}]*}' "$T/status.json"
 grep -o '"rpo_guard":{[^}]*}' "$T/status.json"
 curl -s "$SINK_URL/metrics" >"$T/metrics.txt"
 grep '^pgferry_rpo_guard' "$T/metrics.txt"
-grep -q '^pgferry_rpo_guard_engaged 1$' "$T/metrics.txt" || fail "pgferry_rpo_guard_engaged is not 1"
-grep -q '^pgferry_rpo_guard_engagements_total 1$' "$T/metrics.txt" || fail "pgferry_rpo_guard_engagements_total is not 1"
+[ "$(metric_in "$T/metrics.txt" pgferry_rpo_guard_engaged)" = 1 ] || fail "pgferry_rpo_guard_engaged is not 1"
+[ "$(metric_in "$T/metrics.txt" pgferry_rpo_guard_engagements_total)" = 1 ] || fail "pgferry_rpo_guard_engagements_total is not 1"
 # what is at risk stops growing: the primary commits nothing more for
 # clients, and the DR side's known loss holds still
 r1=$(rows)
