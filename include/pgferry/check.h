@@ -70,6 +70,11 @@ void check_sink_ports(const config_t *cfg, check_report_t *r);
  * the name the source expects and it accepts this source's certificate. */
 void check_sink_reachable(const config_t *cfg, check_report_t *r);
 
+/* work_dir is a directory no other user may write to: another user could
+ * plant links or files where the sink (often root) creates its spill and
+ * spool files. The sink runs it once it made the directory. */
+int check_work_dir(const char *dir, pgf_error_t *err);
+
 /* The name of a role ("source", "sink", "clone"). */
 const char *check_role_name(check_role_t role);
 

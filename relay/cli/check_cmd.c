@@ -16,11 +16,13 @@
 #include "pgferry/primary_check.h"
 #include "pgferry/util.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 void check_report_init(check_report_t *r)
@@ -163,6 +165,45 @@ static PGconn *connect_side(const char *conninfo, const char *side, const char *
 	return c;
 }
 
+int check_work_dir(const char *dir, pgf_error_t *err)
+{
+	struct stat st;
+
+	if (stat(dir, &st) != 0)
+		return error_set(err, PGF_E_CONFIG, "could not read work_dir \"%s\": %s", dir,
+		                 strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return error_set(err, PGF_E_CONFIG, "work_dir \"%s\" is not a directory", dir);
+	if (st.st_mode & S_IWOTH) {
+		error_set(err, PGF_E_CONFIG,
+		          "work_dir \"%s\" is writable by other users (mode %04o)", dir,
+		          (unsigned)(st.st_mode & 07777));
+		error_detail(err, "The sink writes its spill and spool files there.");
+		error_hint(err, "Give the sink a directory of its own: chmod o-w, or 0700.");
+		return PGF_ERR;
+	}
+	return PGF_OK;
+}
+
+/* work_dir as the sink will use it: one that does not exist yet is made
+ * (0700) at start. */
+static void check_sink_work_dir(const config_t *cfg, check_report_t *r)
+{
+	pgf_error_t err;
+	struct stat st;
+
+	error_clear(&err);
+	if (stat(cfg->work_dir, &st) != 0 && errno == ENOENT)
+		check_add(r, CHECK_OK, "work_dir", NULL, "\"%s\" will be created (mode 0700)",
+		          cfg->work_dir);
+	else if (check_work_dir(cfg->work_dir, &err) != PGF_OK)
+		check_add(r, CHECK_ERROR, "work_dir", err.hint[0] ? err.hint : "check work_dir",
+		          "%s", err.message);
+	else
+		check_add(r, CHECK_OK, "work_dir", NULL,
+		          "\"%s\" is a directory no other user may write to", cfg->work_dir);
+}
+
 /* The stream's origin as clone will name it (pgferry.origin_name): the
  * primary's system identifier, database and the slot. */
 static bool clone_origin_name(PGconn *primary, const config_t *cfg, char *out, size_t len)
@@ -185,6 +226,8 @@ void check_run(const config_t *cfg, check_role_t role, check_report_t *r)
 
 	if (role != CHECK_ROLE_CLONE)
 		check_tls_files(cfg, role, r);
+	if (role == CHECK_ROLE_SINK)
+		check_sink_work_dir(cfg, r);
 	if (role == CHECK_ROLE_SINK && !r->at_start)
 		check_sink_ports(cfg, r);
 	if (role == CHECK_ROLE_SOURCE && !r->at_start)

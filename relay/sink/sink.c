@@ -751,28 +751,6 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
-/* Another user who can write in work_dir could plant links or files where
- * the sink (often root) creates its spill and spool files. */
-static int sink_check_work_dir(const char *dir, pgf_error_t *err)
-{
-	struct stat st;
-
-	if (stat(dir, &st) != 0)
-		return error_set(err, PGF_E_CONFIG, "could not read work_dir \"%s\": %s", dir,
-		                 strerror(errno));
-	if (!S_ISDIR(st.st_mode))
-		return error_set(err, PGF_E_CONFIG, "work_dir \"%s\" is not a directory", dir);
-	if (st.st_mode & S_IWOTH) {
-		error_set(err, PGF_E_CONFIG,
-		          "work_dir \"%s\" is writable by other users (mode %04o)", dir,
-		          (unsigned)(st.st_mode & 07777));
-		error_detail(err, "The sink writes its spill and spool files there.");
-		error_hint(err, "Give the sink a directory of its own: chmod o-w, or 0700.");
-		return PGF_ERR;
-	}
-	return PGF_OK;
-}
-
 int cmd_sink(int argc, char **argv)
 {
 	cli_t cli;
@@ -803,7 +781,7 @@ int cmd_sink(int argc, char **argv)
 		          cli.cfg.work_dir, strerror(errno));
 		goto out;
 	}
-	if (sink_check_work_dir(cli.cfg.work_dir, &err) != PGF_OK)
+	if (check_work_dir(cli.cfg.work_dir, &err) != PGF_OK)
 		goto out;
 	if (cli.cfg.spool_disk_limit > 0) {
 		char path[1100];

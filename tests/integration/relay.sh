@@ -17,6 +17,8 @@
 
 PGFERRY_BIN=${PGFERRY_BIN:-$PGFERRY}
 
+# valid long enough that pgferry check (and the start of source and sink)
+# does not warn of their expiry
 make_certs()
 {
 	local d=$1
@@ -27,7 +29,7 @@ make_certs()
 		gen_ca()
 		{
 			gen_key "$1.key"
-			openssl req -x509 -new -key "$1.key" -out "$1.crt" -days 2 -subj "/CN=$2" 2>/dev/null
+			openssl req -x509 -new -key "$1.key" -out "$1.crt" -days 400 -subj "/CN=$2" 2>/dev/null
 		}
 		sign()
 		{ # sign NAME CN SAN CA
@@ -35,7 +37,7 @@ make_certs()
 			openssl req -new -key "$1.key" -out "$1.csr" -subj "/CN=$2" 2>/dev/null
 			printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n' "$3" >"$1.ext"
 			openssl x509 -req -in "$1.csr" -CA "$4.crt" -CAkey "$4.key" -CAcreateserial \
-				-out "$1.crt" -days 2 -extfile "$1.ext" 2>/dev/null
+				-out "$1.crt" -days 400 -extfile "$1.ext" 2>/dev/null
 		}
 		gen_ca ca "pgferry test CA"
 		sign server pgferry-sink "DNS:localhost,IP:127.0.0.1" ca

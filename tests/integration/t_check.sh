@@ -41,10 +41,13 @@ bash "$ROOT/deploy/make-certs.sh" -d "$T/dcerts" localhost,127.0.0.1 pgferry-sou
 		openssl x509 -req -in wrong.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 -extfile wrong.ext -out wrong.crt 2>/dev/null
 ) || fail "could not sign a certificate for another name"
 relay_setup "source:primary_conninfo = '$PRIMARY_ROLE_CONN'" "sink:dr_conninfo = '$DR_ROLE_CONN'"
-# the harness's certificates expire in 2 days: a warning, exit 1
-check "$T/sink.conf" expiry
-[ "$CHECK_RC" = 1 ] || fail "certificates expiring in 2 days: exit $CHECK_RC: $(cat "$T/check-expiry.out")"
-expect_line expiry warning tls_expiry 'expires in [0-2] days'
+# a certificate that expires in 10 days: a warning, exit 1
+bash "$ROOT/deploy/make-certs.sh" -d "$T/shortcerts" -days 10 localhost pgferry-source >"$T/certs.log" 2>&1 ||
+	fail "deploy/make-certs.sh -days 10: $(cat "$T/certs.log")"
+check "$T/sink.conf" expiry -c "tls_ca=$T/shortcerts/ca.crt" -c "tls_cert=$T/shortcerts/sink.crt" \
+	-c "tls_key=$T/shortcerts/sink.key"
+[ "$CHECK_RC" = 1 ] || fail "a certificate expiring in 10 days: exit $CHECK_RC: $(cat "$T/check-expiry.out")"
+expect_line expiry warning tls_expiry 'expires in \(9\|10\) days.*Fix: issue a new certificate'
 for side in sink source; do
 	cat >>"$T/$side.conf" <<CONF
 tls_ca = '$T/dcerts/ca.crt'

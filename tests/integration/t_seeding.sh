@@ -28,7 +28,8 @@ cat "$T/verdict.json"
 # 2. a source comes: refused, nothing applied, nothing recorded
 source_start
 wait_until "the stream refused" 30 grep -q "refusing the stream: the initial copy of this DR database is not known to be complete" "$T/sink.log"
-grep -q "no pgferry clone finished here" "$T/source.log" || fail "the source was not told why"
+# the source logs the refusal a moment after the sink does
+wait_until "the source told why" 30 grep -q "no pgferry clone finished here" "$T/source.log"
 verdict_says || fail "verdict after the refusal: $(cat "$T/verdict.json")"
 # grep reads all (no -q): with pipefail, curl cut off by an early exit fails
 curl -s "$SINK_URL/v1/status" >"$T/status.json"
