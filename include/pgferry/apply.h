@@ -14,7 +14,8 @@
  * work_dir until their Stream Commit and dropped on Stream Abort, so memory
  * stays bounded whatever the transaction size.
  *
- * Not thread-safe: one thread (the sink's apply thread) owns an apply_t.
+ * Not thread-safe: one thread (the sink's apply thread) owns an apply_t;
+ * only apply_cancel may be called from another.
  */
 #ifndef PGFERRY_APPLY_H
 #define PGFERRY_APPLY_H
@@ -54,6 +55,12 @@ void apply_free(apply_t *a);
  * pgferry.progress disagree. */
 int apply_connect(apply_t *a, pgf_error_t *err);
 bool apply_connected(const apply_t *a);
+/* Asks the DR server to cancel what the apply session runs now (a
+ * statement waiting on a lock, say): its DR transaction fails and rolls
+ * back, and the owner of a sees the error. The one call that another
+ * thread may make on an apply_t; false when no session is open or the
+ * request could not be sent. */
+bool apply_cancel(apply_t *a);
 void apply_disconnect(apply_t *a);
 
 /* Committed progress: the end LSN of the last applied source transaction

@@ -27,6 +27,7 @@ apply_t *apply_create(const config_t *cfg, const apply_hooks_t *hooks)
 	if (a == NULL)
 		return NULL;
 	a->cfg = cfg;
+	pthread_mutex_init(&a->cancel_lock, NULL);
 	if (hooks)
 		a->hooks = *hooks;
 	buf_init(&a->sql);
@@ -52,6 +53,7 @@ void apply_free(apply_t *a)
 	if (a == NULL)
 		return;
 	apply_disconnect(a);
+	pthread_mutex_destroy(&a->cancel_lock);
 	spill_drop_all(&a->spill);
 	pipeline_free(&a->pl);
 	coalesce_free(&a->net);
@@ -68,6 +70,10 @@ void apply_disconnect(apply_t *a)
 {
 	pgf_error_t ignored;
 
+	pthread_mutex_lock(&a->cancel_lock);
+	PQfreeCancel(a->cancel);
+	a->cancel = NULL;
+	pthread_mutex_unlock(&a->cancel_lock);
 	if (a->pl.conn) {
 		PQfinish(a->pl.conn);
 		a->pl.conn = NULL;
@@ -143,7 +149,22 @@ int apply_connect(apply_t *a, pgf_error_t *err)
 		apply_disconnect(a);
 		return PGF_ERR;
 	}
+	pthread_mutex_lock(&a->cancel_lock);
+	a->cancel = PQgetCancel(a->pl.conn);
+	pthread_mutex_unlock(&a->cancel_lock);
 	return PGF_OK;
+}
+
+bool apply_cancel(apply_t *a)
+{
+	char why[256];
+	bool sent = false;
+
+	pthread_mutex_lock(&a->cancel_lock);
+	if (a->cancel != NULL)
+		sent = PQcancel(a->cancel, why, sizeof(why)) == 1;
+	pthread_mutex_unlock(&a->cancel_lock);
+	return sent;
 }
 
 void apply_reset(apply_t *a)

@@ -33,6 +33,7 @@
 #include "pgferry/dr_group.h"
 
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -248,6 +249,10 @@ typedef struct apply_group_state {
 struct apply {
 	const config_t *cfg;
 	apply_hooks_t hooks;
+	/* for apply_cancel from another thread: made at connect, freed at
+	 * disconnect, both under cancel_lock */
+	pthread_mutex_t cancel_lock;
+	PGcancel *cancel;
 	char origin[512]; /* the stream's replication origin, taken by this session ("": none) */
 
 	int proto_version;

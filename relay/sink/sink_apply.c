@@ -19,6 +19,10 @@
 #include <string.h>
 #include <time.h>
 
+/* a stop waits this long for the open DR transaction, then cancels it */
+#define STOP_GRACE_SECONDS  5
+#define STOP_CANCEL_SECONDS 10
+
 struct sink_apply {
 	const config_t *cfg;
 	queue_t *queue;
@@ -119,6 +123,21 @@ static void set_refused(sink_apply_t *sa, const char *why)
 {
 	if (sa->events.stream_refused)
 		sa->events.stream_refused(sa->events.arg, why);
+}
+
+/* An error met once the sink stops (the stop's cancel of a statement that
+ * waited too long, typically) is no apply error: the DR transaction rolls
+ * back with the session, and the source sends it again. */
+static bool stopping(sink_apply_t *sa, const pgf_error_t *err)
+{
+	if (!sa->stop)
+		return false;
+	log_info("stopping: the open DR transaction ended (%s) and is rolled back; the source "
+	         "sends it again",
+	         err->message);
+	apply_disconnect(sa->apply);
+	sa->session_ok = false;
+	return true;
 }
 
 static bool ensure_connected(sink_apply_t *sa)
@@ -264,6 +283,8 @@ failed:
 		drop_session(sa, &err);
 		return false;
 	}
+	if (stopping(sa, &err))
+		return false;
 	log_error_value(LOG_ERROR, &err);
 	if (sa->events.apply_error)
 		sa->events.apply_error(sa->events.arg, &err, apply_failed_lsn(sa->apply));
@@ -299,6 +320,8 @@ static void commit_if_idle(sink_apply_t *sa)
 		drop_session(sa, &err);
 		return;
 	}
+	if (stopping(sa, &err))
+		return;
 	log_error_value(LOG_ERROR, &err);
 	if (sa->events.apply_error)
 		sa->events.apply_error(sa->events.arg, &err, apply_failed_lsn(sa->apply));
@@ -402,14 +425,42 @@ sink_apply_t *sink_apply_start(const config_t *cfg, queue_t *queue,
 	return sa;
 }
 
+/* Waits up to seconds for the apply thread; true once it ended. */
+static bool join_within(sink_apply_t *sa, int seconds)
+{
+	struct timespec deadline;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += seconds;
+	return pthread_timedjoin_np(sa->thread, NULL, &deadline) == 0;
+}
+
 void sink_apply_stop(sink_apply_t *sa)
 {
 	if (sa == NULL)
 		return;
 	sa->stop = 1;
 	queue_close(sa->queue);
-	if (sa->started)
-		pthread_join(sa->thread, NULL);
+	/* whole transactions commit within the grace; a statement that waits
+	 * longer (a lock a DBA holds on the DR side) would hold the stop for as
+	 * long: it is cancelled, and its DR transaction rolls back */
+	if (sa->started && !join_within(sa, STOP_GRACE_SECONDS)) {
+		log_info(
+		        "the DR transaction did not end within %d s of the stop (waiting on a lock "
+		        "on the DR side?): cancelling it",
+		        STOP_GRACE_SECONDS);
+		apply_cancel(sa->apply);
+		if (!join_within(sa, STOP_CANCEL_SECONDS)) {
+			/* the DR server does not even answer: leave the thread to the
+			 * process's exit, and the transaction to the server, which rolls
+			 * it back when the connection drops */
+			log_warning(
+			        "the apply thread does not answer %d s after the cancel (the DR "
+			        "server unreachable?); stopping without it",
+			        STOP_CANCEL_SECONDS);
+			return;
+		}
+	}
 	apply_free(sa->apply);
 	free(sa);
 }
