@@ -278,6 +278,34 @@ static void tls_reason(SSL *ssl, char *out, size_t len)
 	tls_describe_failure(ssl, out, len);
 }
 
+/* Which side objected to the handshake, and what to do about it. */
+static void report_handshake_failure(SSL *ssl, const config_t *cfg, const char *expected,
+                                     check_report_t *r)
+{
+	long verify = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+	char why[400], fix[600];
+
+	tls_reason(ssl, why, sizeof(why));
+	if (verify == X509_V_ERR_HOSTNAME_MISMATCH || verify == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+		snprintf(fix, sizeof(fix),
+		         "issue the sink's certificate for \"%s\" (deploy/make-certs.sh), or set "
+		         "tls_peer_name on the source to a name it carries",
+		         expected);
+		check_add(r, CHECK_ERROR, "sink_tls", fix,
+		          "the sink's certificate does not carry the name \"%s\": %s", expected,
+		          why);
+	} else if (verify != X509_V_OK)
+		check_add(r, CHECK_ERROR, "sink_tls",
+		          "both sides need certificates from the CA in tls_ca",
+		          "the sink's certificate was refused: %s", why);
+	else
+		check_add(r, CHECK_ERROR, "sink_tls",
+		          "check the sink's log; its tls_ca must sign this tls_cert and its "
+		          "tls_peer_name be a name tls_cert carries",
+		          "the TLS handshake with the sink at %s failed: %s", cfg->sink_address,
+		          why);
+}
+
 void check_sink_reachable(const config_t *cfg, check_report_t *r)
 {
 	char why[400], host[256] = "", port[16], expected[300];
@@ -315,32 +343,9 @@ void check_sink_reachable(const config_t *cfg, check_report_t *r)
 	ssl = tls_session_new(t, fd, host, &err);
 	ERR_clear_error();
 	rc = ssl ? SSL_connect(ssl) : -1;
-	if (rc != 1) {
-		long verify = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
-		char fix[600];
-		tls_reason(ssl, why, sizeof(why));
-		if (verify == X509_V_ERR_HOSTNAME_MISMATCH ||
-		    verify == X509_V_ERR_IP_ADDRESS_MISMATCH) {
-			snprintf(fix, sizeof(fix),
-			         "issue the sink's certificate for \"%s\" (deploy/make-certs.sh), "
-			         "or "
-			         "set tls_peer_name on the source to a name it carries",
-			         expected);
-			check_add(r, CHECK_ERROR, "sink_tls", fix,
-			          "the sink's certificate does not carry the name \"%s\": %s",
-			          expected, why);
-		} else if (verify != X509_V_OK)
-			check_add(r, CHECK_ERROR, "sink_tls",
-			          "both sides need certificates from the CA in tls_ca",
-			          "the sink's certificate was refused: %s", why);
-		else
-			check_add(
-			        r, CHECK_ERROR, "sink_tls",
-			        "check the sink's log; its tls_ca must sign this tls_cert and its "
-			        "tls_peer_name be a name tls_cert carries",
-			        "the TLS handshake with the sink at %s failed: %s",
-			        cfg->sink_address, why);
-	} else {
+	if (rc != 1)
+		report_handshake_failure(ssl, cfg, expected, r);
+	else {
 		char buf[256];
 		/* TLS 1.3: the sink checks this side's certificate after the client
 		 * has finished; its verdict arrives before its answer to our

@@ -12,6 +12,8 @@
 /* A -c option, copied before its secrets are blanked in argv. */
 static int keep_option(cli_t *cli, const char *option, pgf_error_t *err)
 {
+	if (option == NULL)
+		return error_set(err, PGF_E_USAGE, "-c needs key=value");
 	if ((cli->options[cli->noptions] = strdup(option)) == NULL)
 		return error_set(err, PGF_E_MEMORY, "out of memory");
 	cli->noptions++;
