@@ -59,7 +59,8 @@ def holder():
             t0 = time.time()
             try:
                 while not os.path.exists(stop):
-                    s.sendall(struct.pack('>BIq', 5, 8, 0))
+                    # a ping frame: type 5, length 8, the header's CRC-32C, t1 0
+                    s.sendall(struct.pack('>BIIq', 5, 8, 0x17ffffe6, 0))
                     time.sleep(0.1)
             finally:
                 stats['held_s'] += time.time() - t0
