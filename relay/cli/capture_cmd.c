@@ -47,165 +47,202 @@ static void usage(FILE *out)
 	             "  --end-lsn X/Y           stop once a message at or past X/Y arrived\n");
 }
 
-int cmd_capture(int argc, char **argv)
-{
-	const char *conninfo = NULL, *output = NULL;
-	replication_options_t opts = {0};
+/* One run of capture: what its steps share. */
+typedef struct capture_run {
+	const char *conninfo, *output;
+	replication_options_t opts;
+	int64_t idle_ms;
+	uint64_t end_lsn;     /* stop once a message at or past it arrived (0: never) */
+	uint64_t written_lsn; /* newest message start written */
+	uint64_t records, bytes;
 	replication_conn_t rc;
-	pgf_error_t err;
-	int64_t idle_ms = 0;
-	uint64_t end_lsn = 0, written_lsn = 0, start_lsn = 0, consistent;
-	uint64_t records = 0, bytes = 0;
-	bool created, repl_open = false;
-	int i, fd = -1, result = EXIT_ERROR;
-	double last_change;
-	char lsn[LSN_TEXT_LEN];
+	bool repl_open;
+	int fd;
+} capture_run_t;
 
-	error_clear(&err);
-	log_configure(LOG_INFO, LOG_FORMAT_TEXT, "capture");
-	opts.slot_name = "pgferry_capture";
-	opts.publication = "pgferry";
-	for (i = 1; i < argc; i++) {
+/* 0 to run, 1 when --help was asked (printed), PGF_ERR with err set. */
+static int parse_args(capture_run_t *c, int argc, char **argv, pgf_error_t *err)
+{
+	int i;
+
+	c->opts.slot_name = "pgferry_capture";
+	c->opts.publication = "pgferry";
+	for (i = 1; i < argc && argv[i] != NULL; i++) {
 		const char *a = argv[i];
 		const char *next = i + 1 < argc ? argv[i + 1] : NULL;
 
-		if (a == NULL)
-			break;
 		if ((strcmp(a, "-d") == 0 || strcmp(a, "--dbname") == 0) && next)
-			conninfo = argv[++i];
+			c->conninfo = argv[++i];
 		else if ((strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) && next)
-			output = argv[++i];
+			c->output = argv[++i];
 		else if (strcmp(a, "--slot") == 0 && next)
-			opts.slot_name = argv[++i];
+			c->opts.slot_name = argv[++i];
 		else if (strcmp(a, "--publication") == 0 && next)
-			opts.publication = argv[++i];
+			c->opts.publication = argv[++i];
 		else if (strcmp(a, "--proto-version") == 0 && next) {
-			opts.proto_version = atoi(argv[++i]);
-			if (opts.proto_version < 1 || opts.proto_version > 4) {
-				fprintf(stderr, "pgferry capture: --proto-version takes 1 to 4\n");
-				return EXIT_ERROR;
-			}
+			c->opts.proto_version = atoi(argv[++i]);
+			if (c->opts.proto_version < 1 || c->opts.proto_version > 4)
+				return error_set(err, PGF_E_USAGE, "--proto-version takes 1 to 4");
 		} else if (strcmp(a, "--binary") == 0)
-			opts.binary = true;
+			c->opts.binary = true;
 		else if (strcmp(a, "--streaming") == 0)
-			opts.streaming = true;
+			c->opts.streaming = true;
 		else if (strcmp(a, "--two-phase") == 0)
-			opts.two_phase = true;
+			c->opts.two_phase = true;
 		else if (strcmp(a, "--messages") == 0)
-			opts.messages = true;
+			c->opts.messages = true;
 		else if (strcmp(a, "--until-idle") == 0 && next) {
-			if (config_parse_duration(argv[++i], &idle_ms) != PGF_OK || idle_ms <= 0) {
-				fprintf(stderr,
-				        "pgferry capture: --until-idle takes a duration such as "
-				        "2s\n");
-				return EXIT_ERROR;
-			}
+			if (config_parse_duration(argv[++i], &c->idle_ms) != PGF_OK ||
+			    c->idle_ms <= 0)
+				return error_set(err, PGF_E_USAGE,
+				                 "--until-idle takes a duration such as 2s");
 		} else if (strcmp(a, "--end-lsn") == 0 && next) {
-			if (lsn_parse(argv[++i], &end_lsn) != PGF_OK) {
-				fprintf(stderr, "pgferry capture: --end-lsn takes an LSN such as "
-				                "0/16B3748\n");
-				return EXIT_ERROR;
-			}
+			if (lsn_parse(argv[++i], &c->end_lsn) != PGF_OK)
+				return error_set(err, PGF_E_USAGE,
+				                 "--end-lsn takes an LSN such as 0/16B3748");
 		} else if (strcmp(a, "--help") == 0) {
 			usage(stdout);
-			return 0;
-		} else {
-			fprintf(stderr, "pgferry capture: unexpected argument \"%s\"\n", a);
-			usage(stderr);
-			return EXIT_ERROR;
-		}
+			return 1;
+		} else
+			return error_set(err, PGF_E_USAGE, "unexpected argument \"%s\"", a);
 	}
-	if (conninfo == NULL || output == NULL) {
-		usage(stderr);
-		return EXIT_ERROR;
+	if (c->conninfo == NULL || c->output == NULL) {
+		error_set(err, PGF_E_USAGE, "capture needs -d CONNINFO and -o FILE");
+		error_hint(err, "pgferry capture --help lists the options.");
+		return PGF_ERR;
 	}
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
-	if (replication_connect(&rc, conninfo, &err) != PGF_OK)
-		goto fail;
-	repl_open = true;
-	if (replication_ensure_slot(&rc, opts.slot_name, opts.two_phase, &created, &consistent,
-	                            &err) != PGF_OK)
-		goto fail;
+	return 0;
+}
+
+/* The slot (created if missing) and the file, with its magic written. */
+static int open_both(capture_run_t *c, pgf_error_t *err)
+{
+	bool created;
+	uint64_t consistent;
+	char lsn[LSN_TEXT_LEN];
+
+	if (replication_connect(&c->rc, c->conninfo, err) != PGF_OK)
+		return PGF_ERR;
+	c->repl_open = true;
+	if (replication_ensure_slot(&c->rc, c->opts.slot_name, c->opts.two_phase, &created,
+	                            &consistent, err) != PGF_OK)
+		return PGF_ERR;
 	if (created)
-		log_info("created slot \"%s\" at %s", opts.slot_name, lsn_format(consistent, lsn));
-	fd = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		error_set(&err, PGF_E_IO, "could not create \"%s\": %s", output, strerror(errno));
-		goto fail;
-	}
-	if (util_write_all(fd, CAPTURE_MAGIC, CAPTURE_MAGIC_LEN) != PGF_OK) {
-		error_set(&err, PGF_E_IO, "could not write \"%s\": %s", output, strerror(errno));
-		goto fail;
-	}
-	if (replication_start(&rc, start_lsn, &opts, &err) != PGF_OK)
-		goto fail;
-	last_change = util_monotonic_s();
+		log_info("created slot \"%s\" at %s", c->opts.slot_name,
+		         lsn_format(consistent, lsn));
+	c->fd = open(c->output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (c->fd < 0)
+		return error_set(err, PGF_E_IO, "could not create \"%s\": %s", c->output,
+		                 strerror(errno));
+	if (util_write_all(c->fd, CAPTURE_MAGIC, CAPTURE_MAGIC_LEN) != PGF_OK)
+		return error_set(err, PGF_E_IO, "could not write \"%s\": %s", c->output,
+		                 strerror(errno));
+	return PGF_OK;
+}
+
+/* One record: its length and the message as the walsender sent it; a
+ * keepalive that asks for a reply is answered with what is on disk. */
+static int write_record(capture_run_t *c, const uint8_t *data, size_t len,
+                        const walsender_message_t *wm, pgf_error_t *err)
+{
+	uint8_t hdr[4];
+
+	be32_write(hdr, (uint32_t)len);
+	if (util_write_all(c->fd, hdr, 4) != PGF_OK || util_write_all(c->fd, data, len) != PGF_OK)
+		return error_set(err, PGF_E_IO, "could not write \"%s\": %s", c->output,
+		                 strerror(errno));
+	c->records++;
+	c->bytes += len;
+	if (wm->kind == 'w' && wm->wal_start > c->written_lsn)
+		c->written_lsn = wm->wal_start;
+	/* confirm only what is safely on disk */
+	if (wm->kind == 'k' && wm->reply_requested &&
+	    (fsync(c->fd) != 0 || replication_send_status(&c->rc, c->written_lsn, c->written_lsn,
+	                                                  c->written_lsn, false, err) != PGF_OK))
+		return PGF_ERR;
+	return PGF_OK;
+}
+
+/* Until a signal, the end of the stream, --until-idle or --end-lsn. */
+static int stream(capture_run_t *c, pgf_error_t *err)
+{
+	double last_change = util_monotonic_s();
+
+	if (replication_start(&c->rc, 0, &c->opts, err) != PGF_OK)
+		return PGF_ERR;
 	while (!stop_requested) {
 		const uint8_t *data;
 		size_t len;
 		walsender_message_t wm;
-		uint8_t hdr[4];
-		int r = replication_read(&rc, &data, &len, &err);
+		int r = replication_read(&c->rc, &data, &len, err);
 
 		if (r < 0)
-			goto fail;
+			return PGF_ERR;
 		if (r == 2) {
 			log_info("the server ended the stream");
 			break;
 		}
 		if (r == 0) {
-			struct pollfd p = {replication_socket(&rc), POLLIN, 0};
-			if (idle_ms > 0 &&
-			    (util_monotonic_s() - last_change) * 1000.0 >= (double)idle_ms)
+			struct pollfd p = {replication_socket(&c->rc), POLLIN, 0};
+			if (c->idle_ms > 0 &&
+			    (util_monotonic_s() - last_change) * 1000.0 >= (double)c->idle_ms)
 				break;
 			poll(&p, 1, 100);
 			continue;
 		}
-		if (walsender_parse(data, len, &wm, &err) != PGF_OK)
-			goto fail;
-		be32_write(hdr, (uint32_t)len);
-		if (util_write_all(fd, hdr, 4) != PGF_OK ||
-		    util_write_all(fd, data, len) != PGF_OK) {
-			error_set(&err, PGF_E_IO, "could not write \"%s\": %s", output,
-			          strerror(errno));
-			goto fail;
-		}
-		records++;
-		bytes += len;
-		if (wm.kind == 'w') {
+		if (walsender_parse(data, len, &wm, err) != PGF_OK ||
+		    write_record(c, data, len, &wm, err) != PGF_OK)
+			return PGF_ERR;
+		if (wm.kind == 'w')
 			last_change = util_monotonic_s();
-			if (wm.wal_start > written_lsn)
-				written_lsn = wm.wal_start;
-		}
-		if (wm.kind == 'k' && wm.reply_requested) {
-			/* confirm only what is safely on disk */
-			if (fsync(fd) != 0 ||
-			    replication_send_status(&rc, written_lsn, written_lsn, written_lsn,
-			                            false, &err) != PGF_OK)
-				goto fail;
-		}
-		if (end_lsn && wm.kind == 'w' && wm.wal_start >= end_lsn)
+		if (c->end_lsn && wm.kind == 'w' && wm.wal_start >= c->end_lsn)
 			break;
 	}
-	if (fsync(fd) != 0) {
-		error_set(&err, PGF_E_IO, "could not fsync \"%s\": %s", output, strerror(errno));
-		goto fail;
+	return PGF_OK;
+}
+
+/* Everything on disk, then confirmed to the slot. */
+static int finish(capture_run_t *c, pgf_error_t *err)
+{
+	char lsn[LSN_TEXT_LEN];
+
+	if (fsync(c->fd) != 0)
+		return error_set(err, PGF_E_IO, "could not fsync \"%s\": %s", c->output,
+		                 strerror(errno));
+	if (c->written_lsn && replication_send_status(&c->rc, c->written_lsn, c->written_lsn,
+	                                              c->written_lsn, false, err) != PGF_OK)
+		return PGF_ERR;
+	log_info("wrote %" PRIu64 " messages (%" PRIu64 " bytes) to %s, up to %s", c->records,
+	         c->bytes, c->output, lsn_format(c->written_lsn, lsn));
+	return PGF_OK;
+}
+
+int cmd_capture(int argc, char **argv)
+{
+	capture_run_t c;
+	pgf_error_t err;
+	int rc;
+
+	memset(&c, 0, sizeof(c));
+	c.fd = -1;
+	error_clear(&err);
+	log_configure(LOG_INFO, LOG_FORMAT_TEXT, "capture");
+	rc = parse_args(&c, argc, argv, &err);
+	if (rc == 1)
+		return 0;
+	if (rc == PGF_OK) {
+		signal(SIGINT, on_signal);
+		signal(SIGTERM, on_signal);
+		rc = open_both(&c, &err) == PGF_OK && stream(&c, &err) == PGF_OK &&
+		                     finish(&c, &err) == PGF_OK
+		             ? PGF_OK
+		             : PGF_ERR;
 	}
-	if (written_lsn && replication_send_status(&rc, written_lsn, written_lsn, written_lsn,
-	                                           false, &err) != PGF_OK)
-		goto fail;
-	fprintf(stderr,
-	        "pgferry capture: wrote %" PRIu64 " messages (%" PRIu64 " bytes) to %s, up to %s\n",
-	        records, bytes, output, lsn_format(written_lsn, lsn));
-	result = 0;
-	goto done;
-fail:
-	log_error_value(LOG_ERROR, &err);
-done:
-	if (fd >= 0)
-		close(fd);
-	if (repl_open)
-		replication_close(&rc);
-	return result;
+	if (rc != PGF_OK)
+		log_error_value(LOG_ERROR, &err);
+	if (c.fd >= 0)
+		close(c.fd);
+	if (c.repl_open)
+		replication_close(&c.rc);
+	return rc == PGF_OK ? 0 : EXIT_ERROR;
 }

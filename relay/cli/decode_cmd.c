@@ -14,6 +14,7 @@
 #include "pgferry/decode.h"
 #include "pgferry/decoder.h"
 #include "pgferry/json_out.h"
+#include "pgferry/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -423,11 +424,12 @@ int cmd_decode(int argc, char **argv)
 	char text[2048];
 
 	error_clear(&err);
+	log_configure(LOG_INFO, LOG_FORMAT_TEXT, "decode");
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--proto-version") == 0 && i + 1 < argc) {
 			proto = atoi(argv[++i]);
 			if (proto < 1 || proto > 4) {
-				fprintf(stderr, "pgferry decode: --proto-version takes 1 to 4\n");
+				log_error("--proto-version takes 1 to 4");
 				return EXIT_ERROR;
 			}
 		} else if (strcmp(argv[i], "--help") == 0) {
@@ -438,18 +440,17 @@ int cmd_decode(int argc, char **argv)
 		} else if (path == NULL)
 			path = argv[i];
 		else {
-			fprintf(stderr, "pgferry decode: unexpected argument \"%s\"\n", argv[i]);
+			log_error("unexpected argument \"%s\"", argv[i]);
 			return EXIT_ERROR;
 		}
 	}
 	if (path == NULL) {
-		fprintf(stderr, "Usage: pgferry decode [--proto-version N] FILE\n");
+		log_error("no capture file given; usage: pgferry decode [--proto-version N] FILE");
 		return EXIT_ERROR;
 	}
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) != 0) {
-		fprintf(stderr, "pgferry decode: could not open \"%s\": %s\n", path,
-		        strerror(errno));
+		log_error("could not open \"%s\": %s", path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return EXIT_ERROR;
@@ -457,8 +458,7 @@ int cmd_decode(int argc, char **argv)
 	if (st.st_size > 0) {
 		map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 		if (map == MAP_FAILED) {
-			fprintf(stderr, "pgferry decode: could not map \"%s\": %s\n", path,
-			        strerror(errno));
+			log_error("could not map \"%s\": %s", path, strerror(errno));
 			close(fd);
 			return EXIT_ERROR;
 		}
@@ -470,7 +470,7 @@ int cmd_decode(int argc, char **argv)
 	close(fd);
 	if (rc != PGF_OK) {
 		error_format(&err, text, sizeof(text));
-		fprintf(stderr, "pgferry decode: %s: %s\n", path, text);
+		log_error("%s: %s", path, text);
 		return EXIT_ERROR;
 	}
 	return 0;

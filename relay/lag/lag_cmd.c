@@ -157,6 +157,7 @@ int cmd_lag(int argc, char **argv)
 		cli_free(&cli);
 		return EXIT_ERROR;
 	}
+	cli_configure_logging(&cli, "lag");
 	url = sink_url(&cli, &url_at);
 	for (i = 1; i < cli.argc; i++) {
 		if (i == url_at || i == url_at + 1)
@@ -167,16 +168,16 @@ int cmd_lag(int argc, char **argv)
 			watch = true;
 			if (i + 1 < cli.argc && cli.argv[i + 1][0] != '-' &&
 			    watch_interval(cli.argv[++i], &interval_ms) != PGF_OK) {
-				fprintf(stderr,
-				        "pgferry lag: --watch takes an interval with its "
-				        "unit, such as 5s, 500ms or 1min, not \"%s\"\n",
-				        cli.argv[i]);
+				log_error("--watch takes an interval with its unit, such as 5s, "
+				          "500ms or 1min, not \"%s\"",
+				          cli.argv[i]);
 				cli_free(&cli);
 				return EXIT_ERROR;
 			}
 		} else {
-			fprintf(stderr,
-			        "Usage: pgferry lag [--url URL] [--json] [--watch [INTERVAL]]\n");
+			log_error("unexpected argument \"%s\"; usage: pgferry lag [--url URL] "
+			          "[--json] [--watch [INTERVAL]]",
+			          cli.argv[i]);
 			cli_free(&cli);
 			return EXIT_ERROR;
 		}
@@ -191,8 +192,7 @@ int cmd_lag(int argc, char **argv)
 		json_error_t je;
 
 		if (status != 200) {
-			fprintf(stderr, "pgferry lag: %s\n",
-			        why[0] ? why : "the sink answered with an error");
+			log_error("%s", why[0] ? why : "the sink answered with an error");
 			free(f.data);
 			rc = EXIT_ERROR;
 		} else if (as_json) {
@@ -200,8 +200,7 @@ int cmd_lag(int argc, char **argv)
 			free(f.data);
 			rc = 0;
 		} else if ((st = json_loads(f.data, 0, &je)) == NULL) {
-			fprintf(stderr, "pgferry lag: the sink's answer is not JSON: %s\n",
-			        je.text);
+			log_error("the sink's answer is not JSON: %s", je.text);
 			free(f.data);
 			rc = EXIT_ERROR;
 		} else {
@@ -245,6 +244,7 @@ int cmd_promote_check(int argc, char **argv)
 		cli_free(&cli);
 		return EXIT_ERROR;
 	}
+	cli_configure_logging(&cli, "promote-check");
 	url = sink_url(&cli, &url_at);
 	for (i = 1; i < cli.argc; i++) {
 		if (i == url_at || i == url_at + 1)
@@ -254,8 +254,9 @@ int cmd_promote_check(int argc, char **argv)
 		else if (strcmp(cli.argv[i], "--max-apply-backlog") == 0 && i + 1 < cli.argc)
 			max_backlog = cli.argv[++i];
 		else {
-			fprintf(stderr, "Usage: pgferry promote-check [--url URL] [--max-rpo 1s] "
-			                "[--max-apply-backlog N]\n");
+			log_error("unexpected argument \"%s\"; usage: pgferry promote-check [--url "
+			          "URL] [--max-rpo 1s] [--max-apply-backlog N]",
+			          cli.argv[i]);
 			cli_free(&cli);
 			return EXIT_ERROR;
 		}
@@ -266,19 +267,16 @@ int cmd_promote_check(int argc, char **argv)
 
 		/* checked here, so the error names the option, not a query */
 		if (max_rpo && config_parse_duration(max_rpo, &n) != PGF_OK) {
-			fprintf(stderr,
-			        "pgferry promote-check: --max-rpo \"%s\" is not a duration; write "
-			        "a "
-			        "number with a unit (ms, s, min, h, d), e.g. 30s\n",
-			        max_rpo);
+			log_error("--max-rpo \"%s\" is not a duration; write a number with a unit "
+			          "(ms, s, min, h, d), e.g. 30s",
+			          max_rpo);
 			cli_free(&cli);
 			return EXIT_ERROR;
 		}
 		if (max_backlog &&
 		    (strtoll(max_backlog, &end, 10) < 0 || end == max_backlog || *end != '\0')) {
-			fprintf(stderr,
-			        "pgferry promote-check: --max-apply-backlog \"%s\" is not a whole "
-			        "number of transactions\n",
+			log_error(
+			        "--max-apply-backlog \"%s\" is not a whole number of transactions",
 			        max_backlog);
 			cli_free(&cli);
 			return EXIT_ERROR;
