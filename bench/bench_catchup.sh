@@ -1,87 +1,149 @@
 # bench_catchup.sh — catch-up after an outage: pgferry against PostgreSQL's
-# native logical replication, same machine, same run, same backlog.
+# native logical replication and pglogical (when installed), same machine,
+# same run, same backlog; pg_recvlogical draining the backlog to /dev/null
+# is the ceiling (the decode limit: the walsender alone).
 #
-# A backlog of BENCH_TRANSACTIONS pgbench (TPC-B) transactions is built on
-# the primary while both replicas are stopped; then each catches up alone,
-# timed from start to "DR origin progress >= the primary's LSN at the end of
-# the backlog". Every byte between the sides passes a counting proxy.
-# pgferry runs with its defaults (mutual TLS, zstd level 1); native runs
-# without SSL, which only flatters native.
+# For each link (loopback; an 80 ms round trip capped at 50 Mbit/s) and
+# each of BENCH_RUNS runs: a backlog of BENCH_TRANSACTIONS pgbench (TPC-B)
+# transactions is built on the primary while every replica is stopped; then
+# each catches up alone, timed from its start to "its DR origin's progress
+# >= the primary's LSN at the end of the backlog". The order rotates from
+# run to run, so each system goes first in turn (a shared machine's load
+# drifts). After each run every copy must equal the primary. Every byte
+# between the sides passes a counting proxy: pgferry's source-to-sink link,
+# the subscriber-to-primary link of native and pglogical. pgferry runs with
+# its defaults (mutual TLS); native and pglogical without SSL, which only
+# flatters them.
 #
-# BENCH_DELAY_MS=40 makes the proxies hold every byte 40 ms each way: an
-# 80 ms round trip between the regions, for both paths alike (pgferry's
-# source-to-sink link, native's subscriber-to-primary link).
+#   BENCH_SCALE (1), BENCH_TRANSACTIONS (100000), BENCH_RUNS (3),
+#   BENCH_LINKS ("loopback wan"), BENCH_PROFILE=1: perf profiles of the sink
+#   and its DR backend during pgferry's catch-up in the first run
+#
+# Prints per run and, per link, the median and range of each system's
+# seconds, its ratio to native (native seconds / its seconds) and its wire
+# bytes; the last lines are markdown table rows for the README.
 . "$(dirname "$0")/../tests/integration/lib.sh"
 . "$(dirname "$0")/../tests/integration/relay.sh"
 
+SCALE=${BENCH_SCALE:-1}
 N=${BENCH_TRANSACTIONS:-100000}
-DELAY=${BENCH_DELAY_MS:-0}
+RUNS=${BENCH_RUNS:-3}
+LINKS=${BENCH_LINKS:-loopback wan}
 CLIENTS=4
 . "$(dirname "$0")/common.sh"
 
-# every byte between the sides passes a counting proxy
-bench_setup 1 "$DELAY" ${BENCH_SINK_EXTRA:+"sink:$BENCH_SINK_EXTRA"}
+bench_setup "$SCALE"
+psql_on primary -c "SELECT pg_create_logical_replication_slot('decode_limit', 'pgoutput')" >/dev/null ||
+	fail "decode_limit slot"
+ALL="decode $SYSTEMS"
 
-# pgferry: first contact creates the slot and the DR state, then stop
-sink_start
-source_start
-DR_CONN="host=$DR_HOST port=$DR_PORT user=postgres dbname=ferry" wait_applied 60
-source_stop
-sink_stop
-# native: a subscription created disabled (its slot exists from now on)
-psql "host=$DR_HOST port=$DR_PORT user=postgres dbname=native" -Xqc \
-	"CREATE SUBSCRIPTION native CONNECTION 'host=127.0.0.1 port=$NATIVE_PROXY_PORT user=postgres dbname=postgres sslmode=disable' PUBLICATION pgferry WITH (enabled = false, copy_data = false)" \
-	>/dev/null || fail "CREATE SUBSCRIPTION"
-
-log "building a backlog of $N transactions ($CLIENTS clients)"
-pgbench -n -c $CLIENTS -j 2 -t $((N / CLIENTS)) "$PRIMARY_CONN" >"$T/pgbench.log" 2>&1 || fail "pgbench run"
-TARGET=$(psql_on primary -c "SELECT pg_current_wal_lsn()")
-WAL_BYTES=$(psql_on primary -c "SELECT pg_wal_lsn_diff('$TARGET', confirmed_flush_lsn) FROM pg_replication_slots WHERE slot_name = 'pgferry'")
-ROWS=$((N / CLIENTS * CLIENTS * 4)) # TPC-B: 3 updates and 1 insert a transaction
-log "backlog: $N transactions, $ROWS rows, $((WAL_BYTES / 1048576)) MB of WAL up to $TARGET"
-
-reached()
-{ # reached DB ORIGIN_EXPR
-	[ "$(psql "host=$DR_HOST port=$DR_PORT user=postgres dbname=$1" -XAtc \
-		"SELECT coalesce(pg_replication_origin_progress($2, true) >= '$TARGET'::pg_lsn, false)")" = t ]
+# catch_up SYSTEM TARGET: sets SECS and BYTES
+catch_up()
+{
+	local s=$1 target=$2 start
+	if [ "$s" = decode ]; then
+		start=$(now_ms)
+		pg_recvlogical -d "$PRIMARY_CONN" --slot decode_limit --start --endpos "$target" --no-loop \
+			-o proto_version=1 -o publication_names=pgferry -F 0 -f /dev/null 2>"$T/recvlogical.log" ||
+			fail "pg_recvlogical: $(cat "$T/recvlogical.log")"
+		SECS=$(awk -v ms=$(($(now_ms) - start)) 'BEGIN { printf "%.2f", ms / 1000 }')
+		BYTES=-
+		return
+	fi
+	proxy_start "$s"
+	start=$(now_ms)
+	replica_enable "$s"
+	[ "$s" = pgferry ] && [ "${BENCH_PROFILE:-0}" = 1 ] && [ "$RUN" = 1 ] && profile_start
+	wait_until "$s catch-up" 3600 replica_progress_reached "$s" "$target"
+	SECS=$(awk -v ms=$(($(now_ms) - start)) 'BEGIN { printf "%.2f", ms / 1000 }')
+	[ "$s" = pgferry ] && [ "${BENCH_PROFILE:-0}" = 1 ] && [ "$RUN" = 1 ] && profile_stop
+	replica_disable "$s"
+	proxy_stop "$s"
+	BYTES=$WIRE_BYTES
 }
 
-log "pgferry catch-up"
-start=$(now_ms)
-sink_start
-source_start
-wait_until "pgferry catch-up" 1800 reached ferry "pgferry.origin()"
-FERRY_MS=$(($(now_ms) - start))
-source_stop
-sink_stop
-bg_stop ferry_proxy TERM
-FERRY_BYTES=$(grep -Eo 'up=[0-9]+ down=[0-9]+' "$T/ferry_proxy.log" | tail -1 | awk -F'[= ]' '{print $2 + $4}')
+# perf of the sink process and of the DR backends serving it
+profile_start()
+{
+	local pids
+	wait_until "the sink's DR session" 60 bash -c \
+		"[ -n \"\$(psql 'host=$DR_HOST port=$DR_PORT user=postgres dbname=ferry' -XAtc \"SELECT pid FROM pg_stat_activity WHERE datname = 'ferry' AND backend_type = 'client backend' AND pid <> pg_backend_pid() LIMIT 1\")\" ]"
+	pids=$(dr ferry "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE datname = 'ferry' AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
+	bg_start perf_sink perf record -F 499 -g -o "$T/perf-sink.data" -p "$(bg_pid sink)"
+	bg_start perf_backend perf record -F 499 -g -o "$T/perf-backend.data" -p "$pids"
+}
 
-log "native catch-up"
-start=$(now_ms)
-psql "host=$DR_HOST port=$DR_PORT user=postgres dbname=native" -Xqc "ALTER SUBSCRIPTION native ENABLE" >/dev/null
-ORIGIN=$(psql "host=$DR_HOST port=$DR_PORT user=postgres dbname=native" -XAtc "SELECT 'pg_' || oid FROM pg_subscription WHERE subname = 'native'")
-wait_until "native catch-up" 1800 reached native "'$ORIGIN'"
-NATIVE_MS=$(($(now_ms) - start))
-psql "host=$DR_HOST port=$DR_PORT user=postgres dbname=native" -Xqc "ALTER SUBSCRIPTION native DISABLE" >/dev/null
-sleep 1
-bg_stop native_proxy TERM
-NATIVE_BYTES=$(grep -Eo 'up=[0-9]+ down=[0-9]+' "$T/native_proxy.log" | tail -1 | awk -F'[= ]' '{print $2 + $4}')
+profile_stop()
+{
+	local w
+	bg_stop perf_sink INT
+	bg_stop perf_backend INT
+	for w in sink backend; do
+		perf report -i "$T/perf-$w.data" --no-children --percent-limit 1.5 --stdio --sort symbol 2>/dev/null |
+			grep -v '^$' | grep -E '^ +[0-9]' | head -25 >"$T/profile-$w.txt"
+		echo "profile of the $w during pgferry's catch-up (self time, top symbols):"
+		cat "$T/profile-$w.txt"
+		perf report -i "$T/perf-$w.data" --no-children --percent-limit 3 --stdio --sort dso 2>/dev/null |
+			grep -E '^ +[0-9]' | head -8
+	done
+}
 
-# the two copies must be equal, or the timing means nothing
-for t in pgbench_accounts pgbench_branches pgbench_tellers pgbench_history; do
-	a=$(psql "host=$DR_HOST port=$DR_PORT user=postgres dbname=ferry" -XAtc "SELECT count(*), sum(abalance) FROM $t" 2>/dev/null ||
-		psql "host=$DR_HOST port=$DR_PORT user=postgres dbname=ferry" -XAtc "SELECT count(*) FROM $t")
-	b=$(psql "host=$DR_HOST port=$DR_PORT user=postgres dbname=native" -XAtc "SELECT count(*), sum(abalance) FROM $t" 2>/dev/null ||
-		psql "host=$DR_HOST port=$DR_PORT user=postgres dbname=native" -XAtc "SELECT count(*) FROM $t")
-	[ "$a" = "$b" ] || fail "$t differs between the pgferry and native copies: $a vs $b"
+RESULTS=$T/results # link run system seconds bytes
+: >"$RESULTS"
+for link in $LINKS; do
+	link_set "$link"
+	for RUN in $(seq "$RUNS"); do
+		log "$link, run $RUN: building a backlog of $N transactions ($CLIENTS clients)"
+		pgbench -n -c $CLIENTS -j 2 -t $((N / CLIENTS)) "$PRIMARY_CONN" >"$T/pgbench.log" 2>&1 || fail "pgbench run"
+		TARGET=$(psql_on primary -c "SELECT pg_current_wal_lsn()")
+		WAL=$(psql_on primary -c "SELECT pg_wal_lsn_diff('$TARGET', confirmed_flush_lsn) FROM pg_replication_slots WHERE slot_name = 'native'")
+		log "backlog: $((WAL / 1048576)) MB of WAL up to $TARGET"
+		# rotate: run r starts with the r-th system
+		set -- $ALL
+		order=()
+		for i in $(seq 0 $(($# - 1))); do
+			j=$(((i + RUN - 1) % $# + 1))
+			order+=("${!j}")
+		done
+		for s in "${order[@]}"; do
+			catch_up "$s" "$TARGET"
+			log "  $s: $SECS s, $BYTES bytes"
+			echo "$link $RUN $s $SECS $BYTES" >>"$RESULTS"
+		done
+		copies_equal
+	done
 done
 
-awk -v delay="$DELAY" -v n="$N" -v rows="$ROWS" -v fm="$FERRY_MS" -v nm="$NATIVE_MS" -v fb="$FERRY_BYTES" -v nb="$NATIVE_BYTES" 'BEGIN {
-	printf "\ncatch-up of %d transactions (%d rows), link round trip %d ms\n", n, rows, 2 * delay
-	printf "  %-8s %9s %12s %12s %14s\n", "", "seconds", "txn/s", "rows/s", "wire bytes"
-	printf "  %-8s %9.2f %12.0f %12.0f %14d\n", "pgferry", fm / 1000, n / (fm / 1000), rows / (fm / 1000), fb
-	printf "  %-8s %9.2f %12.0f %12.0f %14d\n", "native", nm / 1000, n / (nm / 1000), rows / (nm / 1000), nb
-	printf "  speed ratio (native time / pgferry time): %.2f\n", nm / fm
-	printf "  wire ratio (pgferry bytes / native bytes): %.3f\n", fb / nb
-}'
+awk -v n="$N" -v scale="$SCALE" -v runs="$RUNS" -v systems="$ALL" '
+function median(a, k,   i, j, t, b) {
+	for (i = 1; i <= k; i++) b[i] = a[i]
+	for (i = 2; i <= k; i++) for (j = i; j > 1 && b[j - 1] > b[j]; j--) { t = b[j]; b[j] = b[j - 1]; b[j - 1] = t }
+	return k % 2 ? b[(k + 1) / 2] : (b[k / 2] + b[k / 2 + 1]) / 2
+}
+function lo(a, k,   i, m) { m = a[1]; for (i = 2; i <= k; i++) if (a[i] < m) m = a[i]; return m }
+function hi(a, k,   i, m) { m = a[1]; for (i = 2; i <= k; i++) if (a[i] > m) m = a[i]; return m }
+{ secs[$1, $3, $2] = $4; bytes[$1, $3, $2] = $5; if (!($1 in seen)) { seen[$1] = 1; links[++nl] = $1 } }
+END {
+	ns = split(systems, sys, " ")
+	for (l = 1; l <= nl; l++) {
+		link = links[l]
+		printf "\ncatch-up of %d pgbench transactions at scale %d, %s, %d runs (median [range])\n", n, scale, link == "wan" ? "80 ms round trip, 50 Mbit/s" : "loopback", runs
+		printf "  %-10s %22s %22s %14s %12s\n", "", "seconds", "native s / its s", "wire bytes", "vs native"
+		for (r = 1; r <= runs; r++) nat[r] = secs[link, "native", r]
+		for (r = 1; r <= runs; r++) natb[r] = bytes[link, "native", r]
+		for (i = 1; i <= ns; i++) {
+			s = sys[i]
+			for (r = 1; r <= runs; r++) { x[r] = secs[link, s, r]; q[r] = nat[r] / x[r]; b[r] = bytes[link, s, r] }
+			med[s] = median(x, runs); rat[s] = median(q, runs); rlo[s] = lo(q, runs); rhi[s] = hi(q, runs)
+			slo[s] = lo(x, runs); shi[s] = hi(x, runs)
+			if (s == "decode") { mb[s] = "-"; wr[s] = "-" } else { mb[s] = sprintf("%d", median(b, runs)); wr[s] = sprintf("%.3f", median(b, runs) / median(natb, runs)) }
+			printf "  %-10s %7.2f [%5.2f-%5.2f] %8.2fx [%4.2f-%4.2f] %14s %12s\n", s, med[s], slo[s], shi[s], rat[s], rlo[s], rhi[s], mb[s], wr[s]
+		}
+		row = sprintf("| %d | %s | %.2f [%.2f–%.2f] | %.2f [%.2f–%.2f]", scale, link == "wan" ? "80 ms / 50 Mbit/s" : "loopback", med["decode"], slo["decode"], shi["decode"], med["native"], slo["native"], shi["native"])
+		row = row sprintf(" | %s", ("pglogical" in med) ? sprintf("%.2f [%.2f–%.2f]", med["pglogical"], slo["pglogical"], shi["pglogical"]) : "—")
+		row = row sprintf(" | %.2f [%.2f–%.2f] | %.2f× [%.2f–%.2f] | %s |", med["pgferry"], slo["pgferry"], shi["pgferry"], rat["pgferry"], rlo["pgferry"], rhi["pgferry"], wr["pgferry"])
+		rows[l] = row
+	}
+	print "\nREADME rows: | scale | link | decode limit s | native s | pglogical s | pgferry s | pgferry vs native | pgferry wire / native |"
+	for (l = 1; l <= nl; l++) print rows[l]
+}' "$RESULTS"

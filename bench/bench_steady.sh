@@ -1,105 +1,109 @@
-# bench_steady.sh — does the DR copy keep up with the primary under peak
-# load across a long link? pgferry against PostgreSQL's native logical
-# replication, same machine, same run, same workload.
+# bench_steady.sh — under a steady load across a long, thin link, how long
+# after its commit on the primary is a row visible on the DR side? pgferry
+# against PostgreSQL's native logical replication, same machine, same run,
+# same workload.
 #
-# For each in turn (never both at once, so neither steals the other's CPU),
-# pgbench (TPC-B) runs flat out for BENCH_SECONDS while the replica streams
-# live through a proxy that holds every byte BENCH_DELAY_MS each way (40: an
-# 80 ms round trip). Once a second the bench measures, from outside, how
-# far the DR origin's progress is behind the primary's current WAL (bytes);
-# when the load stops it times how long the replica needs to reach the
-# primary's final LSN (the tail a failover would wait for or lose).
-# pgferry runs with its defaults (mutual TLS, zstd level 1); native runs
-# without SSL, which only flatters native.
+# For each system in turn (never two at once, so neither steals the other's
+# CPU; the order rotates from run to run): it first catches up what it
+# missed while the other ran, then pgbench (TPC-B) runs at BENCH_RATE
+# transactions/s for BENCH_SECONDS while the replica streams live through a
+# proxy emulating an 80 ms round trip capped at 50 Mbit/s. Meanwhile an
+# independent probe (latency_probe.py: its own connections) commits a
+# timestamped row on the primary every 10 ms and polls the DR side over a
+# persistent connection; it reports commit-to-visible percentiles. The one
+# way delay of the link (40 ms) is the floor. pgferry runs with its defaults
+# (mutual TLS); native without SSL.
+#
+#   BENCH_SCALE (10), BENCH_RATE (3000), BENCH_SECONDS (30), BENCH_RUNS (3),
+#   BENCH_CLIENTS (8)
 . "$(dirname "$0")/../tests/integration/lib.sh"
 . "$(dirname "$0")/../tests/integration/relay.sh"
 
+SCALE=${BENCH_SCALE:-10}
+RATE=${BENCH_RATE:-3000}
 SECS=${BENCH_SECONDS:-30}
-DELAY=${BENCH_DELAY_MS:-40}
+RUNS=${BENCH_RUNS:-3}
 CLIENTS=${BENCH_CLIENTS:-8}
+BENCH_PGLOGICAL=0
+PY=/usr/bin/python3 # the Debian python, with python3-psycopg2
 . "$(dirname "$0")/common.sh"
 
-bench_setup 10 "$DELAY"
+BENCH_TABLES_SQL="CREATE TABLE bench_probe (id int PRIMARY KEY, stamp float8)" bench_setup "$SCALE"
+[ "$(psql_on primary -c "SELECT count(*) FROM pg_publication_tables WHERE tablename = 'bench_probe'")" = 1 ] ||
+	fail "bench_probe is not published"
+link_set wan
 
-
-marker_seen() { [ "$(dr "$1" "SELECT count(*) FROM pgferry_test_marker WHERE id = '$2'")" = 1 ]; }
-
-# copy_equal DB: right after a tail the copy must match the primary, or the
-# figures mean nothing
-copy_equal()
+# a marker committed on the primary now is visible on SYSTEM's copy (the
+# origin's progress moves only with applied transactions, so the primary's
+# WAL position is no target)
+MARK=0
+caught_up()
 {
-	local t p c
-	for t in accounts:abalance branches:bbalance tellers:tbalance history:delta; do
-		p=$(psql_on primary -c "SELECT count(*), sum(${t#*:}) FROM pgbench_${t%:*}")
-		c=$(dr "$1" "SELECT count(*), sum(${t#*:}) FROM pgbench_${t%:*}")
-		[ -n "$p" ] && [ "$p" = "$c" ] || fail "pgbench_${t%:*}: the $1 copy differs from the primary: $c vs $p"
-	done
+	MARK=$((MARK + 1))
+	psql_on primary -c "INSERT INTO pgferry_test_marker VALUES ('steady-$MARK')" >/dev/null
+	wait_until "$1 caught up $2" 1800 bash -c \
+		"[ \"\$(psql 'host=$DR_HOST port=$DR_PORT user=postgres dbname=$(db_of "$1")' -XAtc \"SELECT count(*) FROM pgferry_test_marker WHERE id = 'steady-$MARK'\")\" = 1 ]"
 }
 
-# run NAME DB ORIGIN_EXPR: load, sample, then time the tail; sets TPS,
-# BEHIND_AVG, BEHIND_MAX (bytes) and TAIL_MS
-run()
-{
-	local name=$1 db=$2 origin=$3 samples=0 sum=0 max=0 b r start
-	RPO_MAX=0
-	pgbench -n -c "$CLIENTS" -j 2 -T "$SECS" "$PRIMARY_CONN" >"$T/pgbench_$name.log" 2>&1 &
-	local bench=$!
-	while kill -0 $bench 2>/dev/null; do
-		sleep 1
-		b=$(dr "$db" "SELECT pg_wal_lsn_diff('$(psql_on primary -c "SELECT pg_current_wal_lsn()")', coalesce(pg_replication_origin_progress($origin, true), '0/0'))")
-		b=${b%.*}
-		samples=$((samples + 1))
-		sum=$((sum + b))
-		[ "$b" -gt "$max" ] && max=$b
-		if [ "$name" = pgferry ]; then
-			r=$(curl -s "$SINK_URL/v1/status" | grep -Eo '"rpo_bound_ms":[0-9.]+' | cut -d: -f2)
-			r=${r%.*}
-			[ -n "$r" ] && [ "$r" -gt "$RPO_MAX" ] && RPO_MAX=$r
-		fi
+RESULTS=$T/results # run system tps p50 p90 p99 max
+: >"$RESULTS"
+for RUN in $(seq "$RUNS"); do
+	order=$SYSTEMS
+	[ $((RUN % 2)) = 0 ] && order=$(echo "$SYSTEMS" | awk '{ for (i = NF; i > 0; i--) printf "%s ", $i }')
+	for s in $order; do
+		db=$(db_of "$s")
+		proxy_start "$s"
+		replica_enable "$s"
+		caught_up "$s" "before its run"
+		first=$(psql_on primary -c "SELECT coalesce(max(id), 0) FROM bench_probe")
+		bg_start "probe_$s" "$PY" "$(dirname "$0")/latency_probe.py" "$PRIMARY_CONN" \
+			"host=$DR_HOST port=$DR_PORT user=postgres dbname=$db" 10 "$first"
+		pgbench -n -c "$CLIENTS" -j 2 -R "$RATE" -T "$SECS" "$PRIMARY_CONN" >"$T/pgbench_$s.log" 2>&1 ||
+			fail "pgbench ($s)"
+		bg_stop "probe_$s" TERM
+		line=$(grep '^probe ' "$T/probe_$s.log" | tail -1)
+		[ -n "$line" ] || fail "the probe printed nothing: $(tail -3 "$T/probe_$s.log")"
+		tps=$(grep -Eo 'tps = [0-9.]+' "$T/pgbench_$s.log" | head -1 | awk '{print $3}')
+		log "run $RUN, $s: primary at $tps tps; $line"
+		caught_up "$s" "after its run"
+		replica_disable "$s"
+		proxy_stop "$s"
+		echo "$RUN $s $tps $(echo "$line" | sed 's/[a-z0-9]*=//g; s/^probe //')" >>"$RESULTS"
 	done
-	wait $bench || fail "pgbench ($name)"
-	# the tail: a row committed right after the load, until the DR side has it
-	start=$(now_ms)
-	psql_on primary -c "INSERT INTO pgferry_test_marker VALUES ('end-$name')" >/dev/null
-	wait_until "$name tail" 600 marker_seen "$db" "end-$name"
-	TAIL_MS=$(($(now_ms) - start))
-	TPS=$(grep -Eo 'tps = [0-9.]+' "$T/pgbench_$name.log" | head -1 | awk '{print $3}')
-	BEHIND_AVG=$((sum / (samples > 0 ? samples : 1)))
-	BEHIND_MAX=$max
-	log "$name: primary at $TPS tps; behind by $BEHIND_AVG bytes on average, $BEHIND_MAX at most; tail ${TAIL_MS} ms"
+done
+# catch every copy up (each missed the others' runs), then compare
+for s in $SYSTEMS; do
+	proxy_start "$s"
+	replica_enable "$s"
+	caught_up "$s" "at the end"
+	replica_disable "$s"
+	proxy_stop "$s"
+done
+copies_equal
+
+awk -v rate="$RATE" -v secs="$SECS" -v runs="$RUNS" -v systems="$SYSTEMS" '
+function median(a, k,   i, j, t, b) {
+	for (i = 1; i <= k; i++) b[i] = a[i]
+	for (i = 2; i <= k; i++) for (j = i; j > 1 && b[j - 1] > b[j]; j--) { t = b[j]; b[j] = b[j - 1]; b[j - 1] = t }
+	return k % 2 ? b[(k + 1) / 2] : (b[k / 2] + b[k / 2 + 1]) / 2
 }
-
-# native's subscription exists (disabled) from the start, so it misses nothing
-dr native "CREATE SUBSCRIPTION native CONNECTION 'host=127.0.0.1 port=$NATIVE_PROXY_PORT user=postgres dbname=postgres sslmode=disable' PUBLICATION pgferry WITH (enabled = false, copy_data = false)" >/dev/null ||
-	fail "CREATE SUBSCRIPTION"
-
-log "pgferry: streaming live through a $((2 * DELAY)) ms round trip"
-sink_start
-source_start
-DR_CONN="host=$DR_HOST port=$DR_PORT user=postgres dbname=ferry" wait_applied 60
-run pgferry ferry "pgferry.origin()"
-copy_equal ferry
-F_RPO=$RPO_MAX F_TPS=$TPS F_AVG=$BEHIND_AVG F_MAX=$BEHIND_MAX F_TAIL=$TAIL_MS
-source_stop
-sink_stop
-
-log "native: streaming live through the same round trip"
-dr native "ALTER SUBSCRIPTION native ENABLE" >/dev/null
-ORIGIN=$(dr native "SELECT 'pg_' || oid FROM pg_subscription WHERE subname = 'native'")
-# streaming from now on: wait until the subscription has applied a row
-psql_on primary -c "INSERT INTO pgferry_test_marker VALUES ('start-native')" >/dev/null
-wait_until "native subscription streaming" 120 marker_seen native start-native
-run native native "'$ORIGIN'"
-copy_equal native
-dr native "ALTER SUBSCRIPTION native DISABLE" >/dev/null
-
-awk -v delay="$DELAY" -v secs="$SECS" -v clients="$CLIENTS" \
-	-v ft="$F_TPS" -v fa="$F_AVG" -v fm="$F_MAX" -v fl="$F_TAIL" \
-	-v rpo="$F_RPO" -v nt="$TPS" -v na="$BEHIND_AVG" -v nm="$BEHIND_MAX" -v nl="$TAIL_MS" 'BEGIN {
-	printf "\npeak load (%d pgbench clients, %d s) replicated live across a %d ms round trip\n", clients, secs, 2 * delay
-	printf "  %-8s %12s %16s %16s %10s\n", "", "primary tps", "behind avg (B)", "behind max (B)", "tail (ms)"
-	printf "  %-8s %12.0f %16d %16d %10d\n", "pgferry", ft, fa, fm, fl
-	printf "  %-8s %12.0f %16d %16d %10d\n", "native", nt, na, nm, nl
-	printf "  tail ratio (native tail / pgferry tail): %.2f\n", (fl > 0 ? nl / fl : 0)
-	printf "  pgferry reported an RPO bound of at most %d ms during the run\n", rpo
-}'
+function lo(a, k,   i, m) { m = a[1]; for (i = 2; i <= k; i++) if (a[i] < m) m = a[i]; return m }
+function hi(a, k,   i, m) { m = a[1]; for (i = 2; i <= k; i++) if (a[i] > m) m = a[i]; return m }
+{ tps[$2, $1] = $3; p50[$2, $1] = $5; p90[$2, $1] = $6; p99[$2, $1] = $7; mx[$2, $1] = $8; unseen[$2, $1] = $9 }
+END {
+	printf "\ncommit-to-visible under %d tx/s for %d s across an 80 ms round trip, 50 Mbit/s, %d runs (ms, median [range])\n", rate, secs, runs
+	printf "  %-9s %16s %20s %20s %20s %20s\n", "", "primary tps", "p50", "p90", "p99", "max"
+	ns = split(systems, sys, " ")
+	for (i = 1; i <= ns; i++) {
+		s = sys[i]
+		for (r = 1; r <= runs; r++) { a[r] = tps[s, r]; b[r] = p50[s, r]; c[r] = p90[s, r]; d[r] = p99[s, r]; e[r] = mx[s, r] }
+		printf "  %-9s %7.0f [%.0f-%.0f] %7.1f [%.1f-%.1f] %7.1f [%.1f-%.1f] %7.1f [%.1f-%.1f] %7.1f [%.1f-%.1f]\n", s,
+			median(a, runs), lo(a, runs), hi(a, runs), median(b, runs), lo(b, runs), hi(b, runs),
+			median(c, runs), lo(c, runs), hi(c, runs), median(d, runs), lo(d, runs), hi(d, runs),
+			median(e, runs), lo(e, runs), hi(e, runs)
+		rows[i] = sprintf("| %s | %.0f | %.1f [%.1f–%.1f] | %.1f [%.1f–%.1f] | %.1f [%.1f–%.1f] |", s, median(a, runs),
+			median(b, runs), lo(b, runs), hi(b, runs), median(d, runs), lo(d, runs), hi(d, runs), median(e, runs), lo(e, runs), hi(e, runs))
+	}
+	print "\nREADME rows: | system | primary tx/s | p50 ms | p99 ms | max ms |"
+	for (i = 1; i <= ns; i++) print rows[i]
+}' "$RESULTS"

@@ -10,7 +10,10 @@
  * on, which emulates a long link (40 gives an 80 ms round trip) where the
  * kernel has no netem. At most 64 MB wait in each direction; beyond that
  * the proxy stops reading, as a full TCP window would. RATE_KBPS (kB/s,
- * each direction) paces the bytes as a slow link would.
+ * each direction) paces the bytes as a slow link would (a bandwidth cap);
+ * with a rate and a delay, what may wait is the link's bandwidth-delay product twice
+ * over (at least 1 MB), so a sender meets the link's pace through TCP's
+ * back-pressure rather than a buffer no real link has.
  *
  * A FLIP_OFFSET of "len" instead follows the client-to-server frame
  * headers (wire.h) and, once the proxy gets SIGUSR1, flips bit 25 of the
@@ -141,6 +144,7 @@ static int connect_to(int port)
 }
 
 #define QUEUE_MAX (64LL << 20)
+static long long queue_max = QUEUE_MAX;
 
 /* bytes read at one time, due for writing DELAY_MS later */
 typedef struct chunk {
@@ -266,7 +270,7 @@ static void relay(int client, int server, volatile long long *flip_at)
 		for (int i = 0; i < 2; i++) {
 			if (d[i].eof && d[i].head == NULL)
 				return;
-			if (!d[i].eof && d[i].queued < QUEUE_MAX)
+			if (!d[i].eof && d[i].queued < queue_max)
 				p[i].events |= POLLIN;
 			if (d[i].head == NULL)
 				continue;
@@ -307,6 +311,12 @@ int main(int argc, char **argv)
 	}
 	delay_us = argc >= 5 ? atoll(argv[4]) * 1000 : 0;
 	rate_bytes_per_s = argc == 6 ? atoll(argv[5]) * 1000 : 0;
+	if (rate_bytes_per_s > 0 && delay_us > 0) {
+		/* 2 x bandwidth x round trip (2 x delay) */
+		queue_max = rate_bytes_per_s * 4 * delay_us / 1000000;
+		if (queue_max < (1LL << 20))
+			queue_max = 1LL << 20;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, on_term);
 	setvbuf(stdout, NULL, _IOLBF, 0);
