@@ -15,6 +15,7 @@
  *   pipeline.c      statements in flight on the DR connection and the
  *                   prepared-statement cache (apply_pipeline_t)
  *   rows.c          INSERT / UPDATE / DELETE / TRUNCATE statements
+ *   batch.c         held net changes as set operations (arrays per column)
  *   coalesce.c      the net change per row (coalesce_t, pure)
  *   schema.c        Relation messages checked against the DR tables
  *                   (apply_schema_t)
@@ -146,6 +147,9 @@ int pipeline_send_prepared(apply_pipeline_t *p, const stmt_t *s, int n, const ch
 typedef struct dr_column {
 	Oid type_oid;         /* parameters are sent as this type: values are
 	                       * read by the column's own input function */
+	Oid array_oid;        /* its array type (batch.c); 0: none, or its
+	                       * elements are composite (unnest would expand them) */
+	char array_delimiter; /* between elements of its array literals (box: ;) */
 	bool equality;        /* the type has an equality operator */
 	bool identity_always; /* GENERATED ALWAYS AS IDENTITY */
 } dr_column_t;
@@ -300,6 +304,14 @@ int rows_truncate(apply_t *a, const pgoutput_message_t *m, pgf_error_t *err);
 /* Writes every held net change, in order of first appearance, and forgets
  * them. */
 int rows_flush_held(apply_t *a, pgf_error_t *err);
+/* Writes one held row as the statement it takes. */
+int rows_write_held(apply_t *a, const coalesce_row_t *r, pgf_error_t *err);
+
+/* batch.c */
+/* Writes every held net change, as set operations where rows share a
+ * table, a kind of write and a shape (row by row otherwise); the caller
+ * forgets them. */
+int batch_write_held(apply_t *a, pgf_error_t *err);
 
 /* own_messages.c */
 int own_message_apply(apply_t *a, const pgoutput_message_t *m, pgf_error_t *err);

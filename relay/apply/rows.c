@@ -507,7 +507,7 @@ int rows_truncate(apply_t *a, const pgoutput_message_t *m, pgf_error_t *err)
 }
 
 /* Writes one held row as the statement it takes. */
-static int write_held(apply_t *a, const coalesce_row_t *r, pgf_error_t *err)
+int rows_write_held(apply_t *a, const coalesce_row_t *r, pgf_error_t *err)
 {
 	pgoutput_message_t *m = a->net_msg;
 	coalesce_write_t how = coalesce_row_write(r);
@@ -554,11 +554,8 @@ static int write_held(apply_t *a, const coalesce_row_t *r, pgf_error_t *err)
 int rows_flush_held(apply_t *a, pgf_error_t *err)
 {
 	uint64_t rows = a->group.rows; /* counted when they came in */
-	const coalesce_row_t *r;
-	int rc = PGF_OK;
+	int rc = batch_write_held(a, err);
 
-	for (r = coalesce_first(&a->net); r && rc == PGF_OK; r = r->next)
-		rc = write_held(a, r, err);
 	a->group.rows = rows;
 	coalesce_clear(&a->net);
 	return rc;

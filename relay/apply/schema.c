@@ -200,11 +200,17 @@ int schema_check(apply_schema_t *s, apply_pipeline_t *p, const relcache_entry_t 
 	if (pipeline_query(p,
 	                   "SELECT a.attname, a.atttypid::int8, format_type(a.atttypid, "
 	                   "a.atttypmod), a.attgenerated <> '', a.attidentity = 'a', "
-	                   "pgferry.type_has_equality(a.atttypid) FROM pg_catalog.pg_attribute a "
+	                   "pgferry.type_has_equality(a.atttypid), CASE WHEN y.typrelid <> 0 "
+	                   "THEN 0 WHEN y.typtype = 'd' THEN (SELECT CASE WHEN b.typrelid = 0 "
+	                   "AND b.typtype <> 'd' THEN y.typarray ELSE 0 END FROM "
+	                   "pg_catalog.pg_type b WHERE b.oid = y.typbasetype) ELSE y.typarray "
+	                   "END::int8, y.typdelim "
+	                   "FROM pg_catalog.pg_type y, "
+	                   "pg_catalog.pg_attribute a "
 	                   "JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN "
 	                   "pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname "
 	                   "= $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') AND a.attnum > 0 "
-	                   "AND NOT a.attisdropped ORDER BY a.attnum",
+	                   "AND NOT a.attisdropped AND y.oid = a.atttypid ORDER BY a.attnum",
 	                   2, params, "schema check", err) != PGF_OK)
 		return PGF_ERR;
 	res = p->kept;
@@ -227,6 +233,8 @@ int schema_check(apply_schema_t *s, apply_pipeline_t *p, const relcache_entry_t 
 		columns[i].type_oid = (Oid)strtoul(PQgetvalue(res, j, 1), NULL, 10);
 		columns[i].identity_always = strcmp(PQgetvalue(res, j, 4), "t") == 0;
 		columns[i].equality = strcmp(PQgetvalue(res, j, 5), "t") == 0;
+		columns[i].array_oid = (Oid)strtoul(PQgetvalue(res, j, 6), NULL, 10);
+		columns[i].array_delimiter = PQgetvalue(res, j, 7)[0];
 		/* built-in types have the same OID everywhere; others are compared
 		 * by the DR server when the value is read */
 		if (c->type_oid < 16384 &&
