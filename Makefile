@@ -39,7 +39,7 @@ ASAN_FLAGS := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sani
 REL_OBJS  := $(patsubst %.c,$(REL_DIR)/%.o,$(LIB_SRCS))
 ASAN_OBJS := $(patsubst %.c,$(ASAN_DIR)/%.o,$(LIB_SRCS))
 
-.PHONY: all deps deps-demo deps-test check unit unit-asan integration demo fuzz fuzz-brief bench format \
+.PHONY: all deps deps-demo deps-test deps-bench check unit unit-asan integration demo fuzz fuzz-brief bench format \
         format-check lint lint-quick install clean deps-tools deb package-check soak
 
 all: bin/pgferry
@@ -53,6 +53,9 @@ deps-demo:
 
 deps-test:
 	@bash tools/install-deps.sh test
+
+deps-bench:
+	@bash tools/install-deps.sh bench
 
 deps-tools:
 	@bash tools/install-deps.sh tools
@@ -155,7 +158,7 @@ build/bench/decode_bench: bench/decode_bench.c $(REL_OBJS)
 	@mkdir -p build/bench
 	$(CC) $(CPPFLAGS_BASE) $(CFLAGS_BASE) $(REL_FLAGS) $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS)
 
-bench: deps-test bin/pgferry build/bench/decode_bench build/faultproxy
+bench: deps-bench bin/pgferry build/bench/decode_bench build/faultproxy
 	@PG_BINDIR=$(PG_BINDIR) bash bench/run.sh
 
 format: deps-tools

@@ -22,10 +22,13 @@ test) packages=("${build[@]}" "${demo[@]}" "${test[@]}") ;;
 tools) packages=("${build[@]}" clang-format clang-tidy cppcheck) ;;
 # promtool for t_prometheus
 prometheus) packages=(prometheus) ;;
+# make bench: the test set, pglogical (a peer to compare with) and perf
+# (BENCH_PROFILE=1)
+bench) packages=("${build[@]}" "${demo[@]}" "${test[@]}" postgresql-15-pglogical linux-perf) ;;
 # what make deb and make package-check use (systemd-analyze, man, lintian)
 package) packages=(dpkg-dev lintian man-db systemd) ;;
 *)
-	echo "install-deps.sh: unknown set \"$1\" (build, demo, test, tools, prometheus, package)" >&2
+	echo "install-deps.sh: unknown set \"$1\" (build, demo, test, bench, tools, prometheus, package)" >&2
 	exit 2
 	;;
 esac
