@@ -16,8 +16,10 @@
 # flatters them.
 #
 #   BENCH_SCALE (1), BENCH_TRANSACTIONS (100000), BENCH_RUNS (3),
-#   BENCH_LINKS ("loopback wan"), BENCH_PROFILE=1: perf profiles of the sink
-#   and its DR backend during pgferry's catch-up in the first run
+#   BENCH_LINKS ("loopback wan"), BENCH_SINK_EXTRA (one more line of the
+#   sink's configuration), BENCH_PROFILE=1: perf profiles of the sink and
+#   its DR backend during pgferry's catch-up in the first run, with the CPU
+#   seconds each used
 #
 # Prints per run and, per link, the median and range of each system's
 # seconds, its ratio to native (native seconds / its seconds) and its wire
@@ -32,7 +34,7 @@ LINKS=${BENCH_LINKS:-loopback wan}
 CLIENTS=4
 . "$(dirname "$0")/common.sh"
 
-bench_setup "$SCALE"
+bench_setup "$SCALE" ${BENCH_SINK_EXTRA:+"sink:$BENCH_SINK_EXTRA"}
 psql_on primary -c "SELECT pg_create_logical_replication_slot('decode_limit', 'pgoutput')" >/dev/null ||
 	fail "decode_limit slot"
 ALL="decode $SYSTEMS"
@@ -62,13 +64,27 @@ catch_up()
 	BYTES=$WIRE_BYTES
 }
 
+# CPU seconds used so far by the processes PIDS (comma-separated)
+cpu_seconds()
+{
+	local pid ticks=0
+	for pid in ${1//,/ }; do
+		[ -r "/proc/$pid/stat" ] || continue
+		ticks=$((ticks + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
+	done
+	awk -v t=$ticks -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
+}
+
 # perf of the sink process and of the DR backends serving it
 profile_start()
 {
 	local pids
-	wait_until "the sink's DR session" 60 bash -c \
-		"[ -n \"\$(psql 'host=$DR_HOST port=$DR_PORT user=postgres dbname=ferry' -XAtc \"SELECT pid FROM pg_stat_activity WHERE datname = 'ferry' AND backend_type = 'client backend' AND pid <> pg_backend_pid() LIMIT 1\")\" ]"
-	pids=$(dr ferry "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE datname = 'ferry' AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
+	# the apply session, once it writes (the first sessions may be checks)
+	wait_until "the sink's apply session" 60 bash -c \
+		"[ -n \"\$(psql 'host=$DR_HOST port=$DR_PORT user=postgres dbname=ferry' -XAtc \"SELECT pid FROM pg_stat_activity WHERE datname = 'ferry' AND application_name = 'pgferry sink' AND backend_xid IS NOT NULL LIMIT 1\")\" ]"
+	pids=$(dr ferry "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE datname = 'ferry' AND application_name = 'pgferry sink'")
+	PROFILED_PIDS=$pids
+	PROFILE_T0=$(now_ms) SINK_CPU0=$(cpu_seconds "$(bg_pid sink)") BACKEND_CPU0=$(cpu_seconds "$pids")
 	bg_start perf_sink perf record -F 499 -g -o "$T/perf-sink.data" -p "$(bg_pid sink)"
 	bg_start perf_backend perf record -F 499 -g -o "$T/perf-backend.data" -p "$pids"
 }
@@ -76,10 +92,14 @@ profile_start()
 profile_stop()
 {
 	local w
+	awk -v wall=$(($(now_ms) - PROFILE_T0)) -v s0="$SINK_CPU0" -v s1="$(cpu_seconds "$(bg_pid sink)")" \
+		-v b0="$BACKEND_CPU0" -v b1="$(cpu_seconds "$PROFILED_PIDS")" 'BEGIN {
+		printf "CPU during pgferry'"'"'s catch-up: sink %.2f s, DR backend %.2f s, of %.2f s\n",
+			s1 - s0, b1 - b0, wall / 1000 }'
 	bg_stop perf_sink INT
 	bg_stop perf_backend INT
 	for w in sink backend; do
-		perf report -i "$T/perf-$w.data" --no-children --percent-limit 1.5 --stdio --sort symbol 2>/dev/null |
+		perf report -i "$T/perf-$w.data" --no-children --percent-limit 1.5 --stdio -g none --sort symbol 2>/dev/null |
 			grep -v '^$' | grep -E '^ +[0-9]' | head -25 >"$T/profile-$w.txt"
 		echo "profile of the $w during pgferry's catch-up (self time, top symbols):"
 		cat "$T/profile-$w.txt"
