@@ -101,6 +101,8 @@ typedef struct lag_snapshot {
 	uint64_t backlog_bytes;
 	uint64_t spooled_bytes;   /* of the received batches, waiting on disk */
 	double drain_estimate_ms; /* -1 when it cannot be estimated */
+	char spool_error[300];    /* why the receive spool is off now ("": it is not) */
+	uint64_t spool_failures;  /* since start */
 
 	double transactions_per_s, rows_per_s, bytes_per_s;
 
@@ -206,6 +208,9 @@ void lag_set_stream_refused(lag_tracker_t *l, const char *why);
 void lag_set_stream_blocked(lag_tracker_t *l, const char *why);
 /* Received batches waiting in the spool file (decompressed bytes). */
 void lag_set_spooled(lag_tracker_t *l, uint64_t bytes);
+/* The receive spool off after a failure (why; NULL or "": on), and the
+ * failures since start. */
+void lag_set_spool_fault(lag_tracker_t *l, const char *why, uint64_t failures);
 
 /* history thread: the last hour's commit lag percentiles */
 void lag_set_history(lag_tracker_t *l, double p50_ms, double p95_ms, double p99_ms, double max_ms);

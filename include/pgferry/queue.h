@@ -60,16 +60,23 @@ typedef struct queue {
 	size_t bytes;                     /* of QUEUE_RECORDS data waiting, in memory or spooled */
 	size_t items;
 	bool closed;
-	size_t memory_limit;         /* records beyond this much in memory are spooled */
-	size_t memory_bytes;         /* held in memory: records and item headers */
-	size_t spooled_bytes;        /* of bytes, in the spool file */
-	size_t spooled_items;        /* items (header + data) in the spool file */
-	uint64_t spool_read;         /* where the oldest spooled item starts */
-	uint64_t spool_end;          /* where the next spooled item goes */
-	uint64_t spool_last_session; /* session of the newest spooled item */
-	int spool_fd;                /* -1: no spool */
-	bool spool_failed;           /* a write or read failed: memory only from now on */
+	size_t memory_limit;             /* records beyond this much in memory are spooled */
+	size_t memory_bytes;             /* held in memory: records and item headers */
+	size_t spooled_bytes;            /* of bytes, in the spool file */
+	size_t spooled_items;            /* items (header + data) in the spool file */
+	uint64_t spool_read;             /* where the oldest spooled item starts */
+	uint64_t spool_end;              /* where the next spooled item goes */
+	uint64_t spool_last_session;     /* session of the newest spooled item */
+	int spool_fd;                    /* -1: no spool */
+	bool spool_failed;               /* a write or read failed: memory only for a while */
+	struct timespec spool_failed_at; /* when (CLOCK_MONOTONIC) */
+	char spool_error[256];           /* what failed, for status and metrics */
+	uint64_t spool_failures;         /* since start */
 } queue_t;
+
+/* After a spool failure (a full disk, say) the spool is tried again this
+ * long after, once nothing waits in it: the failure may have passed. */
+#define QUEUE_SPOOL_RETRY_S 10
 
 void queue_init(queue_t *q);
 void queue_destroy(queue_t *q); /* frees what is left, removes the spool */
@@ -86,6 +93,9 @@ queue_item_t *queue_pop(queue_t *q, int timeout_ms);
 size_t queue_bytes(queue_t *q);
 size_t queue_memory_bytes(queue_t *q); /* records in memory and item headers */
 size_t queue_spooled_bytes(queue_t *q);
+/* Whether the spool is off after a failure (what failed into error, ""
+ * when it is not), and how many failures there were since start. */
+bool queue_spool_fault(queue_t *q, char *error, size_t len, uint64_t *failures);
 bool queue_empty(queue_t *q);
 /* Wakes the consumer for good (shutdown). */
 void queue_close(queue_t *q);

@@ -123,6 +123,8 @@ struct lag_tracker {
 
 	bool dr_reachable, apply_error, schema_drift, fenced;
 	uint64_t spooled_bytes;
+	char spool_error[300];
+	uint64_t spool_failures;
 	uint64_t apply_error_lsn; /* the transaction that failed (0: none known) */
 	char apply_error_message[600], apply_error_where[300];
 	char stream_refused[600]; /* why the sink refuses to apply ("": it does not) */
@@ -669,6 +671,14 @@ void lag_set_spooled(lag_tracker_t *l, uint64_t bytes)
 	pthread_mutex_unlock(&l->lock);
 }
 
+void lag_set_spool_fault(lag_tracker_t *l, const char *why, uint64_t failures)
+{
+	pthread_mutex_lock(&l->lock);
+	snprintf(l->spool_error, sizeof(l->spool_error), "%s", why ? why : "");
+	l->spool_failures = failures;
+	pthread_mutex_unlock(&l->lock);
+}
+
 void lag_set_stream_blocked(lag_tracker_t *l, const char *why)
 {
 	pthread_mutex_lock(&l->lock);
@@ -842,6 +852,8 @@ void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
 	snprintf(s->stream_refused, sizeof(s->stream_refused), "%s", l->stream_refused);
 	snprintf(s->stream_blocked, sizeof(s->stream_blocked), "%s", l->stream_blocked);
 	s->spooled_bytes = l->spooled_bytes;
+	snprintf(s->spool_error, sizeof(s->spool_error), "%s", l->spool_error);
+	s->spool_failures = l->spool_failures;
 	s->batches = l->batches;
 	s->batch_wire_bytes = l->batch_wire_bytes;
 	s->batch_raw_bytes = l->batch_raw_bytes;

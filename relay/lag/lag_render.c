@@ -155,6 +155,8 @@ static json_t *status_json(const lag_snapshot_t *s, const lag_verdict_t *v)
 	json_out_set(x, "transactions", u64(s->backlog_transactions));
 	json_out_set(x, "bytes", u64(s->backlog_bytes));
 	json_out_set(x, "spooled_bytes", u64(s->spooled_bytes));
+	json_out_set(x, "spool_error", json_out_cstring_or_null(s->spool_error));
+	json_out_set(x, "spool_failures", u64(s->spool_failures));
 	json_out_set(x, "drain_estimate_ms",
 	             s->drain_estimate_ms < 0 ? json_null()
 	                                      : json_out_number(s->drain_estimate_ms, 0));
@@ -311,6 +313,12 @@ void lag_render_metrics(const lag_snapshot_t *s, buf_t *b)
 	gauge(b, "pgferry_receive_spool_bytes",
 	      "Received batches waiting on disk in work_dir (decompressed bytes).",
 	      (double)s->spooled_bytes);
+	gauge(b, "pgferry_receive_spool_failed",
+	      "1 while the receive spool is off after a failure (a full work_dir, say): received "
+	      "batches wait in memory only until it is tried again.",
+	      s->spool_error[0] ? 1 : 0);
+	counter(b, "pgferry_receive_spool_failures_total",
+	        "Writes to or reads from the receive spool that failed.", s->spool_failures);
 	gauge(b, "pgferry_apply_drain_estimate_seconds",
 	      "Time to apply the backlog at the current apply rate (-1: unknown).",
 	      s->drain_estimate_ms < 0 ? -1 : s->drain_estimate_ms / 1000.0);

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -23,6 +24,8 @@ void queue_init(queue_t *q)
 	q->spool_read = q->spool_end = q->spool_last_session = 0;
 	q->spool_fd = -1;
 	q->spool_failed = false;
+	q->spool_error[0] = '\0';
+	q->spool_failures = 0;
 	pthread_mutex_init(&q->lock, NULL);
 	/* timed waits on the monotonic clock: wall-clock jumps must not stall apply */
 	pthread_condattr_init(&attr);
@@ -110,6 +113,35 @@ static bool read_at(int fd, void *data, size_t len, uint64_t offset)
 	return true;
 }
 
+/* The spool is off until QUEUE_SPOOL_RETRY_S have passed (under the lock). */
+static void spool_fail(queue_t *q, const char *what, int errnum)
+{
+	q->spool_failed = true;
+	q->spool_failures++;
+	clock_gettime(CLOCK_MONOTONIC, &q->spool_failed_at);
+	snprintf(q->spool_error, sizeof(q->spool_error), "%s: %s", what, strerror(errnum));
+}
+
+/* After a failure, the spool is used again once the retry delay has
+ * passed and nothing waits in it or behind it (so order is kept). */
+static void spool_maybe_retry(queue_t *q)
+{
+	struct timespec now;
+
+	if (!q->spool_failed || q->spooled_items > 0 || q->after != NULL)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec - q->spool_failed_at.tv_sec < QUEUE_SPOOL_RETRY_S)
+		return;
+	if (ftruncate(q->spool_fd, 0) != 0)
+		return; /* still broken: try again later */
+	q->spool_read = q->spool_end = 0;
+	q->spool_failed = false;
+	q->spool_error[0] = '\0';
+	log_info("using the receive spool again, %lld s after it failed",
+	         (long long)(now.tv_sec - q->spool_failed_at.tv_sec));
+}
+
 /* Writes the item (its header, then its data) at the spool's end and frees
  * it (under the lock); false if it could not, in which case the caller keeps
  * it in memory. The header is this process's own struct in this process's
@@ -119,10 +151,12 @@ static bool spool_write(queue_t *q, queue_item_t *item)
 	if (!write_at(q->spool_fd, item, sizeof(*item), q->spool_end) ||
 	    (item->len > 0 &&
 	     !write_at(q->spool_fd, item->data, item->len, q->spool_end + sizeof(*item)))) {
+		int e = errno;
 		log_error("could not write to the receive spool in work_dir (%s); received "
-		          "batches now wait in memory only, and the sink reads less ahead",
-		          strerror(errno));
-		q->spool_failed = true;
+		          "batches wait in memory only, and the sink reads less ahead, until it "
+		          "tries the spool again in %d s",
+		          strerror(e), QUEUE_SPOOL_RETRY_S);
+		spool_fail(q, "writing the receive spool", e);
 		return false;
 	}
 	q->spool_end += sizeof(*item) + item->len;
@@ -148,6 +182,8 @@ void queue_push(queue_t *q, queue_item_t *item)
 	pthread_mutex_lock(&q->lock);
 	q->bytes += item->len;
 	q->items++;
+	if (q->spool_fd >= 0)
+		spool_maybe_retry(q);
 	/* once anything waits in the spool, everything after it goes there too
 	 * (order); in memory, data and header count against the limit */
 	if (q->spool_fd >= 0 && !q->spool_failed &&
@@ -198,9 +234,11 @@ static queue_item_t *spool_take(queue_t *q)
 		q->bytes -= header.len;
 		q->items--;
 	} else {
+		int e = errno;
 		log_error("could not read back from the receive spool in work_dir (%s); what "
 		          "waited there is dropped and the source resends it",
-		          strerror(errno));
+		          strerror(e));
+		spool_fail(q, "reading the receive spool back", e);
 		free(data);
 		it = queue_item_new(QUEUE_RECORDS, q->spool_last_session);
 		if (it != NULL)
@@ -208,7 +246,6 @@ static queue_item_t *spool_take(queue_t *q)
 		q->bytes -= q->spooled_bytes;
 		q->items -= q->spooled_items;
 		q->spooled_bytes = q->spooled_items = 0;
-		q->spool_failed = true;
 	}
 	if (q->spooled_items == 0) {
 		/* everything spooled was read: start the file over; what waited
@@ -277,6 +314,18 @@ size_t queue_bytes(queue_t *q)
 size_t queue_memory_bytes(queue_t *q)
 {
 	return read_counter(q, &q->memory_bytes);
+}
+
+bool queue_spool_fault(queue_t *q, char *error, size_t len, uint64_t *failures)
+{
+	bool failed;
+
+	pthread_mutex_lock(&q->lock);
+	failed = q->spool_failed;
+	snprintf(error, len, "%s", failed ? q->spool_error : "");
+	*failures = q->spool_failures;
+	pthread_mutex_unlock(&q->lock);
+	return failed;
 }
 
 size_t queue_spooled_bytes(queue_t *q)

@@ -728,6 +728,12 @@ static void ping_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 	send_ping(s);
 	lag_set_spooled(s->lag, queue_spooled_bytes(&s->queue));
+	{
+		char why[256];
+		uint64_t failures;
+		queue_spool_fault(&s->queue, why, sizeof(why), &failures);
+		lag_set_spool_fault(s->lag, why, failures);
+	}
 	maybe_resume(s);
 }
 
