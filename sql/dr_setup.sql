@@ -59,3 +59,10 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, UPDATE ON SEQUENCES TO p
 
 -- replicate_ddl = on: the sink runs the primary's DDL as this role, so the
 -- role must own the tables it alters (ALTER TABLE ... OWNER TO pgferry_dr).
+
+-- pgferry drill copies the DR database into a new database of this cluster
+-- (and drops it after): the role needs CREATEDB. Only when asked for:
+-- psql -v drill=on -d app -f dr_setup.sql
+\if :{?drill}
+ALTER ROLE pgferry_dr CREATEDB;
+\endif

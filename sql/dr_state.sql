@@ -307,6 +307,28 @@ CREATE TABLE IF NOT EXISTS pgferry.promotion (
     summary                      text NOT NULL
 );
 
+-- `pgferry drill`: failovers rehearsed on a copy of this DR database while
+-- the relay ran: the copy's point, what a promotion then would have lost,
+-- each step's time and the smoke script's result.
+CREATE TABLE IF NOT EXISTS pgferry.drills (
+    started_at               timestamptz PRIMARY KEY,
+    finished_at              timestamptz NOT NULL,
+    ok                       boolean NOT NULL,
+    copy_name                text NOT NULL,
+    kept                     boolean NOT NULL,     -- the promoted copy was kept (--keep)
+    source_lsn               pg_lsn,               -- the copy holds the stream up to here
+    source_commit_time       timestamptz,          -- that commit's time on the primary
+    rpo_bound_ms             double precision,     -- the sink's, at the snapshot (NULL: no sink)
+    known_loss_transactions  bigint,
+    known_loss_bytes         bigint,
+    sink_reachable           boolean NOT NULL,
+    steps                    jsonb NOT NULL,       -- [{"step": "copy", "ms": 812.3}, ...]
+    rto_ms                   double precision,     -- promote + smoke
+    smoke_script             text,
+    smoke_result             text,                 -- 'ok' or the error
+    error                    text                  -- the step that failed and why
+);
+
 -- `pgferry clone`: where a clone of this DR database stands. A clone that
 -- was interrupted (started, not finished) is started over by the next run;
 -- a finished one is never overwritten.

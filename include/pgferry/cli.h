@@ -95,6 +95,7 @@ int cmd_capture(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_clone(int argc, char **argv);
 int cmd_promote(int argc, char **argv);
+int cmd_drill(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_events(int argc, char **argv);

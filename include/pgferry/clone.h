@@ -39,9 +39,6 @@ typedef struct clone {
 /* Runs one statement; false and err set when it fails on side. */
 bool clone_exec(PGconn *c, const char *side, const char *sql, pgf_error_t *err);
 
-/* Where pg_dump and pg_restore are: given, else $PG_BINDIR, else
- * pg_config --bindir, else "" (the PATH). */
-void clone_find_bindir(const char *given, char *out, size_t len);
 /* pg_dump of the primary's schema at snapshot into dir, restored into the
  * DR database; *skipped gets the entries left out (pgferry's own, event
  * triggers, publications). */

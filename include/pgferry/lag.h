@@ -87,6 +87,13 @@ typedef struct lag_snapshot {
 	char slot_wal_status[16];    /* pg_replication_slots.wal_status */
 	char slot_wal_warning[400];  /* why the retention needs attention ("": it does not) */
 	/* the source's RPO guard (rpo_guard = on there), from its facts */
+	/* the last pgferry drill recorded in pgferry.drills (the history thread
+	 * reads it every ten seconds) */
+	bool last_drill_known;
+	bool last_drill_ok;
+	char last_drill_at[40];
+	double last_drill_rto_ms; /* -1: none (it failed before promote) */
+	char last_drill_error[300];
 	bool rpo_guard_known;
 	bool rpo_guard_engaged;
 	int64_t rpo_guard_bound_ms; /* the source's own bound, -1 unknown */
@@ -213,6 +220,10 @@ void lag_set_spooled(lag_tracker_t *l, uint64_t bytes);
 void lag_set_spool_fault(lag_tracker_t *l, const char *why, uint64_t failures);
 
 /* history thread: the last hour's commit lag percentiles */
+/* The last drill (pgferry.drills): when, passed or not, its RTO (-1: none)
+ * and why it failed (""). */
+void lag_set_last_drill(lag_tracker_t *l, const char *started_at, bool ok, double rto_ms,
+                        const char *error);
 void lag_set_history(lag_tracker_t *l, double p50_ms, double p95_ms, double p99_ms, double max_ms);
 
 /* any thread */

@@ -74,6 +74,16 @@ static const cli_option_t promote_options[] = {
         END_OPTIONS,
 };
 
+static const cli_option_t drill_options[] = {
+        {"--script", NULL, "FILE", false, "SQL run against the promoted copy (the smoke test)"},
+        {"--keep", NULL, NULL, false, "keep the promoted copy instead of dropping it"},
+        {"--report", NULL, NULL, false, "print the last drills instead of running one"},
+        {"--json", NULL, NULL, false, "with --report: the drills as JSON, for auditors"},
+        {"--url", NULL, "URL", false, "the sink's HTTP address (default: sink_url)"},
+        {"--pg-bindir", NULL, "DIR", false, "where pg_dump and pg_restore are"},
+        END_OPTIONS,
+};
+
 static const cli_option_t events_options[] = {
         {"--since", NULL, "DURATION", false,
          "only the events of the last DURATION (10min, 1h, 2d)"},
@@ -153,6 +163,16 @@ static const cli_command_t commands[] = {
          NULL, true, false, promote_options,
          "Fences the sink, lets it apply what it holds, moves sequences past the primary's "
          "and records the promotion point in pgferry.promotion. Needs dr_conninfo."},
+        {"drill", cmd_drill, "rehearse a failover on a copy of the DR database", NULL, true, false,
+         drill_options,
+         "Copies the DR database (dr_conninfo) in one snapshot with the source LSN it holds, "
+         "while the sink keeps applying (pg_dump and pg_restore into a new database of the "
+         "DR cluster: the DR role needs CREATEDB), promotes the copy as pgferry promote "
+         "would (fence, sequences, promotion record), runs --script against it, times each "
+         "step and records the report in pgferry.drills and pgferry.events; drops the copy "
+         "unless --keep. Writes nothing else to the DR database and nothing to the primary. "
+         "Exits 0 passed, 1 the smoke script failed, 2 an error. --report prints the last "
+         "drills (--json for auditors)."},
         {"version", cmd_version, "print the version and the versions of the libraries", NULL, false,
          false, no_options, NULL},
         {"man", cmd_man, "print the manual page pgferry(1) as roff", NULL, false, true, no_options,

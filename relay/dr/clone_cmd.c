@@ -27,6 +27,7 @@
 #include "pgferry/dr_state.h"
 #include "pgferry/log.h"
 #include "pgferry/pgsession.h"
+#include "pgferry/pgtools.h"
 #include "pgferry/primary_check.h"
 #include "pgferry/replication.h"
 #include "pgferry/util.h"
@@ -475,7 +476,7 @@ int cmd_clone(int argc, char **argv)
 	if (st == STEP_OK) {
 		r.cl.cfg = r.cfg;
 		r.cl.t0 = util_monotonic_s();
-		clone_find_bindir(r.bindir_opt, r.bindir, sizeof(r.bindir));
+		pgtools_find_bindir(r.bindir_opt, r.bindir, sizeof(r.bindir));
 	}
 	for (i = 0; st == STEP_OK && i < sizeof(steps) / sizeof(steps[0]); i++)
 		st = steps[i](&r, &err);

@@ -20,6 +20,7 @@
 #include "pgferry/json_out.h"
 #include "pgferry/log.h"
 #include "pgferry/pgsession.h"
+#include "pgferry/promote.h"
 #include "pgferry/util.h"
 
 #include <curl/curl.h>
@@ -31,15 +32,7 @@
 #include <string.h>
 #include <time.h>
 
-typedef struct sink_view {
-	bool reachable;
-	bool fenced;
-	uint64_t received_lsn, applied_lsn, primary_wal_lsn;
-	uint64_t backlog_transactions;
-	uint64_t known_loss_transactions, known_loss_bytes;
-	double rpo_bound_ms;
-	char why[1400];
-} sink_view_t;
+typedef promote_sink_view_t sink_view_t;
 
 static uint64_t json_lsn(json_t *o, const char *key)
 {
@@ -60,7 +53,7 @@ static uint64_t json_u64(json_t *o, const char *a, const char *b)
 	return json_is_number(v) && json_number_value(v) > 0 ? (uint64_t)json_number_value(v) : 0;
 }
 
-static void read_sink(const char *url, sink_view_t *v)
+void promote_read_sink(const char *url, sink_view_t *v)
 {
 	http_body_t body;
 	long status;
@@ -108,7 +101,7 @@ static bool drain(const char *url, sink_view_t *v, double timeout_s)
 	         lsn_format(v->applied_lsn, lsn2));
 	while (util_monotonic_s() - t0 < timeout_s) {
 		util_sleep_ms(100);
-		read_sink(url, v);
+		promote_read_sink(url, v);
 		if (!v->reachable)
 			return false;
 		if (v->applied_lsn >= target || v->backlog_transactions == 0)
@@ -149,6 +142,10 @@ typedef struct promote_run {
 	char promoted_at[64], applied[64], commit_time[64], margin[32];
 	char wal[LSN_TEXT_LEN], klt[32], klb[32];
 	char summary[4096];
+	/* what differs for pgferry drill (promote_copy) */
+	const char *who;          /* the command, in messages and the record */
+	int64_t sequence_margin;  /* promote_sequence_margin */
+	bool point_from_progress; /* a copy: the point is pgferry.progress */
 } promote_run_t;
 
 static int parse_args(promote_run_t *r, int argc, char **argv, pgf_error_t *err)
@@ -160,6 +157,8 @@ static int parse_args(promote_run_t *r, int argc, char **argv, pgf_error_t *err)
 	cli_configure_logging(&r->cli, "promote");
 	r->url = r->cli.cfg.sink_url;
 	r->reason = "pgferry promote";
+	r->who = "pgferry promote";
+	r->sequence_margin = r->cli.cfg.promote_sequence_margin;
 	r->drain_timeout = 60;
 	for (i = 1; i < r->cli.argc; i++) {
 		const char *a = r->cli.argv[i];
@@ -202,7 +201,7 @@ static int parse_args(promote_run_t *r, int argc, char **argv, pgf_error_t *err)
 /* 1. The sink's view, and drain what it already received. */
 static void drain_sink(promote_run_t *r)
 {
-	read_sink(r->url, &r->v);
+	promote_read_sink(r->url, &r->v);
 	if (!r->v.reachable) {
 		log_warning("%s; fencing the DR database directly. Figures come from the sink's "
 		            "last lag sample.",
@@ -263,9 +262,10 @@ static int fence(promote_run_t *r, pgf_error_t *err)
 	            NULL)
 		return PGF_ERR;
 	if (PQntuples(res) > 0) {
-		printf("pgferry promote: this DR database was already promoted at %s (%s); "
-		       "nothing to do. The promotion point is in pgferry.promotion.\n",
-		       PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+		snprintf(r->summary, sizeof(r->summary),
+		         "%s: this DR database was already promoted at %s (%s); nothing to do. "
+		         "The promotion point is in pgferry.promotion.\n",
+		         r->who, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
 		PQclear(res);
 		PQclear(PQexec(r->conn, "ROLLBACK"));
 		return 1;
@@ -309,18 +309,25 @@ static int promotion_point(promote_run_t *r, pgf_error_t *err)
 	const char *p[1] = {r->margin};
 	PGresult *res;
 
-	if ((res = run(r->conn,
-	               "SELECT coalesce(pg_replication_origin_progress(pgferry.origin(), true), "
-	               "'0/0')::text, coalesce((SELECT to_char(source_commit_time, "
-	               "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM pgferry.progress), '')",
-	               0, NULL, err)) == NULL)
+	/* a copy of the DR database shares the live one's origin (origins are
+	 * cluster-wide): its point is the progress row copied with its data */
+	if ((res = run(
+	             r->conn,
+	             r->point_from_progress
+	                     ? "SELECT coalesce((SELECT source_lsn FROM pgferry.progress), "
+	                       "'0/0')::text, coalesce((SELECT to_char(source_commit_time, "
+	                       "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM pgferry.progress), '')"
+	                     : "SELECT coalesce(pg_replication_origin_progress(pgferry.origin(), "
+	                       "true), '0/0')::text, coalesce((SELECT to_char(source_commit_time, "
+	                       "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM pgferry.progress), '')",
+	             0, NULL, err)) == NULL)
 		return PGF_ERR;
 	snprintf(r->applied, sizeof(r->applied), "%s", PQgetvalue(res, 0, 0));
 	snprintf(r->commit_time, sizeof(r->commit_time), "%s", PQgetvalue(res, 0, 1));
 	PQclear(res);
 	if (!r->v.reachable)
 		last_lag_sample(r);
-	snprintf(r->margin, sizeof(r->margin), "%" PRId64, r->cli.cfg.promote_sequence_margin);
+	snprintf(r->margin, sizeof(r->margin), "%" PRId64, r->sequence_margin);
 	if ((res = run(r->conn, "SELECT * FROM pgferry.bump_sequences($1::int8)", 1, p, err)) ==
 	    NULL)
 		return PGF_ERR;
@@ -337,7 +344,7 @@ static void write_summary(promote_run_t *r)
 	const sink_view_t *v = &r->v;
 
 	snprintf(r->summary, sizeof(r->summary),
-	         "pgferry promote: this DR database is now the primary.\n"
+	         "%s: this DR database is now the primary.\n"
 	         "  promoted at          %s\n"
 	         "  promotion point      applied up to source LSN %s, last applied commit %s\n"
 	         "  primary WAL seen     %s (the newest end of WAL the primary reported)\n"
@@ -349,8 +356,8 @@ static void write_summary(promote_run_t *r)
 	         "  sequences moved      %d, each %s increments past the primary's last known "
 	         "value\n"
 	         "  recorded in          pgferry.promotion; the fence is pgferry.fence\n",
-	         r->promoted_at, r->applied, r->commit_time[0] ? r->commit_time : "(none)", r->wal,
-	         r->klt, r->klb, v->rpo_bound_ms,
+	         r->who, r->promoted_at, r->applied, r->commit_time[0] ? r->commit_time : "(none)",
+	         r->wal, r->klt, r->klb, v->rpo_bound_ms,
 	         v->reachable ? (r->drained ? "reachable, drained, fenced"
 	                                    : "reachable, NOT fully drained, fenced")
 	                      : "unreachable (figures from its last lag sample), fenced",
@@ -379,8 +386,7 @@ static int record(promote_run_t *r, pgf_error_t *err)
 	write_summary(r);
 	/* in the event history too, in the same transaction (sql/dr_events.sql) */
 	snprintf(msg, sizeof(msg),
-	         "promoted by pgferry promote: applied up to source LSN %s; known loss %s "
-	         "transactions",
+	         "promoted by %s: applied up to source LSN %s; known loss %s transactions", r->who,
 	         r->applied, r->klt);
 	return run_ok(r,
 	              "INSERT INTO pgferry.promotion (promoted_at, applied_lsn, "
@@ -409,7 +415,7 @@ static void confirm_fence(promote_run_t *r)
 	if (!r->v.reachable)
 		return;
 	do {
-		read_sink(r->url, &after);
+		promote_read_sink(r->url, &after);
 		if (after.fenced)
 			return;
 		util_sleep_ms(200);
@@ -444,6 +450,37 @@ static void print_result(const promote_run_t *r)
 	json_decref(o);
 }
 
+int promote_copy(PGconn *conn, const promote_sink_view_t *figures, int64_t sequence_margin,
+                 const char *who, promote_record_t *out, pgf_error_t *err)
+{
+	promote_run_t *r = calloc(1, sizeof(*r));
+	int st;
+
+	memset(out, 0, sizeof(*out));
+	if (r == NULL)
+		return error_set(err, PGF_E_MEMORY, "out of memory");
+	r->conn = conn;
+	r->v = *figures;
+	r->reason = who;
+	r->who = who;
+	r->drained = true;
+	r->sequence_margin = sequence_margin;
+	r->point_from_progress = true;
+	st = fence(r, err);
+	if (st == PGF_OK && (promotion_point(r, err) != PGF_OK || record(r, err) != PGF_OK)) {
+		PQclear(PQexec(conn, "ROLLBACK"));
+		st = PGF_ERR;
+	}
+	out->already = st == 1;
+	snprintf(out->promoted_at, sizeof(out->promoted_at), "%s", r->promoted_at);
+	snprintf(out->applied, sizeof(out->applied), "%s", r->applied);
+	snprintf(out->commit_time, sizeof(out->commit_time), "%s", r->commit_time);
+	out->sequences_moved = r->nseq;
+	snprintf(out->summary, sizeof(out->summary), "%s", r->summary);
+	free(r);
+	return st == PGF_ERR ? PGF_ERR : PGF_OK;
+}
+
 int cmd_promote(int argc, char **argv)
 {
 	promote_run_t r;
@@ -465,6 +502,7 @@ int cmd_promote(int argc, char **argv)
 	/* from here, one DR transaction: all of it or nothing */
 	st = fence(&r, &err);
 	if (st == 1) {
+		fputs(r.summary, stdout);
 		rc = 0;
 		goto out;
 	}

@@ -96,6 +96,9 @@ struct lag_tracker {
 	bool slot_known;
 	int64_t slot_retained, slot_safe, slot_limit;
 	char slot_status[16];
+	bool drill_known, drill_ok;
+	char drill_at[40], drill_error[300];
+	double drill_rto_ms;
 	bool guard_known, guard_engaged;
 	int64_t guard_bound_ms;
 	uint64_t guard_engagements;
@@ -392,6 +395,18 @@ void lag_on_slot_wal(lag_tracker_t *l, int64_t retained, int64_t safe, const cha
 	l->slot_safe = safe;
 	l->slot_limit = warning_limit;
 	snprintf(l->slot_status, sizeof(l->slot_status), "%s", wal_status ? wal_status : "");
+	pthread_mutex_unlock(&l->lock);
+}
+
+void lag_set_last_drill(lag_tracker_t *l, const char *started_at, bool ok, double rto_ms,
+                        const char *error)
+{
+	pthread_mutex_lock(&l->lock);
+	l->drill_known = true;
+	l->drill_ok = ok;
+	l->drill_rto_ms = rto_ms;
+	snprintf(l->drill_at, sizeof(l->drill_at), "%s", started_at);
+	snprintf(l->drill_error, sizeof(l->drill_error), "%s", error ? error : "");
 	pthread_mutex_unlock(&l->lock);
 }
 
@@ -767,6 +782,11 @@ void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
 	s->slot_safe_wal_size = l->slot_safe;
 	snprintf(s->slot_wal_status, sizeof(s->slot_wal_status), "%s", l->slot_status);
 	s->slot_wal_warning[0] = '\0';
+	s->last_drill_known = l->drill_known;
+	s->last_drill_ok = l->drill_ok;
+	s->last_drill_rto_ms = l->drill_rto_ms;
+	snprintf(s->last_drill_at, sizeof(s->last_drill_at), "%s", l->drill_at);
+	snprintf(s->last_drill_error, sizeof(s->last_drill_error), "%s", l->drill_error);
 	s->rpo_guard_known = l->guard_known;
 	s->rpo_guard_engaged = l->guard_engaged;
 	s->rpo_guard_bound_ms = l->guard_bound_ms;

@@ -223,6 +223,24 @@ static void percentiles(lag_history_t *h)
 	PQclear(res);
 }
 
+/* The last pgferry drill, for /v1/status. */
+static void last_drill(lag_history_t *h)
+{
+	PGresult *res = NULL;
+
+	if (!run(h,
+	         "SELECT to_char(started_at AT TIME ZONE 'UTC', "
+	         "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), ok, coalesce(rto_ms, -1), "
+	         "coalesce(error, '') FROM pgferry.drills ORDER BY started_at DESC LIMIT 1",
+	         0, NULL, &res))
+		return;
+	if (PQntuples(res) == 1)
+		lag_set_last_drill(h->lag, PQgetvalue(res, 0, 0),
+		                   strcmp(PQgetvalue(res, 0, 1), "t") == 0,
+		                   atof(PQgetvalue(res, 0, 2)), PQgetvalue(res, 0, 3));
+	PQclear(res);
+}
+
 static void *history_main(void *arg)
 {
 	lag_history_t *h = arg;
@@ -240,8 +258,10 @@ static void *history_main(void *arg)
 			if (s->heard_from_primary)
 				sample(h, s);
 			flush_events(h);
-			if (tick % 10 == 0)
+			if (tick % 10 == 0) {
 				percentiles(h);
+				last_drill(h);
+			}
 			if (tick % 60 == 0)
 				prune(h);
 		}

@@ -85,6 +85,23 @@ static void set_slot(json_t *o, const lag_snapshot_t *s)
 	json_out_set(o, "slot_wal_warning", json_out_cstring_or_null(s->slot_wal_warning));
 }
 
+/* the last pgferry drill (pgferry.drills): null before the first */
+static json_t *last_drill_json(const lag_snapshot_t *s)
+{
+	json_t *o;
+
+	if (!s->last_drill_known)
+		return json_null();
+	o = json_object();
+	json_out_set(o, "started_at", json_out_cstring(s->last_drill_at));
+	json_out_set(o, "result", json_out_cstring(s->last_drill_ok ? "passed" : "failed"));
+	json_out_set(o, "rto_ms",
+	             s->last_drill_rto_ms < 0 ? json_null()
+	                                      : json_out_number(s->last_drill_rto_ms, 3));
+	json_out_set(o, "error", json_out_cstring_or_null(s->last_drill_error));
+	return o;
+}
+
 /* the source's RPO guard: null when the source runs none */
 static json_t *rpo_guard_json(const lag_snapshot_t *s)
 {
@@ -151,6 +168,7 @@ static json_t *status_json(const lag_snapshot_t *s, const lag_verdict_t *v)
 	json_out_set(o, "primary", primary_json(s));
 	set_slot(o, s);
 	json_out_set(o, "rpo_guard", rpo_guard_json(s));
+	json_out_set(o, "last_drill", last_drill_json(s));
 	x = json_object();
 	json_out_set(x, "transactions", u64(s->backlog_transactions));
 	json_out_set(x, "bytes", u64(s->backlog_bytes));
