@@ -249,6 +249,25 @@ static void figures(buf_t *b, const lag_snapshot_t *s)
 		}
 		buf_append_str(b, "</td></tr>");
 	}
+	if (s->rpo_guard_known) {
+		row(b, "RPO guard");
+		buf_append_str(b, s->rpo_guard_engaged ? "ENGAGED: the primary's commits wait, "
+		                                       : "released, ");
+		html_append_escaped(b, s->rpo_guard_reason);
+		buf_append_str(b, "</td></tr>");
+	}
+	row(b, "last drill");
+	if (s->last_drill_known) {
+		html_append_escaped(b, s->last_drill_at);
+		buf_append_str(b, s->last_drill_ok ? " passed, RTO " : " FAILED, RTO ");
+		duration(b, s->last_drill_rto_ms);
+		if (s->last_drill_error[0]) {
+			buf_append_str(b, ": ");
+			html_append_escaped(b, s->last_drill_error);
+		}
+	} else
+		buf_append_str(b, "none (pgferry drill)");
+	buf_append_str(b, "</td></tr>");
 	row(b, "DR database");
 	buf_printf(b, "%s%s", s->dr_reachable ? "reachable" : "UNREACHABLE",
 	           s->fenced ? ", fenced (promoted)" : "");

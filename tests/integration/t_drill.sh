@@ -46,6 +46,9 @@ wait_until "apply going on after the drill" 60 bash -c "[ \"\$(psql '$DR_CONN' -
 
 wait_until "the last drill in /v1/status" 60 bash -c "curl -s $SINK_URL/v1/status | grep -q '\"last_drill\":{\"started_at\":\"[0-9T:.Z-]*\",\"result\":\"passed\",\"rto_ms\":[0-9]'"
 curl -s "$SINK_URL/v1/status" | grep -o '"last_drill":{[^}]*}'
+curl -s "$SINK_URL/" >"$T/page.html"
+grep -o '<tr><th>last drill</th><td>[^<]*' "$T/page.html" || fail "the status page does not show the last drill"
+grep -q '<tr><th>last drill</th><td>[0-9T:.Z-]* passed, RTO ' "$T/page.html" || fail "the status page does not show the drill as passed"
 
 log "the report holds the figures"
 psql_on dr -c "SELECT ok, copy_name, source_lsn, source_commit_time, rpo_bound_ms, known_loss_transactions, sink_reachable, steps, rto_ms, smoke_result FROM pgferry.drills"
