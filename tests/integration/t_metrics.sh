@@ -45,4 +45,12 @@ psql_on dr -c "SELECT samples, round(lag_p50_ms::numeric, 1), round(rpo_p99_ms::
 psql_on dr -c "SELECT source_state FROM pgferry.current_lag" | grep -q connected || fail "pgferry.current_lag"
 wait_until "percentiles in the status" 30 bash -c "curl -s '$SINK_URL/v1/status' | grep -q '\"p99_ms\"'"
 "$PGFERRY" lag --url "$SINK_URL" | grep -q "last hour" || fail "pgferry lag shows no last-hour percentiles"
+
+# a sample taken while nothing proves a bound (right after a start, before
+# the first proof) has a NULL bound: the table must take it and the hourly
+# view count it (it used to refuse it, dropping exactly those moments)
+psql_on dr -XAtc "INSERT INTO pgferry.lag_history VALUES (clock_timestamp() - interval '1 minute', '0/0', '0/0', 0, NULL, NULL, 0, 0, 0, 'disconnected')" >/dev/null ||
+	fail "pgferry.lag_history refuses a sample without a bound"
+[ "$(psql_on dr -XAtc "SELECT sum(rpo_unknown_samples) FROM pgferry.lag_hourly")" -ge 1 ] ||
+	fail "pgferry.lag_hourly does not count the samples without a bound"
 log "metrics ok"
