@@ -227,7 +227,17 @@ static void percentiles(lag_history_t *h)
 static void last_drill(lag_history_t *h)
 {
 	PGresult *res = NULL;
+	bool exists;
 
+	/* pgferry.drills comes with the DR schema, made at the first contact
+	 * with a source; before that there is no drill to show, and no error */
+	if (!run(h, "SELECT to_regclass('pgferry.drills') IS NOT NULL", 0, NULL, &res))
+		return;
+	exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	res = NULL;
+	if (!exists)
+		return;
 	if (!run(h,
 	         "SELECT to_char(started_at AT TIME ZONE 'UTC', "
 	         "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), ok, coalesce(rto_ms, -1), "
