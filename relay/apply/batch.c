@@ -126,44 +126,6 @@ static bool batchable(apply_t *a, const relcache_entry_t *rel, const held_t *h, 
 	return true;
 }
 
-static void append_ident(buf_t *b, const char *name)
-{
-	buf_append_char(b, '"');
-	for (; *name; name++) {
-		if (*name == '"')
-			buf_append_char(b, '"');
-		buf_append_char(b, *name);
-	}
-	buf_append_char(b, '"');
-}
-
-static void append_qualified(buf_t *b, const relcache_entry_t *rel)
-{
-	append_ident(b, rel->namespace[0] ? rel->namespace : "pg_catalog");
-	buf_append_char(b, '.');
-	append_ident(b, rel->name);
-}
-
-/* The relation's name as a string literal (standard_conforming_strings). */
-static void append_relation_literal(buf_t *b, const relcache_entry_t *rel)
-{
-	const char *parts[2] = {rel->namespace[0] ? rel->namespace : "pg_catalog", rel->name};
-	int i;
-
-	buf_append_char(b, '\'');
-	for (i = 0; i < 2; i++) {
-		const char *c;
-		if (i)
-			buf_append_char(b, '.');
-		for (c = parts[i]; *c; c++) {
-			if (*c == '\'')
-				buf_append_char(b, '\'');
-			buf_append_char(b, *c);
-		}
-	}
-	buf_append_char(b, '\'');
-}
-
 /* unnest($1::T1[], ...) WITH ORDINALITY AS pgferry_v (c1, ..., pgferry_n):
  * the columns sent, each parameter typed as the DR column's array type. */
 static void append_unnest(apply_t *a, const relcache_entry_t *rel, const dr_column_t *dr,
@@ -201,7 +163,7 @@ static void append_key_join(apply_t *a, const relcache_entry_t *rel)
 		buf_append_str(&a->sql, first ? " WHERE " : " AND ");
 		first = false;
 		buf_append_str(&a->sql, "pgferry_t.");
-		append_ident(&a->sql, rel->columns[i].name);
+		apply_sql_ident(&a->sql, rel->columns[i].name);
 		buf_printf(&a->sql, " = pgferry_v.c%d", i);
 	}
 }
@@ -215,7 +177,7 @@ static void append_count_check(apply_t *a, const relcache_entry_t *rel, const ch
 	           "cardinality($1) AND coalesce(max(c), 1) = 1 THEN 1 ELSE "
 	           "pgferry.row_not_found('%s', ",
 	           op);
-	append_relation_literal(&a->sql, rel);
+	apply_sql_relation_literal(&a->sql, rel);
 	buf_append_str(&a->sql, ", CASE WHEN count(*) < cardinality($1) THEN 0 ELSE max(c) END) "
 	                        "END FROM (SELECT count(*) AS c FROM pgferry_changed GROUP BY "
 	                        "pgferry_n) pgferry_g");
@@ -246,12 +208,12 @@ static const stmt_t *batch_statement(apply_t *a, const relcache_entry_t *rel, co
 	switch (h->phase) {
 	case 3:
 		buf_append_str(&a->sql, "INSERT INTO ");
-		append_qualified(&a->sql, rel);
+		apply_sql_qualified(&a->sql, rel);
 		buf_append_str(&a->sql, " (");
 		for (i = 0; i < rel->ncolumns; i++) {
 			if (i)
 				buf_append_str(&a->sql, ", ");
-			append_ident(&a->sql, rel->columns[i].name);
+			apply_sql_ident(&a->sql, rel->columns[i].name);
 		}
 		buf_append_char(&a->sql, ')');
 		if (identity_always)
@@ -261,7 +223,7 @@ static const stmt_t *batch_statement(apply_t *a, const relcache_entry_t *rel, co
 		break;
 	case 2:
 		buf_append_str(&a->sql, "WITH pgferry_changed AS (UPDATE ");
-		append_qualified(&a->sql, rel);
+		apply_sql_qualified(&a->sql, rel);
 		buf_append_str(&a->sql, " AS pgferry_t SET ");
 		for (i = 0; i < rel->ncolumns; i++) {
 			if (h->row->cols[i].kind == 'u')
@@ -269,7 +231,7 @@ static const stmt_t *batch_statement(apply_t *a, const relcache_entry_t *rel, co
 			if (!first)
 				buf_append_str(&a->sql, ", ");
 			first = false;
-			append_ident(&a->sql, rel->columns[i].name);
+			apply_sql_ident(&a->sql, rel->columns[i].name);
 			buf_printf(&a->sql, " = pgferry_v.c%d", i);
 		}
 		buf_append_str(&a->sql, " FROM ");
@@ -279,7 +241,7 @@ static const stmt_t *batch_statement(apply_t *a, const relcache_entry_t *rel, co
 		break;
 	default:
 		buf_append_str(&a->sql, "WITH pgferry_changed AS (DELETE FROM ");
-		append_qualified(&a->sql, rel);
+		apply_sql_qualified(&a->sql, rel);
 		buf_append_str(&a->sql, " AS pgferry_t USING ");
 		append_unnest(a, rel, dr, h, true, &nparams);
 		append_key_join(a, rel);

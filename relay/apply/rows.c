@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void append_ident(buf_t *b, const char *name)
+void apply_sql_ident(buf_t *b, const char *name)
 {
 	buf_append_char(b, '"');
 	for (; *name; name++) {
@@ -29,11 +29,11 @@ static void append_ident(buf_t *b, const char *name)
 	buf_append_char(b, '"');
 }
 
-static void append_qualified(buf_t *b, const relcache_entry_t *rel)
+void apply_sql_qualified(buf_t *b, const relcache_entry_t *rel)
 {
-	append_ident(b, rel->namespace[0] ? rel->namespace : "pg_catalog");
+	apply_sql_ident(b, rel->namespace[0] ? rel->namespace : "pg_catalog");
 	buf_append_char(b, '.');
-	append_ident(b, rel->name);
+	apply_sql_ident(b, rel->name);
 }
 
 /* The cache key of a change: operation, relation and the generation of
@@ -106,12 +106,12 @@ int rows_insert(apply_t *a, uint32_t relid, const tuple_t *t, pgf_error_t *err)
 	dr = schema_columns(&a->schema, rel, &identity_always);
 	buf_reset(&a->sql);
 	buf_append_str(&a->sql, "INSERT INTO ");
-	append_qualified(&a->sql, rel);
+	apply_sql_qualified(&a->sql, rel);
 	buf_append_str(&a->sql, " (");
 	for (i = 0; i < rel->ncolumns; i++) {
 		if (i)
 			buf_append_str(&a->sql, ", ");
-		append_ident(&a->sql, rel->columns[i].name);
+		apply_sql_ident(&a->sql, rel->columns[i].name);
 		a->pl.types[i] = dr ? dr[i].type_oid : 0;
 	}
 	buf_append_char(&a->sql, ')');
@@ -165,7 +165,7 @@ static void append_where(apply_t *a, const relcache_entry_t *rel, const dr_colum
 
 	if (full) {
 		buf_append_str(&a->sql, " WHERE (tableoid, ctid) = (SELECT tableoid, ctid FROM ");
-		append_qualified(&a->sql, rel);
+		apply_sql_qualified(&a->sql, rel);
 		buf_append_str(&a->sql, " WHERE ");
 		for (i = 0; i < rel->ncolumns; i++) {
 			if (old->columns[i].kind == 'u')
@@ -175,11 +175,11 @@ static void append_where(apply_t *a, const relcache_entry_t *rel, const dr_colum
 			first = false;
 			a->pl.types[*pno] = dr ? dr[i].type_oid : 0;
 			if (dr == NULL || dr[i].equality) {
-				append_ident(&a->sql, rel->columns[i].name);
+				apply_sql_ident(&a->sql, rel->columns[i].name);
 				buf_printf(&a->sql, " IS NOT DISTINCT FROM $%d", ++*pno);
 			} else {
 				buf_append_char(&a->sql, '(');
-				append_ident(&a->sql, rel->columns[i].name);
+				apply_sql_ident(&a->sql, rel->columns[i].name);
 				buf_printf(&a->sql, ")::text IS NOT DISTINCT FROM $%d::text",
 				           ++*pno);
 			}
@@ -195,7 +195,7 @@ static void append_where(apply_t *a, const relcache_entry_t *rel, const dr_colum
 					continue;
 				if (dr[i].equality) {
 					buf_append_str(&a->sql, any ? " AND (" : "(");
-					append_ident(&a->sql, rel->columns[i].name);
+					apply_sql_ident(&a->sql, rel->columns[i].name);
 					buf_printf(&a->sql,
 					           ")::text IS NOT DISTINCT FROM $%d::text", p);
 					any = true;
@@ -217,7 +217,7 @@ static void append_where(apply_t *a, const relcache_entry_t *rel, const dr_colum
 				buf_append_str(&a->sql, " AND ");
 			first = false;
 			a->pl.types[*pno] = dr ? dr[i].type_oid : 0;
-			append_ident(&a->sql, rel->columns[i].name);
+			apply_sql_ident(&a->sql, rel->columns[i].name);
 			buf_printf(&a->sql, " = $%d", ++*pno);
 		}
 		if (first)
@@ -228,7 +228,7 @@ static void append_where(apply_t *a, const relcache_entry_t *rel, const dr_colum
 			continue;
 		a->pl.types[*pno] = dr[i].type_oid;
 		buf_append_str(&a->sql, " AND ");
-		append_ident(&a->sql, rel->columns[i].name);
+		apply_sql_ident(&a->sql, rel->columns[i].name);
 		buf_printf(&a->sql, " = $%d", ++*pno);
 	}
 }
@@ -256,23 +256,23 @@ static void append_row_check_start(apply_t *a)
 
 /* The relation's name as a string literal, for error messages the DR
  * server raises (standard_conforming_strings is on in this session). */
-static void append_relation_literal(apply_t *a, const relcache_entry_t *rel)
+void apply_sql_relation_literal(buf_t *b, const relcache_entry_t *rel)
 {
 	const char *parts[2] = {rel->namespace[0] ? rel->namespace : "pg_catalog", rel->name};
 	const char *c;
 	int i;
 
-	buf_append_char(&a->sql, '\'');
+	buf_append_char(b, '\'');
 	for (i = 0; i < 2; i++) {
 		if (i)
-			buf_append_char(&a->sql, '.');
+			buf_append_char(b, '.');
 		for (c = parts[i]; *c; c++) {
 			if (*c == '\'')
-				buf_append_char(&a->sql, '\'');
-			buf_append_char(&a->sql, *c);
+				buf_append_char(b, '\'');
+			buf_append_char(b, *c);
 		}
 	}
-	buf_append_char(&a->sql, '\'');
+	buf_append_char(b, '\'');
 }
 
 static void append_row_check_end(apply_t *a, const relcache_entry_t *rel, const char *op)
@@ -281,7 +281,7 @@ static void append_row_check_end(apply_t *a, const relcache_entry_t *rel, const 
 	           " RETURNING 1) SELECT CASE WHEN count(*) = 1 THEN 1 ELSE "
 	           "pgferry.row_not_found('%s', ",
 	           op);
-	append_relation_literal(a, rel);
+	apply_sql_relation_literal(&a->sql, rel);
 	buf_append_str(&a->sql, ", count(*)) END FROM pgferry_changed");
 }
 
@@ -375,7 +375,7 @@ int rows_update(apply_t *a, const pgoutput_message_t *m, pgf_error_t *err)
 	buf_reset(&a->sql);
 	append_row_check_start(a);
 	buf_append_str(&a->sql, "UPDATE ");
-	append_qualified(&a->sql, rel);
+	apply_sql_qualified(&a->sql, rel);
 	buf_append_str(&a->sql, " SET ");
 	for (i = 0; i < rel->ncolumns; i++) {
 		/* unchanged TOAST values are not sent: leave them as they are */
@@ -383,7 +383,7 @@ int rows_update(apply_t *a, const pgoutput_message_t *m, pgf_error_t *err)
 			continue;
 		if (pno)
 			buf_append_str(&a->sql, ", ");
-		append_ident(&a->sql, rel->columns[i].name);
+		apply_sql_ident(&a->sql, rel->columns[i].name);
 		a->pl.types[pno] = dr ? dr[i].type_oid : 0;
 		buf_printf(&a->sql, " = $%d", ++pno);
 	}
@@ -392,9 +392,9 @@ int rows_update(apply_t *a, const pgoutput_message_t *m, pgf_error_t *err)
 		 * so that it must still be there */
 		for (i = 0; i < rel->ncolumns - 1 && dr && dr[i].identity_always; i++)
 			;
-		append_ident(&a->sql, rel->columns[i].name);
+		apply_sql_ident(&a->sql, rel->columns[i].name);
 		buf_append_str(&a->sql, " = ");
-		append_ident(&a->sql, rel->columns[i].name);
+		apply_sql_ident(&a->sql, rel->columns[i].name);
 	}
 	append_where(a, rel, dr, old, full, identity_always ? guard : NULL, &pno);
 	append_row_check_end(a, rel, "update");
@@ -433,7 +433,7 @@ int rows_delete(apply_t *a, const pgoutput_message_t *m, pgf_error_t *err)
 	buf_reset(&a->sql);
 	append_row_check_start(a);
 	buf_append_str(&a->sql, "DELETE FROM ");
-	append_qualified(&a->sql, rel);
+	apply_sql_qualified(&a->sql, rel);
 	append_where(a, rel, schema_columns(&a->schema, rel, NULL), old, full, NULL, &pno);
 	append_row_check_end(a, rel, "delete");
 	if (buf_failed(&a->sql) || buf_failed(&a->key))
@@ -463,10 +463,10 @@ static int apply_check_absent(apply_t *a, uint32_t relid, const tuple_t *t, pgf_
 		goto send;
 	buf_reset(&a->sql);
 	buf_append_str(&a->sql, "SELECT CASE WHEN EXISTS (SELECT 1 FROM ");
-	append_qualified(&a->sql, rel);
+	apply_sql_qualified(&a->sql, rel);
 	append_where(a, rel, schema_columns(&a->schema, rel, NULL), t, false, NULL, &pno);
 	buf_append_str(&a->sql, ") THEN pgferry.row_exists(");
-	append_relation_literal(a, rel);
+	apply_sql_relation_literal(&a->sql, rel);
 	buf_append_str(&a->sql, ") ELSE 1 END");
 	if (buf_failed(&a->sql) || buf_failed(&a->key))
 		return error_set(err, PGF_E_MEMORY, "out of memory");
@@ -490,7 +490,7 @@ int rows_truncate(apply_t *a, const pgoutput_message_t *m, pgf_error_t *err)
 			return PGF_ERR;
 		if (i)
 			buf_append_str(&a->sql, ", ");
-		append_qualified(&a->sql, rel);
+		apply_sql_qualified(&a->sql, rel);
 	}
 	if (m->u.truncate.options & 2)
 		buf_append_str(&a->sql, " RESTART IDENTITY");
