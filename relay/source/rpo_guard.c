@@ -2,7 +2,7 @@
  * rpo_guard.c — the RPO guard of `pgferry source` (rpo_guard.h).
  *
  * The source reports to the walsender as flushed only what the DR database
- * committed (source.c, send_status), so a primary that lists the source's
+ * committed (source_send_status), so a primary that lists the source's
  * application_name in synchronous_standby_names makes each commit wait until
  * the DR side holds it. The guard turns that on when the RPO bound passes
  * rpo_guard_budget and off again when it is back under half of it, when the

@@ -1,0 +1,173 @@
+/*
+ * source_link.c — the source's side of the link to the sink: the hello with
+ * this primary's identity, the welcome that says where to resume (only then
+ * is the slot created and the stream started), the sink's acknowledgements
+ * (what it received and what the DR database committed), its pings, and its
+ * errors. Uses the source's state (source_internal.h) and transport/.
+ */
+#include "source_internal.h"
+
+#include "pgferry/decoder.h"
+#include "pgferry/log.h"
+#include "pgferry/wire.h"
+
+#include <stdio.h>
+
+/* Called once the sink accepted this primary's identity (its welcome): a
+ * source pointed at the wrong primary leaves no slot there. */
+static int ensure_slot(source_t *s, pgf_error_t *err)
+{
+	bool created;
+	uint64_t consistent;
+	char lsn[LSN_TEXT_LEN];
+
+	if (replication_ensure_slot(&s->repl, s->cfg->slot_name, false, &created, &consistent,
+	                            err) != PGF_OK)
+		return PGF_ERR;
+	if (created)
+		log_info("created replication slot \"%s\" at %s", s->cfg->slot_name,
+		         lsn_format(consistent, lsn));
+	return PGF_OK;
+}
+
+static void sink_connected(netconn_t *c, void *arg)
+{
+	source_t *s = arg;
+	wire_hello_t hello = {0};
+	pgf_error_t err;
+	buf_t b;
+
+	log_info("connected to the sink at %s (%s)", s->cfg->sink_address, netconn_peer_name(c));
+	hello.protocol_version = WIRE_PROTOCOL_VERSION;
+	hello.system_identifier = s->repl.system_identifier;
+	hello.timeline = s->repl.timeline;
+	hello.proto_version = (uint8_t)s->proto_version;
+	snprintf(hello.database, sizeof(hello.database), "%s", s->repl.dbname);
+	snprintf(hello.slot, sizeof(hello.slot), "%s", s->cfg->slot_name);
+	hello.source_time = pgtime_now() + s->cfg->test_clock_skew * 1000;
+	hello.capabilities = WIRE_CAP_PRIMARY_FACTS;
+	buf_init(&b);
+	error_clear(&err);
+	wire_encode_hello(&hello, &b);
+	if (netconn_send(c, WIRE_HELLO, b.data, b.len, &err) != PGF_OK) {
+		source_report_failure(s, &err);
+		source_session_close(s, "could not greet the sink");
+	} else
+		s->state = SOURCE_HELLO;
+	buf_free(&b);
+}
+
+static void on_ack(source_t *s, const wire_ack_t *ack)
+{
+	if (ack->received_lsn > s->sink_received_lsn)
+		s->sink_received_lsn = ack->received_lsn;
+	if (ack->applied_lsn > s->sink_applied_lsn)
+		s->sink_applied_lsn = ack->applied_lsn;
+	rpo_guard_on_applied(s->guard, s->sink_applied_lsn);
+	/* confirm promptly: the slot may release WAL up to what the DR side has */
+	if (s->sink_applied_lsn != s->last_reported_flush)
+		source_send_status(s, false);
+}
+
+static void sink_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *payload, size_t len)
+{
+	source_t *s = arg;
+	pgf_error_t err;
+
+	s->sink_heard = ev_now(s->loop);
+	error_clear(&err);
+	switch (type) {
+	case WIRE_WELCOME: {
+		wire_welcome_t w;
+		char lsn[LSN_TEXT_LEN];
+		if (s->state != SOURCE_HELLO ||
+		    wire_decode_welcome(payload, len, &w, &err) != PGF_OK) {
+			if (err.message[0] == '\0')
+				error_set(&err, PGF_E_PROTOCOL, "unexpected welcome from the sink");
+			break;
+		}
+		log_info("the sink resumes at %s", lsn_format(w.resume_lsn, lsn));
+		batch_encoder_reset(s->encoder);
+		s->batch_seq = 0;
+		if (ensure_slot(s, &err) != PGF_OK ||
+		    source_start_streaming(s, w.resume_lsn, &err) != PGF_OK) {
+			source_note_error(s, &err);
+			break;
+		}
+		return;
+	}
+	case WIRE_ACK: {
+		wire_ack_t ack;
+		if (wire_decode_ack(payload, len, &ack, &err) != PGF_OK)
+			break;
+		on_ack(s, &ack);
+		/* the link drained: read the stream again */
+		if (netconn_queued_bytes(c) <= backpressure_limit(s) / 2)
+			source_repl_pause(s, false);
+		return;
+	}
+	case WIRE_PING: {
+		wire_ping_t ping;
+		wire_pong_t pong;
+		buf_t b;
+		if (wire_decode_ping(payload, len, &ping, &err) != PGF_OK)
+			break;
+		pong.t1 = ping.t1;
+		pong.t2 = pgtime_now() + s->cfg->test_clock_skew * 1000;
+		pong.t3 = pgtime_now() + s->cfg->test_clock_skew * 1000;
+		buf_init(&b);
+		wire_encode_pong(&pong, &b);
+		netconn_send(c, WIRE_PONG, b.data, b.len, &err);
+		buf_free(&b);
+		/* the link drained: read the stream again */
+		if (netconn_queued_bytes(c) <= backpressure_limit(s) / 2)
+			source_repl_pause(s, false);
+		return;
+	}
+	case WIRE_ERROR: {
+		wire_error_t e;
+		if (wire_decode_error(payload, len, &e, &err) == PGF_OK) {
+			error_set(&err, PGF_E_PROTOCOL, "the sink refused the stream: %s",
+			          e.message);
+			if (e.code == WIRE_ERR_IDENTITY || e.code == WIRE_ERR_FENCED)
+				error_hint(&err,
+				           "The sink follows another primary or was promoted; "
+				           "this source must not feed it.");
+		}
+		break;
+	}
+	default:
+		error_set(&err, PGF_E_PROTOCOL, "unexpected frame type %u from the sink", type);
+		break;
+	}
+	source_report_failure(s, &err);
+	source_session_close(s, "the sink session failed");
+}
+
+static void sink_writable(netconn_t *c, void *arg)
+{
+	source_t *s = arg;
+
+	if (netconn_queued_bytes(c) <= backpressure_limit(s) / 2)
+		source_repl_pause(s, false);
+}
+
+static void sink_closed(netconn_t *c, void *arg, const pgf_error_t *err)
+{
+	source_t *s = arg;
+
+	(void)c;
+	if (err && err->message[0])
+		source_report_failure(s, err);
+	s->sink = NULL; /* netconn frees itself after this callback */
+	source_session_close(s, "the sink connection closed");
+}
+
+void source_link_callbacks(source_t *s, netconn_callbacks_t *cb)
+{
+	cb->arg = s;
+	cb->connected = sink_connected;
+	cb->frame = sink_frame;
+	cb->writable = sink_writable;
+	cb->closed = sink_closed;
+}

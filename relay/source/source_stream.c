@@ -1,0 +1,316 @@
+/*
+ * source_stream.c — the source's walsender stream: CopyData messages read
+ * from the slot are cut into batches (batch_max_bytes / batch_max_delay),
+ * compressed, checksummed and shipped to the sink; the walsender is told
+ * flush = what the sink reports committed on the DR database, never more
+ * (standby status). Reading pauses while the link to the sink holds more
+ * than backpressure_limit: the slot keeps the rest. Uses the source's state
+ * (source_internal.h) and transport/.
+ */
+#include "source_internal.h"
+
+#include "pgferry/decoder.h"
+#include "pgferry/log.h"
+#include "pgferry/wire.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* The walsender reads only flushed WAL, so its keepalive's WAL end is a
+ * flush position this side saw itself: the sink may let that keepalive
+ * justify idle progress up to it (a shutting-down primary waits for that
+ * confirmation, and its plain connections are gone by then). No time, no
+ * position: it proves nothing about commits. */
+static void ship_flush_fact(source_t *s)
+{
+	wire_primary_facts_t f;
+	pgf_error_t err;
+	buf_t b;
+
+	if (s->sink == NULL || s->state != SOURCE_STREAMING ||
+	    s->primary_flush_lsn <= s->flush_fact_sent)
+		return;
+	memset(&f, 0, sizeof(f));
+	f.flush_lsn = s->primary_flush_lsn;
+	snprintf(f.source_error, sizeof(f.source_error), "%s", s->last_error);
+	buf_init(&b);
+	error_clear(&err);
+	wire_encode_primary_facts(&f, &b);
+	if (netconn_send(s->sink, WIRE_PRIMARY_FACTS, b.data, b.len, &err) != PGF_OK)
+		log_error_value(LOG_WARNING, &err);
+	else
+		s->flush_fact_sent = s->primary_flush_lsn;
+	buf_free(&b);
+}
+
+/* ---- reporting to the walsender ------------------------------------------- */
+
+/* Standby status: write = what the sink holds, flush = what the DR database
+ * committed. The slot's confirmed_flush_lsn follows flush only. */
+void source_send_status(source_t *s, bool reply_requested)
+{
+	pgf_error_t err;
+
+	uint64_t flush = s->sink_applied_lsn, write = s->sink_received_lsn;
+
+	if (!s->repl_open || s->state != SOURCE_STREAMING)
+		return;
+	/* never confirm what the primary has not even flushed: a sink that says
+	 * so was misled (the slot would release WAL past a hole) */
+	if (flush > s->primary_flush_lsn)
+		flush = s->primary_flush_lsn;
+	if (write > s->primary_flush_lsn)
+		write = s->primary_flush_lsn;
+	error_clear(&err);
+	if (replication_send_status(&s->repl, write, flush, flush, reply_requested, &err) !=
+	    PGF_OK) {
+		source_report_failure(s, &err);
+		source_note_error(s, &err);
+		source_session_close(s, "the primary connection failed");
+		return;
+	}
+	s->last_reported_flush = s->sink_applied_lsn;
+}
+
+void source_status_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	source_t *s = w->data;
+
+	(void)loop;
+	(void)revents;
+	/* asking for a reply makes the primary send a keepalive: its WAL end
+	 * and clock reach the sink even when nothing is written */
+	source_send_status(s, true);
+}
+
+/* ---- batches ---------------------------------------------------------------- */
+
+void source_ship_batch(source_t *s)
+{
+	pgf_error_t err;
+	buf_t frame;
+	uint64_t raw = batch_encoder_bytes(s->encoder);
+
+	if (s->batch_timer_armed) {
+		ev_timer_stop(s->loop, &s->batch_timer);
+		s->batch_timer_armed = false;
+	}
+	if (batch_encoder_records(s->encoder) == 0 || s->sink == NULL)
+		return;
+	buf_init(&frame);
+	error_clear(&err);
+	if (batch_encoder_finish(s->encoder, ++s->batch_seq, &frame, &err) != PGF_OK ||
+	    netconn_send(s->sink, WIRE_BATCH, frame.data, frame.len, &err) != PGF_OK) {
+		buf_free(&frame);
+		source_report_failure(s, &err);
+		source_session_close(s, "could not ship a batch");
+		return;
+	}
+	s->stats.batches++;
+	s->stats.raw_bytes += raw;
+	s->stats.sent_bytes += frame.len;
+	buf_free(&frame);
+}
+
+void source_batch_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	source_t *s = w->data;
+
+	(void)loop;
+	(void)revents;
+	s->batch_timer_armed = false;
+	source_ship_batch(s);
+}
+
+/* ---- the replication stream -------------------------------------------------- */
+
+void source_repl_pause(source_t *s, bool pause)
+{
+	if (!s->repl_open)
+		return;
+	if (pause)
+		ev_io_stop(s->loop, &s->repl_watcher);
+	else if (!ev_is_active(&s->repl_watcher))
+		ev_io_start(s->loop, &s->repl_watcher);
+}
+
+static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	source_t *s = w->data;
+	pgf_error_t err;
+	int n = 0;
+
+	(void)loop;
+	(void)revents;
+	error_clear(&err);
+	/* bounded per wake-up so the sink link and the timers get their turn */
+	while (n++ < 10000) {
+		const uint8_t *data;
+		size_t len;
+		walsender_message_t wm;
+		int r = replication_read(&s->repl, &data, &len, &err);
+
+		if (r == 0)
+			break;
+		if (r == 2) {
+			char lsn[LSN_TEXT_LEN];
+			/* the primary ended the stream: it is shutting down after
+			 * sending everything; tell the sink, it reports it */
+			source_ship_batch(s);
+			log_info("the primary ended the replication stream cleanly at %s",
+			         lsn_format(s->last_record_lsn, lsn));
+			if (s->sink) {
+				buf_t b;
+				wire_end_of_stream_t eos = {s->last_record_lsn};
+				buf_init(&b);
+				wire_encode_end_of_stream(&eos, &b);
+				netconn_send(s->sink, WIRE_END_OF_STREAM, b.data, b.len, &err);
+				buf_free(&b);
+			}
+			source_session_close(s, "the primary ended the stream");
+			return;
+		}
+		if (r < 0) {
+			source_report_failure(s, &err);
+			source_note_error(s, &err);
+			source_session_close(s, "the replication connection failed");
+			return;
+		}
+		if (walsender_parse(data, len, &wm, &err) != PGF_OK) {
+			source_report_failure(s, &err);
+			source_session_close(s, "the primary sent a malformed message");
+			return;
+		}
+		s->stats.messages++;
+		s->stats.message_bytes += len;
+		if (wm.kind == 'w') {
+			s->last_record_lsn = wm.wal_start;
+			s->last_error[0] = '\0'; /* the stream delivers again */
+		}
+		/* the walsender reads only flushed WAL */
+		if (wm.wal_end > s->primary_flush_lsn)
+			s->primary_flush_lsn = wm.wal_end;
+		if (batch_encoder_add(s->encoder, data, len,
+		                      wm.kind == 'w' ? wm.wal_start : wm.wal_end, &err) != PGF_OK) {
+			source_report_failure(s, &err);
+			if (err.code == PGF_E_PROTOCOL && s->sink != NULL) {
+				/* the stream is stuck here until the setting is raised: the
+				 * sink shows it in its status, metrics and verdict */
+				char why[1100], l[LSN_TEXT_LEN];
+				netconn_t *c = s->sink;
+				/* docs/PROTOCOL.md: the message starts with the change's LSN */
+				snprintf(why, sizeof(why), "%s %s. %s",
+				         lsn_format(wm.kind == 'w' ? wm.wal_start : wm.wal_end, l),
+				         err.message, err.hint);
+				s->sink = NULL;
+				netconn_close(c, WIRE_ERR_TOO_LARGE, why);
+			}
+			source_session_close(s, "could not batch a message");
+			return;
+		}
+		if (wm.kind == 'k')
+			ship_flush_fact(s);
+		if (wm.kind == 'k' && wm.reply_requested)
+			source_send_status(s, false);
+		if ((int64_t)batch_encoder_bytes(s->encoder) >= s->cfg->batch_max_bytes)
+			source_ship_batch(s);
+		else if (!s->batch_timer_armed) {
+			ev_timer_set(&s->batch_timer, (double)s->cfg->batch_max_delay / 1000.0,
+			             0.0);
+			ev_timer_start(s->loop, &s->batch_timer);
+			s->batch_timer_armed = true;
+		}
+		if (s->sink == NULL)
+			return;
+		/* the sink (or the link) is slower than the primary: stop reading
+		 * and let the slot hold the rest */
+		if (netconn_queued_bytes(s->sink) > backpressure_limit(s)) {
+			source_repl_pause(s, true);
+			return;
+		}
+	}
+}
+
+int source_start_streaming(source_t *s, uint64_t resume_lsn, pgf_error_t *err)
+{
+	replication_options_t opts = {0};
+	bool exists;
+	uint64_t confirmed;
+	char a[LSN_TEXT_LEN], b[LSN_TEXT_LEN];
+
+	if (replication_slot_position(&s->repl, s->cfg->slot_name, &exists, &confirmed, err) !=
+	    PGF_OK)
+		return PGF_ERR;
+	if (!exists)
+		return error_set(err, PGF_E_CONFIG, "slot \"%s\" disappeared", s->cfg->slot_name);
+	/* guarantee 1 seen from here: if the slot already confirmed more than
+	 * the DR side committed, the transactions in between are gone */
+	if (resume_lsn != 0 && confirmed > resume_lsn) {
+		error_set(
+		        err, PGF_E_IDENTITY,
+		        "slot \"%s\" is ahead of the DR database: it confirmed %s but the DR side "
+		        "committed only up to %s",
+		        s->cfg->slot_name, lsn_format(confirmed, a), lsn_format(resume_lsn, b));
+		error_detail(err, "Transactions between these positions were released by the slot "
+		                  "and cannot be streamed again.");
+		error_hint(err, "Rebuild the DR copy (pgferry clone), or check that this sink and "
+		                "slot belong together.");
+		return PGF_ERR;
+	}
+	/* the sink's progress can only be a position the primary wrote: one
+	 * beyond its flush position was recorded from a forged or misdirected
+	 * stream, and streaming from there would skip what lies between */
+	if (replication_flush_position(&s->repl, &s->primary_flush_lsn, err) != PGF_OK)
+		return PGF_ERR;
+	if (resume_lsn > s->primary_flush_lsn) {
+		error_set(err, PGF_E_IDENTITY,
+		          "the sink resumes at %s, beyond the primary's WAL flush position %s",
+		          lsn_format(resume_lsn, a), lsn_format(s->primary_flush_lsn, b));
+		error_detail(err,
+		             "The DR database recorded progress this primary never wrote (a "
+		             "forged or misdirected stream, or another primary's). Streaming "
+		             "from there would skip every transaction in between, so nothing is "
+		             "streamed and slot \"%s\" is not confirmed past %s.",
+		             s->cfg->slot_name, lsn_format(confirmed, b));
+		error_hint(err,
+		           "Check which primary this DR database follows and who else "
+		           "holds a certificate the sink accepts (tls_peer_name); then rebuild "
+		           "the DR copy with pgferry clone.");
+		return PGF_ERR;
+	}
+	/* a first fact, and the last error, at once: a walsender that fails on
+	 * its first change ends the session within milliseconds, before any
+	 * heartbeat (a replication connection takes plain SQL before
+	 * START_REPLICATION) */
+	{
+		double sent = rpo_guard_clock();
+		PGresult *res = PQexec(s->repl.conn, source_facts_sql);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK)
+			source_ship_facts(s, res, true, sent);
+		PQclear(res);
+	}
+	opts.slot_name = s->cfg->slot_name;
+	opts.publication = s->cfg->publication;
+	opts.proto_version = s->proto_version;
+	opts.streaming = true;
+	opts.messages = true;
+	/* prepared transactions are decoded when decided (see README) */
+	opts.two_phase = false;
+	if (replication_start(&s->repl, resume_lsn, &opts, err) != PGF_OK)
+		return PGF_ERR;
+	log_info("streaming slot \"%s\" from %s (pgoutput protocol %d)", s->cfg->slot_name,
+	         lsn_format(resume_lsn ? resume_lsn : confirmed, a), s->proto_version);
+	s->sink_applied_lsn = resume_lsn;
+	s->sink_received_lsn = resume_lsn;
+	s->flush_fact_sent = 0;
+	ev_io_init(&s->repl_watcher, repl_readable, replication_socket(&s->repl), EV_READ);
+	s->repl_watcher.data = s;
+	ev_io_start(s->loop, &s->repl_watcher);
+	s->state = SOURCE_STREAMING;
+	s->streamed_once = true;
+	s->streaming_since = ev_now(s->loop);
+	ev_timer_again(s->loop, &s->status_timer);
+	/* data may already be buffered by libpq */
+	ev_feed_event(s->loop, &s->repl_watcher, EV_READ);
+	return PGF_OK;
+}
