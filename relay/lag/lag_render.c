@@ -293,11 +293,9 @@ static void histogram(buf_t *b, const char *name, const char *help, const lag_hi
 	buf_printf(b, "%s_sum %.17g\n%s_count %" PRIu64 "\n", name, h->sum, name, h->count);
 }
 
-void lag_render_metrics(const lag_snapshot_t *s, buf_t *b)
+/* the RPO bound, the loss windows and what they rest on */
+static void metrics_rpo(const lag_snapshot_t *s, buf_t *b)
 {
-	lag_verdict_t v;
-
-	lag_verdict(s, -1, -1, &v);
 	gauge(b, "pgferry_rpo_bound_seconds",
 	      "Time since the DR database provably held everything the primary had committed "
 	      "(known loss window plus unknown window; NaN: no proof yet).",
@@ -324,6 +322,11 @@ void lag_render_metrics(const lag_snapshot_t *s, buf_t *b)
 	        "Clock faults: primary times in the future of the sink's clock, steps of the "
 	        "sink's clock.",
 	        s->clock_faults);
+}
+
+/* the backlog, the spool, the apply rate, the positions */
+static void metrics_apply(const lag_snapshot_t *s, buf_t *b)
+{
 	gauge(b, "pgferry_apply_backlog_transactions", "Received transactions not yet applied.",
 	      (double)s->backlog_transactions);
 	gauge(b, "pgferry_apply_backlog_bytes", "pgoutput bytes received but not yet applied.",
@@ -355,6 +358,11 @@ void lag_render_metrics(const lag_snapshot_t *s, buf_t *b)
 	      (double)s->received_lsn);
 	gauge(b, "pgferry_applied_lsn_bytes", "End of the last source commit applied on DR.",
 	      (double)s->applied_lsn);
+}
+
+/* the states of the clocks, the source, the slot, apply and the verdict */
+static void metrics_state(const lag_snapshot_t *s, const lag_verdict_t *v, buf_t *b)
+{
 	gauge(b, "pgferry_clock_offset_seconds",
 	      "Estimated clock of the primary's host minus the sink's clock.",
 	      s->clock_offset_ms / 1000.0);
@@ -403,9 +411,14 @@ void lag_render_metrics(const lag_snapshot_t *s, buf_t *b)
 	      s->fenced ? 1 : 0);
 	gauge(b, "pgferry_promotion_safe",
 	      "1 when a promotion now is safe under the configured max_rpo and backlog limit.",
-	      v.verdict == VERDICT_SAFE ? 1 : 0);
+	      v->verdict == VERDICT_SAFE ? 1 : 0);
 	gauge(b, "pgferry_promoted", "1 when this DR database was promoted.",
-	      v.verdict == VERDICT_PROMOTED ? 1 : 0);
+	      v->verdict == VERDICT_PROMOTED ? 1 : 0);
+}
+
+/* counters and histograms */
+static void metrics_counters(const lag_snapshot_t *s, buf_t *b)
+{
 	counter(b, "pgferry_batches_total", "Batches received and verified.", s->batches);
 	counter(b, "pgferry_batch_compressed_bytes_total", "Batch bytes on the wire (compressed).",
 	        s->batch_wire_bytes);
@@ -428,4 +441,15 @@ void lag_render_metrics(const lag_snapshot_t *s, buf_t *b)
 	          &s->commit_lag);
 	histogram(b, "pgferry_apply_group_seconds", "Duration of each DR transaction.",
 	          &s->apply_group);
+}
+
+void lag_render_metrics(const lag_snapshot_t *s, buf_t *b)
+{
+	lag_verdict_t v;
+
+	lag_verdict(s, -1, -1, &v);
+	metrics_rpo(s, b);
+	metrics_apply(s, b);
+	metrics_state(s, &v, b);
+	metrics_counters(s, b);
 }

@@ -11,18 +11,9 @@
 #include <stdio.h>
 #include <string.h>
 
-void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
+/* where the primary is and what the DR side has */
+static void snapshot_positions(const lag_tracker_t *l, lag_snapshot_t *s, int64_t mono)
 {
-	const clock_sample_t *c;
-	uint64_t txns = 0, bytes = 0, rt = 0, rr = 0, rb = 0;
-	int64_t oldest_rate, mono;
-	size_t i;
-	bool oldest_found = false;
-
-	memset(s, 0, sizeof(*s));
-	pthread_mutex_lock(&l->lock);
-	s->now_us = lag_now_us(l);
-	mono = lag_mono_us(l);
 	s->identity_known = l->identity_known;
 	s->system_identifier = l->system_identifier;
 	snprintf(s->database, sizeof(s->database), "%s", l->database);
@@ -38,6 +29,24 @@ void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
 	        l->last_applied_commit_time ? lag_primary_to_sink_us(l, l->last_applied_commit_time)
 	                                    : 0;
 	s->last_commit_lag_ms = l->last_commit_lag_s * 1000.0;
+	s->primary_position_lsn =
+	        l->fact_lsn > l->primary_wal_lsn ? l->fact_lsn : l->primary_wal_lsn;
+	s->primary_flush_lsn = l->fact_flush_lsn;
+	s->known_loss_bytes = s->primary_position_lsn > l->applied_lsn
+	                              ? s->primary_position_lsn - l->applied_lsn
+	                              : 0;
+	s->fact_known = l->fact_learned_mono != 0;
+	s->fact_age_ms = s->fact_known ? (double)(mono - l->fact_learned_mono) / 1000.0 : -1;
+	s->stream_idle_ms = (double)(mono - l->received_moved_mono) / 1000.0;
+	snprintf(s->source_error, sizeof(s->source_error), "%s", l->source_error);
+}
+
+/* the commits received and not applied yet */
+static void snapshot_backlog(const lag_tracker_t *l, lag_snapshot_t *s)
+{
+	uint64_t txns = 0, bytes = 0;
+	bool oldest_found = false;
+	size_t i;
 
 	for (i = 0; i < l->count; i++) {
 		const pending_t *p = &l->pending[(l->head + i) % PENDING_MAX];
@@ -52,16 +61,14 @@ void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
 		}
 	}
 	s->known_loss_transactions = txns;
-	s->primary_position_lsn =
-	        l->fact_lsn > l->primary_wal_lsn ? l->fact_lsn : l->primary_wal_lsn;
-	s->primary_flush_lsn = l->fact_flush_lsn;
-	s->known_loss_bytes = s->primary_position_lsn > l->applied_lsn
-	                              ? s->primary_position_lsn - l->applied_lsn
-	                              : 0;
-	s->fact_known = l->fact_learned_mono != 0;
-	s->fact_age_ms = s->fact_known ? (double)(mono - l->fact_learned_mono) / 1000.0 : -1;
-	s->stream_idle_ms = (double)(mono - l->received_moved_mono) / 1000.0;
-	snprintf(s->source_error, sizeof(s->source_error), "%s", l->source_error);
+	s->backlog_transactions = txns;
+	s->backlog_bytes = bytes;
+	s->caught_up = l->heard_from_primary && txns == 0;
+}
+
+/* the slot's WAL on the primary, the last drill, the RPO guard */
+static void snapshot_source_side(const lag_tracker_t *l, lag_snapshot_t *s)
+{
 	s->slot_known = l->slot_known;
 	s->slot_retained_bytes = l->slot_retained;
 	s->slot_safe_wal_size = l->slot_safe;
@@ -90,7 +97,11 @@ void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
 		         "slot_wal_warning (%" PRId64 "): is the sink applying? a forgotten slot "
 		         "is dropped with pg_drop_replication_slot",
 		         l->slot_retained, l->slot_limit);
-	/* bound = known loss window + unknown window = now - proof */
+}
+
+/* bound = known loss window + unknown window = now - proof */
+static void snapshot_rpo(const lag_tracker_t *l, lag_snapshot_t *s, int64_t mono)
+{
 	s->rpo_known = l->proof_mono != 0;
 	if (s->rpo_known) {
 		int64_t known = l->known_mono > l->proof_mono ? l->known_mono : l->proof_mono;
@@ -105,15 +116,15 @@ void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
 		                               : -1;
 		s->rpo_bound_ms = -1;
 	}
-	s->backlog_transactions = txns;
-	s->backlog_bytes = bytes;
-	s->caught_up = l->heard_from_primary && txns == 0;
-	s->clock_faults = l->clock_faults;
-	snprintf(s->clock_fault, sizeof(s->clock_fault), "%s", l->clock_fault);
-	s->clock_fault_age_ms =
-	        l->clock_fault_mono ? (double)(mono - l->clock_fault_mono) / 1000.0 : -1;
+}
 
-	oldest_rate = s->now_us;
+/* the apply rate over the last RATE_WINDOW_US and the backlog's drain time */
+static void snapshot_rates(const lag_tracker_t *l, lag_snapshot_t *s)
+{
+	uint64_t rt = 0, rr = 0, rb = 0, txns = s->backlog_transactions;
+	int64_t oldest_rate = s->now_us;
+	size_t i;
+
 	for (i = 0; i < RATE_SLOTS; i++) {
 		const rate_slot_t *r = &l->rates[i];
 		if (r->at_us == 0 || s->now_us - r->at_us > RATE_WINDOW_US)
@@ -139,8 +150,17 @@ void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
 		s->drain_estimate_ms = (double)txns / s->transactions_per_s * 1000.0;
 	else
 		s->drain_estimate_ms = -1;
+}
 
-	c = lag_best_clock(l);
+/* the clocks, the states of source and apply, the counters, the limits */
+static void snapshot_state(const lag_tracker_t *l, lag_snapshot_t *s, int64_t mono)
+{
+	const clock_sample_t *c = lag_best_clock(l);
+
+	s->clock_faults = l->clock_faults;
+	snprintf(s->clock_fault, sizeof(s->clock_fault), "%s", l->clock_fault);
+	s->clock_fault_age_ms =
+	        l->clock_fault_mono ? (double)(mono - l->clock_fault_mono) / 1000.0 : -1;
 	s->clock_known = c != NULL;
 	s->clock_offset_ms = c ? (double)c->offset_us / 1000.0 : 0;
 	s->clock_uncertainty_ms = c ? (double)c->uncertainty_us / 1000.0 : 0;
@@ -178,5 +198,21 @@ void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
 	s->max_rpo_ms = l->cfg->max_rpo;
 	s->max_apply_backlog = l->cfg->max_apply_backlog;
 	s->max_clock_offset_ms = l->cfg->max_clock_offset;
+}
+
+void lag_snapshot(lag_tracker_t *l, lag_snapshot_t *s)
+{
+	int64_t mono;
+
+	memset(s, 0, sizeof(*s));
+	pthread_mutex_lock(&l->lock);
+	s->now_us = lag_now_us(l);
+	mono = lag_mono_us(l);
+	snapshot_positions(l, s, mono);
+	snapshot_backlog(l, s);
+	snapshot_source_side(l, s);
+	snapshot_rpo(l, s, mono);
+	snapshot_rates(l, s);
+	snapshot_state(l, s, mono);
 	pthread_mutex_unlock(&l->lock);
 }
