@@ -70,6 +70,25 @@ START_TEST(bad_values)
 }
 END_TEST
 
+START_TEST(syntax_errors_say_where)
+{
+	char name[200];
+
+	ck_assert_int_eq(load("slot_name = a\n\n  = 3\n"), PGF_ERR);
+	ck_assert_ptr_nonnull(strstr(err.message, "expected a parameter name"));
+	ck_assert_str_eq(err.where, "t.conf:3");
+	memset(name, 'k', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	ck_assert_int_eq(load(name), PGF_ERR);
+	ck_assert_ptr_nonnull(strstr(err.message, "too long"));
+	ck_assert_int_eq(load("slot_name = 'it''s'  x\n"), PGF_ERR);
+	ck_assert_ptr_nonnull(strstr(err.message, "after the value of \"slot_name\""));
+	ck_assert_int_eq(load("slot_name = ''\npublication = 'p''q'\n"), PGF_OK);
+	ck_assert_str_eq(cfg.slot_name, "");
+	ck_assert_str_eq(cfg.publication, "p'q");
+}
+END_TEST
+
 START_TEST(good_values_and_units)
 {
 	ck_assert_int_eq(load("batch_max_delay = 7ms  # why\n"
@@ -214,6 +233,7 @@ Suite *config_suite(void)
 	tcase_add_test(tc, unknown_key_names_key_and_line);
 	tcase_add_test(tc, unterminated_quote);
 	tcase_add_test(tc, bad_values);
+	tcase_add_test(tc, syntax_errors_say_where);
 	tcase_add_test(tc, good_values_and_units);
 	tcase_add_test(tc, defaults);
 	tcase_add_test(tc, option_overrides);
