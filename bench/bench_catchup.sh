@@ -19,7 +19,14 @@
 #   BENCH_LINKS ("loopback wan"), BENCH_SINK_EXTRA (one more line of the
 #   sink's configuration), BENCH_PROFILE=1: perf profiles of the sink and
 #   its DR backend during pgferry's catch-up in the first run, with the CPU
-#   seconds each used
+#   seconds each used; BENCH_TIMELINE=1 (2: with every sample): in every
+#   run, when each stage of pgferry's data path (walsender sent, sink
+#   received, DR committed, sink reported durable) passed 25/50/75/100 % of
+#   the backlog, what its DR backend waited for, and the CPU seconds of the
+#   walsender, source, sink and DR backend (stage_timeline.py);
+#   BENCH_DEBUG_DIR: the source's and sink's logs of the last pgferry
+#   catch-up are copied there; BENCH_BASELINE (common.sh): another pgferry
+#   binary raced beside this one
 #
 # Prints per run and, per link, the median and range of each system's
 # seconds, its ratio to native (native seconds / its seconds) and its wire
@@ -53,15 +60,40 @@ catch_up()
 		return
 	fi
 	proxy_start "$s"
+	from=$(psql_on primary -c "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '${SLOT_OF[$s]}'")
 	start=$(now_ms)
 	replica_enable "$s"
+	[ "$s" = pgferry ] && [ "${BENCH_TIMELINE:-0}" != 0 ] && timeline_start "$from" "$target"
 	[ "$s" = pgferry ] && [ "${BENCH_PROFILE:-0}" = 1 ] && [ "$RUN" = 1 ] && profile_start
 	wait_until "$s catch-up" 3600 replica_progress_reached "$s" "$target"
 	SECS=$(awk -v ms=$(($(now_ms) - start)) 'BEGIN { printf "%.2f", ms / 1000 }')
 	[ "$s" = pgferry ] && [ "${BENCH_PROFILE:-0}" = 1 ] && [ "$RUN" = 1 ] && profile_stop
+	[ "$s" = pgferry ] && [ "${BENCH_TIMELINE:-0}" != 0 ] && timeline_stop
 	replica_disable "$s"
+	[ -n "${BENCH_DEBUG_DIR:-}" ] && cp "$T/source.log" "$T/sink.log" "$BENCH_DEBUG_DIR/"
 	proxy_stop "$s"
 	BYTES=$WIRE_BYTES
+}
+
+# stage_timeline.py beside pgferry's catch-up: timeline_start FROM TARGET
+timeline_start()
+{
+	rm -f "$T/timeline.log"
+	bg_start timeline /usr/bin/python3 "$(dirname "$0")/stage_timeline.py" "$PRIMARY_CONN" pgferry \
+		"host=$DR_HOST port=$DR_PORT user=postgres dbname=ferry" "$SINK_URL/metrics" "$1" "$2" \
+		"source=$(bg_pid source)" "sink=$(bg_pid sink)"
+}
+
+timeline_stop()
+{
+	local i
+	# it ends by itself once the sink reported the end of the backlog
+	for i in $(seq 300); do
+		grep -q '^stage timeline' "$T/timeline.log" && break
+		sleep 0.1
+	done
+	bg_stop timeline TERM
+	sed 's/^/  /' "$T/timeline.log"
 }
 
 # CPU seconds used so far by the processes PIDS (comma-separated)

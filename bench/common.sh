@@ -20,6 +20,12 @@
 #   replica_enable SYSTEM / replica_disable SYSTEM
 #   replica_progress_reached SYSTEM LSN   the DR origin of SYSTEM is at LSN
 #   copies_equal    every enabled copy matches the primary (fails if not)
+#
+# BENCH_BASELINE=PATH adds the system "baseline": the pgferry binary at PATH
+# (an older build, say) with its own slot, sink, DR database and proxy, so
+# a change is measured against what it replaces in the same run;
+# BENCH_BASELINE_SINK_EXTRA is one more line of its sink's configuration
+# (a later line wins).
 
 PROXY=$ROOT/build/faultproxy
 [ -x "$PROXY" ] || (cd "$ROOT" && make -s build/faultproxy) || fail "cannot build the proxy"
@@ -32,6 +38,7 @@ db_of()
 {
 	case $1 in
 	pgferry) echo ferry ;;
+	baseline) echo ferry_base ;;
 	native) echo native ;;
 	pglogical) echo pglog ;;
 	esac
@@ -48,6 +55,12 @@ else
 fi
 SYSTEMS="native pgferry"
 [ $PGLOGICAL = 1 ] && SYSTEMS="native pgferry pglogical"
+BASELINE_BIN=${BENCH_BASELINE:-}
+if [ -n "$BASELINE_BIN" ]; then
+	BASELINE_BIN=$(realpath "$BASELINE_BIN")
+	[ -x "$BASELINE_BIN" ] || fail "BENCH_BASELINE: $BASELINE_BIN is not an executable"
+	SYSTEMS="$SYSTEMS baseline"
+fi
 
 link_set()
 {
@@ -65,6 +78,7 @@ proxy_start()
 	local port target
 	case $1 in
 	pgferry) port=$FERRY_PROXY_PORT target=$SINK_PORT ;;
+	baseline) port=$BASE_PROXY_PORT target=$BASE_SINK_PORT ;;
 	native) port=$NATIVE_PROXY_PORT target=$PRIMARY_PORT ;;
 	pglogical) port=$PGLOG_PROXY_PORT target=$PRIMARY_PORT ;;
 	esac
@@ -84,6 +98,10 @@ replica_enable()
 		sink_start
 		source_start
 		;;
+	baseline)
+		bg_start sink_base "$BASELINE_BIN" sink --config "$T/sink_base.conf"
+		bg_start source_base "$BASELINE_BIN" source --config "$T/source_base.conf"
+		;;
 	native) dr native "ALTER SUBSCRIPTION native ENABLE" >/dev/null ;;
 	pglogical) dr pglog "SELECT pglogical.alter_subscription_enable('pglog', true)" >/dev/null ;;
 	esac
@@ -98,6 +116,10 @@ replica_disable()
 		source_stop
 		sink_stop
 		;;
+	baseline)
+		bg_stop source_base TERM
+		bg_stop sink_base TERM
+		;;
 	native) dr native "ALTER SUBSCRIPTION native DISABLE" >/dev/null ;;
 	pglogical) dr pglog "SELECT pglogical.alter_subscription_disable('pglog', true)" >/dev/null ;;
 	esac
@@ -108,7 +130,7 @@ replica_disable()
 origin_expr()
 {
 	case $1 in
-	pgferry) echo "pgferry.origin()" ;;
+	pgferry | baseline) echo "pgferry.origin()" ;;
 	*) echo "'${ORIGIN_OF[$1]}'" ;;
 	esac
 }
@@ -136,7 +158,7 @@ copies_equal()
 	done
 }
 
-declare -A SLOT_OF=([pgferry]=pgferry [native]=native)
+declare -A SLOT_OF=([pgferry]=pgferry [baseline]=pgferry_base [native]=native)
 declare -A ORIGIN_OF=()
 
 bench_setup()
@@ -164,14 +186,32 @@ bench_setup()
 	FERRY_PROXY_PORT=$(free_port)
 	NATIVE_PROXY_PORT=$(free_port)
 	PGLOG_PROXY_PORT=$(free_port)
+	BASE_PROXY_PORT=$(free_port)
 	relay_setup "sink:dr_conninfo = 'host=$DR_HOST port=$DR_PORT user=postgres dbname=ferry'" "$@"
 	sed -i "s/^sink_address = .*/sink_address = '127.0.0.1:$FERRY_PROXY_PORT'/" "$T/source.conf"
+	if [ -n "$BASELINE_BIN" ]; then
+		# the same configuration on other ports, slot, DR database and work_dir
+		BASE_SINK_PORT=$(free_port)
+		mkdir -p "$T/work_base"
+		sed -e "s/^listen_address = .*/listen_address = '127.0.0.1:$BASE_SINK_PORT'/" \
+			-e "s/^http_listen = .*/http_listen = '127.0.0.1:$(free_port)'/" \
+			-e "s/dbname=ferry'/dbname=ferry_base'/" -e "s|^work_dir = .*|work_dir = '$T/work_base'|" \
+			"$T/sink.conf" >"$T/sink_base.conf"
+		sed -e "s/^sink_address = .*/sink_address = '127.0.0.1:$BASE_PROXY_PORT'/" "$T/source.conf" >"$T/source_base.conf"
+		echo "slot_name = 'pgferry_base'" >>"$T/source_base.conf"
+		echo "${BENCH_BASELINE_SINK_EXTRA:-}" >>"$T/sink_base.conf"
+	fi
 	for s in $SYSTEMS; do proxy_start "$s"; done
 
 	# pgferry: first contact creates the slot and the DR state
 	replica_enable pgferry
 	DR_CONN="host=$DR_HOST port=$DR_PORT user=postgres dbname=ferry" wait_applied 120
 	replica_disable pgferry
+	if [ -n "$BASELINE_BIN" ]; then
+		replica_enable baseline
+		DR_CONN="host=$DR_HOST port=$DR_PORT user=postgres dbname=ferry_base" WAIT_SLOT=pgferry_base wait_applied 120
+		replica_disable baseline
+	fi
 
 	dr native "CREATE SUBSCRIPTION native CONNECTION 'host=127.0.0.1 port=$NATIVE_PROXY_PORT user=postgres dbname=postgres sslmode=disable' PUBLICATION pgferry WITH (enabled = false, copy_data = false)" \
 		>/dev/null || fail "CREATE SUBSCRIPTION"
