@@ -17,6 +17,7 @@
  */
 #include "apply_internal.h"
 
+#include "pgferry/own_sql.h"
 #include "pgferry/replication.h"
 
 #include <stdio.h>
@@ -35,8 +36,7 @@ int group_begin(apply_t *a, dr_group_event_t event, pgf_error_t *err)
 	/* the fence check takes a lock that pgferry promote waits for: no DR
 	 * transaction of this sink commits after the fence (sql/dr_state.sql) */
 	if (pipeline_send_plain(&a->pl, "BEGIN", "begin", err) != PGF_OK ||
-	    pipeline_send_plain(&a->pl, "SELECT pgferry.assert_not_fenced()", "fence check", err) !=
-	            PGF_OK)
+	    pipeline_send_plain(&a->pl, own_sql_fence_check, "fence check", err) != PGF_OK)
 		return PGF_ERR;
 	a->group.txns = a->group.rows = a->group.bytes = 0;
 	a->group.end_lsn = 0;
@@ -89,17 +89,10 @@ static int group_send_commit(apply_t *a, bool sync_now, pgf_error_t *err)
 	const char *params[2] = {lsn_format(a->group.end_lsn, lsn), ts};
 
 	pgtime_format_iso(a->group.commit_time, ts);
-	if (PQsendQueryParams(
-	            a->pl.conn,
-	            "SELECT pg_replication_origin_xact_setup($1::pg_lsn, $2::timestamptz)", 2, NULL,
-	            params, NULL, NULL, 0) != 1 ||
-	    PQsendQueryParams(
-	            a->pl.conn,
-	            "INSERT INTO pgferry.progress VALUES (true, $1::pg_lsn, $2::timestamptz, "
-	            "now()) ON CONFLICT (singleton) DO UPDATE SET source_lsn = "
-	            "excluded.source_lsn, source_commit_time = excluded.source_commit_time, "
-	            "applied_at = excluded.applied_at",
-	            2, NULL, params, NULL, NULL, 0) != 1) {
+	if (PQsendQueryParams(a->pl.conn, own_sql_origin_xact_setup, 2, NULL, params, NULL, NULL,
+	                      0) != 1 ||
+	    PQsendQueryParams(a->pl.conn, own_sql_progress_record, 2, NULL, params, NULL, NULL,
+	                      0) != 1) {
 		pgf_error_t ignored;
 		dr_group_transition(&a->group.sm, DR_GROUP_ROLLBACK, &ignored);
 		return apply_conn_error(err, a->pl.conn, "recording progress");

@@ -9,6 +9,7 @@
 #include "apply_internal.h"
 
 #include "pgferry/log.h"
+#include "pgferry/own_sql.h"
 #include "pgferry/replication.h"
 
 #include <inttypes.h>
@@ -51,15 +52,14 @@ static int read_fence(apply_t *a, bool *fenced, char *why, size_t why_len, pgf_e
 	PGresult *res;
 
 	*fenced = false;
-	res = pipeline_exec_outside(&a->pl, "SELECT reason, fenced_at FROM pgferry.fence", 0, NULL,
-	                            err);
+	res = pipeline_exec_outside(&a->pl, own_sql_fence_read, 0, NULL, err);
 	if (res == NULL)
 		return PGF_ERR;
 	if (PQntuples(res) > 0) {
 		*fenced = true;
 		snprintf(why, why_len,
 		         "this DR database was promoted at %s (%s); it takes no stream",
-		         PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 0));
+		         PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
 	}
 	PQclear(res);
 	return PGF_OK;
@@ -80,13 +80,7 @@ int identity_origin_attach(apply_t *a, pgf_error_t *err)
 
 	if (a->origin[0] != '\0')
 		return PGF_OK;
-	res = PQexec(
-	        a->pl.conn,
-	        "SELECT i.origin, p.source_lsn, "
-	        "(extract(epoch FROM p.source_commit_time - '2000-01-01 00:00:00+00'::timestamptz) "
-	        "* 1000000)::int8, EXISTS (SELECT 1 FROM pg_replication_origin o WHERE "
-	        "o.roname = i.origin) FROM pgferry.identity i LEFT JOIN pgferry.progress p ON "
-	        "true");
+	res = PQexec(a->pl.conn, own_sql_identity_resume);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		apply_result_error(err, res, "reading the identity");
 		PQclear(res);
@@ -173,9 +167,7 @@ static int check_seeded(apply_t *a, bool *seeded, bool *record_external, char *w
 
 	*seeded = false;
 	*record_external = false;
-	res = pipeline_exec_outside(
-	        &a->pl, "SELECT finished_at IS NOT NULL, started_at, method FROM pgferry.clone", 0,
-	        NULL, err);
+	res = pipeline_exec_outside(&a->pl, own_sql_clone_seeded, 0, NULL, err);
 	if (res == NULL)
 		return PGF_ERR;
 	if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0)
@@ -256,10 +248,7 @@ int apply_check_identity(apply_t *a, uint64_t system_identifier, const char *dat
 		return PGF_OK;
 	}
 	snprintf(sysid, sizeof(sysid), "%" PRIu64, system_identifier);
-	res = pipeline_exec_outside(&a->pl,
-	                            "SELECT system_identifier::text, database, slot FROM "
-	                            "pgferry.identity",
-	                            0, NULL, err);
+	res = pipeline_exec_outside(&a->pl, own_sql_identity_read, 0, NULL, err);
 	if (res == NULL)
 		return PGF_ERR;
 	if (PQntuples(res) == 1 && (strcmp(PQgetvalue(res, 0, 0), sysid) != 0 ||
@@ -286,9 +275,7 @@ int apply_check_identity(apply_t *a, uint64_t system_identifier, const char *dat
 	if (*verdict == IDENTITY_RECORDED || record_external) {
 		/* first contact: identity, the stream's own origin and (with
 		 * initial_copy = external) the operator's word, in one transaction */
-		res = pipeline_exec_outside(
-		        &a->pl, "SELECT pgferry.record_identity($1::numeric, $2, $3, $4::boolean)",
-		        4, params, err);
+		res = pipeline_exec_outside(&a->pl, own_sql_identity_record, 4, params, err);
 		if (res == NULL) {
 			if (strstr(err->message, "PF003") == NULL)
 				return PGF_ERR;

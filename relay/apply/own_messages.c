@@ -9,6 +9,7 @@
 #include "apply_internal.h"
 
 #include "pgferry/log.h"
+#include "pgferry/own_sql.h"
 #include "pgferry/replication.h"
 
 #include <stdio.h>
@@ -38,8 +39,8 @@ static int apply_sequences(apply_t *a, const char *text, size_t len, pgf_error_t
 		name[sp - line] = '\0';
 		memcpy(value, sp + 1, (size_t)(line + n - sp - 1));
 		value[line + n - sp - 1] = '\0';
-		if (PQsendQueryParams(a->pl.conn, "SELECT pgferry.sync_sequence($1, $2::int8)", 2,
-		                      NULL, params, NULL, NULL, 0) != 1)
+		if (PQsendQueryParams(a->pl.conn, own_sql_sequence_sync, 2, NULL, params, NULL,
+		                      NULL, 0) != 1)
 			return apply_conn_error(err, a->pl.conn, "sending a sequence value");
 		pipeline_push(&a->pl, "sequence", 0, false, NULL);
 		if (pipeline_maybe_sync(&a->pl, err) != PGF_OK)

@@ -26,6 +26,7 @@
 #include "pgferry/decoder.h"
 #include "pgferry/dr_state.h"
 #include "pgferry/log.h"
+#include "pgferry/own_sql.h"
 #include "pgferry/pgsession.h"
 #include "pgferry/pgtools.h"
 #include "pgferry/primary_check.h"
@@ -136,10 +137,7 @@ static step_t check_dr(clone_run_t *r, pgf_error_t *err)
 	                              err)) == NULL ||
 	    dr_state_install(r->d, err) != PGF_OK)
 		return STEP_FAILED;
-	if ((res = pgsession_query(r->d, "DR database",
-	                           "SELECT slot, started_at, schema_restored_at IS NOT NULL, "
-	                           "finished_at FROM pgferry.clone",
-	                           0, NULL, err)) == NULL)
+	if ((res = pgsession_query(r->d, "DR database", own_sql_clone_state, 0, NULL, err)) == NULL)
 		return STEP_FAILED;
 	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 3)) {
 		st = refuse(err, "To clone again, drop and recreate the DR database.",
@@ -225,11 +223,8 @@ static step_t create_slot(clone_run_t *r, pgf_error_t *err)
 		              "the slot \"%s\" already exists on the primary; a pgferry source may "
 		              "be using it",
 		              r->cfg->slot_name);
-	if ((res = pgsession_query(r->d, "DR database",
-	                           "INSERT INTO pgferry.clone (slot) VALUES ($1) ON CONFLICT "
-	                           "(singleton) DO UPDATE SET slot = excluded.slot, started_at = "
-	                           "now()",
-	                           1, params, err)) == NULL)
+	if ((res = pgsession_query(r->d, "DR database", own_sql_clone_start, 1, params, err)) ==
+	    NULL)
 		return STEP_FAILED;
 	PQclear(res);
 	if (exists) {
@@ -282,8 +277,7 @@ static step_t restore_schema(clone_run_t *r, pgf_error_t *err)
 	/* restored: the dump is of no more use, even if the copy fails */
 	clone_remove_dump_dir(r->dir);
 	r->dir_made = false;
-	if (!clone_exec(r->d, "DR database", "UPDATE pgferry.clone SET schema_restored_at = now()",
-	                err))
+	if (!clone_exec(r->d, "DR database", own_sql_clone_schema_restored, err))
 		return STEP_FAILED;
 	return STEP_OK;
 }
@@ -335,9 +329,8 @@ static int take_origin(clone_run_t *r, char *origin, size_t len, pgf_error_t *er
 	PGresult *res;
 
 	snprintf(sysid, sizeof(sysid), "%" PRIu64, r->rc.system_identifier);
-	if ((res = pgsession_query(r->d, "DR database",
-	                           "SELECT pgferry.clone_origin($1::numeric, $2, $3)", 3, params,
-	                           err)) == NULL)
+	if ((res = pgsession_query(r->d, "DR database", own_sql_clone_origin, 3, params, err)) ==
+	    NULL)
 		return PGF_ERR;
 	snprintf(origin, len, "%s", PQgetvalue(res, 0, 0));
 	PQclear(res);
@@ -385,7 +378,7 @@ static step_t hand_over(clone_run_t *r, pgf_error_t *err)
 		goto failed;
 	for (i = 0; i < PQntuples(seqs); i++) {
 		const char *params[2] = {PQgetvalue(seqs, i, 0), PQgetvalue(seqs, i, 1)};
-		if (!dr_run(r, "SELECT pgferry.sync_sequence($1, $2::int8)", 2, params, err))
+		if (!dr_run(r, own_sql_sequence_sync, 2, params, err))
 			goto failed;
 	}
 	PQclear(seqs);
@@ -395,25 +388,10 @@ static step_t hand_over(clone_run_t *r, pgf_error_t *err)
 	snprintf(nt, sizeof(nt), "%d", r->cl.ntables);
 	snprintf(nr, sizeof(nr), "%lld", r->rows);
 	snprintf(nb, sizeof(nb), "%lld", r->bytes);
-	if (!dr_run(r, "SELECT pg_replication_origin_xact_setup($1::pg_lsn, $2::timestamptz)", 2,
-	            p1, err) ||
-	    !dr_run(r,
-	            "INSERT INTO pgferry.progress VALUES (true, $1::pg_lsn, $2::timestamptz, "
-	            "now()) ON CONFLICT (singleton) DO UPDATE SET source_lsn = "
-	            "excluded.source_lsn, source_commit_time = excluded.source_commit_time, "
-	            "applied_at = excluded.applied_at",
-	            2, p1, err) ||
-	    !dr_run(r,
-	            "INSERT INTO pgferry.identity (system_identifier, database, slot, origin) "
-	            "VALUES ($1::numeric, $2, $3, $4) ON CONFLICT (singleton) DO UPDATE SET "
-	            "system_identifier = excluded.system_identifier, database = "
-	            "excluded.database, slot = excluded.slot, first_contact = now(), origin = "
-	            "excluded.origin",
-	            4, p2, err) ||
-	    !dr_run(r,
-	            "UPDATE pgferry.clone SET finished_at = now(), consistent_lsn = $1::pg_lsn, "
-	            "tables = $2::int, rows_copied = $3::int8, bytes_copied = $4::int8",
-	            4, p3, err) ||
+	if (!dr_run(r, own_sql_origin_xact_setup, 2, p1, err) ||
+	    !dr_run(r, own_sql_progress_record, 2, p1, err) ||
+	    !dr_run(r, own_sql_identity_set, 4, p2, err) ||
+	    !dr_run(r, own_sql_clone_finish, 4, p3, err) ||
 	    !clone_exec(r->d, "DR database", "COMMIT", err))
 		goto failed;
 	return STEP_OK;

@@ -19,6 +19,7 @@
 #include "pgferry/http_client.h"
 #include "pgferry/json_out.h"
 #include "pgferry/log.h"
+#include "pgferry/own_sql.h"
 #include "pgferry/pgsession.h"
 #include "pgferry/promote.h"
 #include "pgferry/util.h"
@@ -256,10 +257,8 @@ static int fence(promote_run_t *r, pgf_error_t *err)
 
 	/* the lock waits for the DR transaction the sink is applying, if any;
 	 * every later one waits for this one and then finds the fence */
-	if (!run_ok(r, "BEGIN", 0, NULL, err) ||
-	    !run_ok(r, "LOCK TABLE pgferry.fence IN EXCLUSIVE MODE", 0, NULL, err) ||
-	    (res = run(r->conn, "SELECT fenced_at, reason FROM pgferry.fence", 0, NULL, err)) ==
-	            NULL)
+	if (!run_ok(r, "BEGIN", 0, NULL, err) || !run_ok(r, own_sql_fence_lock, 0, NULL, err) ||
+	    (res = run(r->conn, own_sql_fence_read, 0, NULL, err)) == NULL)
 		return PGF_ERR;
 	if (PQntuples(res) > 0) {
 		snprintf(r->summary, sizeof(r->summary),
@@ -271,10 +270,7 @@ static int fence(promote_run_t *r, pgf_error_t *err)
 		return 1;
 	}
 	PQclear(res);
-	if ((res = run(r->conn,
-	               "INSERT INTO pgferry.fence (reason) VALUES ($1) RETURNING "
-	               "to_char(fenced_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-	               1, p, err)) == NULL)
+	if ((res = run(r->conn, own_sql_fence_insert, 1, p, err)) == NULL)
 		return PGF_ERR;
 	snprintf(r->promoted_at, sizeof(r->promoted_at), "%s", PQgetvalue(res, 0, 0));
 	PQclear(res);
@@ -311,16 +307,9 @@ static int promotion_point(promote_run_t *r, pgf_error_t *err)
 
 	/* a copy of the DR database shares the live one's origin (origins are
 	 * cluster-wide): its point is the progress row copied with its data */
-	if ((res = run(
-	             r->conn,
-	             r->point_from_progress
-	                     ? "SELECT coalesce((SELECT source_lsn FROM pgferry.progress), "
-	                       "'0/0')::text, coalesce((SELECT to_char(source_commit_time, "
-	                       "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM pgferry.progress), '')"
-	                     : "SELECT coalesce(pg_replication_origin_progress(pgferry.origin(), "
-	                       "true), '0/0')::text, coalesce((SELECT to_char(source_commit_time, "
-	                       "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM pgferry.progress), '')",
-	             0, NULL, err)) == NULL)
+	if ((res = run(r->conn,
+	               r->point_from_progress ? own_sql_progress_point : own_sql_origin_point, 0,
+	               NULL, err)) == NULL)
 		return PGF_ERR;
 	snprintf(r->applied, sizeof(r->applied), "%s", PQgetvalue(res, 0, 0));
 	snprintf(r->commit_time, sizeof(r->commit_time), "%s", PQgetvalue(res, 0, 1));
@@ -328,8 +317,7 @@ static int promotion_point(promote_run_t *r, pgf_error_t *err)
 	if (!r->v.reachable)
 		last_lag_sample(r);
 	snprintf(r->margin, sizeof(r->margin), "%" PRId64, r->sequence_margin);
-	if ((res = run(r->conn, "SELECT * FROM pgferry.bump_sequences($1::int8)", 1, p, err)) ==
-	    NULL)
+	if ((res = run(r->conn, own_sql_sequences_bump, 1, p, err)) == NULL)
 		return PGF_ERR;
 	r->nseq = PQntuples(res);
 	PQclear(res);
@@ -388,19 +376,8 @@ static int record(promote_run_t *r, pgf_error_t *err)
 	snprintf(msg, sizeof(msg),
 	         "promoted by %s: applied up to source LSN %s; known loss %s transactions", r->who,
 	         r->applied, r->klt);
-	return run_ok(r,
-	              "INSERT INTO pgferry.promotion (promoted_at, applied_lsn, "
-	              "last_applied_commit_time, primary_wal_lsn, known_loss_transactions, "
-	              "known_loss_bytes, rpo_bound_ms, sequences_moved, sequence_margin, "
-	              "sink_reachable, drained, summary) SELECT fenced_at, $1::pg_lsn, "
-	              "$2::timestamptz, $3::pg_lsn, $4::int8, $5::int8, $6::float8, $7::int4, "
-	              "$8::int8, $9::bool, $10::bool, $11 FROM pgferry.fence",
-	              11, p, err) &&
-	                       run_ok(r,
-	                              "INSERT INTO pgferry.events (at, kind, severity, message, "
-	                              "detail) SELECT fenced_at, 'promoted', 'warning', $1, "
-	                              "jsonb_build_object('reason', $2::text) FROM pgferry.fence",
-	                              2, pe, err) &&
+	return run_ok(r, own_sql_promotion_record, 11, p, err) &&
+	                       run_ok(r, own_sql_promotion_event, 2, pe, err) &&
 	                       run_ok(r, "COMMIT", 0, NULL, err)
 	               ? PGF_OK
 	               : PGF_ERR;
