@@ -26,13 +26,13 @@
 #include "pgferry/check.h"
 #include "pgferry/decoder.h"
 #include "pgferry/cli.h"
+#include "pgferry/daemon.h"
 #include "pgferry/log.h"
 #include "pgferry/pgsession.h"
 #include "pgferry/primary_check.h"
 #include "pgferry/reload.h"
 #include "pgferry/wire.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,43 +260,16 @@ int cmd_source(int argc, char **argv)
 
 	error_clear(&err);
 	memset(&s, 0, sizeof(s));
-	if (cli_load(argc, argv, ROLE_SOURCE, &cli, &err) != PGF_OK) {
-		log_error_value(LOG_ERROR, &err);
-		cli_free(&cli);
-		return EXIT_ERROR;
-	}
-	cli_configure_logging(&cli, "source");
-	if (cli.argc > 1) {
-		fprintf(stderr, "pgferry source: unexpected argument \"%s\"\n", cli.argv[1]);
-		cli_free(&cli);
-		return EXIT_ERROR;
-	}
-	s.cfg = &cli.cfg;
-	signal(SIGPIPE, SIG_IGN);
-	/* the same checks as pgferry check: a setup that cannot work stops here */
-	if (check_at_start(&cli.cfg, CHECK_ROLE_SOURCE, &err) != PGF_OK)
+	/* an unexpected argument was refused by the command table (main.c) */
+	if (daemon_load(argc, argv, ROLE_SOURCE, CHECK_ROLE_SOURCE, "source", &cli, &err) != PGF_OK)
 		goto out;
+	s.cfg = &cli.cfg;
 	/* before the loop and its connections: it forks its watchdog */
 	if (cli.cfg.rpo_guard && (s.guard = rpo_guard_create(&cli.cfg, &err)) == NULL)
 		goto out;
-	if (!cli.cfg.tls) {
-		if (!netconn_address_is_loopback(cli.cfg.sink_address)) {
-			error_set(&err, PGF_E_CONFIG,
-			          "tls = off is allowed only when the sink is on loopback, not "
-			          "\"%s\"",
-			          cli.cfg.sink_address);
-			error_hint(&err,
-			           "Give both sides certificates (tls_ca, tls_cert, tls_key).");
-			goto out;
-		}
-		log_warning("TLS is OFF: batches cross the link in plaintext and unauthenticated "
-		            "(allowed on loopback only)");
-	} else {
-		s.tls = tls_context_create(TLS_ROLE_CLIENT, cli.cfg.tls_ca, cli.cfg.tls_cert,
-		                           cli.cfg.tls_key, cli.cfg.tls_peer_name, &err);
-		if (s.tls == NULL)
-			goto out;
-	}
+	if (daemon_tls(&cli.cfg, TLS_ROLE_CLIENT, "sink_address", cli.cfg.sink_address, &s.tls,
+	               &err) != PGF_OK)
+		goto out;
 	s.stats.session_state = "idle";
 	s.http = source_http_start(&cli.cfg, &err);
 	if (s.http == NULL && err.code != 0)
@@ -326,12 +299,7 @@ int cmd_source(int argc, char **argv)
 		s.guard_timer.data = &s;
 		ev_timer_start(s.loop, &s.guard_timer);
 	}
-	ev_signal_init(&s.sigint, on_signal, SIGINT);
-	s.sigint.data = &s;
-	ev_signal_start(s.loop, &s.sigint);
-	ev_signal_init(&s.sigterm, on_signal, SIGTERM);
-	s.sigterm.data = &s;
-	ev_signal_start(s.loop, &s.sigterm);
+	daemon_signals(s.loop, &s.sigint, &s.sigterm, on_signal, &s);
 	log_info("pgferry source starting: slot \"%s\", publication \"%s\", sink %s",
 	         cli.cfg.slot_name, cli.cfg.publication, cli.cfg.sink_address);
 	ev_timer_set(&s.reconnect_timer, 0.0, 0.0);

@@ -7,6 +7,7 @@
  */
 #include "source_internal.h"
 
+#include "pgferry/daemon.h"
 #include "pgferry/decoder.h"
 #include "pgferry/log.h"
 #include "pgferry/wire.h"
@@ -44,7 +45,7 @@ static void sink_connected(netconn_t *c, void *arg)
 	hello.proto_version = (uint8_t)s->proto_version;
 	snprintf(hello.database, sizeof(hello.database), "%s", s->repl.dbname);
 	snprintf(hello.slot, sizeof(hello.slot), "%s", s->cfg->slot_name);
-	hello.source_time = pgtime_now() + s->cfg->test_clock_skew * 1000;
+	hello.source_time = daemon_clock_now(s->cfg);
 	hello.capabilities = WIRE_CAP_PRIMARY_FACTS;
 	buf_init(&b);
 	error_clear(&err);
@@ -107,18 +108,8 @@ static void sink_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *pay
 		return;
 	}
 	case WIRE_PING: {
-		wire_ping_t ping;
-		wire_pong_t pong;
-		buf_t b;
-		if (wire_decode_ping(payload, len, &ping, &err) != PGF_OK)
+		if (daemon_answer_ping(c, s->cfg, payload, len, &err) != PGF_OK)
 			break;
-		pong.t1 = ping.t1;
-		pong.t2 = pgtime_now() + s->cfg->test_clock_skew * 1000;
-		pong.t3 = pgtime_now() + s->cfg->test_clock_skew * 1000;
-		buf_init(&b);
-		wire_encode_pong(&pong, &b);
-		netconn_send(c, WIRE_PONG, b.data, b.len, &err);
-		buf_free(&b);
 		/* the link drained: read the stream again */
 		if (netconn_queued_bytes(c) <= backpressure_limit(s) / 2)
 			source_repl_pause(s, false);
