@@ -154,9 +154,9 @@ static void verdict_banner(buf_t *b, const lag_snapshot_t *s, const lag_verdict_
 	buf_append_str(b, "</div>\n");
 }
 
-static void figures(buf_t *b, const lag_snapshot_t *s)
+/* whom the stream comes from, the RPO bound and the loss behind it */
+static void figures_loss(buf_t *b, const lag_snapshot_t *s)
 {
-	buf_append_str(b, "<section><h2>Figures</h2><table id=\"figures\">");
 	row(b, "primary");
 	if (s->identity_known) {
 		buf_printf(b, "system %" PRIu64 ", database ", s->system_identifier);
@@ -200,6 +200,11 @@ static void figures(buf_t *b, const lag_snapshot_t *s)
 		duration(b, s->history_max_ms);
 		buf_append_str(b, "</td></tr>");
 	}
+}
+
+/* positions, backlog, apply rate, clocks */
+static void figures_apply(buf_t *b, const lag_snapshot_t *s)
+{
 	row(b, "positions");
 	buf_append_str(b, "primary WAL ");
 	lsn(b, s->primary_wal_lsn);
@@ -233,6 +238,11 @@ static void figures(buf_t *b, const lag_snapshot_t *s)
 		buf_append_str(b, ")");
 	}
 	buf_append_str(b, "</td></tr>");
+}
+
+/* the primary's side: the slot, the RPO guard; the last drill */
+static void figures_source_side(buf_t *b, const lag_snapshot_t *s)
+{
 	if (s->slot_known) {
 		row(b, "slot WAL retained");
 		bytes(b, (double)s->slot_retained_bytes);
@@ -268,6 +278,11 @@ static void figures(buf_t *b, const lag_snapshot_t *s)
 	} else
 		buf_append_str(b, "none (pgferry drill)");
 	buf_append_str(b, "</td></tr>");
+}
+
+/* what stops apply or the stream */
+static void figures_health(buf_t *b, const lag_snapshot_t *s)
+{
 	row(b, "DR database");
 	buf_printf(b, "%s%s", s->dr_reachable ? "reachable" : "UNREACHABLE",
 	           s->fenced ? ", fenced (promoted)" : "");
@@ -291,6 +306,15 @@ static void figures(buf_t *b, const lag_snapshot_t *s)
 		                                              : s->source_error);
 		buf_append_str(b, "</td></tr>");
 	}
+}
+
+static void figures(buf_t *b, const lag_snapshot_t *s)
+{
+	buf_append_str(b, "<section><h2>Figures</h2><table id=\"figures\">");
+	figures_loss(b, s);
+	figures_apply(b, s);
+	figures_source_side(b, s);
+	figures_health(b, s);
 	buf_printf(b, "</table></section>\n");
 }
 
