@@ -105,7 +105,8 @@ static int check_primary(source_t *s, pgf_error_t *err)
 	return rc;
 }
 
-static int session_open(source_t *s, pgf_error_t *err)
+/* warning: what went wrong without stopping the session */
+static int session_open(source_t *s, pgf_error_t *err, pgf_error_t *warning)
 {
 	netconn_callbacks_t cb = {0};
 
@@ -121,7 +122,7 @@ static int session_open(source_t *s, pgf_error_t *err)
 	s->proto_version = replication_max_proto_version(s->repl.server_version);
 	/* the slot is created only once the sink accepted this primary (see
 	 * the welcome): one made on the wrong primary would hold its WAL */
-	if (source_heartbeat_open(s, err) != PGF_OK)
+	if (source_heartbeat_open(s, err, warning) != PGF_OK)
 		return PGF_ERR;
 	source_link_callbacks(s, &cb);
 	s->sink = netconn_connect(s->loop, s->cfg->sink_address, s->tls, s->cfg->max_frame_bytes,
@@ -186,12 +187,17 @@ static void guard_tick(struct ev_loop *loop, ev_timer *w, int revents)
 static void reconnect_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	source_t *s = w->data;
-	pgf_error_t err;
+	pgf_error_t err, warning;
+	int rc;
 
 	(void)loop;
 	(void)revents;
 	error_clear(&err);
-	if (session_open(s, &err) != PGF_OK) {
+	error_clear(&warning);
+	rc = session_open(s, &err, &warning);
+	if (warning.message[0] != '\0')
+		log_error_value(LOG_ERROR, &warning);
+	if (rc != PGF_OK) {
 		source_report_failure(s, &err);
 		source_note_error(s, &err);
 		if (s->setup_refused && !s->streamed_once) {

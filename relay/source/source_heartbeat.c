@@ -99,7 +99,7 @@ void source_ship_facts(source_t *s, PGresult *res, bool welcomed, double sent_at
 	buf_free(&b);
 }
 
-static bool aux_send(source_t *s, int kind, const char *sql, const char *param)
+static int aux_send(source_t *s, int kind, const char *sql, const char *param, pgf_error_t *err)
 {
 	const char *params[1] = {param};
 
@@ -107,29 +107,33 @@ static bool aux_send(source_t *s, int kind, const char *sql, const char *param)
 	    1) {
 		char msg[400];
 
-		log_warning("could not send to the primary: %s",
-		            pgsession_error_text(s->heartbeat_conn, msg, sizeof(msg)));
-		return false;
+		return error_set(err, PGF_E_DATABASE, "could not send to the primary: %s",
+		                 pgsession_error_text(s->heartbeat_conn, msg, sizeof(msg)));
 	}
 	s->aux_kind = kind;
 	s->aux_ok = false;
 	s->aux_sent = rpo_guard_clock();
 	s->heartbeat_busy = true;
 	PQflush(s->heartbeat_conn);
-	return true;
+	return PGF_OK;
 }
 
-/* The previous query finished: go on with the sequence work it started. */
-static void aux_done(source_t *s)
+/* The previous query finished: go on with the sequence work it started.
+ * A query that could not be sent is in err (the first, if two). */
+static int aux_done(source_t *s, pgf_error_t *err)
 {
+	pgf_error_t later;
+	int rc = PGF_OK;
+
 	if (s->aux_kind == AUX_SEQ_READ && s->aux_ok && s->seq_candidate != NULL) {
-		if (s->seq_last == NULL || strcmp(s->seq_last, s->seq_candidate) != 0) {
-			if (s->seq_candidate[0] != '\0' &&
-			    aux_send(
+		if ((s->seq_last == NULL || strcmp(s->seq_last, s->seq_candidate) != 0) &&
+		    s->seq_candidate[0] != '\0') {
+			if (aux_send(
 			            s, AUX_SEQ_EMIT,
 			            "SELECT pg_logical_emit_message(true, 'pgferry.sequences', $1)",
-			            s->seq_candidate))
-				return;
+			            s->seq_candidate, err) == PGF_OK)
+				return PGF_OK;
+			rc = PGF_ERR;
 		}
 	} else if (s->aux_kind == AUX_SEQ_EMIT && s->aux_ok) {
 		/* shipped: later reads compare against it */
@@ -138,13 +142,19 @@ static void aux_done(source_t *s)
 		s->seq_candidate = NULL;
 	}
 	s->aux_kind = AUX_NONE;
+	error_clear(&later);
 	if (s->seq_due) {
 		s->seq_due = false;
-		aux_send(s, AUX_SEQ_READ, seq_read_sql, NULL);
+		if (aux_send(s, AUX_SEQ_READ, seq_read_sql, NULL, rc == PGF_OK ? err : &later) !=
+		    PGF_OK)
+			rc = PGF_ERR;
 	} else if (s->slot_due) {
 		s->slot_due = false;
-		aux_send(s, AUX_SLOT, slot_sql, s->cfg->slot_name);
+		if (aux_send(s, AUX_SLOT, slot_sql, s->cfg->slot_name,
+		             rc == PGF_OK ? err : &later) != PGF_OK)
+			rc = PGF_ERR;
 	}
+	return rc;
 }
 
 /* A row of slot_sql: remember it for the next facts, and warn once when
@@ -212,8 +222,11 @@ static void heartbeat_io(struct ev_loop *loop, ev_io *w, int revents)
 	while (s->heartbeat_busy && !PQisBusy(s->heartbeat_conn)) {
 		res = PQgetResult(s->heartbeat_conn);
 		if (res == NULL) {
+			pgf_error_t err;
 			s->heartbeat_busy = false;
-			aux_done(s);
+			error_clear(&err);
+			if (aux_done(s, &err) != PGF_OK)
+				log_error_value(LOG_WARNING, &err);
 			continue;
 		}
 		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -240,6 +253,7 @@ static void heartbeat_io(struct ev_loop *loop, ev_io *w, int revents)
 static void heartbeat_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	source_t *s = w->data;
+	pgf_error_t err;
 
 	(void)loop;
 	(void)revents;
@@ -247,57 +261,64 @@ static void heartbeat_tick(struct ev_loop *loop, ev_timer *w, int revents)
 		return;
 	/* a transactional message: it commits, so the sink sees a commit time
 	 * every interval even when nothing else changes, and the slot moves */
-	aux_send(s, AUX_HEARTBEAT,
-	         s->cfg->heartbeat_interval > 0 ? heartbeat_sql : source_facts_sql, NULL);
+	error_clear(&err);
+	if (aux_send(s, AUX_HEARTBEAT,
+	             s->cfg->heartbeat_interval > 0 ? heartbeat_sql : source_facts_sql, NULL,
+	             &err) != PGF_OK)
+		log_error_value(LOG_WARNING, &err);
 }
 
 /* A periodic query on the plain connection: sent now, or remembered (*due)
  * while another one is in flight. */
-static void aux_tick(source_t *s, bool *due, int kind, const char *sql, const char *param)
+static int aux_tick(source_t *s, bool *due, int kind, const char *sql, const char *param,
+                    pgf_error_t *err)
 {
 	if (s->heartbeat_conn == NULL)
-		return;
-	if (s->heartbeat_busy)
+		return PGF_OK;
+	if (s->heartbeat_busy) {
 		*due = true;
-	else
-		aux_send(s, kind, sql, param);
+		return PGF_OK;
+	}
+	return aux_send(s, kind, sql, param, err);
 }
 
 static void slot_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	source_t *s = w->data;
+	pgf_error_t err;
 
 	(void)loop;
 	(void)revents;
-	aux_tick(s, &s->slot_due, AUX_SLOT, slot_sql, s->cfg->slot_name);
+	error_clear(&err);
+	if (aux_tick(s, &s->slot_due, AUX_SLOT, slot_sql, s->cfg->slot_name, &err) != PGF_OK)
+		log_error_value(LOG_WARNING, &err);
 }
 
 static void sequence_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	source_t *s = w->data;
+	pgf_error_t err;
 
 	(void)loop;
 	(void)revents;
-	aux_tick(s, &s->seq_due, AUX_SEQ_READ, seq_read_sql, NULL);
+	error_clear(&err);
+	if (aux_tick(s, &s->seq_due, AUX_SEQ_READ, seq_read_sql, NULL, &err) != PGF_OK)
+		log_error_value(LOG_WARNING, &err);
 }
 
 /* replicate_ddl: the event triggers of sql/primary_ddl.sql. */
-static void install_ddl_capture(source_t *s)
+static int install_ddl_capture(source_t *s, pgf_error_t *err)
 {
-	pgf_error_t err;
-
-	error_clear(&err);
 	if (dr_state_run(s->heartbeat_conn, pgferry_sql_primary_ddl,
-	                 "DDL capture on the primary (sql/primary_ddl.sql)", &err) != PGF_OK) {
-		error_hint(&err,
-		           "Creating event triggers needs a superuser: run sql/primary_ddl.sql "
-		           "as one on the primary, or set replicate_ddl = off. Until then "
-		           "schema changes are not shipped and stop apply as schema drift.");
-		log_error_value(LOG_ERROR, &err);
-	}
+	                 "DDL capture on the primary (sql/primary_ddl.sql)", err) == PGF_OK)
+		return PGF_OK;
+	error_hint(err, "Creating event triggers needs a superuser: run sql/primary_ddl.sql as "
+	                "one on the primary, or set replicate_ddl = off. Until then schema "
+	                "changes are not shipped and stop apply as schema drift.");
+	return PGF_ERR;
 }
 
-int source_heartbeat_open(source_t *s, pgf_error_t *err)
+int source_heartbeat_open(source_t *s, pgf_error_t *err, pgf_error_t *warning)
 {
 	const char *keys[] = {"dbname", "fallback_application_name", "connect_timeout", NULL};
 	const char *values[] = {s->cfg->primary_conninfo, "pgferry heartbeat", "10", NULL};
@@ -311,8 +332,9 @@ int source_heartbeat_open(source_t *s, pgf_error_t *err)
 		s->heartbeat_conn = NULL;
 		return PGF_ERR;
 	}
+	/* not fatal: the stream runs, apply stops at the first schema change */
 	if (s->cfg->replicate_ddl)
-		install_ddl_capture(s);
+		install_ddl_capture(s, warning);
 	if (s->guard != NULL) {
 		/* with the guard engaged, commits wait for this very source: its
 		 * heartbeats and sequence messages must not, or the facts stop */

@@ -109,12 +109,15 @@ void source_session_close(source_t *s, const char *why);
 
 /* source_heartbeat.c: the plain connection to the primary */
 extern const char source_facts_sql[];
-int source_heartbeat_open(source_t *s, pgf_error_t *err);
+/* heartbeat_open: err when it failed; warning when DDL capture could not
+ * be installed (the session goes on) */
+int source_heartbeat_open(source_t *s, pgf_error_t *err, pgf_error_t *warning);
 void source_heartbeat_close(source_t *s);
 void source_ship_facts(source_t *s, PGresult *res, bool welcomed, double sent_at);
 
-/* source_stream.c: the walsender stream and the batches cut from it */
-int source_start_streaming(source_t *s, uint64_t resume_lsn, pgf_error_t *err);
+/* source_stream.c: the walsender stream and the batches cut from it;
+ * start_streaming says where the stream starts (*from) */
+int source_start_streaming(source_t *s, uint64_t resume_lsn, uint64_t *from, pgf_error_t *err);
 void source_repl_pause(source_t *s, bool pause);
 void source_send_status(source_t *s, bool reply_requested);
 void source_status_tick(struct ev_loop *loop, ev_timer *w, int revents);

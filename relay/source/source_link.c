@@ -14,21 +14,38 @@
 
 #include <stdio.h>
 
-/* Called once the sink accepted this primary's identity (its welcome): a
- * source pointed at the wrong primary leaves no slot there. */
-static int ensure_slot(source_t *s, pgf_error_t *err)
+/* The sink's welcome: it accepted this primary's identity and says where
+ * to resume. Only now is the slot made (a source pointed at the wrong
+ * primary leaves none there) and the stream started. */
+static int on_welcome(source_t *s, const uint8_t *payload, size_t len, pgf_error_t *err)
 {
+	wire_welcome_t w;
 	bool created;
-	uint64_t consistent;
+	uint64_t consistent, from;
 	char lsn[LSN_TEXT_LEN];
 
+	if (s->state != SOURCE_HELLO || wire_decode_welcome(payload, len, &w, err) != PGF_OK) {
+		if (err->message[0] == '\0')
+			error_set(err, PGF_E_PROTOCOL, "unexpected welcome from the sink");
+		return PGF_ERR;
+	}
+	log_info("the sink resumes at %s", lsn_format(w.resume_lsn, lsn));
+	batch_encoder_reset(s->encoder);
+	s->batch_seq = 0;
 	if (replication_ensure_slot(&s->repl, s->cfg->slot_name, false, &created, &consistent,
 	                            err) != PGF_OK)
-		return PGF_ERR;
+		goto failed;
 	if (created)
 		log_info("created replication slot \"%s\" at %s", s->cfg->slot_name,
 		         lsn_format(consistent, lsn));
+	if (source_start_streaming(s, w.resume_lsn, &from, err) != PGF_OK)
+		goto failed;
+	log_info("streaming slot \"%s\" from %s (pgoutput protocol %d)", s->cfg->slot_name,
+	         lsn_format(from, lsn), s->proto_version);
 	return PGF_OK;
+failed:
+	source_note_error(s, err);
+	return PGF_ERR;
 }
 
 static void sink_connected(netconn_t *c, void *arg)
@@ -78,25 +95,10 @@ static void sink_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *pay
 	s->sink_heard = ev_now(s->loop);
 	error_clear(&err);
 	switch (type) {
-	case WIRE_WELCOME: {
-		wire_welcome_t w;
-		char lsn[LSN_TEXT_LEN];
-		if (s->state != SOURCE_HELLO ||
-		    wire_decode_welcome(payload, len, &w, &err) != PGF_OK) {
-			if (err.message[0] == '\0')
-				error_set(&err, PGF_E_PROTOCOL, "unexpected welcome from the sink");
+	case WIRE_WELCOME:
+		if (on_welcome(s, payload, len, &err) != PGF_OK)
 			break;
-		}
-		log_info("the sink resumes at %s", lsn_format(w.resume_lsn, lsn));
-		batch_encoder_reset(s->encoder);
-		s->batch_seq = 0;
-		if (ensure_slot(s, &err) != PGF_OK ||
-		    source_start_streaming(s, w.resume_lsn, &err) != PGF_OK) {
-			source_note_error(s, &err);
-			break;
-		}
 		return;
-	}
 	case WIRE_ACK: {
 		wire_ack_t ack;
 		if (wire_decode_ack(payload, len, &ack, &err) != PGF_OK)

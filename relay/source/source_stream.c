@@ -231,7 +231,7 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
-int source_start_streaming(source_t *s, uint64_t resume_lsn, pgf_error_t *err)
+int source_start_streaming(source_t *s, uint64_t resume_lsn, uint64_t *from, pgf_error_t *err)
 {
 	replication_options_t opts = {0};
 	bool exists;
@@ -298,8 +298,7 @@ int source_start_streaming(source_t *s, uint64_t resume_lsn, pgf_error_t *err)
 	opts.two_phase = false;
 	if (replication_start(&s->repl, resume_lsn, &opts, err) != PGF_OK)
 		return PGF_ERR;
-	log_info("streaming slot \"%s\" from %s (pgoutput protocol %d)", s->cfg->slot_name,
-	         lsn_format(resume_lsn ? resume_lsn : confirmed, a), s->proto_version);
+	*from = resume_lsn ? resume_lsn : confirmed;
 	s->sink_applied_lsn = resume_lsn;
 	s->sink_received_lsn = resume_lsn;
 	s->flush_fact_sent = 0;
