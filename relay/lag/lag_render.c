@@ -7,6 +7,7 @@
 #include "pgferry/decoder.h"
 #include "pgferry/json_out.h"
 #include "pgferry/lag.h"
+#include "pgferry/prom.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -262,21 +263,6 @@ void lag_render_verdict_json(const lag_snapshot_t *s, const lag_verdict_t *v, in
 	render(b, o);
 }
 
-static void gauge(buf_t *b, const char *name, const char *help, double v)
-{
-	if (isnan(v))
-		buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s NaN\n", name, help, name, name);
-	else
-		buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name,
-		           v);
-}
-
-static void counter(buf_t *b, const char *name, const char *help, uint64_t v)
-{
-	buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n", name, help, name, name,
-	           v);
-}
-
 static void histogram(buf_t *b, const char *name, const char *help, const lag_histogram_t *h)
 {
 	uint64_t cum = 0;
@@ -296,146 +282,156 @@ static void histogram(buf_t *b, const char *name, const char *help, const lag_hi
 /* the RPO bound, the loss windows and what they rest on */
 static void metrics_rpo(const lag_snapshot_t *s, buf_t *b)
 {
-	gauge(b, "pgferry_rpo_bound_seconds",
-	      "Time since the DR database provably held everything the primary had committed "
-	      "(known loss window plus unknown window; NaN: no proof yet).",
-	      s->rpo_known ? s->rpo_bound_ms / 1000.0 : NAN);
-	gauge(b, "pgferry_known_loss_window_seconds",
-	      "Primary commits known to exist that the DR side provably lacks, as time (NaN: no "
-	      "proof yet).",
-	      s->rpo_known ? s->known_loss_window_ms / 1000.0 : NAN);
-	gauge(b, "pgferry_known_loss_transactions",
-	      "Committed source transactions received but not yet applied.",
-	      (double)s->known_loss_transactions);
-	gauge(b, "pgferry_known_loss_bytes",
-	      "WAL bytes the primary reported beyond what the DR database applied.",
-	      (double)s->known_loss_bytes);
-	gauge(b, "pgferry_oldest_unapplied_commit_age_seconds",
-	      "Age of the oldest committed source transaction not yet applied.",
-	      s->oldest_commit_age_ms / 1000.0);
-	gauge(b, "pgferry_unknown_window_seconds",
-	      "Time since the newest primary moment whose commits the sink knows (NaN: none).",
-	      s->unknown_window_ms >= 0 ? s->unknown_window_ms / 1000.0 : NAN);
-	gauge(b, "pgferry_stream_idle_seconds",
-	      "Time since the stream last delivered anything new.", s->stream_idle_ms / 1000.0);
-	counter(b, "pgferry_clock_faults_total",
-	        "Clock faults: primary times in the future of the sink's clock, steps of the "
-	        "sink's clock.",
-	        s->clock_faults);
+	prom_gauge(b, "pgferry_rpo_bound_seconds",
+	           "Time since the DR database provably held everything the primary had committed "
+	           "(known loss window plus unknown window; NaN: no proof yet).",
+	           s->rpo_known ? s->rpo_bound_ms / 1000.0 : NAN);
+	prom_gauge(
+	        b, "pgferry_known_loss_window_seconds",
+	        "Primary commits known to exist that the DR side provably lacks, as time (NaN: no "
+	        "proof yet).",
+	        s->rpo_known ? s->known_loss_window_ms / 1000.0 : NAN);
+	prom_gauge(b, "pgferry_known_loss_transactions",
+	           "Committed source transactions received but not yet applied.",
+	           (double)s->known_loss_transactions);
+	prom_gauge(b, "pgferry_known_loss_bytes",
+	           "WAL bytes the primary reported beyond what the DR database applied.",
+	           (double)s->known_loss_bytes);
+	prom_gauge(b, "pgferry_oldest_unapplied_commit_age_seconds",
+	           "Age of the oldest committed source transaction not yet applied.",
+	           s->oldest_commit_age_ms / 1000.0);
+	prom_gauge(b, "pgferry_unknown_window_seconds",
+	           "Time since the newest primary moment whose commits the sink knows (NaN: none).",
+	           s->unknown_window_ms >= 0 ? s->unknown_window_ms / 1000.0 : NAN);
+	prom_gauge(b, "pgferry_stream_idle_seconds",
+	           "Time since the stream last delivered anything new.",
+	           s->stream_idle_ms / 1000.0);
+	prom_counter(b, "pgferry_clock_faults_total",
+	             "Clock faults: primary times in the future of the sink's clock, steps of the "
+	             "sink's clock.",
+	             s->clock_faults);
 }
 
 /* the backlog, the spool, the apply rate, the positions */
 static void metrics_apply(const lag_snapshot_t *s, buf_t *b)
 {
-	gauge(b, "pgferry_apply_backlog_transactions", "Received transactions not yet applied.",
-	      (double)s->backlog_transactions);
-	gauge(b, "pgferry_apply_backlog_bytes", "pgoutput bytes received but not yet applied.",
-	      (double)s->backlog_bytes);
-	gauge(b, "pgferry_receive_spool_bytes",
-	      "Received batches waiting on disk in work_dir (decompressed bytes).",
-	      (double)s->spooled_bytes);
-	gauge(b, "pgferry_receive_spool_failed",
-	      "1 while the receive spool is off after a failure (a full work_dir, say): received "
-	      "batches wait in memory only until it is tried again.",
-	      s->spool_error[0] ? 1 : 0);
-	counter(b, "pgferry_receive_spool_failures_total",
-	        "Writes to or reads from the receive spool that failed.", s->spool_failures);
-	gauge(b, "pgferry_apply_drain_estimate_seconds",
-	      "Time to apply the backlog at the current apply rate (-1: unknown).",
-	      s->drain_estimate_ms < 0 ? -1 : s->drain_estimate_ms / 1000.0);
-	gauge(b, "pgferry_apply_rate_transactions_per_second",
-	      "Source transactions applied per second, recent window.", s->transactions_per_s);
-	gauge(b, "pgferry_apply_rate_rows_per_second", "Rows applied per second, recent window.",
-	      s->rows_per_s);
-	gauge(b, "pgferry_apply_rate_bytes_per_second",
-	      "pgoutput bytes applied per second, recent window.", s->bytes_per_s);
-	gauge(b, "pgferry_last_commit_lag_seconds",
-	      "Commit on the primary to commit on the DR database, last applied transaction.",
-	      s->last_commit_lag_ms / 1000.0);
-	gauge(b, "pgferry_primary_wal_lsn_bytes", "Newest end of WAL the primary reported.",
-	      (double)s->primary_wal_lsn);
-	gauge(b, "pgferry_received_lsn_bytes", "Newest WAL position verified and held by the sink.",
-	      (double)s->received_lsn);
-	gauge(b, "pgferry_applied_lsn_bytes", "End of the last source commit applied on DR.",
-	      (double)s->applied_lsn);
+	prom_gauge(b, "pgferry_apply_backlog_transactions",
+	           "Received transactions not yet applied.", (double)s->backlog_transactions);
+	prom_gauge(b, "pgferry_apply_backlog_bytes", "pgoutput bytes received but not yet applied.",
+	           (double)s->backlog_bytes);
+	prom_gauge(b, "pgferry_receive_spool_bytes",
+	           "Received batches waiting on disk in work_dir (decompressed bytes).",
+	           (double)s->spooled_bytes);
+	prom_gauge(
+	        b, "pgferry_receive_spool_failed",
+	        "1 while the receive spool is off after a failure (a full work_dir, say): received "
+	        "batches wait in memory only until it is tried again.",
+	        s->spool_error[0] ? 1 : 0);
+	prom_counter(b, "pgferry_receive_spool_failures_total",
+	             "Writes to or reads from the receive spool that failed.", s->spool_failures);
+	prom_gauge(b, "pgferry_apply_drain_estimate_seconds",
+	           "Time to apply the backlog at the current apply rate (-1: unknown).",
+	           s->drain_estimate_ms < 0 ? -1 : s->drain_estimate_ms / 1000.0);
+	prom_gauge(b, "pgferry_apply_rate_transactions_per_second",
+	           "Source transactions applied per second, recent window.", s->transactions_per_s);
+	prom_gauge(b, "pgferry_apply_rate_rows_per_second",
+	           "Rows applied per second, recent window.", s->rows_per_s);
+	prom_gauge(b, "pgferry_apply_rate_bytes_per_second",
+	           "pgoutput bytes applied per second, recent window.", s->bytes_per_s);
+	prom_gauge(b, "pgferry_last_commit_lag_seconds",
+	           "Commit on the primary to commit on the DR database, last applied transaction.",
+	           s->last_commit_lag_ms / 1000.0);
+	prom_gauge(b, "pgferry_primary_wal_lsn_bytes", "Newest end of WAL the primary reported.",
+	           (double)s->primary_wal_lsn);
+	prom_gauge(b, "pgferry_received_lsn_bytes",
+	           "Newest WAL position verified and held by the sink.", (double)s->received_lsn);
+	prom_gauge(b, "pgferry_applied_lsn_bytes", "End of the last source commit applied on DR.",
+	           (double)s->applied_lsn);
 }
 
 /* the states of the clocks, the source, the slot, apply and the verdict */
 static void metrics_state(const lag_snapshot_t *s, const lag_verdict_t *v, buf_t *b)
 {
-	gauge(b, "pgferry_clock_offset_seconds",
-	      "Estimated clock of the primary's host minus the sink's clock.",
-	      s->clock_offset_ms / 1000.0);
-	gauge(b, "pgferry_clock_uncertainty_seconds", "Uncertainty of the clock offset (half RTT).",
-	      s->clock_uncertainty_ms / 1000.0);
-	gauge(b, "pgferry_source_connected", "1 when a source is connected.",
-	      s->source_state == LAG_SOURCE_CONNECTED ? 1 : 0);
-	gauge(b, "pgferry_primary_clean_shutdown",
-	      "1 when the primary ended its stream cleanly (shut down).",
-	      s->source_state == LAG_SOURCE_PRIMARY_SHUTDOWN ? 1 : 0);
-	gauge(b, "pgferry_dr_reachable", "1 when the DR database answers.",
-	      s->dr_reachable ? 1 : 0);
-	gauge(b, "pgferry_apply_error", "1 while apply is stopped by an error.",
-	      s->apply_error ? 1 : 0);
-	gauge(b, "pgferry_identity_consistent",
-	      "0 when a stream from another primary was offered and refused.",
-	      s->identity_ok ? 1 : 0);
-	gauge(b, "pgferry_schema_drift",
-	      "1 while apply is stopped because a DR table does not match the primary's.",
-	      s->apply_error && s->schema_drift ? 1 : 0);
-	gauge(b, "pgferry_slot_retained_wal_bytes",
-	      "WAL the slot retains on the primary (current WAL position minus restart_lsn).",
-	      s->slot_known && s->slot_retained_bytes >= 0 ? (double)s->slot_retained_bytes : NAN);
-	gauge(b, "pgferry_slot_safe_wal_size_bytes",
-	      "WAL that can still be written before the slot loses WAL it needs (NaN: unlimited).",
-	      s->slot_known && s->slot_safe_wal_size >= 0 ? (double)s->slot_safe_wal_size : NAN);
-	gauge(b, "pgferry_rpo_guard_engaged",
-	      "1 while the source's RPO guard makes the primary's commits wait for the DR side "
-	      "(0 released, NaN: no guard).",
-	      s->rpo_guard_known ? (s->rpo_guard_engaged ? 1 : 0) : NAN);
-	counter(b, "pgferry_rpo_guard_engagements_total",
-	        "Times the source's RPO guard engaged since the source started.",
-	        s->rpo_guard_engagements);
-	gauge(b, "pgferry_slot_wal_warning",
-	      "1 when the slot retains more WAL than the source's slot_wal_warning, or its "
-	      "wal_status is unreserved or lost.",
-	      s->slot_wal_warning[0] ? 1 : 0);
-	gauge(b, "pgferry_stream_blocked",
-	      "1 while the source reports a change it cannot ship (larger than max_frame_bytes); "
-	      "/v1/status stream_blocked names its LSN.",
-	      s->stream_blocked[0] ? 1 : 0);
-	gauge(b, "pgferry_stream_refused",
-	      "1 while the sink refuses to apply (initial copy not complete, origin in dispute).",
-	      s->stream_refused[0] ? 1 : 0);
-	gauge(b, "pgferry_fenced", "1 when the DR database was promoted and the sink is fenced.",
-	      s->fenced ? 1 : 0);
-	gauge(b, "pgferry_promotion_safe",
-	      "1 when a promotion now is safe under the configured max_rpo and backlog limit.",
-	      v->verdict == VERDICT_SAFE ? 1 : 0);
-	gauge(b, "pgferry_promoted", "1 when this DR database was promoted.",
-	      v->verdict == VERDICT_PROMOTED ? 1 : 0);
+	prom_gauge(b, "pgferry_clock_offset_seconds",
+	           "Estimated clock of the primary's host minus the sink's clock.",
+	           s->clock_offset_ms / 1000.0);
+	prom_gauge(b, "pgferry_clock_uncertainty_seconds",
+	           "Uncertainty of the clock offset (half RTT).", s->clock_uncertainty_ms / 1000.0);
+	prom_gauge(b, "pgferry_source_connected", "1 when a source is connected.",
+	           s->source_state == LAG_SOURCE_CONNECTED ? 1 : 0);
+	prom_gauge(b, "pgferry_primary_clean_shutdown",
+	           "1 when the primary ended its stream cleanly (shut down).",
+	           s->source_state == LAG_SOURCE_PRIMARY_SHUTDOWN ? 1 : 0);
+	prom_gauge(b, "pgferry_dr_reachable", "1 when the DR database answers.",
+	           s->dr_reachable ? 1 : 0);
+	prom_gauge(b, "pgferry_apply_error", "1 while apply is stopped by an error.",
+	           s->apply_error ? 1 : 0);
+	prom_gauge(b, "pgferry_identity_consistent",
+	           "0 when a stream from another primary was offered and refused.",
+	           s->identity_ok ? 1 : 0);
+	prom_gauge(b, "pgferry_schema_drift",
+	           "1 while apply is stopped because a DR table does not match the primary's.",
+	           s->apply_error && s->schema_drift ? 1 : 0);
+	prom_gauge(b, "pgferry_slot_retained_wal_bytes",
+	           "WAL the slot retains on the primary (current WAL position minus restart_lsn).",
+	           s->slot_known && s->slot_retained_bytes >= 0 ? (double)s->slot_retained_bytes
+	                                                        : NAN);
+	prom_gauge(b, "pgferry_slot_safe_wal_size_bytes",
+	           "WAL that can still be written before the slot loses WAL it needs (NaN: "
+	           "unlimited).",
+	           s->slot_known && s->slot_safe_wal_size >= 0 ? (double)s->slot_safe_wal_size
+	                                                       : NAN);
+	prom_gauge(
+	        b, "pgferry_rpo_guard_engaged",
+	        "1 while the source's RPO guard makes the primary's commits wait for the DR side "
+	        "(0 released, NaN: no guard).",
+	        s->rpo_guard_known ? (s->rpo_guard_engaged ? 1 : 0) : NAN);
+	prom_counter(b, "pgferry_rpo_guard_engagements_total",
+	             "Times the source's RPO guard engaged since the source started.",
+	             s->rpo_guard_engagements);
+	prom_gauge(b, "pgferry_slot_wal_warning",
+	           "1 when the slot retains more WAL than the source's slot_wal_warning, or its "
+	           "wal_status is unreserved or lost.",
+	           s->slot_wal_warning[0] ? 1 : 0);
+	prom_gauge(
+	        b, "pgferry_stream_blocked",
+	        "1 while the source reports a change it cannot ship (larger than max_frame_bytes); "
+	        "/v1/status stream_blocked names its LSN.",
+	        s->stream_blocked[0] ? 1 : 0);
+	prom_gauge(
+	        b, "pgferry_stream_refused",
+	        "1 while the sink refuses to apply (initial copy not complete, origin in dispute).",
+	        s->stream_refused[0] ? 1 : 0);
+	prom_gauge(b, "pgferry_fenced",
+	           "1 when the DR database was promoted and the sink is fenced.",
+	           s->fenced ? 1 : 0);
+	prom_gauge(b, "pgferry_promotion_safe",
+	           "1 when a promotion now is safe under the configured max_rpo and backlog limit.",
+	           v->verdict == VERDICT_SAFE ? 1 : 0);
+	prom_gauge(b, "pgferry_promoted", "1 when this DR database was promoted.",
+	           v->verdict == VERDICT_PROMOTED ? 1 : 0);
 }
 
 /* counters and histograms */
 static void metrics_counters(const lag_snapshot_t *s, buf_t *b)
 {
-	counter(b, "pgferry_batches_total", "Batches received and verified.", s->batches);
-	counter(b, "pgferry_batch_compressed_bytes_total", "Batch bytes on the wire (compressed).",
-	        s->batch_wire_bytes);
-	counter(b, "pgferry_batch_raw_bytes_total", "Batch bytes after decompression.",
-	        s->batch_raw_bytes);
-	counter(b, "pgferry_bad_batches_total",
-	        "Batches or frames rejected (checksum, decompression, decoding, framing).",
-	        s->bad_batches);
-	counter(b, "pgferry_source_connections_total", "Source connections accepted (reconnects).",
-	        s->source_connections);
-	counter(b, "pgferry_apply_errors_total", "Apply errors (each stops apply until resolved).",
-	        s->apply_errors);
-	counter(b, "pgferry_applied_transactions_total", "Source transactions applied.",
-	        s->transactions_applied);
-	counter(b, "pgferry_applied_rows_total", "Rows applied.", s->rows_applied);
-	counter(b, "pgferry_heartbeats_total", "Heartbeat messages received from the primary.",
-	        s->heartbeats);
+	prom_counter(b, "pgferry_batches_total", "Batches received and verified.", s->batches);
+	prom_counter(b, "pgferry_batch_compressed_bytes_total",
+	             "Batch bytes on the wire (compressed).", s->batch_wire_bytes);
+	prom_counter(b, "pgferry_batch_raw_bytes_total", "Batch bytes after decompression.",
+	             s->batch_raw_bytes);
+	prom_counter(b, "pgferry_bad_batches_total",
+	             "Batches or frames rejected (checksum, decompression, decoding, framing).",
+	             s->bad_batches);
+	prom_counter(b, "pgferry_source_connections_total",
+	             "Source connections accepted (reconnects).", s->source_connections);
+	prom_counter(b, "pgferry_apply_errors_total",
+	             "Apply errors (each stops apply until resolved).", s->apply_errors);
+	prom_counter(b, "pgferry_applied_transactions_total", "Source transactions applied.",
+	             s->transactions_applied);
+	prom_counter(b, "pgferry_applied_rows_total", "Rows applied.", s->rows_applied);
+	prom_counter(b, "pgferry_heartbeats_total", "Heartbeat messages received from the primary.",
+	             s->heartbeats);
 	histogram(b, "pgferry_commit_lag_seconds",
 	          "Commit on the primary to commit on the DR database, per DR transaction.",
 	          &s->commit_lag);

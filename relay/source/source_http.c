@@ -27,28 +27,18 @@ struct source_http {
 static const char *const walsender_states[] = {"startup", "catchup", "streaming", "backup",
                                                "stopping"};
 
-static void gauge(buf_t *b, const char *name, const char *help, double v)
-{
-	buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
-}
-
-static void counter(buf_t *b, const char *name, const char *help, uint64_t v)
-{
-	buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n", name, help, name, name,
-	           v);
-}
-
 static void render_metrics(const source_stats_t *st, buf_t *b)
 {
 	size_t i;
 	bool streaming = strcmp(st->session_state, "streaming") == 0;
 
-	gauge(b, "pgferry_up", "1 when the source streams the slot to the sink now, as /healthz.",
-	      streaming);
-	gauge(b, "pgferry_source_streaming",
-	      "1 while a session streams (the sink accepted it); 0 while connecting or waiting "
-	      "to reconnect.",
-	      streaming);
+	prom_gauge(b, "pgferry_up",
+	           "1 when the source streams the slot to the sink now, as /healthz.", streaming);
+	prom_gauge(
+	        b, "pgferry_source_streaming",
+	        "1 while a session streams (the sink accepted it); 0 while connecting or waiting "
+	        "to reconnect.",
+	        streaming);
 	buf_append_str(b, "# HELP pgferry_walsender_state The state of the slot's walsender on the "
 	                  "primary (pg_stat_replication.state): 1 for the current one; none "
 	                  "when no walsender serves the slot.\n# TYPE pgferry_walsender_state "
@@ -58,39 +48,41 @@ static void render_metrics(const source_stats_t *st, buf_t *b)
 		           strcmp(st->walsender_state, walsender_states[i]) == 0);
 	buf_printf(b, "pgferry_walsender_state{state=\"none\"} %d\n", st->walsender_state[0] == 0);
 	if (st->slot_known) {
-		gauge(b, "pgferry_slot_retained_wal_bytes",
-		      "WAL the slot holds back on the primary (pg_current_wal_lsn - restart_lsn; "
-		      "-1: no restart_lsn).",
-		      (double)st->slot_retained_bytes);
-		gauge(b, "pgferry_slot_safe_wal_size_bytes",
-		      "WAL that can still be written before the slot is in danger of losing "
-		      "WAL (pg_replication_slots.safe_wal_size; -1: unlimited).",
-		      (double)st->slot_safe_wal_size);
+		prom_gauge(
+		        b, "pgferry_slot_retained_wal_bytes",
+		        "WAL the slot holds back on the primary (pg_current_wal_lsn - restart_lsn; "
+		        "-1: no restart_lsn).",
+		        (double)st->slot_retained_bytes);
+		prom_gauge(b, "pgferry_slot_safe_wal_size_bytes",
+		           "WAL that can still be written before the slot is in danger of losing "
+		           "WAL (pg_replication_slots.safe_wal_size; -1: unlimited).",
+		           (double)st->slot_safe_wal_size);
 	}
-	counter(b, "pgferry_source_messages_total",
-	        "Walsender messages read and decoded (changes, transaction boundaries, "
-	        "keepalives).",
-	        st->messages);
-	counter(b, "pgferry_source_message_bytes_total", "Bytes of the walsender messages read.",
-	        st->message_bytes);
-	counter(b, "pgferry_source_batches_total", "Batches shipped to the sink.", st->batches);
-	counter(b, "pgferry_source_batch_raw_bytes_total",
-	        "Bytes of the batches shipped, before compression.", st->raw_bytes);
-	counter(b, "pgferry_source_batch_sent_bytes_total",
-	        "Bytes of the batches shipped, after compression (frames on the wire).",
-	        st->sent_bytes);
-	counter(b, "pgferry_source_sessions_total",
-	        "Sessions started (each connects to the primary and the sink; reconnects "
-	        "count).",
-	        st->sessions);
-	counter(b, "pgferry_source_session_failures_total", "Sessions that ended on a failure.",
-	        st->session_failures);
-	gauge(b, "pgferry_source_confirmed_lsn_bytes",
-	      "The flush position reported to the walsender (what the DR side committed).",
-	      (double)st->confirmed_lsn);
-	gauge(b, "pgferry_source_sink_applied_lsn_bytes",
-	      "What the sink last reported committed on the DR database.",
-	      (double)st->sink_applied_lsn);
+	prom_counter(b, "pgferry_source_messages_total",
+	             "Walsender messages read and decoded (changes, transaction boundaries, "
+	             "keepalives).",
+	             st->messages);
+	prom_counter(b, "pgferry_source_message_bytes_total",
+	             "Bytes of the walsender messages read.", st->message_bytes);
+	prom_counter(b, "pgferry_source_batches_total", "Batches shipped to the sink.",
+	             st->batches);
+	prom_counter(b, "pgferry_source_batch_raw_bytes_total",
+	             "Bytes of the batches shipped, before compression.", st->raw_bytes);
+	prom_counter(b, "pgferry_source_batch_sent_bytes_total",
+	             "Bytes of the batches shipped, after compression (frames on the wire).",
+	             st->sent_bytes);
+	prom_counter(b, "pgferry_source_sessions_total",
+	             "Sessions started (each connects to the primary and the sink; reconnects "
+	             "count).",
+	             st->sessions);
+	prom_counter(b, "pgferry_source_session_failures_total",
+	             "Sessions that ended on a failure.", st->session_failures);
+	prom_gauge(b, "pgferry_source_confirmed_lsn_bytes",
+	           "The flush position reported to the walsender (what the DR side committed).",
+	           (double)st->confirmed_lsn);
+	prom_gauge(b, "pgferry_source_sink_applied_lsn_bytes",
+	           "What the sink last reported committed on the DR database.",
+	           (double)st->sink_applied_lsn);
 }
 
 static void route(void *arg, const http_request_t *req, http_reply_t *r)

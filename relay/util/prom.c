@@ -5,7 +5,24 @@
  */
 #include "pgferry/prom.h"
 
+#include <inttypes.h>
+#include <math.h>
 #include <string.h>
+
+void prom_gauge(buf_t *b, const char *name, const char *help, double v)
+{
+	if (isnan(v))
+		buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s NaN\n", name, help, name, name);
+	else
+		buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name,
+		           v);
+}
+
+void prom_counter(buf_t *b, const char *name, const char *help, uint64_t v)
+{
+	buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n", name, help, name, name,
+	           v);
+}
 
 static void label_value(buf_t *b, const char *v)
 {
