@@ -36,9 +36,11 @@ typedef struct table {
 	char *key_list;            /* "k1", "k2" */
 } table_t;
 
-typedef struct seq_counts {
+/* How many tables or sequences came out which way ("differ" is "behind"
+ * for a sequence). */
+typedef struct verify_counts {
 	int equal, differ, missing, busy, error;
-} seq_counts_t;
+} verify_counts_t;
 
 /* Frees what t holds and zeroes it. */
 void verify_table_free(table_t *t);
@@ -49,10 +51,13 @@ char *verify_append(char *s, const char *a);
  * fills entry; returns the result: "equal", "differ", "missing", "busy" or
  * "error" (v->err says why). */
 const char *verify_table(verifier_t *v, table_t *t, json_t *entry);
+/* Counts result (as verify_table returns it) in n; an "error" also goes
+ * into entry, v->err formatted. */
+void verify_count(verifier_t *v, json_t *entry, const char *result, verify_counts_t *n);
 /* One table's report line (and its differences) for people. */
 void verify_print_table(const char *qualified, json_t *e);
 /* Compares the sequences of the published tables, one entry each in
  * report; counts the results in n. */
-void verify_sequences(verifier_t *v, const char *publication, json_t *report, seq_counts_t *n);
+void verify_sequences(verifier_t *v, const char *publication, json_t *report, verify_counts_t *n);
 
 #endif

@@ -42,8 +42,8 @@ typedef struct verify_run {
 	verifier_t v;
 	const char *only[256]; /* --table, when given */
 	int nonly;
-	int n_equal, n_differ, n_missing, n_error, n_busy;
-	seq_counts_t ns;
+	verify_counts_t nt; /* tables */
+	verify_counts_t ns; /* sequences */
 	json_t *seqs;
 	double t_start;
 } verify_run_t;
@@ -143,20 +143,6 @@ static bool wanted(const verify_run_t *r, const char *full, const char *name)
 	return false;
 }
 
-static void count(verify_run_t *r, const char *result)
-{
-	if (strcmp(result, "error") == 0)
-		r->n_error++;
-	else if (strcmp(result, "busy") == 0)
-		r->n_busy++;
-	else if (strcmp(result, "equal") == 0)
-		r->n_equal++;
-	else if (strcmp(result, "missing") == 0)
-		r->n_missing++;
-	else
-		r->n_differ++;
-}
-
 /* One table: compared, counted, reported (a line now, or in the JSON). */
 static void verify_one(verify_run_t *r, const char *schema, const char *name)
 {
@@ -182,12 +168,7 @@ static void verify_one(verify_run_t *r, const char *schema, const char *name)
 	json_object_set_new(entry, "table", json_string(full));
 	json_object_set_new(entry, "result", json_string(result));
 	json_object_set_new(entry, "seconds", json_real(util_monotonic_s() - t0));
-	if (strcmp(result, "error") == 0) {
-		char msg[2048];
-		error_format(&v->err, msg, sizeof(msg));
-		json_object_set_new(entry, "error", json_string(msg));
-	}
-	count(r, result);
+	verify_count(v, entry, result, &r->nt);
 	if (!v->as_json) {
 		verify_print_table(full, entry);
 		fflush(stdout);
@@ -198,14 +179,14 @@ static void verify_one(verify_run_t *r, const char *schema, const char *name)
 
 static void print_json(verify_run_t *r)
 {
-	const seq_counts_t *ns = &r->ns;
+	const verify_counts_t *ns = &r->ns;
 	json_t *o = json_pack(
 	        "{s:o, s:o, s:{s:i, s:i, s:i, s:i, s:i, s:f}, s:{s:i, s:i, s:i, s:i, s:i}}",
-	        "tables", r->v.report, "sequences", r->seqs, "summary", "equal", r->n_equal,
-	        "differ", r->n_differ, "missing", r->n_missing, "busy", r->n_busy, "error",
-	        r->n_error, "seconds", util_monotonic_s() - r->t_start, "sequence_summary", "equal",
-	        ns->equal, "behind", ns->differ, "missing", ns->missing, "busy", ns->busy, "error",
-	        ns->error);
+	        "tables", r->v.report, "sequences", r->seqs, "summary", "equal", r->nt.equal,
+	        "differ", r->nt.differ, "missing", r->nt.missing, "busy", r->nt.busy, "error",
+	        r->nt.error, "seconds", util_monotonic_s() - r->t_start, "sequence_summary",
+	        "equal", ns->equal, "behind", ns->differ, "missing", ns->missing, "busy", ns->busy,
+	        "error", ns->error);
 	char *text = json_dumps(o, JSON_COMPACT);
 
 	/* json_pack took both, whether it succeeded or not */
@@ -218,18 +199,19 @@ static void print_json(verify_run_t *r)
 
 static void print_text(const verify_run_t *r)
 {
-	const seq_counts_t *ns = &r->ns;
+	const verify_counts_t *ns = &r->ns;
 
 	printf("%d tables: %d equal, %d differ, %d missing on the DR database, %d busy, %d "
 	       "errors (%.1f s)\n",
-	       r->n_equal + r->n_differ + r->n_missing + r->n_error + r->n_busy, r->n_equal,
-	       r->n_differ, r->n_missing, r->n_busy, r->n_error, util_monotonic_s() - r->t_start);
+	       r->nt.equal + r->nt.differ + r->nt.missing + r->nt.error + r->nt.busy, r->nt.equal,
+	       r->nt.differ, r->nt.missing, r->nt.busy, r->nt.error,
+	       util_monotonic_s() - r->t_start);
 	if (r->nonly == 0)
 		printf("%d sequences: %d equal, %d behind, %d missing on the DR database, %d busy, "
 		       "%d errors\n",
 		       ns->equal + ns->differ + ns->missing + ns->busy + ns->error, ns->equal,
 		       ns->differ, ns->missing, ns->busy, ns->error);
-	if (r->n_busy || ns->busy)
+	if (r->nt.busy || ns->busy)
 		printf("busy: rows kept changing on the primary at every read, so those chunks "
 		       "could not be compared; run verify again, or with writes paused\n");
 }
@@ -266,8 +248,8 @@ int cmd_verify(int argc, char **argv)
 		print_text(&r);
 	/* a proven difference is the answer; otherwise anything not compared
 	 * means "cannot tell" */
-	differ = r.n_differ + r.n_missing + r.ns.differ + r.ns.missing;
-	cannot_tell = r.n_error + r.n_busy + r.ns.error + r.ns.busy;
+	differ = r.nt.differ + r.nt.missing + r.ns.differ + r.ns.missing;
+	cannot_tell = r.nt.error + r.nt.busy + r.ns.error + r.ns.busy;
 	rc = differ ? EXIT_NEGATIVE : cannot_tell ? EXIT_ERROR : 0;
 out:
 	json_decref(r.seqs);

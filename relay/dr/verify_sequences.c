@@ -94,7 +94,7 @@ static const char *verify_sequence(verifier_t *v, const char *name, bool readabl
 	}
 }
 
-void verify_sequences(verifier_t *v, const char *publication, json_t *report, seq_counts_t *n)
+void verify_sequences(verifier_t *v, const char *publication, json_t *report, verify_counts_t *n)
 {
 	PGresult *res = primary_list_sequences(v->p, publication, &v->err);
 	int i;
@@ -119,19 +119,7 @@ void verify_sequences(verifier_t *v, const char *publication, json_t *report, se
 		json_object_set_new(entry, "table", json_string(PQgetvalue(res, i, 1)));
 		json_object_set_new(entry, "result", json_string(result));
 		json_object_set_new(entry, "seconds", json_real(util_monotonic_s() - t0));
-		if (strcmp(result, "error") == 0) {
-			char msg[2048];
-			error_format(&v->err, msg, sizeof(msg));
-			json_object_set_new(entry, "error", json_string(msg));
-			n->error++;
-		} else if (strcmp(result, "equal") == 0)
-			n->equal++;
-		else if (strcmp(result, "missing") == 0)
-			n->missing++;
-		else if (strcmp(result, "busy") == 0)
-			n->busy++;
-		else
-			n->differ++;
+		verify_count(v, entry, result, n);
 		if (!v->as_json) {
 			if (json_is_integer(json_object_get(entry, "primary_value")))
 				snprintf(pv, sizeof(pv), "%lld",

@@ -568,3 +568,20 @@ void verify_print_table(const char *qualified, json_t *e)
 		}
 	}
 }
+
+void verify_count(verifier_t *v, json_t *entry, const char *result, verify_counts_t *n)
+{
+	if (strcmp(result, "error") == 0) {
+		char msg[2048];
+		error_format(&v->err, msg, sizeof(msg));
+		json_object_set_new(entry, "error", json_string(msg));
+		n->error++;
+	} else if (strcmp(result, "busy") == 0)
+		n->busy++;
+	else if (strcmp(result, "equal") == 0)
+		n->equal++;
+	else if (strcmp(result, "missing") == 0)
+		n->missing++;
+	else
+		n->differ++;
+}
