@@ -240,8 +240,9 @@ int spill_read(const apply_spill_t *sp, const stream_file_t *s, off_t *pos, buf_
 
 	if (*pos >= s->size)
 		return 0;
-	if (pread(s->fd, hdr, sizeof(hdr), *pos) != (ssize_t)sizeof(hdr))
-		return error_set(err, PGF_E_IO, "could not read spill file \"%s\"", s->path);
+	if (util_pread_all(s->fd, hdr, sizeof(hdr), (uint64_t)*pos) != PGF_OK)
+		return error_set(err, PGF_E_IO, "could not read spill file \"%s\": %s", s->path,
+		                 strerror(errno));
 	len = be32_read(hdr);
 	if ((int64_t)len > sp->max_record || *pos + (off_t)sizeof(hdr) + (off_t)len > s->size)
 		return error_set(err, PGF_E_IO, "spill file \"%s\" is corrupt at offset %lld",
@@ -249,8 +250,9 @@ int spill_read(const apply_spill_t *sp, const stream_file_t *s, off_t *pos, buf_
 	buf_reset(rec);
 	if (!buf_reserve(rec, len))
 		return error_set(err, PGF_E_MEMORY, "out of memory");
-	if (pread(s->fd, rec->data, len, *pos + (off_t)sizeof(hdr)) != (ssize_t)len)
-		return error_set(err, PGF_E_IO, "could not read spill file \"%s\"", s->path);
+	if (util_pread_all(s->fd, rec->data, len, (uint64_t)(*pos + (off_t)sizeof(hdr))) != PGF_OK)
+		return error_set(err, PGF_E_IO, "could not read spill file \"%s\": %s", s->path,
+		                 strerror(errno));
 	rec->len = len;
 	*pos += (off_t)sizeof(hdr) + (off_t)len;
 	return 1;
