@@ -424,3 +424,22 @@ int pgoutput_decode(pgoutput_decoder_t *d, const uint8_t *data, size_t len, pgou
 	}
 	return PGF_OK;
 }
+
+int pgoutput_decode_header(pgoutput_decoder_t *d, const uint8_t *data, size_t len,
+                           pgoutput_message_t *m, pgf_error_t *err)
+{
+	reader_t rs, *r = &rs;
+	uint8_t t;
+
+	if (len == 0 || (data[0] != PGOUTPUT_INSERT && data[0] != PGOUTPUT_UPDATE &&
+	                 data[0] != PGOUTPUT_DELETE && data[0] != PGOUTPUT_TRUNCATE &&
+	                 data[0] != PGOUTPUT_RELATION && data[0] != PGOUTPUT_TYPE))
+		return pgoutput_decode(d, data, len, m, err);
+	/* a body: only what says where it belongs */
+	reader_init(r, data, len);
+	m->length = len;
+	m->xid = 0;
+	READ(reader_u8(r, &t));
+	m->type = (pgoutput_type_t)t;
+	return read_xid_if_streamed(d, r, m, err);
+}

@@ -42,6 +42,12 @@ typedef struct apply_hooks {
 	void *arg;
 	/* after each DR commit (in the apply thread) */
 	void (*committed)(void *arg, const apply_group_t *group);
+	/* The commit LSN up to which whole transactions have been received
+	 * (NULL: everything given is whole, as in replay). Before a source
+	 * transaction whose commit has not arrived yet, the open group is
+	 * committed first: should the stream end inside that transaction,
+	 * only it is rolled back, never the complete ones before it. */
+	uint64_t (*received_commit)(void *arg);
 } apply_hooks_t;
 
 /* Ownership: cfg must outlive the apply_t; hooks are copied. */
@@ -75,6 +81,12 @@ int64_t apply_progress_time(const apply_t *a);
  * resume from apply_progress(). */
 int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t len,
                   pgf_error_t *err);
+/* The same for a message whose type and xid (inside a stream block; 0:
+ * none) were decoded already (pgoutput_decode_header, the sink's network
+ * thread): a change inside a stream block goes to its spill file without
+ * being decoded again, and nothing is decoded twice. */
+int apply_record(apply_t *a, uint64_t wal_start, uint8_t type, uint32_t xid, const uint8_t *data,
+                 size_t len, pgf_error_t *err);
 
 /* Commits the open group, if any (apply_input_paused does this when no
  * more data is waiting, so an idle stream is never held back). Groups commit
@@ -100,13 +112,6 @@ uint64_t apply_failed_lsn(const apply_t *a);
 int apply_check_fence(apply_t *a, bool *fenced, char *why, size_t why_len, pgf_error_t *err);
 /* true between a source transaction's BEGIN and its COMMIT */
 bool apply_in_transaction(const apply_t *a);
-
-/* The commit LSN up to which whole transactions have been received (kept
- * by the receiver, read here atomically). Before a source transaction whose
- * commit has not arrived yet, the open group is committed first: should the
- * stream end inside that transaction, only it is rolled back, never the
- * complete ones before it. NULL (replay) turns this off. */
-void apply_set_commit_watermark(apply_t *a, const uint64_t *received_commit_lsn);
 
 /* The pgoutput protocol version the stream speaks (from the source's hello). */
 void apply_set_proto_version(apply_t *a, int proto_version);

@@ -64,10 +64,15 @@ void batch_decoder_reset(batch_decoder_t *d);
  * (the compression stream is broken): close the connection. */
 int batch_decode(batch_decoder_t *d, const uint8_t *payload, size_t len, uint64_t expected_seq,
                  batch_view_t *out, pgf_error_t *err);
-/* Hands the caller the buffer of the last view's raw bytes (free() it);
- * the decoder allocates a new one for the next batch. For a large batch:
- * no copy, and its memory goes back when the caller is done with it. */
-uint8_t *batch_decoder_take_raw(batch_decoder_t *d);
+/* Every raw buffer keeps 8 bytes and per_record bytes a record free after
+ * the raw bytes, for whoever takes it (the sink puts what it found in each
+ * record there). 0 at creation. */
+void batch_decoder_reserve(batch_decoder_t *d, size_t per_record);
+/* Hands the caller the buffer of the last view's raw bytes, at least size
+ * bytes long (free() it; NULL: out of memory, the decoder keeps it); the
+ * decoder allocates a new one for the next batch. For a large batch: no
+ * copy, and its memory goes back when the caller is done with it. */
+uint8_t *batch_decoder_take_raw(batch_decoder_t *d, size_t size);
 /* Record i of a view (0-based). */
 void batch_view_record(const batch_view_t *v, uint32_t i, const uint8_t **data, size_t *len);
 

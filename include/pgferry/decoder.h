@@ -264,6 +264,13 @@ void pgoutput_decoder_init(pgoutput_decoder_t *d, int proto_version);
  * error, err names the message type and byte offset; *out is undefined. */
 int pgoutput_decode(pgoutput_decoder_t *d, const uint8_t *data, size_t len, pgoutput_message_t *out,
                     pgf_error_t *err);
+/* Decodes a message but for the body of a change (Insert, Update, Delete,
+ * Truncate) or a Relation or Type message, of which only the type and,
+ * inside a stream block, the xid are read: what the sink's network thread
+ * needs, leaving the body to the one pgoutput_decode where it is applied.
+ * Keeps d's stream state as pgoutput_decode does. */
+int pgoutput_decode_header(pgoutput_decoder_t *d, const uint8_t *data, size_t len,
+                           pgoutput_message_t *m, pgf_error_t *err);
 uint32_t pgoutput_truncate_relid(const pgoutput_message_t *m, uint32_t i);
 /* "begin", "commit", ... as in pgferry decode's JSON; "unknown" otherwise */
 const char *pgoutput_type_name(pgoutput_type_t t);

@@ -35,15 +35,32 @@ typedef enum {
 	QUEUE_SESSION_END,   /* the source went away: drop what is not committed */
 } queue_kind_t;
 
+/* One record of a QUEUE_RECORDS item as the network thread found it when it
+ * verified and decoded it: the apply thread parses none of this again. */
+typedef struct queue_record {
+	uint64_t wal_start; /* 'w': where the WAL record starts */
+	uint64_t wal_end;   /* 'k': how far the walsender has sent */
+	uint32_t offset;    /* 'w': the pgoutput message, at the item's data + offset */
+	uint32_t len;
+	uint32_t xid; /* of a message inside a stream block (0: none) */
+	char kind;    /* 'w' (XLogData) or 'k' (keepalive) */
+	uint8_t type; /* 'w': the pgoutput message type */
+} queue_record_t;
+
 typedef struct queue_item {
 	struct queue_item *next;
 	queue_kind_t kind;
 	uint64_t session; /* which source connection this came from */
-	/* QUEUE_RECORDS: records as u32 big-endian length + CopyData message */
+	/* QUEUE_RECORDS: the batch's records as received (each a u32
+	 * big-endian length and a CopyData message), padded to 8 bytes, then
+	 * nrecords queue_record_t saying what each is. One allocation: it
+	 * spools as it is, and a large batch's buffer is taken from the batch
+	 * decoder without a copy (queue_records_size, queue_item_set_records). */
 	uint8_t *data; /* NULL while it waits in the spool file */
-	size_t len;
+	size_t len;    /* of data, the queue_record_t included */
 	uint32_t nrecords;
 	uint64_t last_lsn;
+	uint64_t commit_lsn; /* of the newest whole transaction in it (0: none) */
 	/* QUEUE_SESSION_START */
 	uint64_t system_identifier;
 	uint32_t timeline;
@@ -60,6 +77,9 @@ typedef struct queue {
 	size_t bytes;                     /* of QUEUE_RECORDS data waiting, in memory or spooled */
 	size_t items;
 	bool closed;
+	uint64_t received_commit;        /* newest commit_lsn pushed: whole transactions received */
+	uint64_t primary_flush;          /* the primary's flush position the source read ... */
+	uint64_t primary_flush_session;  /* ... in this session */
 	size_t memory_limit;             /* records beyond this much in memory are spooled */
 	size_t memory_bytes;             /* held in memory: records and item headers */
 	size_t spooled_bytes;            /* of bytes, in the spool file */
@@ -97,6 +117,26 @@ size_t queue_spooled_bytes(queue_t *q);
  * when it is not), and how many failures there were since start. */
 bool queue_spool_fault(queue_t *q, char *error, size_t len, uint64_t *failures);
 bool queue_empty(queue_t *q);
+/* The commit LSN of the newest whole transaction received (pushed) so far. */
+uint64_t queue_received_commit(queue_t *q);
+/* The primary's WAL flush position the source read in session (its
+ * PRIMARY_FACTS), as the network thread heard it; queue_primary_flush
+ * gives 0 for any other session. The apply thread bounds idle progress by
+ * it (a newer figure than the records it has taken is still the primary's
+ * own word, so it never lets progress pass what the primary flushed). */
+void queue_set_primary_flush(queue_t *q, uint64_t session, uint64_t flush_lsn);
+uint64_t queue_primary_flush(queue_t *q, uint64_t session);
+/* The size of a QUEUE_RECORDS item's data for raw_len bytes of records. */
+size_t queue_records_size(size_t raw_len, uint32_t nrecords);
+/* Gives a QUEUE_RECORDS item its data (malloc'd, queue_records_size bytes,
+ * the raw records first); returns its nrecords queue_record_t, zeroed, for
+ * the network thread to fill. */
+queue_record_t *queue_item_set_records(queue_item_t *it, uint8_t *data, size_t raw_len,
+                                       uint32_t nrecords);
+/* The records of a QUEUE_RECORDS item and the message of one of them;
+ * false when the item does not hold what its header says. */
+bool queue_item_records(const queue_item_t *it, const queue_record_t **records);
+const uint8_t *queue_record_message(const queue_item_t *it, const queue_record_t *r);
 /* Wakes the consumer for good (shutdown). */
 void queue_close(queue_t *q);
 

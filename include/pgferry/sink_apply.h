@@ -23,13 +23,6 @@ typedef enum {
 
 typedef struct sink_apply_events {
 	void *arg;
-	/* commit LSN of the newest whole transaction received (see
-	 * apply_set_commit_watermark); written by the network thread */
-	const uint64_t *commit_watermark;
-	/* the primary's WAL flush position the source reported in this session
-	 * (PRIMARY_FACTS; 0 = none yet); written by the network thread. Idle
-	 * progress from keepalives never passes it. */
-	const uint64_t *primary_flush;
 	/* after a hello: accepted (resume_lsn: where the source must start) or
 	 * refused (refusal and a sentence saying why) */
 	void (*session_verdict)(void *arg, uint64_t session, bool accepted, sink_refusal_t refusal,

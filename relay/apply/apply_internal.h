@@ -263,7 +263,6 @@ struct apply {
 	pgoutput_decoder_t decoder;
 	pgoutput_message_t *msg;
 	relcache_t *relcache;
-	const uint64_t *commit_watermark; /* see apply_set_commit_watermark */
 	apply_txn_t txn;
 
 	apply_pipeline_t pl;

@@ -128,8 +128,8 @@ static int apply_handle_begin(apply_t *a, const pgoutput_message_t *m, uint64_t 
 	/* its commit is not here yet: secure the whole transactions first,
 	 * durably: input paused mid-transaction, so this is where the
 	 * figures (and the slot) must catch up */
-	if (a->commit_watermark != NULL && g->state == DR_GROUP_OPEN && a->group.txns > 0 &&
-	    final_lsn > __atomic_load_n(a->commit_watermark, __ATOMIC_ACQUIRE) &&
+	if (a->hooks.received_commit != NULL && g->state == DR_GROUP_OPEN && a->group.txns > 0 &&
+	    final_lsn > a->hooks.received_commit(a->hooks.arg) &&
 	    apply_commit_group(a, true, err) != PGF_OK)
 		return PGF_ERR;
 	a->txn.xid = m->u.begin.xid;
@@ -220,22 +220,13 @@ static int unsupported_two_phase(pgf_error_t *err)
 
 /* ---- the dispatcher ----------------------------------------------------------- */
 
-static int apply_dispatch(apply_t *a, const pgoutput_message_t *m, uint64_t wal_start,
-                          const uint8_t *data, size_t len, pgf_error_t *err)
+static int apply_dispatch(apply_t *a, const pgoutput_message_t *m, uint64_t wal_start, size_t len,
+                          pgf_error_t *err)
 {
 	bool in_txn = dr_group_in_source_transaction(&a->group.sm);
 	bool skipping = a->group.sm.state == DR_GROUP_SKIPPING;
 	char lsn[LSN_TEXT_LEN];
 
-	/* inside a Stream Start/Stop block everything goes to the spill file */
-	if (a->spill.current != NULL && m->type != PGOUTPUT_STREAM_STOP) {
-		if (m->type == PGOUTPUT_STREAM_START || m->type == PGOUTPUT_STREAM_COMMIT ||
-		    m->type == PGOUTPUT_STREAM_ABORT)
-			return error_set(err, PGF_E_PROTOCOL, "%s inside a stream block at %s",
-			                 pgoutput_type_name(m->type), lsn_format(wal_start, lsn));
-		return spill_append(a->spill.current, m->has_xid ? m->xid : 0, wal_start, data, len,
-		                    err);
-	}
 	switch (m->type) {
 	case PGOUTPUT_BEGIN:
 		return apply_handle_begin(a, m, wal_start, err);
@@ -275,20 +266,61 @@ static int apply_dispatch(apply_t *a, const pgoutput_message_t *m, uint64_t wal_
 	}
 }
 
-int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t len, pgf_error_t *err)
+/* A message inside a Stream Start/Stop block goes to the spill file as it
+ * came (decoded once, when its transaction commits); anything else is
+ * decoded here and dispatched. */
+static int apply_decoded_or_spilled(apply_t *a, uint64_t wal_start, uint8_t type, uint32_t xid,
+                                    const uint8_t *data, size_t len, pgf_error_t *err)
 {
-	if (!apply_connected(a))
-		return error_set(err, PGF_E_DATABASE, "not connected to the DR database");
+	char lsn[LSN_TEXT_LEN];
+
+	if (a->spill.current != NULL && type != PGOUTPUT_STREAM_STOP) {
+		if (type == PGOUTPUT_STREAM_START || type == PGOUTPUT_STREAM_COMMIT ||
+		    type == PGOUTPUT_STREAM_ABORT)
+			return error_set(err, PGF_E_PROTOCOL, "%s inside a stream block at %s",
+			                 pgoutput_type_name((pgoutput_type_t)type),
+			                 lsn_format(wal_start, lsn));
+		return spill_append(a->spill.current, xid, wal_start, data, len, err);
+	}
 	if (pgoutput_decode(&a->decoder, data, len, a->msg, err) != PGF_OK) {
-		char lsn[LSN_TEXT_LEN];
 		error_where(err, "message at %s", lsn_format(wal_start, lsn));
 		return PGF_ERR;
 	}
-	if (apply_dispatch(a, a->msg, wal_start, data, len, err) != PGF_OK) {
+	if (apply_dispatch(a, a->msg, wal_start, len, err) != PGF_OK) {
 		apply_error_context(a, wal_start, err);
 		return PGF_ERR;
 	}
 	return PGF_OK;
+}
+
+int apply_record(apply_t *a, uint64_t wal_start, uint8_t type, uint32_t xid, const uint8_t *data,
+                 size_t len, pgf_error_t *err)
+{
+	if (!apply_connected(a))
+		return error_set(err, PGF_E_DATABASE, "not connected to the DR database");
+	return apply_decoded_or_spilled(a, wal_start, type, xid, data, len, err);
+}
+
+int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t len, pgf_error_t *err)
+{
+	pgoutput_message_t *m = a->msg;
+
+	if (!apply_connected(a))
+		return error_set(err, PGF_E_DATABASE, "not connected to the DR database");
+	if (a->spill.current != NULL) {
+		/* what a stream block needs: the type and the xid */
+		if (pgoutput_decode_header(&a->decoder, data, len, m, err) != PGF_OK) {
+			char lsn[LSN_TEXT_LEN];
+			error_where(err, "message at %s", lsn_format(wal_start, lsn));
+			return PGF_ERR;
+		}
+		if (m->type != PGOUTPUT_STREAM_STOP)
+			return apply_decoded_or_spilled(a, wal_start, (uint8_t)m->type,
+			                                m->has_xid ? m->xid : 0, data, len, err);
+		a->spill.current = NULL; /* the decoder left its stream block too */
+		return PGF_OK;
+	}
+	return apply_decoded_or_spilled(a, wal_start, len ? data[0] : 0, 0, data, len, err);
 }
 
 uint64_t apply_failed_lsn(const apply_t *a)
@@ -299,11 +331,6 @@ uint64_t apply_failed_lsn(const apply_t *a)
 bool apply_in_transaction(const apply_t *a)
 {
 	return dr_group_in_source_transaction(&a->group.sm);
-}
-
-void apply_set_commit_watermark(apply_t *a, const uint64_t *received_commit_lsn)
-{
-	a->commit_watermark = received_commit_lsn;
 }
 
 void apply_set_proto_version(apply_t *a, int proto_version)

@@ -20,6 +20,8 @@ void queue_init(queue_t *q)
 	q->head = q->tail = q->after = q->after_tail = NULL;
 	q->bytes = q->items = 0;
 	q->closed = false;
+	q->received_commit = 0;
+	q->primary_flush = q->primary_flush_session = 0;
 	q->memory_limit = q->memory_bytes = q->spooled_bytes = q->spooled_items = 0;
 	q->spool_read = q->spool_end = q->spool_last_session = 0;
 	q->spool_fd = -1;
@@ -180,6 +182,9 @@ void queue_push(queue_t *q, queue_item_t *item)
 {
 	item->next = NULL;
 	pthread_mutex_lock(&q->lock);
+	/* before the item can be popped: its BEGINs are judged by it */
+	if (item->commit_lsn > q->received_commit)
+		q->received_commit = item->commit_lsn;
 	q->bytes += item->len;
 	q->items++;
 	if (q->spool_fd >= 0)
@@ -341,6 +346,85 @@ bool queue_empty(queue_t *q)
 	e = q->items == 0;
 	pthread_mutex_unlock(&q->lock);
 	return e;
+}
+
+uint64_t queue_received_commit(queue_t *q)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&q->lock);
+	v = q->received_commit;
+	pthread_mutex_unlock(&q->lock);
+	return v;
+}
+
+/* The records' facts start here, aligned for them. */
+static size_t records_start(size_t raw_len)
+{
+	size_t a = _Alignof(queue_record_t);
+
+	return (raw_len + a - 1) / a * a;
+}
+
+size_t queue_records_size(size_t raw_len, uint32_t nrecords)
+{
+	return records_start(raw_len) + (size_t)nrecords * sizeof(queue_record_t);
+}
+
+queue_record_t *queue_item_set_records(queue_item_t *it, uint8_t *data, size_t raw_len,
+                                       uint32_t nrecords)
+{
+	queue_record_t *r = (queue_record_t *)(data + records_start(raw_len));
+
+	it->data = data;
+	it->len = queue_records_size(raw_len, nrecords);
+	it->nrecords = nrecords;
+	memset(data + raw_len, 0, it->len - raw_len);
+	return r;
+}
+
+void queue_set_primary_flush(queue_t *q, uint64_t session, uint64_t flush_lsn)
+{
+	pthread_mutex_lock(&q->lock);
+	if (session != q->primary_flush_session || flush_lsn > q->primary_flush) {
+		q->primary_flush_session = session;
+		q->primary_flush = flush_lsn;
+	}
+	pthread_mutex_unlock(&q->lock);
+}
+
+uint64_t queue_primary_flush(queue_t *q, uint64_t session)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&q->lock);
+	v = session == q->primary_flush_session ? q->primary_flush : 0;
+	pthread_mutex_unlock(&q->lock);
+	return v;
+}
+
+bool queue_item_records(const queue_item_t *it, const queue_record_t **records)
+{
+	size_t head = (size_t)it->nrecords * sizeof(queue_record_t), start, i;
+	const queue_record_t *r;
+
+	*records = NULL;
+	if (it->data == NULL || head > it->len)
+		return false;
+	start = it->len - head;
+	if (start % _Alignof(queue_record_t) != 0)
+		return false;
+	r = (const queue_record_t *)(it->data + start);
+	for (i = 0; i < it->nrecords; i++)
+		if (r[i].kind == 'w' && (r[i].offset > start || r[i].len > start - r[i].offset))
+			return false;
+	*records = r;
+	return true;
+}
+
+const uint8_t *queue_record_message(const queue_item_t *it, const queue_record_t *r)
+{
+	return it->data + r->offset;
 }
 
 void queue_close(queue_t *q)

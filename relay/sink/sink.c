@@ -3,9 +3,11 @@
  *
  * The network thread (a libev loop, this file) accepts one source at a
  * time over mutual TLS, verifies each batch (checksum, decompression, every
- * record decoded) before anything of it is queued, feeds the lag tracker
- * with what the primary said, and acks what the DR database committed. The
- * apply thread (sink_apply.c) applies in order and owns the DR connection.
+ * record's framing and every message decoded but a change's row data)
+ * before anything of it is queued, queues what it found in each record with
+ * it, feeds the lag tracker with what the primary said, and acks what the
+ * DR database committed. The apply thread (sink_apply.c) applies in order
+ * and owns the DR connection.
  * The HTTP thread (http.c) answers /metrics, /v1/status and the promotion
  * question from the lag tracker, so it keeps answering while apply stalls.
  *
@@ -87,9 +89,8 @@ typedef struct sink {
 	pgoutput_message_t *msg;
 	uint64_t txn_bytes; /* pgoutput bytes of the transaction being received */
 	uint64_t txn_rows;
-	bool txn_internal;         /* only pgferry's own messages so far (heartbeat, sequences) */
-	uint64_t commit_watermark; /* atomic: newest whole transaction received */
-	uint64_t primary_flush;    /* atomic: this session's PRIMARY_FACTS flush position */
+	bool txn_internal;      /* only pgferry's own messages so far (heartbeat, sequences) */
+	uint64_t primary_flush; /* this session's PRIMARY_FACTS flush position */
 	ev_tstamp last_heard;
 	ev_tstamp connected_at;
 	uint64_t blocked_lsn; /* a change the source cannot ship (0: none) */
@@ -272,16 +273,66 @@ static void reject_batch(sink_t *s, const pgf_error_t *err)
 	drop_source(s, WIRE_ERR_BAD_BATCH, msg);
 }
 
+/* What the lag tracker learns from one message. */
+static void note_message(sink_t *s, queue_item_t *it, size_t len)
+{
+	const pgoutput_message_t *m = s->msg;
+
+	s->txn_bytes += len;
+	switch (m->type) {
+	case PGOUTPUT_BEGIN:
+		s->txn_bytes = len;
+		s->txn_rows = 0;
+		s->txn_internal = true;
+		break;
+	case PGOUTPUT_INSERT:
+	case PGOUTPUT_UPDATE:
+	case PGOUTPUT_DELETE:
+	case PGOUTPUT_TRUNCATE:
+		s->txn_rows++;
+		s->txn_internal = false;
+		break;
+	case PGOUTPUT_MESSAGE:
+		if (strcmp(m->u.message.prefix, HEARTBEAT_PREFIX) == 0)
+			lag_on_heartbeat(s->lag);
+		else if (strcmp(m->u.message.prefix, SEQUENCES_PREFIX) != 0)
+			s->txn_internal = false; /* DDL, or a message of the application */
+		break;
+	case PGOUTPUT_COMMIT:
+		/* travels with the item: the apply thread judges a BEGIN by it */
+		it->commit_lsn = m->u.commit.commit_lsn;
+		lag_on_received_commit(s->lag, m->u.commit.commit_lsn, m->u.commit.end_lsn,
+		                       m->u.commit.commit_time, s->txn_bytes, s->txn_rows,
+		                       s->txn_internal);
+		s->txn_internal = false;
+		s->txn_bytes = 0;
+		break;
+	case PGOUTPUT_STREAM_COMMIT:
+		lag_on_received_commit(s->lag, m->u.stream_commit.commit_lsn,
+		                       m->u.stream_commit.end_lsn, m->u.stream_commit.commit_time,
+		                       s->txn_bytes, s->txn_rows, false);
+		s->txn_bytes = 0;
+		break;
+	default:
+		break;
+	}
+}
+
 /*
- * Checks every record of a verified batch and collects the primary's facts
- * for the lag tracker: the newest WAL end with its clock time, and each
- * committed transaction (commit LSN, end LSN, commit time, size).
+ * Checks every record of a verified batch, once for the whole sink, and
+ * collects the primary's facts for the lag tracker (the newest WAL end with
+ * its clock time, and each committed transaction: commit LSN, end LSN,
+ * commit time, size). What it finds in each record goes into records[i],
+ * with the message's offset in the raw bytes: the apply thread parses
+ * nothing again.
  */
-static int inspect_records(sink_t *s, const batch_view_t *v, uint64_t *last_lsn, pgf_error_t *err)
+static int inspect_records(sink_t *s, const batch_view_t *v, queue_item_t *it,
+                           queue_record_t *records, pgf_error_t *err)
 {
 	uint32_t i;
 
 	for (i = 0; i < v->nrecords; i++) {
+		queue_record_t *qr = &records[i];
 		const uint8_t *rec;
 		size_t len;
 		walsender_message_t wm;
@@ -293,59 +344,41 @@ static int inspect_records(sink_t *s, const batch_view_t *v, uint64_t *last_lsn,
 			return PGF_ERR;
 		}
 		lag_on_primary_wal(s->lag, wm.wal_end, wm.send_time);
+		qr->kind = wm.kind;
+		qr->wal_end = wm.wal_end;
 		if (wm.kind != 'w')
 			continue;
-		if (pgoutput_decode(&s->pgo, wm.payload, wm.payload_len, s->msg, err) != PGF_OK) {
+		if (pgoutput_decode_header(&s->pgo, wm.payload, wm.payload_len, s->msg, err) !=
+		    PGF_OK) {
 			error_where(err, "record %u of batch %" PRIu64 ", WAL %s", i + 1, v->seq,
 			            lsn_format(wm.wal_start, lsn));
 			return PGF_ERR;
 		}
-		*last_lsn = wm.wal_start;
-		s->txn_bytes += wm.payload_len;
-		switch (s->msg->type) {
-		case PGOUTPUT_BEGIN:
-			s->txn_bytes = wm.payload_len;
-			s->txn_rows = 0;
-			s->txn_internal = true;
-			break;
-		case PGOUTPUT_INSERT:
-		case PGOUTPUT_UPDATE:
-		case PGOUTPUT_DELETE:
-		case PGOUTPUT_TRUNCATE:
-			s->txn_rows++;
-			s->txn_internal = false;
-			break;
-		case PGOUTPUT_MESSAGE:
-			if (strcmp(s->msg->u.message.prefix, HEARTBEAT_PREFIX) == 0)
-				lag_on_heartbeat(s->lag);
-			else if (strcmp(s->msg->u.message.prefix, SEQUENCES_PREFIX) != 0)
-				s->txn_internal = false; /* DDL, or a message of the application */
-			break;
-		case PGOUTPUT_COMMIT:
-			/* before the batch is queued: the apply thread may read it
-			 * as soon as it sees this transaction's BEGIN */
-			if (s->msg->u.commit.commit_lsn > s->commit_watermark)
-				__atomic_store_n(&s->commit_watermark, s->msg->u.commit.commit_lsn,
-				                 __ATOMIC_RELEASE);
-			lag_on_received_commit(s->lag, s->msg->u.commit.commit_lsn,
-			                       s->msg->u.commit.end_lsn,
-			                       s->msg->u.commit.commit_time, s->txn_bytes,
-			                       s->txn_rows, s->txn_internal);
-			s->txn_internal = false;
-			s->txn_bytes = 0;
-			break;
-		case PGOUTPUT_STREAM_COMMIT:
-			lag_on_received_commit(s->lag, s->msg->u.stream_commit.commit_lsn,
-			                       s->msg->u.stream_commit.end_lsn,
-			                       s->msg->u.stream_commit.commit_time, s->txn_bytes,
-			                       s->txn_rows, false);
-			s->txn_bytes = 0;
-			break;
-		default:
-			break;
-		}
+		qr->wal_start = wm.wal_start;
+		qr->type = (uint8_t)s->msg->type;
+		qr->xid = s->msg->has_xid ? s->msg->xid : 0;
+		qr->offset = (uint32_t)(wm.payload - v->raw);
+		qr->len = (uint32_t)wm.payload_len;
+		it->last_lsn = wm.wal_start;
+		note_message(s, it, wm.payload_len);
 	}
 	return PGF_OK;
+}
+
+/* The batch's raw records with room for what is found in them: a large
+ * batch's buffer is taken from the decoder (no second copy), a small one
+ * is copied, so the decoder's buffer is reused. NULL: out of memory. */
+static uint8_t *records_buffer(sink_t *s, const batch_view_t *v)
+{
+	size_t size = queue_records_size(v->raw_len, v->nrecords);
+	uint8_t *data;
+
+	if (v->raw_len >= QUEUE_LARGE_ITEM)
+		return batch_decoder_take_raw(s->decoder, size);
+	data = malloc(size);
+	if (data != NULL)
+		memcpy(data, v->raw, v->raw_len);
+	return data;
 }
 
 /* Whether what waits to be applied passes the limits (divided by div). */
@@ -372,7 +405,9 @@ static void on_batch(sink_t *s, const uint8_t *payload, size_t len)
 	batch_view_t view;
 	pgf_error_t err;
 	queue_item_t *it;
-	uint64_t last_lsn = s->received_lsn;
+	queue_record_t *records;
+	uint8_t *data;
+	uint64_t last_lsn;
 
 	error_clear(&err);
 	if (!s->welcomed) {
@@ -384,26 +419,25 @@ static void on_batch(sink_t *s, const uint8_t *payload, size_t len)
 		reject_batch(s, &err);
 		return;
 	}
-	if (inspect_records(s, &view, &last_lsn, &err) != PGF_OK) {
-		reject_batch(s, &err);
-		return;
-	}
-	lag_count_batch(s->lag, len, view.raw_len);
-	s->expected_seq = view.seq + 1;
 	it = queue_item_new(QUEUE_RECORDS, s->session);
-	if (it != NULL && view.raw_len >= QUEUE_LARGE_ITEM)
-		it->data = batch_decoder_take_raw(s->decoder); /* no second copy */
-	else if (it != NULL && (it->data = malloc(view.raw_len ? view.raw_len : 1)) != NULL)
-		memcpy(it->data, view.raw, view.raw_len);
-	if (it == NULL || it->data == NULL) {
+	data = it != NULL ? records_buffer(s, &view) : NULL;
+	if (data == NULL) {
 		queue_item_free(it);
 		error_set(&err, PGF_E_MEMORY, "out of memory queueing a batch");
 		reject_batch(s, &err);
 		return;
 	}
-	it->len = view.raw_len;
-	it->nrecords = view.nrecords;
-	it->last_lsn = last_lsn;
+	view.raw = data; /* the same bytes, where the item keeps them */
+	records = queue_item_set_records(it, data, view.raw_len, view.nrecords);
+	it->last_lsn = s->received_lsn;
+	if (inspect_records(s, &view, it, records, &err) != PGF_OK) {
+		queue_item_free(it);
+		reject_batch(s, &err);
+		return;
+	}
+	last_lsn = it->last_lsn;
+	lag_count_batch(s->lag, len, view.raw_len);
+	s->expected_seq = view.seq + 1;
 	queue_push(&s->queue, it);
 	s->received_lsn = last_lsn;
 	if (s->blocked_lsn != 0 && last_lsn >= s->blocked_lsn) {
@@ -447,7 +481,7 @@ static void on_hello(sink_t *s, const uint8_t *payload, size_t len)
 	s->session++;
 	s->expected_seq = 1;
 	/* what another session said about the primary justifies nothing here */
-	__atomic_store_n(&s->primary_flush, 0, __ATOMIC_RELEASE);
+	s->primary_flush = 0;
 	s->txn_bytes = 0;
 	pgoutput_decoder_init(&s->pgo, h.proto_version);
 	batch_decoder_reset(s->decoder);
@@ -537,8 +571,11 @@ static void source_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *p
 		/* only from a source whose stream was accepted */
 		if (!s->welcomed)
 			return;
-		if (f.flush_lsn > s->primary_flush)
-			__atomic_store_n(&s->primary_flush, f.flush_lsn, __ATOMIC_RELEASE);
+		if (f.flush_lsn > s->primary_flush) {
+			/* for the apply thread, which bounds idle progress by it */
+			queue_set_primary_flush(&s->queue, s->session, f.flush_lsn);
+			s->primary_flush = f.flush_lsn;
+		}
 		lag_on_primary_fact(s->lag, f.position_lsn, f.flush_lsn, f.primary_time,
 		                    f.source_error);
 		if (f.slot_known)
@@ -828,6 +865,8 @@ int cmd_sink(int argc, char **argv)
 			error_set(&err, PGF_E_MEMORY, "out of memory");
 		goto out;
 	}
+	/* room for what inspect_records finds, so a large batch is queued as is */
+	batch_decoder_reserve(s.decoder, sizeof(queue_record_t));
 	s.loop = EV_DEFAULT;
 	ev_async_init(&s.wakeup, on_wakeup);
 	s.wakeup.data = &s;
@@ -839,8 +878,6 @@ int cmd_sink(int argc, char **argv)
 	if (sink_http_start(&s.http, &cli.cfg, s.lag, s.history, &err) != PGF_OK)
 		goto out;
 	events.arg = &s;
-	events.commit_watermark = &s.commit_watermark;
-	events.primary_flush = &s.primary_flush;
 	events.session_verdict = ev_session_verdict;
 	events.applied = ev_applied;
 	events.apply_error = ev_apply_error;

@@ -71,6 +71,14 @@ static void on_committed(void *arg, const apply_group_t *g)
 		sa->events.applied(sa->events.arg, g);
 }
 
+/* Whole transactions received: the queue knows, from what was pushed. */
+static uint64_t received_commit(void *arg)
+{
+	sink_apply_t *sa = arg;
+
+	return queue_received_commit(sa->queue);
+}
+
 /* The current session cannot go on: tell the network side to drop it (the
  * source reconnects and resends from the committed progress). */
 static void drop_session(sink_apply_t *sa, const pgf_error_t *err)
@@ -238,11 +246,13 @@ static void start_session(sink_apply_t *sa, const queue_item_t *it)
 		                           apply_progress(sa->apply));
 }
 
-/* Applies one queue item of records; false on an apply error. */
+/* Applies one queue item of records; false on an apply error. The network
+ * thread verified and decoded them: what it found comes with each record. */
 static bool apply_records(sink_apply_t *sa, const queue_item_t *it)
 {
-	reader_t r;
+	const queue_record_t *records;
 	pgf_error_t err;
+	uint32_t i;
 
 	error_clear(&err);
 	if (it->data == NULL && it->len > 0) {
@@ -250,30 +260,23 @@ static bool apply_records(sink_apply_t *sa, const queue_item_t *it)
 		error_set(&err, PGF_E_IO, "a received batch could not be read back from the spool");
 		goto failed;
 	}
-	reader_init(&r, it->data, it->len);
-	while (reader_remaining(&r) > 0) {
-		uint32_t len;
-		const uint8_t *rec;
-		walsender_message_t wm;
-
-		/* the network thread verified these bytes; check anyway, cheaply */
-		if (reader_u32(&r, &len) != PGF_OK || reader_bytes(&r, len, &rec) != PGF_OK) {
-			error_set(&err, PGF_E_PROTOCOL, "corrupt record in the apply queue");
-			goto failed;
-		}
-		if (walsender_parse(rec, len, &wm, &err) != PGF_OK)
-			goto failed;
-		if (wm.kind == 'k') {
+	if (!queue_item_records(it, &records)) {
+		error_set(&err, PGF_E_PROTOCOL, "corrupt records in the apply queue");
+		goto failed;
+	}
+	for (i = 0; i < it->nrecords; i++) {
+		const queue_record_t *r = &records[i];
+		if (r->kind == 'k') {
 			/* a keepalive carries how far the walsender has sent; between
 			 * transactions everything up to there is here */
-			if (!apply_in_transaction(sa->apply) && wm.wal_end > sa->idle_lsn)
-				sa->idle_lsn = wm.wal_end;
+			if (!apply_in_transaction(sa->apply) && r->wal_end > sa->idle_lsn)
+				sa->idle_lsn = r->wal_end;
 			continue;
 		}
-		if (wm.kind != 'w')
+		if (r->kind != 'w')
 			continue;
-		if (apply_message(sa->apply, wm.wal_start, wm.payload, wm.payload_len, &err) !=
-		    PGF_OK)
+		if (apply_record(sa->apply, r->wal_start, r->type, r->xid,
+		                 queue_record_message(it, r), r->len, &err) != PGF_OK)
 			goto failed;
 	}
 	return true;
@@ -306,12 +309,8 @@ static void commit_if_idle(sink_apply_t *sa)
 	/* a keepalive is the peer's word: progress it justifies never passes
 	 * the primary's flush position the source read on its own connection
 	 * in this session (none read: no idle progress) */
-	idle = sa->idle_lsn;
-	flush = sa->events.primary_flush
-	                ? __atomic_load_n(sa->events.primary_flush, __ATOMIC_ACQUIRE)
-	                : 0;
-	if (idle > flush)
-		idle = flush;
+	flush = queue_primary_flush(sa->queue, sa->session);
+	idle = sa->idle_lsn < flush ? sa->idle_lsn : flush;
 	error_clear(&err);
 	if (apply_input_paused(sa->apply, idle, &err) == PGF_OK)
 		return;
@@ -408,13 +407,13 @@ sink_apply_t *sink_apply_start(const config_t *cfg, queue_t *queue,
 	sa->dr_reachable = true; /* so the first failure is logged */
 	hooks.arg = sa;
 	hooks.committed = on_committed;
+	hooks.received_commit = received_commit;
 	sa->apply = apply_create(cfg, &hooks);
 	if (sa->apply == NULL) {
 		free(sa);
 		error_set(err, PGF_E_MEMORY, "out of memory");
 		return NULL;
 	}
-	apply_set_commit_watermark(sa->apply, events->commit_watermark);
 	if (pthread_create(&sa->thread, NULL, apply_thread_main, sa) != 0) {
 		apply_free(sa->apply);
 		free(sa);

@@ -25,6 +25,7 @@ struct batch_decoder {
 	size_t max_raw;
 	uint8_t *raw;
 	size_t raw_cap;
+	size_t record_room; /* bytes a record kept free after the raw bytes */
 	uint32_t *offsets;
 	size_t offsets_cap;
 };
@@ -149,10 +150,21 @@ int batch_encoder_finish(batch_encoder_t *e, uint64_t seq, buf_t *out, pgf_error
 	return PGF_OK;
 }
 
-uint8_t *batch_decoder_take_raw(batch_decoder_t *d)
+void batch_decoder_reserve(batch_decoder_t *d, size_t per_record)
+{
+	d->record_room = per_record;
+}
+
+uint8_t *batch_decoder_take_raw(batch_decoder_t *d, size_t size)
 {
 	uint8_t *raw = d->raw;
 
+	if (size > d->raw_cap) {
+		/* more than batch_decoder_reserve promised: grow, as a last resort */
+		raw = realloc(d->raw, size);
+		if (raw == NULL)
+			return NULL;
+	}
 	d->raw = NULL;
 	d->raw_cap = 0;
 	return raw;
@@ -196,7 +208,7 @@ int batch_decode(batch_decoder_t *d, const uint8_t *payload, size_t len, uint64_
 	uint32_t nrecords, raw_len, i;
 	ZSTD_inBuffer in;
 	ZSTD_outBuffer ob;
-	size_t rc;
+	size_t rc, need;
 
 	reader_init(&r, payload, len);
 	if (reader_u64(&r, &seq) != PGF_OK || reader_u64(&r, &first) != PGF_OK ||
@@ -216,13 +228,15 @@ int batch_decode(batch_decoder_t *d, const uint8_t *payload, size_t len, uint64_
 		return error_set(err, PGF_E_PROTOCOL,
 		                 "batch %llu claims %u bytes in %u records, over the limit of %zu",
 		                 (unsigned long long)seq, raw_len, nrecords, d->max_raw);
-	if (raw_len + 1 > d->raw_cap) {
-		uint8_t *p = realloc(d->raw, (size_t)raw_len + 1);
+	/* with the room promised after the raw bytes (batch_decoder_reserve) */
+	need = (size_t)raw_len + 8 + (size_t)nrecords * d->record_room;
+	if (need > d->raw_cap) {
+		uint8_t *p = realloc(d->raw, need);
 		if (p == NULL)
 			return error_set(err, PGF_E_MEMORY, "out of memory for a batch of %u bytes",
 			                 raw_len);
 		d->raw = p;
-		d->raw_cap = (size_t)raw_len + 1;
+		d->raw_cap = need;
 	}
 	in.src = payload + r.pos;
 	in.size = reader_remaining(&r);

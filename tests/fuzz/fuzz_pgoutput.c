@@ -1,6 +1,6 @@
 /*
- * fuzz_pgoutput.c — libFuzzer target for the pgoutput message parser and
- * the relation cache. The first byte picks the protocol version and whether
+ * fuzz_pgoutput.c — libFuzzer target for the pgoutput message parser (whole
+ * and header only) and the relation cache. The first byte picks the protocol version and whether
  * the message is inside a stream block; the rest is one message.
  */
 #include "pgferry/decoder.h"
@@ -37,6 +37,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if ((data[0] & 8) != 0)
 		relcache_clear(rc);
+	/* the sink's network thread reads only this much of a change */
+	pgoutput_decoder_init(&d, 1 + (data[0] & 3));
+	d.in_stream = (data[0] & 4) != 0;
+	(void)pgoutput_decode_header(&d, data + 1, size - 1, m, &err);
 	(void)walsender_parse(data + 1, size - 1, &wm, &err);
 	return 0;
 }

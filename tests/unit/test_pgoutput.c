@@ -433,6 +433,65 @@ START_TEST(streams_v2_to_v4)
 }
 END_TEST
 
+/* The network thread's decode: a change's body is left for the apply
+ * thread; its type and, in a stream block, its xid are read; the rest is
+ * decoded whole, with the stream state kept. */
+START_TEST(header_only)
+{
+	const char *vals[2] = {"1", "x"};
+	pgoutput_decoder_t d;
+	buf_t b;
+
+	buf_init(&b);
+	pgoutput_decoder_init(&d, 2);
+	/* an insert whose body would not decode: its header does */
+	buf_append_u8(&b, 'I');
+	buf_append_be32(&b, 16384);
+	buf_append_u8(&b, 'N');
+	buf_append_be16(&b, 1);
+	buf_append_u8(&b, 'x');
+	ck_assert_int_eq(pgoutput_decode_header(&d, (uint8_t *)b.data, b.len, m, &err), PGF_OK);
+	ck_assert_int_eq(m->type, PGOUTPUT_INSERT);
+	ck_assert(!m->has_xid);
+	ck_assert_int_eq(pgoutput_decode(&d, (uint8_t *)b.data, b.len, m, &err), PGF_ERR);
+	/* inside a stream block: the xid */
+	buf_reset(&b);
+	buf_append_u8(&b, 'S');
+	buf_append_be32(&b, 900);
+	buf_append_u8(&b, 1);
+	ck_assert_int_eq(pgoutput_decode_header(&d, (uint8_t *)b.data, b.len, m, &err), PGF_OK);
+	ck_assert(d.in_stream);
+	buf_reset(&b);
+	buf_append_u8(&b, 'U');
+	buf_append_be32(&b, 901);
+	buf_append_be32(&b, 16384);
+	buf_append_u8(&b, 'N');
+	tuple_text(&b, vals, 2);
+	ck_assert_int_eq(pgoutput_decode_header(&d, (uint8_t *)b.data, b.len, m, &err), PGF_OK);
+	ck_assert_int_eq(m->type, PGOUTPUT_UPDATE);
+	ck_assert(m->has_xid);
+	ck_assert_uint_eq(m->xid, 901);
+	/* a body too short for its xid, and an empty message, fail */
+	ck_assert_int_eq(pgoutput_decode_header(&d, (uint8_t *)b.data, 3, m, &err), PGF_ERR);
+	ck_assert_int_eq(pgoutput_decode_header(&d, (uint8_t *)b.data, 0, m, &err), PGF_ERR);
+	buf_reset(&b);
+	buf_append_u8(&b, 'E');
+	ck_assert_int_eq(pgoutput_decode_header(&d, (uint8_t *)b.data, b.len, m, &err), PGF_OK);
+	ck_assert(!d.in_stream);
+	/* boundaries whole */
+	buf_reset(&b);
+	buf_append_u8(&b, 'C');
+	buf_append_u8(&b, 0);
+	buf_append_be64(&b, 0x500);
+	buf_append_be64(&b, 0x580);
+	buf_append_be64(&b, 42);
+	ck_assert_int_eq(pgoutput_decode_header(&d, (uint8_t *)b.data, b.len, m, &err), PGF_OK);
+	ck_assert_uint_eq(m->u.commit.commit_lsn, 0x500);
+	ck_assert_uint_eq(m->u.commit.end_lsn, 0x580);
+	buf_free(&b);
+}
+END_TEST
+
 START_TEST(two_phase)
 {
 	buf_t b;
@@ -606,6 +665,7 @@ Suite *pgoutput_suite(void)
 	tcase_add_test(tc, malformed_changes);
 	tcase_add_test(tc, truncate_and_message);
 	tcase_add_test(tc, streams_v2_to_v4);
+	tcase_add_test(tc, header_only);
 	tcase_add_test(tc, two_phase);
 	tcase_add_test(tc, walsender_messages);
 	tcase_add_test(tc, capture_reader);

@@ -193,12 +193,104 @@ START_TEST(order_when_spool_write_fails)
 }
 END_TEST
 
+/* A QUEUE_RECORDS item as the network thread makes it: raw bytes "xxCxy",
+ * a keepalive, and a message at offset 2 of them. */
+static queue_item_t *two_records(uint64_t commit_lsn)
+{
+	queue_item_t *it = queue_item_new(QUEUE_RECORDS, 1);
+	uint8_t *data = malloc(queue_records_size(5, 2));
+	queue_record_t *r;
+
+	memcpy(data, "xxCxy", 5);
+	r = queue_item_set_records(it, data, 5, 2);
+	r[0].kind = 'k';
+	r[0].wal_end = 0x600;
+	r[1].kind = 'w';
+	r[1].wal_start = 0x480;
+	r[1].offset = 2;
+	r[1].len = 3;
+	it->commit_lsn = commit_lsn;
+	return it;
+}
+
+/* What the network thread found travels with the item, behind the raw
+ * records (checked against the item's size), in memory and through the
+ * spool; the newest whole transaction is known to the queue as soon as the
+ * item is pushed. */
+START_TEST(records_and_received_commit)
+{
+	char dir[] = "/tmp/pgferry-queue-test.XXXXXX", path[64];
+	queue_t q;
+	queue_item_t *it;
+	const queue_record_t *recs;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/spool", dir);
+	queue_init(&q);
+	ck_assert_uint_eq(queue_received_commit(&q), 0);
+	ck_assert_uint_eq(queue_records_size(5, 2), 8 + 2 * sizeof(queue_record_t));
+	queue_push(&q, two_records(0x500));
+	ck_assert_uint_eq(queue_received_commit(&q), 0x500);
+	it = queue_pop(&q, 0);
+	ck_assert(queue_item_records(it, &recs));
+	ck_assert_int_eq(recs[0].kind, 'k');
+	ck_assert_uint_eq(recs[0].wal_end, 0x600);
+	ck_assert_uint_eq(recs[1].wal_start, 0x480);
+	ck_assert_mem_eq(queue_record_message(it, &recs[1]), "Cxy", 3);
+	/* a message past the raw bytes, or records past the data, are refused */
+	((queue_record_t *)(it->data + 8))[1].len = 7;
+	ck_assert(!queue_item_records(it, &recs));
+	((queue_record_t *)(it->data + 8))[1].len = 3;
+	it->nrecords = 9;
+	ck_assert(!queue_item_records(it, &recs));
+	it->nrecords = 2;
+	it->len--; /* the facts would start unaligned */
+	ck_assert(!queue_item_records(it, &recs));
+	queue_item_free(it);
+	/* an older commit does not move it back; the facts come back from the
+	 * spool as they went in */
+	ck_assert_int_eq(queue_spool_open(&q, path, 0), 0);
+	queue_push(&q, two_records(0x400));
+	ck_assert_uint_eq(queue_received_commit(&q), 0x500);
+	ck_assert_uint_gt(queue_spooled_bytes(&q), 0);
+	it = queue_pop(&q, 0);
+	ck_assert(queue_item_records(it, &recs));
+	ck_assert_uint_eq(recs[1].wal_start, 0x480);
+	ck_assert_mem_eq(queue_record_message(it, &recs[1]), "Cxy", 3);
+	queue_item_free(it);
+	queue_destroy(&q);
+	rmdir(dir);
+}
+END_TEST
+
+/* The primary's flush position is per session: another session's is no
+ * bound at all, and an older figure does not move it back. */
+START_TEST(primary_flush_per_session)
+{
+	queue_t q;
+
+	queue_init(&q);
+	ck_assert_uint_eq(queue_primary_flush(&q, 0), 0);
+	queue_set_primary_flush(&q, 1, 0x100);
+	ck_assert_uint_eq(queue_primary_flush(&q, 1), 0x100);
+	ck_assert_uint_eq(queue_primary_flush(&q, 2), 0);
+	queue_set_primary_flush(&q, 1, 0x80);
+	ck_assert_uint_eq(queue_primary_flush(&q, 1), 0x100);
+	queue_set_primary_flush(&q, 2, 0x50);
+	ck_assert_uint_eq(queue_primary_flush(&q, 2), 0x50);
+	ck_assert_uint_eq(queue_primary_flush(&q, 1), 0);
+	queue_destroy(&q);
+}
+END_TEST
+
 Suite *queue_suite(void)
 {
 	Suite *s = suite_create("queue");
 	TCase *tc = tcase_create("queue");
 
 	tcase_add_test(tc, order_across_threads);
+	tcase_add_test(tc, records_and_received_commit);
+	tcase_add_test(tc, primary_flush_per_session);
 	tcase_add_test(tc, bytes_and_close);
 	tcase_add_test(tc, spool_beyond_memory);
 	tcase_add_test(tc, small_items_spool_without_memory);

@@ -302,6 +302,7 @@ START_TEST(batch_round_trip)
 	int seq;
 
 	buf_init(&out);
+	batch_decoder_reserve(d, 32);
 	/* several batches on one compression stream */
 	for (seq = 1; seq <= 3; seq++) {
 		make_batch(e, 50 * seq, (uint64_t)seq, &out);
@@ -314,10 +315,22 @@ START_TEST(batch_round_trip)
 		batch_view_record(&v, 7, &r, &len);
 		ck_assert(len > 10 && memcmp(r, "w record number 7 ", 18) == 0);
 		if (seq == 2) {
-			/* the caller takes the raw bytes; the next batch gets a new buffer */
-			uint8_t *raw = batch_decoder_take_raw(d);
+			/* the caller takes the raw bytes, with the room reserved after
+			 * them (written in full: the sanitizers check it is there); the
+			 * next batch gets a new buffer */
+			size_t size = v.raw_len + 8 + (size_t)v.nrecords * 32;
+			uint8_t *raw = batch_decoder_take_raw(d, size);
 			ck_assert_ptr_eq(raw, v.raw);
 			ck_assert(memcmp(raw + 4, "w record number 0 ", 18) == 0);
+			memset(raw + v.raw_len, 0, size - v.raw_len);
+			free(raw);
+		} else if (seq == 3) {
+			/* more than was reserved: grown, the raw bytes kept */
+			size_t size = v.raw_len + (1u << 16);
+			uint8_t *raw = batch_decoder_take_raw(d, size);
+			ck_assert_ptr_nonnull(raw);
+			ck_assert(memcmp(raw + 4, "w record number 0 ", 18) == 0);
+			memset(raw + v.raw_len, 0, size - v.raw_len);
 			free(raw);
 		}
 	}
