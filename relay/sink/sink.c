@@ -17,6 +17,7 @@
 #include "pgferry/batch.h"
 #include "pgferry/check.h"
 #include "pgferry/cli.h"
+#include "pgferry/daemon.h"
 #include "pgferry/decoder.h"
 #include "pgferry/events.h"
 #include "pgferry/http.h"
@@ -36,7 +37,6 @@
 #include <ev.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -508,7 +508,7 @@ static void send_ping(sink_t *s)
 
 	if (s->conn == NULL || !s->welcomed)
 		return;
-	p.t1 = pgtime_now() + s->cfg->test_clock_skew * 1000;
+	p.t1 = daemon_clock_now(s->cfg);
 	buf_init(&b);
 	wire_encode_ping(&p, &b);
 	send_frame(s, WIRE_PING, &b);
@@ -544,26 +544,16 @@ static void source_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *p
 	case WIRE_PONG: {
 		wire_pong_t p;
 		if (wire_decode_pong(payload, len, &p, &err) == PGF_OK) {
-			int64_t t4 = pgtime_now() + s->cfg->test_clock_skew * 1000;
+			int64_t t4 = daemon_clock_now(s->cfg);
 			lag_on_clock_sample(s->lag, p.t1, p.t2, p.t3, t4);
 			return;
 		}
 		break;
 	}
-	case WIRE_PING: {
-		wire_ping_t p;
-		wire_pong_t q;
-		buf_t b;
-		if (wire_decode_ping(payload, len, &p, &err) != PGF_OK)
+	case WIRE_PING:
+		if (daemon_answer_ping(c, s->cfg, payload, len, &err) != PGF_OK)
 			break;
-		q.t1 = p.t1;
-		q.t2 = q.t3 = pgtime_now() + s->cfg->test_clock_skew * 1000;
-		buf_init(&b);
-		wire_encode_pong(&q, &b);
-		send_frame(s, WIRE_PONG, &b);
-		buf_free(&b);
 		return;
-	}
 	case WIRE_PRIMARY_FACTS: {
 		wire_primary_facts_t f;
 		if (wire_decode_primary_facts(payload, len, &f, &err) != PGF_OK)
@@ -708,7 +698,7 @@ static void on_wakeup(struct ev_loop *loop, ev_async *w, int revents)
 			char lsn[LSN_TEXT_LEN];
 			w.protocol_version = WIRE_PROTOCOL_VERSION;
 			w.resume_lsn = v.resume_lsn;
-			w.sink_time = pgtime_now() + s->cfg->test_clock_skew * 1000;
+			w.sink_time = daemon_clock_now(s->cfg);
 			buf_init(&b);
 			wire_encode_welcome(&w, &b);
 			send_frame(s, WIRE_WELCOME, &b);
@@ -806,19 +796,11 @@ int cmd_sink(int argc, char **argv)
 
 	error_clear(&err);
 	memset(&s, 0, sizeof(s));
-	if (cli_load(argc, argv, ROLE_SINK, &cli, &err) != PGF_OK) {
-		log_error_value(LOG_ERROR, &err);
-		cli_free(&cli);
-		return EXIT_ERROR;
-	}
-	cli_configure_logging(&cli, "sink");
-	s.cfg = &cli.cfg;
-	signal(SIGPIPE, SIG_IGN);
 	pthread_mutex_init(&s.lock, NULL);
 	queue_init(&s.queue);
-	/* the same checks as pgferry check: a setup that cannot work stops here */
-	if (check_at_start(&cli.cfg, CHECK_ROLE_SINK, &err) != PGF_OK)
+	if (daemon_load(argc, argv, ROLE_SINK, CHECK_ROLE_SINK, "sink", &cli, &err) != PGF_OK)
 		goto out;
+	s.cfg = &cli.cfg;
 	if (mkdir(cli.cfg.work_dir, 0700) != 0 && errno != EEXIST) {
 		error_set(&err, PGF_E_CONFIG, "could not create work_dir \"%s\": %s",
 		          cli.cfg.work_dir, strerror(errno));
@@ -838,25 +820,9 @@ int cmd_sink(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (!cli.cfg.tls) {
-		if (!netconn_address_is_loopback(cli.cfg.listen_address)) {
-			error_set(&err, PGF_E_CONFIG,
-			          "tls = off is allowed only on a loopback listen_address, not "
-			          "\"%s\"",
-			          cli.cfg.listen_address);
-			error_hint(&err,
-			           "Give both sides certificates (tls_ca, tls_cert, tls_key).");
-			goto out;
-		}
-		log_warning(
-		        "TLS is OFF: the source is neither encrypted nor authenticated (allowed "
-		        "on loopback only)");
-	} else {
-		s.tls = tls_context_create(TLS_ROLE_SERVER, cli.cfg.tls_ca, cli.cfg.tls_cert,
-		                           cli.cfg.tls_key, cli.cfg.tls_peer_name, &err);
-		if (s.tls == NULL)
-			goto out;
-	}
+	if (daemon_tls(&cli.cfg, TLS_ROLE_SERVER, "listen_address", cli.cfg.listen_address, &s.tls,
+	               &err) != PGF_OK)
+		goto out;
 	s.msg = malloc(sizeof(*s.msg));
 	s.decoder = batch_decoder_create((size_t)cli.cfg.max_frame_bytes, &err);
 	s.lag = lag_tracker_create(&cli.cfg);
@@ -909,12 +875,7 @@ int cmd_sink(int argc, char **argv)
 	ev_timer_init(&s.ack_timer, ack_tick, 1.0, 1.0);
 	s.ack_timer.data = &s;
 	ev_timer_start(s.loop, &s.ack_timer);
-	ev_signal_init(&s.sigint, on_signal, SIGINT);
-	s.sigint.data = &s;
-	ev_signal_start(s.loop, &s.sigint);
-	ev_signal_init(&s.sigterm, on_signal, SIGTERM);
-	s.sigterm.data = &s;
-	ev_signal_start(s.loop, &s.sigterm);
+	daemon_signals(s.loop, &s.sigint, &s.sigterm, on_signal, &s);
 	reload = reload_start(s.loop, &cli, ROLE_SINK);
 	ev_run(s.loop, 0);
 	rc = 0;
