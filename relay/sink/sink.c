@@ -1,13 +1,15 @@
 /*
  * sink.c — `pgferry sink`, next to the DR database.
  *
- * The network thread (a libev loop, this file) accepts one source at a
- * time over mutual TLS, verifies each batch (checksum, decompression, every
- * record's framing and every message decoded but a change's row data)
- * before anything of it is queued, queues what it found in each record with
- * it, feeds the lag tracker with what the primary said, and acks what the
- * DR database committed. The apply thread (sink_apply.c) applies in order
- * and owns the DR connection.
+ * The network thread (a libev loop: this file, the receive path in
+ * sink_receive.c, the apply thread's news in sink_events.c, their shared
+ * state in sink_internal.h) accepts one source at a time over mutual TLS,
+ * verifies each batch (checksum, decompression, every record's framing and
+ * every message decoded but a change's row data) before anything of it is
+ * queued, queues what it found in each record with it, feeds the lag
+ * tracker with what the primary said, and acks what the DR database
+ * committed. The apply thread (sink_apply.c) applies in order and owns the
+ * DR connection.
  * The HTTP thread (http.c) answers /metrics, /v1/status and the promotion
  * question from the lag tracker, so it keeps answering while apply stalls.
  *
@@ -33,6 +35,8 @@
 #include "pgferry/version.h"
 #include "pgferry/wire.h"
 
+#include "sink_internal.h"
+
 #include <errno.h>
 #include <ev.h>
 #include <inttypes.h>
@@ -42,155 +46,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define HEARTBEAT_PREFIX "pgferry.heartbeat"
 /* the source sends its hello as soon as TLS is up: a connection silent this
  * long after it is not a source at work, and gives up the slot */
-#define HELLO_TIMEOUT    3.0
-#define SEQUENCES_PREFIX "pgferry.sequences"
-
-/* handed from the apply thread to the loop */
-typedef struct session_verdict {
-	bool pending;
-	uint64_t session;
-	bool accepted;
-	sink_refusal_t refusal;
-	char why[1024];
-	uint64_t resume_lsn;
-} session_verdict_t;
-
-typedef struct session_failure {
-	bool pending;
-	uint64_t session;
-	char why[600];
-	bool fenced; /* the DR database was promoted: refuse, do not retry */
-} session_failure_t;
-
-typedef struct sink {
-	config_t *cfg;
-	struct ev_loop *loop;
-	queue_t queue;
-	sink_apply_t *applier;
-	lag_tracker_t *lag;
-	sink_http_t http;
-	lag_history_t *history;
-	tls_context_t *tls;
-	netconn_listener_t *listener;
-
-	/* the current source (network thread only) */
-	netconn_t *conn;
-	uint64_t session;
-	bool said_hello; /* a connection that has not may be displaced by another */
-	bool welcomed;
-	bool paused; /* stopped reading: the apply queue is full */
-	batch_decoder_t *decoder;
-	uint64_t expected_seq;
-	uint64_t received_lsn;
-	pgoutput_decoder_t pgo;
-	pgoutput_message_t *msg;
-	uint64_t txn_bytes; /* pgoutput bytes of the transaction being received */
-	uint64_t txn_rows;
-	bool txn_internal;      /* only pgferry's own messages so far (heartbeat, sequences) */
-	uint64_t primary_flush; /* this session's PRIMARY_FACTS flush position */
-	ev_tstamp last_heard;
-	ev_tstamp connected_at;
-	uint64_t blocked_lsn; /* a change the source cannot ship (0: none) */
-
-	/* set by the apply thread, read by the loop under lock */
-	pthread_mutex_t lock;
-	ev_async wakeup;
-	uint64_t applied_lsn;
-	bool applied_changed;
-	session_verdict_t verdict;
-	session_failure_t failed;
-
-	ev_timer ping_timer;
-	ev_timer ack_timer;
-	ev_signal sigint, sigterm;
-	bool stopping; /* a signal asked to stop */
-} sink_t;
-
-/* ---- events from the apply thread (called there; they only record and wake) -- */
-
-static void ev_session_verdict(void *arg, uint64_t session, bool accepted, sink_refusal_t refusal,
-                               const char *why, uint64_t resume_lsn)
-{
-	sink_t *s = arg;
-
-	pthread_mutex_lock(&s->lock);
-	s->verdict.pending = true;
-	s->verdict.session = session;
-	s->verdict.accepted = accepted;
-	s->verdict.refusal = refusal;
-	snprintf(s->verdict.why, sizeof(s->verdict.why), "%s", why ? why : "");
-	s->verdict.resume_lsn = resume_lsn;
-	pthread_mutex_unlock(&s->lock);
-	if (!accepted)
-		lag_set_identity_ok(s->lag, refusal != SINK_REFUSE_IDENTITY);
-	ev_async_send(s->loop, &s->wakeup);
-}
-
-static void ev_stream_refused(void *arg, const char *why)
-{
-	sink_t *s = arg;
-
-	lag_set_stream_refused(s->lag, why);
-}
-
-static void ev_applied(void *arg, const apply_group_t *g)
-{
-	sink_t *s = arg;
-
-	lag_on_applied(s->lag, g->end_lsn, g->last_commit_time, g->transactions, g->rows, g->bytes,
-	               g->seconds);
-	pthread_mutex_lock(&s->lock);
-	s->applied_lsn = g->end_lsn;
-	s->applied_changed = true;
-	pthread_mutex_unlock(&s->lock);
-	ev_async_send(s->loop, &s->wakeup);
-}
-
-static void ev_apply_error(void *arg, const pgf_error_t *err, uint64_t lsn)
-{
-	sink_t *s = arg;
-
-	lag_set_apply_error(s->lag, err, lsn);
-}
-
-static void ev_session_failed(void *arg, uint64_t session, const pgf_error_t *err)
-{
-	sink_t *s = arg;
-
-	pthread_mutex_lock(&s->lock);
-	s->failed.pending = true;
-	s->failed.session = session;
-	snprintf(s->failed.why, sizeof(s->failed.why), "%s", err ? err->message : "apply failed");
-	s->failed.fenced = err && err->code == PGF_E_FENCED;
-	pthread_mutex_unlock(&s->lock);
-	ev_async_send(s->loop, &s->wakeup);
-}
-
-static void ev_fenced(void *arg, const char *why)
-{
-	sink_t *s = arg;
-
-	(void)why;
-	lag_set_fenced(s->lag, true);
-}
-
-static void ev_dr_state(void *arg, bool reachable, uint64_t progress_lsn, int64_t progress_time,
-                        const pgf_error_t *err)
-{
-	sink_t *s = arg;
-
-	lag_set_dr_reachable(s->lag, reachable, err);
-	if (reachable) {
-		lag_restore_applied(s->lag, progress_lsn, progress_time);
-		pthread_mutex_lock(&s->lock);
-		if (progress_lsn > s->applied_lsn)
-			s->applied_lsn = progress_lsn;
-		pthread_mutex_unlock(&s->lock);
-	}
-}
+#define HELLO_TIMEOUT 3.0
 
 /* ---- the source connection ---------------------------------------------------- */
 
@@ -224,7 +82,7 @@ static void send_ack(sink_t *s)
 	buf_free(&b);
 }
 
-static void drop_source(sink_t *s, uint16_t code, const char *why)
+void sink_drop_source(sink_t *s, uint16_t code, const char *why)
 {
 	netconn_t *c = s->conn;
 	queue_item_t *end;
@@ -259,204 +117,6 @@ static void source_closed(netconn_t *c, void *arg, const pgf_error_t *err)
 	lag_set_source_state(s->lag, LAG_SOURCE_DISCONNECTED, 0);
 }
 
-static void reject_batch(sink_t *s, const pgf_error_t *err)
-{
-	char msg[1200];
-
-	lag_count_bad_batch(s->lag);
-	snprintf(msg, sizeof(msg), "rejected a batch from the source: %s%s%s", err->message,
-	         err->where[0] ? " at " : "", err->where);
-	log_error("%s", msg);
-	if (err->detail[0])
-		log_error("DETAIL: %s", err->detail);
-	log_info("closing the connection; the source resends from the last acknowledged position");
-	drop_source(s, WIRE_ERR_BAD_BATCH, msg);
-}
-
-/* What the lag tracker learns from one message. */
-static void note_message(sink_t *s, queue_item_t *it, size_t len)
-{
-	const pgoutput_message_t *m = s->msg;
-
-	s->txn_bytes += len;
-	switch (m->type) {
-	case PGOUTPUT_BEGIN:
-		s->txn_bytes = len;
-		s->txn_rows = 0;
-		s->txn_internal = true;
-		break;
-	case PGOUTPUT_INSERT:
-	case PGOUTPUT_UPDATE:
-	case PGOUTPUT_DELETE:
-	case PGOUTPUT_TRUNCATE:
-		s->txn_rows++;
-		s->txn_internal = false;
-		break;
-	case PGOUTPUT_MESSAGE:
-		if (strcmp(m->u.message.prefix, HEARTBEAT_PREFIX) == 0)
-			lag_on_heartbeat(s->lag);
-		else if (strcmp(m->u.message.prefix, SEQUENCES_PREFIX) != 0)
-			s->txn_internal = false; /* DDL, or a message of the application */
-		break;
-	case PGOUTPUT_COMMIT:
-		/* travels with the item: the apply thread judges a BEGIN by it */
-		it->commit_lsn = m->u.commit.commit_lsn;
-		lag_on_received_commit(s->lag, m->u.commit.commit_lsn, m->u.commit.end_lsn,
-		                       m->u.commit.commit_time, s->txn_bytes, s->txn_rows,
-		                       s->txn_internal);
-		s->txn_internal = false;
-		s->txn_bytes = 0;
-		break;
-	case PGOUTPUT_STREAM_COMMIT:
-		lag_on_received_commit(s->lag, m->u.stream_commit.commit_lsn,
-		                       m->u.stream_commit.end_lsn, m->u.stream_commit.commit_time,
-		                       s->txn_bytes, s->txn_rows, false);
-		s->txn_bytes = 0;
-		break;
-	default:
-		break;
-	}
-}
-
-/*
- * Checks every record of a verified batch, once for the whole sink, and
- * collects the primary's facts for the lag tracker (the newest WAL end with
- * its clock time, and each committed transaction: commit LSN, end LSN,
- * commit time, size). What it finds in each record goes into records[i],
- * with the message's offset in the raw bytes: the apply thread parses
- * nothing again.
- */
-static int inspect_records(sink_t *s, const batch_view_t *v, queue_item_t *it,
-                           queue_record_t *records, pgf_error_t *err)
-{
-	uint32_t i;
-
-	for (i = 0; i < v->nrecords; i++) {
-		queue_record_t *qr = &records[i];
-		const uint8_t *rec;
-		size_t len;
-		walsender_message_t wm;
-		char lsn[LSN_TEXT_LEN];
-
-		batch_view_record(v, i, &rec, &len);
-		if (walsender_parse(rec, len, &wm, err) != PGF_OK) {
-			error_where(err, "record %u of batch %" PRIu64, i + 1, v->seq);
-			return PGF_ERR;
-		}
-		lag_on_primary_wal(s->lag, wm.wal_end, wm.send_time);
-		qr->kind = wm.kind;
-		qr->wal_end = wm.wal_end;
-		if (wm.kind != 'w')
-			continue;
-		if (pgoutput_decode_header(&s->pgo, wm.payload, wm.payload_len, s->msg, err) !=
-		    PGF_OK) {
-			error_where(err, "record %u of batch %" PRIu64 ", WAL %s", i + 1, v->seq,
-			            lsn_format(wm.wal_start, lsn));
-			return PGF_ERR;
-		}
-		qr->wal_start = wm.wal_start;
-		qr->type = (uint8_t)s->msg->type;
-		qr->xid = s->msg->has_xid ? s->msg->xid : 0;
-		qr->offset = (uint32_t)(wm.payload - v->raw);
-		qr->len = (uint32_t)wm.payload_len;
-		it->last_lsn = wm.wal_start;
-		note_message(s, it, wm.payload_len);
-	}
-	return PGF_OK;
-}
-
-/* The batch's raw records with room for what is found in them: a large
- * batch's buffer is taken from the decoder (no second copy), a small one
- * is copied, so the decoder's buffer is reused. NULL: out of memory. */
-static uint8_t *records_buffer(sink_t *s, const batch_view_t *v)
-{
-	size_t size = queue_records_size(v->raw_len, v->nrecords);
-	uint8_t *data;
-
-	if (v->raw_len >= QUEUE_LARGE_ITEM)
-		return batch_decoder_take_raw(s->decoder, size);
-	data = malloc(size);
-	if (data != NULL)
-		memcpy(data, v->raw, v->raw_len);
-	return data;
-}
-
-/* Whether what waits to be applied passes the limits (divided by div). */
-static bool queue_over(sink_t *s, int div)
-{
-	return (int64_t)queue_memory_bytes(&s->queue) > s->cfg->spool_memory_limit / div ||
-	       (int64_t)queue_bytes(&s->queue) >
-	               (s->cfg->spool_memory_limit + s->cfg->spool_disk_limit) / div;
-}
-
-/* Reads from the source again once apply has taken half of what waited. */
-static void maybe_resume(sink_t *s)
-{
-	if (s->paused && s->conn && !queue_over(s, 2)) {
-		netconn_pause(s->conn, false);
-		s->paused = false;
-		/* the silence while paused was ours, not the source's */
-		s->last_heard = ev_now(s->loop);
-	}
-}
-
-static void on_batch(sink_t *s, const uint8_t *payload, size_t len)
-{
-	batch_view_t view;
-	pgf_error_t err;
-	queue_item_t *it;
-	queue_record_t *records;
-	uint8_t *data;
-	uint64_t last_lsn;
-
-	error_clear(&err);
-	if (!s->welcomed) {
-		error_set(&err, PGF_E_PROTOCOL, "batch before the handshake finished");
-		reject_batch(s, &err);
-		return;
-	}
-	if (batch_decode(s->decoder, payload, len, s->expected_seq, &view, &err) != PGF_OK) {
-		reject_batch(s, &err);
-		return;
-	}
-	it = queue_item_new(QUEUE_RECORDS, s->session);
-	data = it != NULL ? records_buffer(s, &view) : NULL;
-	if (data == NULL) {
-		queue_item_free(it);
-		error_set(&err, PGF_E_MEMORY, "out of memory queueing a batch");
-		reject_batch(s, &err);
-		return;
-	}
-	view.raw = data; /* the same bytes, where the item keeps them */
-	records = queue_item_set_records(it, data, view.raw_len, view.nrecords);
-	it->last_lsn = s->received_lsn;
-	if (inspect_records(s, &view, it, records, &err) != PGF_OK) {
-		queue_item_free(it);
-		reject_batch(s, &err);
-		return;
-	}
-	last_lsn = it->last_lsn;
-	lag_count_batch(s->lag, len, view.raw_len);
-	s->expected_seq = view.seq + 1;
-	queue_push(&s->queue, it);
-	s->received_lsn = last_lsn;
-	if (s->blocked_lsn != 0 && last_lsn >= s->blocked_lsn) {
-		log_info("the change the source could not ship has passed");
-		s->blocked_lsn = 0;
-		lag_set_stream_blocked(s->lag, NULL);
-	}
-	lag_on_received(s->lag, last_lsn);
-	/* memory and spool stay bounded: past the limits, TCP (and the slot on
-	 * the primary) holds the rest */
-	if (!s->paused && queue_over(s, 1)) {
-		log_info("apply is behind: %zu bytes wait in memory and %zu in the spool; reading "
-		         "from the source pauses until apply has taken half",
-		         queue_memory_bytes(&s->queue), queue_spooled_bytes(&s->queue));
-		netconn_pause(s->conn, true);
-		s->paused = true;
-	}
-}
-
 static void on_hello(sink_t *s, const uint8_t *payload, size_t len)
 {
 	wire_hello_t h;
@@ -468,13 +128,13 @@ static void on_hello(sink_t *s, const uint8_t *payload, size_t len)
 		if (err.message[0] == '\0')
 			error_set(&err, PGF_E_PROTOCOL, "a second hello on one connection");
 		log_error_value(LOG_ERROR, &err);
-		drop_source(s, WIRE_ERR_PROTOCOL, err.message);
+		sink_drop_source(s, WIRE_ERR_PROTOCOL, err.message);
 		return;
 	}
 	if (h.protocol_version != WIRE_PROTOCOL_VERSION) {
 		log_error("the source speaks wire protocol %u, this sink %u", h.protocol_version,
 		          WIRE_PROTOCOL_VERSION);
-		drop_source(s, WIRE_ERR_VERSION, "unsupported wire protocol version");
+		sink_drop_source(s, WIRE_ERR_VERSION, "unsupported wire protocol version");
 		return;
 	}
 	s->said_hello = true;
@@ -488,7 +148,7 @@ static void on_hello(sink_t *s, const uint8_t *payload, size_t len)
 	lag_set_identity(s->lag, h.system_identifier, h.database, h.slot);
 	it = queue_item_new(QUEUE_SESSION_START, s->session);
 	if (it == NULL) {
-		drop_source(s, WIRE_ERR_INTERNAL, "out of memory");
+		sink_drop_source(s, WIRE_ERR_INTERNAL, "out of memory");
 		return;
 	}
 	it->system_identifier = h.system_identifier;
@@ -529,7 +189,7 @@ static void source_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *p
 		error_set(&err, PGF_E_PROTOCOL, "frame type %u from %s before its hello", type,
 		          netconn_peer_name(c));
 		log_error_value(LOG_WARNING, &err);
-		drop_source(s, WIRE_ERR_PROTOCOL, err.message);
+		sink_drop_source(s, WIRE_ERR_PROTOCOL, err.message);
 		return;
 	}
 	s->last_heard = ev_now(s->loop);
@@ -539,7 +199,7 @@ static void source_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *p
 		on_hello(s, payload, len);
 		return;
 	case WIRE_BATCH:
-		on_batch(s, payload, len);
+		sink_on_batch(s, payload, len);
 		return;
 	case WIRE_PONG: {
 		wire_pong_t p;
@@ -602,7 +262,7 @@ static void source_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *p
 			log_error("the source cannot ship a change: %s", e.message);
 		} else if (err.code == 0)
 			log_warning("the source reports an error: %s", e.message);
-		drop_source(s, 0, NULL);
+		sink_drop_source(s, 0, NULL);
 		return;
 	}
 	default:
@@ -610,7 +270,7 @@ static void source_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *p
 		break;
 	}
 	log_error_value(LOG_ERROR, &err);
-	drop_source(s, WIRE_ERR_PROTOCOL, err.message);
+	sink_drop_source(s, WIRE_ERR_PROTOCOL, err.message);
 }
 
 static void source_bad_frame(netconn_t *c, void *arg, const pgf_error_t *err)
@@ -623,9 +283,9 @@ static void source_bad_frame(netconn_t *c, void *arg, const pgf_error_t *err)
 		/* an older source: not damage, so not counted as a bad frame */
 		log_error("refused the source at %s: %s", netconn_peer_name(c), err->message);
 		log_error("HINT: %s", err->hint);
-		drop_source(s, WIRE_ERR_VERSION,
-		            "this sink speaks wire protocol 2 (pgferry with checked frame "
-		            "headers); upgrade the source to the sink's version");
+		sink_drop_source(s, WIRE_ERR_VERSION,
+		                 "this sink speaks wire protocol 2 (pgferry with checked frame "
+		                 "headers); upgrade the source to the sink's version");
 		return;
 	}
 	lag_count_bad_batch(s->lag);
@@ -634,7 +294,7 @@ static void source_bad_frame(netconn_t *c, void *arg, const pgf_error_t *err)
 		log_error("DETAIL: %s", err->detail);
 	if (err->hint[0])
 		log_error("HINT: %s", err->hint);
-	drop_source(s, WIRE_ERR_PROTOCOL, err->message);
+	sink_drop_source(s, WIRE_ERR_PROTOCOL, err->message);
 }
 
 static bool source_accept(netconn_t *c, void *arg)
@@ -654,7 +314,8 @@ static bool source_accept(netconn_t *c, void *arg)
 		            "a new one from %s",
 		            netconn_peer_name(s->conn), ev_now(s->loop) - s->connected_at,
 		            netconn_peer_name(c));
-		drop_source(s, WIRE_ERR_PROTOCOL, "no hello; another connection takes the slot");
+		sink_drop_source(s, WIRE_ERR_PROTOCOL,
+		                 "no hello; another connection takes the slot");
 	}
 	log_info("source connected from %s", netconn_peer_name(c));
 	s->conn = c;
@@ -712,7 +373,7 @@ static void on_wakeup(struct ev_loop *loop, ev_async *w, int revents)
 			uint16_t code = v.refusal == SINK_REFUSE_FENCED     ? WIRE_ERR_FENCED
 			                : v.refusal == SINK_REFUSE_IDENTITY ? WIRE_ERR_IDENTITY
 			                                                    : WIRE_ERR_INTERNAL;
-			drop_source(s, code, v.why);
+			sink_drop_source(s, code, v.why);
 		}
 	}
 	if (failed && s->conn && f.session == s->session) {
@@ -721,11 +382,11 @@ static void on_wakeup(struct ev_loop *loop, ev_async *w, int revents)
 		else
 			log_info("dropping the source after an apply failure; it resends from the "
 			         "last committed position");
-		drop_source(s, f.fenced ? WIRE_ERR_FENCED : WIRE_ERR_APPLY, f.why);
+		sink_drop_source(s, f.fenced ? WIRE_ERR_FENCED : WIRE_ERR_APPLY, f.why);
 	}
 	if (applied)
 		send_ack(s);
-	maybe_resume(s);
+	sink_maybe_resume(s);
 }
 
 static void ping_tick(struct ev_loop *loop, ev_timer *w, int revents)
@@ -739,7 +400,7 @@ static void ping_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	if (s->conn && !s->said_hello && ev_now(loop) - s->connected_at > HELLO_TIMEOUT) {
 		log_warning("no hello from %s within %.0f s; disconnecting it",
 		            netconn_peer_name(s->conn), HELLO_TIMEOUT);
-		drop_source(s, WIRE_ERR_PROTOCOL, "no hello in time");
+		sink_drop_source(s, WIRE_ERR_PROTOCOL, "no hello in time");
 		return;
 	}
 	/* bytes of a frame still arriving are word from the source too: a row
@@ -750,7 +411,7 @@ static void ping_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	    ev_now(loop) - s->last_heard > (double)s->cfg->source_timeout / 1000.0) {
 		log_error("nothing heard from the source for %.1f s; disconnecting it",
 		          ev_now(loop) - s->last_heard);
-		drop_source(s, WIRE_ERR_PROTOCOL, "timeout");
+		sink_drop_source(s, WIRE_ERR_PROTOCOL, "timeout");
 		return;
 	}
 	send_ping(s);
@@ -761,7 +422,7 @@ static void ping_tick(struct ev_loop *loop, ev_timer *w, int revents)
 		queue_spool_fault(&s->queue, why, sizeof(why), &failures);
 		lag_set_spool_fault(s->lag, why, failures);
 	}
-	maybe_resume(s);
+	sink_maybe_resume(s);
 }
 
 static void ack_tick(struct ev_loop *loop, ev_timer *w, int revents)
@@ -780,7 +441,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	(void)revents;
 	log_info("shutting down (signal %d)", w->signum);
 	s->stopping = true;
-	drop_source(s, 0, NULL);
+	sink_drop_source(s, 0, NULL);
 	ev_break(loop, EVBREAK_ALL);
 }
 
@@ -843,14 +504,7 @@ int cmd_sink(int argc, char **argv)
 		goto out;
 	if (sink_http_start(&s.http, &cli.cfg, s.lag, s.history, &err) != PGF_OK)
 		goto out;
-	events.arg = &s;
-	events.session_verdict = ev_session_verdict;
-	events.applied = ev_applied;
-	events.apply_error = ev_apply_error;
-	events.session_failed = ev_session_failed;
-	events.dr_state = ev_dr_state;
-	events.fenced = ev_fenced;
-	events.stream_refused = ev_stream_refused;
+	sink_events_fill(&s, &events);
 	s.applier = sink_apply_start(&cli.cfg, &s.queue, &events, &err);
 	if (s.applier == NULL)
 		goto out;
