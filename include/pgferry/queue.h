@@ -19,6 +19,8 @@
 #ifndef PGFERRY_QUEUE_H
 #define PGFERRY_QUEUE_H
 
+#include "pgferry/log.h"
+
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -69,6 +71,15 @@ typedef struct queue_item {
 	char slot[128];
 } queue_item_t;
 
+/* What the spool did that a person must hear of (a failure, the spool used
+ * again): the queue logs nothing itself; the network thread's loop takes
+ * these (queue_take_notice) and logs them. */
+#define QUEUE_NOTICES 8
+typedef struct queue_notice {
+	log_level_t level;
+	char text[512];
+} queue_notice_t;
+
 typedef struct queue {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -92,6 +103,9 @@ typedef struct queue {
 	struct timespec spool_failed_at; /* when (CLOCK_MONOTONIC) */
 	char spool_error[256];           /* what failed, for status and metrics */
 	uint64_t spool_failures;         /* since start */
+	queue_notice_t notices[QUEUE_NOTICES]; /* for the loop to log, oldest first */
+	unsigned notices_first, notices_count;
+	uint64_t notices_dropped; /* the loop fell behind by more than QUEUE_NOTICES */
 } queue_t;
 
 /* After a spool failure (a full disk, say) the spool is tried again this
@@ -116,6 +130,10 @@ size_t queue_spooled_bytes(queue_t *q);
 /* Whether the spool is off after a failure (what failed into error, ""
  * when it is not), and how many failures there were since start. */
 bool queue_spool_fault(queue_t *q, char *error, size_t len, uint64_t *failures);
+/* The oldest notice not yet taken, removed from the queue; false: none.
+ * Notices beyond QUEUE_NOTICES waiting are dropped (and counted, in the
+ * next one taken). */
+bool queue_take_notice(queue_t *q, queue_notice_t *notice);
 bool queue_empty(queue_t *q);
 /* The commit LSN of the newest whole transaction received (pushed) so far. */
 uint64_t queue_received_commit(queue_t *q);

@@ -3,15 +3,17 @@
  */
 #include "pgferry/queue.h"
 
+#include "pgferry/error.h"
+#include "pgferry/util.h"
+
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "pgferry/log.h"
 
 void queue_init(queue_t *q)
 {
@@ -28,6 +30,8 @@ void queue_init(queue_t *q)
 	q->spool_failed = false;
 	q->spool_error[0] = '\0';
 	q->spool_failures = 0;
+	q->notices_first = q->notices_count = 0;
+	q->notices_dropped = 0;
 	pthread_mutex_init(&q->lock, NULL);
 	/* timed waits on the monotonic clock: wall-clock jumps must not stall apply */
 	pthread_condattr_init(&attr);
@@ -78,41 +82,46 @@ int queue_spool_open(queue_t *q, const char *path, size_t memory_limit)
 	return 0;
 }
 
-static bool write_at(int fd, const void *data, size_t len, uint64_t offset)
+/* A notice for the loop to log (under the lock). */
+static void notice(queue_t *q, log_level_t level, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static void notice(queue_t *q, log_level_t level, const char *fmt, ...)
 {
-	size_t done = 0;
+	queue_notice_t *n;
+	va_list ap;
 
-	while (done < len) {
-		ssize_t w = pwrite(fd, (const uint8_t *)data + done, len - done,
-		                   (off_t)(offset + done));
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			if (w == 0)
-				errno = ENOSPC;
-			return false;
-		}
-		done += (size_t)w;
+	if (q->notices_count == QUEUE_NOTICES) {
+		q->notices_dropped++;
+		return;
 	}
-	return true;
+	n = &q->notices[(q->notices_first + q->notices_count) % QUEUE_NOTICES];
+	q->notices_count++;
+	n->level = level;
+	va_start(ap, fmt);
+	vsnprintf(n->text, sizeof(n->text), fmt, ap);
+	va_end(ap);
 }
 
-static bool read_at(int fd, void *data, size_t len, uint64_t offset)
+bool queue_take_notice(queue_t *q, queue_notice_t *out)
 {
-	size_t done = 0;
+	bool any;
 
-	while (done < len) {
-		ssize_t r = pread(fd, (uint8_t *)data + done, len - done, (off_t)(offset + done));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			if (r == 0)
-				errno = EIO;
-			return false;
+	pthread_mutex_lock(&q->lock);
+	any = q->notices_count > 0;
+	if (any) {
+		*out = q->notices[q->notices_first];
+		q->notices_first = (q->notices_first + 1) % QUEUE_NOTICES;
+		q->notices_count--;
+		if (q->notices_dropped > 0) {
+			size_t n = strlen(out->text);
+			snprintf(out->text + n, sizeof(out->text) - n,
+			         " (and %llu later notices of the receive spool were not kept)",
+			         (unsigned long long)q->notices_dropped);
+			q->notices_dropped = 0;
 		}
-		done += (size_t)r;
 	}
-	return true;
+	pthread_mutex_unlock(&q->lock);
+	return any;
 }
 
 /* The spool is off until QUEUE_SPOOL_RETRY_S have passed (under the lock). */
@@ -140,8 +149,8 @@ static void spool_maybe_retry(queue_t *q)
 	q->spool_read = q->spool_end = 0;
 	q->spool_failed = false;
 	q->spool_error[0] = '\0';
-	log_info("using the receive spool again, %lld s after it failed",
-	         (long long)(now.tv_sec - q->spool_failed_at.tv_sec));
+	notice(q, LOG_INFO, "using the receive spool again, %lld s after it failed",
+	       (long long)(now.tv_sec - q->spool_failed_at.tv_sec));
 }
 
 /* Writes the item (its header, then its data) at the spool's end and frees
@@ -150,14 +159,15 @@ static void spool_maybe_retry(queue_t *q)
  * own nameless file: pointers in it are never used again. */
 static bool spool_write(queue_t *q, queue_item_t *item)
 {
-	if (!write_at(q->spool_fd, item, sizeof(*item), q->spool_end) ||
-	    (item->len > 0 &&
-	     !write_at(q->spool_fd, item->data, item->len, q->spool_end + sizeof(*item)))) {
+	if (util_pwrite_all(q->spool_fd, item, sizeof(*item), q->spool_end) != PGF_OK ||
+	    (item->len > 0 && util_pwrite_all(q->spool_fd, item->data, item->len,
+	                                      q->spool_end + sizeof(*item)) != PGF_OK)) {
 		int e = errno;
-		log_error("could not write to the receive spool in work_dir (%s); received "
-		          "batches wait in memory only, and the sink reads less ahead, until it "
-		          "tries the spool again in %d s",
-		          strerror(e), QUEUE_SPOOL_RETRY_S);
+		notice(q, LOG_ERROR,
+		       "could not write to the receive spool in work_dir (%s); received "
+		       "batches wait in memory only, and the sink reads less ahead, until it "
+		       "tries the spool again in %d s",
+		       strerror(e), QUEUE_SPOOL_RETRY_S);
 		spool_fail(q, "writing the receive spool", e);
 		return false;
 	}
@@ -222,10 +232,11 @@ static queue_item_t *spool_take(queue_t *q)
 	pthread_mutex_lock(&q->lock);
 	offset = q->spool_read;
 	pthread_mutex_unlock(&q->lock);
-	ok = read_at(q->spool_fd, &header, sizeof(header), offset);
+	ok = util_pread_all(q->spool_fd, &header, sizeof(header), offset) == PGF_OK;
 	if (ok && header.len > 0)
 		ok = (data = malloc(header.len)) != NULL &&
-		     read_at(q->spool_fd, data, header.len, offset + sizeof(header));
+		     util_pread_all(q->spool_fd, data, header.len, offset + sizeof(header)) ==
+		             PGF_OK;
 	if (ok)
 		ok = (it = malloc(sizeof(*it))) != NULL;
 	pthread_mutex_lock(&q->lock);
@@ -240,9 +251,10 @@ static queue_item_t *spool_take(queue_t *q)
 		q->items--;
 	} else {
 		int e = errno;
-		log_error("could not read back from the receive spool in work_dir (%s); what "
-		          "waited there is dropped and the source resends it",
-		          strerror(e));
+		notice(q, LOG_ERROR,
+		       "could not read back from the receive spool in work_dir (%s); what "
+		       "waited there is dropped and the source resends it",
+		       strerror(e));
 		spool_fail(q, "reading the receive spool back", e);
 		free(data);
 		it = queue_item_new(QUEUE_RECORDS, q->spool_last_session);
@@ -257,7 +269,8 @@ static queue_item_t *spool_take(queue_t *q)
 		 * behind the spool comes next */
 		q->spool_read = q->spool_end = 0;
 		if (ftruncate(q->spool_fd, 0) != 0)
-			log_warning("could not truncate the receive spool: %s", strerror(errno));
+			notice(q, LOG_WARNING, "could not truncate the receive spool: %s",
+			       strerror(errno));
 		q->head = q->after;
 		q->tail = q->after_tail;
 		q->after = q->after_tail = NULL;

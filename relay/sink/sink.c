@@ -389,11 +389,22 @@ static void on_wakeup(struct ev_loop *loop, ev_async *w, int revents)
 	sink_maybe_resume(s);
 }
 
+/* What the receive spool had to say: the queue logs nothing itself, its
+ * notices wait for the loop. */
+static void log_queue_notices(sink_t *s)
+{
+	queue_notice_t n;
+
+	while (queue_take_notice(&s->queue, &n))
+		log_write(n.level, "%s", n.text);
+}
+
 static void ping_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	sink_t *s = w->data;
 
 	(void)revents;
+	log_queue_notices(s);
 	/* while paused the sink does not read, so it hears nothing: that is no
 	 * sign of a source gone (TCP and the pongs queued behind the batches
 	 * still tell) */
@@ -539,6 +550,7 @@ out:
 	reload_stop(reload);
 	netconn_listener_free(s.listener);
 	sink_apply_stop(s.applier); /* commits whole transactions, then joins */
+	log_queue_notices(&s);
 	if (s.stopping) {
 		char lsn[32];
 		/* the apply thread is gone: what it committed is final */

@@ -256,7 +256,8 @@ static bool apply_records(sink_apply_t *sa, const queue_item_t *it)
 
 	error_clear(&err);
 	if (it->data == NULL && it->len > 0) {
-		/* queue_pop logged why; the source resends the batch */
+		/* the queue's notice says why (the loop logs it); the source
+		 * resends the batch */
 		error_set(&err, PGF_E_IO, "a received batch could not be read back from the spool");
 		goto failed;
 	}

@@ -161,6 +161,7 @@ END_TEST
 START_TEST(order_when_spool_write_fails)
 {
 	char dir[] = "/tmp/pgferry-queue-test.XXXXXX", path[64], self[64];
+	queue_notice_t n;
 	queue_t q;
 	uint64_t i;
 	int ro;
@@ -188,6 +189,46 @@ START_TEST(order_when_spool_write_fails)
 		queue_item_free(it);
 	}
 	ck_assert(queue_empty(&q));
+	/* the queue logs nothing: the loop takes what failed, in order */
+	ck_assert(queue_take_notice(&q, &n));
+	ck_assert_int_eq(n.level, LOG_ERROR);
+	ck_assert_ptr_nonnull(strstr(n.text, "could not write to the receive spool"));
+	ck_assert(queue_take_notice(&q, &n));
+	ck_assert_int_eq(n.level, LOG_WARNING);
+	ck_assert_ptr_nonnull(strstr(n.text, "could not truncate the receive spool"));
+	ck_assert(!queue_take_notice(&q, &n));
+	queue_destroy(&q);
+	rmdir(dir);
+}
+END_TEST
+
+/* Notices wait for the loop; beyond QUEUE_NOTICES the newest are dropped,
+ * and the next one taken says how many were. */
+START_TEST(notices_bounded)
+{
+	char dir[] = "/tmp/pgferry-queue-test.XXXXXX", path[64];
+	queue_notice_t n;
+	queue_t q;
+	int i;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/spool", dir);
+	queue_init(&q);
+	ck_assert_int_eq(queue_spool_open(&q, path, 0), 0);
+	close(q.spool_fd);
+	q.spool_fd = 1000; /* every write fails: a notice each time the spool is tried */
+	for (i = 0; i < QUEUE_NOTICES + 3; i++) {
+		q.spool_failed = false;
+		queue_push(&q, numbered((uint64_t)i, 10));
+	}
+	ck_assert(queue_take_notice(&q, &n));
+	ck_assert_ptr_nonnull(strstr(n.text, "and 3 later notices"));
+	for (i = 1; i < QUEUE_NOTICES; i++) {
+		ck_assert(queue_take_notice(&q, &n));
+		ck_assert_ptr_null(strstr(n.text, "later notices"));
+	}
+	ck_assert(!queue_take_notice(&q, &n));
+	q.spool_fd = -1;
 	queue_destroy(&q);
 	rmdir(dir);
 }
@@ -295,6 +336,7 @@ Suite *queue_suite(void)
 	tcase_add_test(tc, spool_beyond_memory);
 	tcase_add_test(tc, small_items_spool_without_memory);
 	tcase_add_test(tc, order_when_spool_write_fails);
+	tcase_add_test(tc, notices_bounded);
 	suite_add_tcase(s, tc);
 	return s;
 }
