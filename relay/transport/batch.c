@@ -200,50 +200,15 @@ void batch_decoder_reset(batch_decoder_t *d)
 	ZSTD_DCtx_reset(d->dctx, ZSTD_reset_session_only);
 }
 
-int batch_decode(batch_decoder_t *d, const uint8_t *payload, size_t len, uint64_t expected_seq,
-                 batch_view_t *out, pgf_error_t *err)
+/* Decompresses src into d->raw, which must come out exactly raw_len bytes:
+ * more (a lying header) or less is an error. */
+static int batch_decompress(batch_decoder_t *d, const uint8_t *src, size_t src_len, uint64_t seq,
+                            uint32_t raw_len, pgf_error_t *err)
 {
-	reader_t r;
-	uint64_t seq, first, last, sum, check;
-	uint32_t nrecords, raw_len, i;
-	ZSTD_inBuffer in;
-	ZSTD_outBuffer ob;
-	size_t rc, need;
+	ZSTD_inBuffer in = {src, src_len, 0};
+	ZSTD_outBuffer ob = {d->raw, raw_len, 0};
+	size_t rc;
 
-	reader_init(&r, payload, len);
-	if (reader_u64(&r, &seq) != PGF_OK || reader_u64(&r, &first) != PGF_OK ||
-	    reader_u64(&r, &last) != PGF_OK || reader_u32(&r, &nrecords) != PGF_OK ||
-	    reader_u32(&r, &raw_len) != PGF_OK || reader_u64(&r, &sum) != PGF_OK)
-		return error_set(err, PGF_E_PROTOCOL,
-		                 "batch frame of %zu bytes is shorter than its "
-		                 "header",
-		                 len);
-	if (expected_seq != 0 && seq != expected_seq) {
-		error_set(err, PGF_E_PROTOCOL, "batch number %llu arrived where %llu was expected",
-		          (unsigned long long)seq, (unsigned long long)expected_seq);
-		return PGF_ERR;
-	}
-	/* lengths are checked before anything is allocated */
-	if (raw_len > d->max_raw || nrecords > raw_len / 4 + 1)
-		return error_set(err, PGF_E_PROTOCOL,
-		                 "batch %llu claims %u bytes in %u records, over the limit of %zu",
-		                 (unsigned long long)seq, raw_len, nrecords, d->max_raw);
-	/* with the room promised after the raw bytes (batch_decoder_reserve) */
-	need = (size_t)raw_len + 8 + (size_t)nrecords * d->record_room;
-	if (need > d->raw_cap) {
-		uint8_t *p = realloc(d->raw, need);
-		if (p == NULL)
-			return error_set(err, PGF_E_MEMORY, "out of memory for a batch of %u bytes",
-			                 raw_len);
-		d->raw = p;
-		d->raw_cap = need;
-	}
-	in.src = payload + r.pos;
-	in.size = reader_remaining(&r);
-	in.pos = 0;
-	ob.dst = d->raw;
-	ob.size = raw_len;
-	ob.pos = 0;
 	while (in.pos < in.size) {
 		size_t before_in = in.pos, before_out = ob.pos;
 		if (ob.pos < ob.size) {
@@ -275,16 +240,23 @@ int batch_decode(batch_decoder_t *d, const uint8_t *payload, size_t len, uint64_
 		          (unsigned long long)seq, ob.pos, raw_len);
 		return PGF_ERR;
 	}
-	{
-		XXH3_state_t *st = XXH3_createState();
-		if (st == NULL)
-			return error_set(err, PGF_E_MEMORY, "out of memory");
-		XXH3_64bits_reset(st);
-		XXH3_64bits_update(st, payload, 32);
-		XXH3_64bits_update(st, d->raw, raw_len);
-		check = XXH3_64bits_digest(st);
-		XXH3_freeState(st);
-	}
+	return PGF_OK;
+}
+
+/* XXH3 of the 32 header bytes and the raw bytes against the header's sum. */
+static int batch_verify_sum(const batch_decoder_t *d, const uint8_t *header, uint64_t seq,
+                            uint32_t raw_len, uint64_t sum, pgf_error_t *err)
+{
+	XXH3_state_t *st = XXH3_createState();
+	uint64_t check;
+
+	if (st == NULL)
+		return error_set(err, PGF_E_MEMORY, "out of memory");
+	XXH3_64bits_reset(st);
+	XXH3_64bits_update(st, header, 32);
+	XXH3_64bits_update(st, d->raw, raw_len);
+	check = XXH3_64bits_digest(st);
+	XXH3_freeState(st);
 	if (check != sum) {
 		error_set(err, PGF_E_PROTOCOL, "batch %llu fails its checksum",
 		          (unsigned long long)seq);
@@ -294,7 +266,17 @@ int batch_decode(batch_decoder_t *d, const uint8_t *payload, size_t len, uint64_
 		             raw_len, (unsigned long long)check, (unsigned long long)sum);
 		return PGF_ERR;
 	}
-	/* record framing: every length within bounds, the count as announced */
+	return PGF_OK;
+}
+
+/* Record framing: every length within bounds, the count as announced;
+ * each record's offset into d->offsets. */
+static int batch_frame_records(batch_decoder_t *d, uint64_t seq, uint32_t raw_len,
+                               uint32_t nrecords, pgf_error_t *err)
+{
+	reader_t r;
+	uint32_t i;
+
 	if (nrecords > d->offsets_cap) {
 		uint32_t *o = realloc(d->offsets, (size_t)nrecords * sizeof(*o));
 		if (o == NULL)
@@ -315,6 +297,50 @@ int batch_decode(batch_decoder_t *d, const uint8_t *payload, size_t len, uint64_
 	if (reader_remaining(&r) != 0)
 		return error_set(err, PGF_E_PROTOCOL, "batch %llu: %zu bytes after its %u records",
 		                 (unsigned long long)seq, reader_remaining(&r), nrecords);
+	return PGF_OK;
+}
+
+int batch_decode(batch_decoder_t *d, const uint8_t *payload, size_t len, uint64_t expected_seq,
+                 batch_view_t *out, pgf_error_t *err)
+{
+	reader_t r;
+	uint64_t seq, first, last, sum;
+	uint32_t nrecords, raw_len;
+	size_t need;
+
+	reader_init(&r, payload, len);
+	if (reader_u64(&r, &seq) != PGF_OK || reader_u64(&r, &first) != PGF_OK ||
+	    reader_u64(&r, &last) != PGF_OK || reader_u32(&r, &nrecords) != PGF_OK ||
+	    reader_u32(&r, &raw_len) != PGF_OK || reader_u64(&r, &sum) != PGF_OK)
+		return error_set(err, PGF_E_PROTOCOL,
+		                 "batch frame of %zu bytes is shorter than its "
+		                 "header",
+		                 len);
+	if (expected_seq != 0 && seq != expected_seq) {
+		error_set(err, PGF_E_PROTOCOL, "batch number %llu arrived where %llu was expected",
+		          (unsigned long long)seq, (unsigned long long)expected_seq);
+		return PGF_ERR;
+	}
+	/* lengths are checked before anything is allocated */
+	if (raw_len > d->max_raw || nrecords > raw_len / 4 + 1)
+		return error_set(err, PGF_E_PROTOCOL,
+		                 "batch %llu claims %u bytes in %u records, over the limit of %zu",
+		                 (unsigned long long)seq, raw_len, nrecords, d->max_raw);
+	/* with the room promised after the raw bytes (batch_decoder_reserve) */
+	need = (size_t)raw_len + 8 + (size_t)nrecords * d->record_room;
+	if (need > d->raw_cap) {
+		uint8_t *p = realloc(d->raw, need);
+		if (p == NULL)
+			return error_set(err, PGF_E_MEMORY, "out of memory for a batch of %u bytes",
+			                 raw_len);
+		d->raw = p;
+		d->raw_cap = need;
+	}
+	if (batch_decompress(d, payload + r.pos, reader_remaining(&r), seq, raw_len, err) !=
+	            PGF_OK ||
+	    batch_verify_sum(d, payload, seq, raw_len, sum, err) != PGF_OK ||
+	    batch_frame_records(d, seq, raw_len, nrecords, err) != PGF_OK)
+		return PGF_ERR;
 	out->seq = seq;
 	out->first_lsn = first;
 	out->last_lsn = last;
