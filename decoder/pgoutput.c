@@ -202,23 +202,11 @@ int walsender_parse(const uint8_t *data, size_t len, walsender_message_t *out, p
 	return PGF_ERR;
 }
 
-int pgoutput_decode(pgoutput_decoder_t *d, const uint8_t *data, size_t len, pgoutput_message_t *m,
-                    pgf_error_t *err)
-{
-	reader_t rs, *r = &rs;
-	uint8_t t;
+/* ---- one reader per kind of message ------------------------------------ */
 
-	reader_init(r, data, len);
-	m->length = len;
-	m->has_xid = false;
-	m->xid = 0;
-	m->type = (pgoutput_type_t)0;
-	if (reader_u8(r, &t) != PGF_OK) {
-		error_set(err, PGF_E_PROTOCOL, "empty pgoutput message");
-		return PGF_ERR;
-	}
-	m->type = (pgoutput_type_t)t;
-	switch (t) {
+static int read_begin_commit_origin(reader_t *r, pgoutput_message_t *m, pgf_error_t *err)
+{
+	switch (m->type) {
 	case PGOUTPUT_BEGIN:
 		READ(reader_u64(r, &m->u.begin.final_lsn));
 		READ(reader_i64(r, &m->u.begin.commit_time));
@@ -230,115 +218,148 @@ int pgoutput_decode(pgoutput_decoder_t *d, const uint8_t *data, size_t len, pgou
 		READ(reader_u64(r, &m->u.commit.end_lsn));
 		READ(reader_i64(r, &m->u.commit.commit_time));
 		break;
-	case PGOUTPUT_ORIGIN:
+	default: /* PGOUTPUT_ORIGIN */
 		READ(reader_u64(r, &m->u.origin.commit_lsn));
 		READ(reader_cstring(r, &m->u.origin.name));
 		break;
-	case PGOUTPUT_RELATION: {
-		uint16_t n, i;
-		uint8_t ri;
-		if (read_xid_if_streamed(d, r, m, err) != PGF_OK)
-			return PGF_ERR;
-		READ(reader_u32(r, &m->u.relation.relid));
-		READ(reader_cstring(r, &m->u.relation.namespace));
-		READ(reader_cstring(r, &m->u.relation.name));
-		READ(reader_u8(r, &ri));
-		m->u.relation.replica_identity = (char)ri;
-		READ(reader_u16(r, &n));
-		if (n > PGOUTPUT_MAX_COLUMNS)
-			return malformed(r, m, err, "more columns than PostgreSQL allows");
-		if ((size_t)n * 10 > reader_remaining(r))
-			return truncated(r, m, err);
-		m->u.relation.ncolumns = n;
-		for (i = 0; i < n; i++) {
-			relation_column_t *c = &m->u.relation.columns[i];
-			uint32_t typmod;
-			READ(reader_u8(r, &c->flags));
-			READ(reader_cstring(r, &c->name));
-			READ(reader_u32(r, &c->type_oid));
-			READ(reader_u32(r, &typmod));
-			c->type_mod = (int32_t)typmod;
-		}
-		break;
 	}
+	return PGF_OK;
+}
+
+static int read_relation(reader_t *r, pgoutput_message_t *m, pgf_error_t *err)
+{
+	uint16_t n, i;
+	uint8_t ri;
+
+	READ(reader_u32(r, &m->u.relation.relid));
+	READ(reader_cstring(r, &m->u.relation.namespace));
+	READ(reader_cstring(r, &m->u.relation.name));
+	READ(reader_u8(r, &ri));
+	m->u.relation.replica_identity = (char)ri;
+	READ(reader_u16(r, &n));
+	if (n > PGOUTPUT_MAX_COLUMNS)
+		return malformed(r, m, err, "more columns than PostgreSQL allows");
+	if ((size_t)n * 10 > reader_remaining(r))
+		return truncated(r, m, err);
+	m->u.relation.ncolumns = n;
+	for (i = 0; i < n; i++) {
+		relation_column_t *c = &m->u.relation.columns[i];
+		uint32_t typmod;
+		READ(reader_u8(r, &c->flags));
+		READ(reader_cstring(r, &c->name));
+		READ(reader_u32(r, &c->type_oid));
+		READ(reader_u32(r, &typmod));
+		c->type_mod = (int32_t)typmod;
+	}
+	return PGF_OK;
+}
+
+static int read_type(reader_t *r, pgoutput_message_t *m, pgf_error_t *err)
+{
+	READ(reader_u32(r, &m->u.type.type_oid));
+	READ(reader_cstring(r, &m->u.type.namespace));
+	READ(reader_cstring(r, &m->u.type.name));
+	return PGF_OK;
+}
+
+static int read_insert(reader_t *r, pgoutput_message_t *m, pgf_error_t *err)
+{
+	uint8_t n;
+
+	READ(reader_u32(r, &m->u.insert.relid));
+	READ(reader_u8(r, &n));
+	if (n != 'N') {
+		r->pos--;
+		return malformed(r, m, err, "expected 'N' before the new tuple");
+	}
+	return read_tuple(r, m, &m->u.insert.new_tuple, err);
+}
+
+static int read_update(reader_t *r, pgoutput_message_t *m, pgf_error_t *err)
+{
+	uint8_t k;
+
+	READ(reader_u32(r, &m->u.update.relid));
+	READ(reader_u8(r, &k));
+	m->u.update.old_kind = 0;
+	if (k == 'K' || k == 'O') {
+		m->u.update.old_kind = (char)k;
+		if (read_tuple(r, m, &m->u.update.old_tuple, err) != PGF_OK)
+			return PGF_ERR;
+		READ(reader_u8(r, &k));
+	}
+	if (k != 'N') {
+		r->pos--;
+		return malformed(r, m, err, "expected 'N' before the new tuple");
+	}
+	return read_tuple(r, m, &m->u.update.new_tuple, err);
+}
+
+static int read_delete(reader_t *r, pgoutput_message_t *m, pgf_error_t *err)
+{
+	uint8_t k;
+
+	READ(reader_u32(r, &m->u.delete_.relid));
+	READ(reader_u8(r, &k));
+	if (k != 'K' && k != 'O') {
+		r->pos--;
+		return malformed(r, m, err, "expected 'K' or 'O' before the old tuple");
+	}
+	m->u.delete_.old_kind = (char)k;
+	return read_tuple(r, m, &m->u.delete_.old_tuple, err);
+}
+
+static int read_truncate(reader_t *r, pgoutput_message_t *m, pgf_error_t *err)
+{
+	const uint8_t *p;
+
+	READ(reader_u32(r, &m->u.truncate.nrelids));
+	READ(reader_u8(r, &m->u.truncate.options));
+	if (m->u.truncate.nrelids > reader_remaining(r) / 4)
+		return truncated(r, m, err);
+	READ(reader_bytes(r, (size_t)m->u.truncate.nrelids * 4, &p));
+	m->u.truncate.relids_raw = p;
+	return PGF_OK;
+}
+
+static int read_message(reader_t *r, pgoutput_message_t *m, pgf_error_t *err)
+{
+	READ(reader_u8(r, &m->u.message.flags));
+	READ(reader_u64(r, &m->u.message.lsn));
+	READ(reader_cstring(r, &m->u.message.prefix));
+	READ(reader_u32(r, &m->u.message.content_len));
+	READ(reader_bytes(r, m->u.message.content_len, &m->u.message.content));
+	return PGF_OK;
+}
+
+/* The messages that may carry a subtransaction's xid inside a stream block
+ * (protocol 2 and later): the xid first, then the body. */
+static int read_body(pgoutput_decoder_t *d, reader_t *r, pgoutput_message_t *m, pgf_error_t *err)
+{
+	if (read_xid_if_streamed(d, r, m, err) != PGF_OK)
+		return PGF_ERR;
+	switch (m->type) {
+	case PGOUTPUT_RELATION:
+		return read_relation(r, m, err);
 	case PGOUTPUT_TYPE:
-		if (read_xid_if_streamed(d, r, m, err) != PGF_OK)
-			return PGF_ERR;
-		READ(reader_u32(r, &m->u.type.type_oid));
-		READ(reader_cstring(r, &m->u.type.namespace));
-		READ(reader_cstring(r, &m->u.type.name));
-		break;
-	case PGOUTPUT_INSERT: {
-		uint8_t n;
-		if (read_xid_if_streamed(d, r, m, err) != PGF_OK)
-			return PGF_ERR;
-		READ(reader_u32(r, &m->u.insert.relid));
-		READ(reader_u8(r, &n));
-		if (n != 'N') {
-			r->pos--;
-			return malformed(r, m, err, "expected 'N' before the new tuple");
-		}
-		if (read_tuple(r, m, &m->u.insert.new_tuple, err) != PGF_OK)
-			return PGF_ERR;
-		break;
+		return read_type(r, m, err);
+	case PGOUTPUT_INSERT:
+		return read_insert(r, m, err);
+	case PGOUTPUT_UPDATE:
+		return read_update(r, m, err);
+	case PGOUTPUT_DELETE:
+		return read_delete(r, m, err);
+	case PGOUTPUT_TRUNCATE:
+		return read_truncate(r, m, err);
+	default: /* PGOUTPUT_MESSAGE */
+		return read_message(r, m, err);
 	}
-	case PGOUTPUT_UPDATE: {
-		uint8_t k;
-		if (read_xid_if_streamed(d, r, m, err) != PGF_OK)
-			return PGF_ERR;
-		READ(reader_u32(r, &m->u.update.relid));
-		READ(reader_u8(r, &k));
-		m->u.update.old_kind = 0;
-		if (k == 'K' || k == 'O') {
-			m->u.update.old_kind = (char)k;
-			if (read_tuple(r, m, &m->u.update.old_tuple, err) != PGF_OK)
-				return PGF_ERR;
-			READ(reader_u8(r, &k));
-		}
-		if (k != 'N') {
-			r->pos--;
-			return malformed(r, m, err, "expected 'N' before the new tuple");
-		}
-		if (read_tuple(r, m, &m->u.update.new_tuple, err) != PGF_OK)
-			return PGF_ERR;
-		break;
-	}
-	case PGOUTPUT_DELETE: {
-		uint8_t k;
-		if (read_xid_if_streamed(d, r, m, err) != PGF_OK)
-			return PGF_ERR;
-		READ(reader_u32(r, &m->u.delete_.relid));
-		READ(reader_u8(r, &k));
-		if (k != 'K' && k != 'O') {
-			r->pos--;
-			return malformed(r, m, err, "expected 'K' or 'O' before the old tuple");
-		}
-		m->u.delete_.old_kind = (char)k;
-		if (read_tuple(r, m, &m->u.delete_.old_tuple, err) != PGF_OK)
-			return PGF_ERR;
-		break;
-	}
-	case PGOUTPUT_TRUNCATE: {
-		const uint8_t *p;
-		if (read_xid_if_streamed(d, r, m, err) != PGF_OK)
-			return PGF_ERR;
-		READ(reader_u32(r, &m->u.truncate.nrelids));
-		READ(reader_u8(r, &m->u.truncate.options));
-		if (m->u.truncate.nrelids > reader_remaining(r) / 4)
-			return truncated(r, m, err);
-		READ(reader_bytes(r, (size_t)m->u.truncate.nrelids * 4, &p));
-		m->u.truncate.relids_raw = p;
-		break;
-	}
-	case PGOUTPUT_MESSAGE:
-		if (read_xid_if_streamed(d, r, m, err) != PGF_OK)
-			return PGF_ERR;
-		READ(reader_u8(r, &m->u.message.flags));
-		READ(reader_u64(r, &m->u.message.lsn));
-		READ(reader_cstring(r, &m->u.message.prefix));
-		READ(reader_u32(r, &m->u.message.content_len));
-		READ(reader_bytes(r, m->u.message.content_len, &m->u.message.content));
-		break;
+}
+
+/* Stream Start, Stop, Commit and Abort; they keep d's stream state. */
+static int read_stream(pgoutput_decoder_t *d, reader_t *r, pgoutput_message_t *m, pgf_error_t *err)
+{
+	switch (m->type) {
 	case PGOUTPUT_STREAM_START:
 		if (d->in_stream)
 			return malformed(r, m, err, "stream start inside a stream block");
@@ -362,7 +383,7 @@ int pgoutput_decode(pgoutput_decoder_t *d, const uint8_t *data, size_t len, pgou
 		m->has_xid = true;
 		m->xid = m->u.stream_commit.xid;
 		break;
-	case PGOUTPUT_STREAM_ABORT:
+	default: /* PGOUTPUT_STREAM_ABORT */
 		READ(reader_u32(r, &m->u.stream_abort.xid));
 		READ(reader_u32(r, &m->u.stream_abort.subxid));
 		m->u.stream_abort.has_abort_lsn = false;
@@ -376,6 +397,14 @@ int pgoutput_decode(pgoutput_decoder_t *d, const uint8_t *data, size_t len, pgou
 		m->has_xid = true;
 		m->xid = m->u.stream_abort.xid;
 		break;
+	}
+	return PGF_OK;
+}
+
+/* Two-phase messages: decoded so that they can be refused by name. */
+static int read_two_phase(reader_t *r, pgoutput_message_t *m, pgf_error_t *err)
+{
+	switch (m->type) {
 	case PGOUTPUT_BEGIN_PREPARE:
 		READ(reader_u64(r, &m->u.begin_prepare.prepare_lsn));
 		READ(reader_u64(r, &m->u.begin_prepare.end_lsn));
@@ -391,7 +420,7 @@ int pgoutput_decode(pgoutput_decoder_t *d, const uint8_t *data, size_t len, pgou
 		READ(reader_i64(r, &m->u.prepare.prepare_time));
 		READ(reader_u32(r, &m->u.prepare.xid));
 		READ(reader_cstring(r, &m->u.prepare.gid));
-		if (t == PGOUTPUT_STREAM_PREPARE) {
+		if (m->type == PGOUTPUT_STREAM_PREPARE) {
 			m->has_xid = true;
 			m->xid = m->u.prepare.xid;
 		}
@@ -404,7 +433,7 @@ int pgoutput_decode(pgoutput_decoder_t *d, const uint8_t *data, size_t len, pgou
 		READ(reader_u32(r, &m->u.commit_prepared.xid));
 		READ(reader_cstring(r, &m->u.commit_prepared.gid));
 		break;
-	case PGOUTPUT_ROLLBACK_PREPARED:
+	default: /* PGOUTPUT_ROLLBACK_PREPARED */
 		READ(reader_u8(r, &m->u.rollback_prepared.flags));
 		READ(reader_u64(r, &m->u.rollback_prepared.prepare_end_lsn));
 		READ(reader_u64(r, &m->u.rollback_prepared.rollback_end_lsn));
@@ -413,10 +442,61 @@ int pgoutput_decode(pgoutput_decoder_t *d, const uint8_t *data, size_t len, pgou
 		READ(reader_u32(r, &m->u.rollback_prepared.xid));
 		READ(reader_cstring(r, &m->u.rollback_prepared.gid));
 		break;
+	}
+	return PGF_OK;
+}
+
+int pgoutput_decode(pgoutput_decoder_t *d, const uint8_t *data, size_t len, pgoutput_message_t *m,
+                    pgf_error_t *err)
+{
+	reader_t rs, *r = &rs;
+	uint8_t t;
+	int rc;
+
+	reader_init(r, data, len);
+	m->length = len;
+	m->has_xid = false;
+	m->xid = 0;
+	m->type = (pgoutput_type_t)0;
+	if (reader_u8(r, &t) != PGF_OK) {
+		error_set(err, PGF_E_PROTOCOL, "empty pgoutput message");
+		return PGF_ERR;
+	}
+	m->type = (pgoutput_type_t)t;
+	switch (t) {
+	case PGOUTPUT_BEGIN:
+	case PGOUTPUT_COMMIT:
+	case PGOUTPUT_ORIGIN:
+		rc = read_begin_commit_origin(r, m, err);
+		break;
+	case PGOUTPUT_RELATION:
+	case PGOUTPUT_TYPE:
+	case PGOUTPUT_INSERT:
+	case PGOUTPUT_UPDATE:
+	case PGOUTPUT_DELETE:
+	case PGOUTPUT_TRUNCATE:
+	case PGOUTPUT_MESSAGE:
+		rc = read_body(d, r, m, err);
+		break;
+	case PGOUTPUT_STREAM_START:
+	case PGOUTPUT_STREAM_STOP:
+	case PGOUTPUT_STREAM_COMMIT:
+	case PGOUTPUT_STREAM_ABORT:
+		rc = read_stream(d, r, m, err);
+		break;
+	case PGOUTPUT_BEGIN_PREPARE:
+	case PGOUTPUT_PREPARE:
+	case PGOUTPUT_STREAM_PREPARE:
+	case PGOUTPUT_COMMIT_PREPARED:
+	case PGOUTPUT_ROLLBACK_PREPARED:
+		rc = read_two_phase(r, m, err);
+		break;
 	default:
 		error_set(err, PGF_E_PROTOCOL, "unknown pgoutput message type 0x%02x at byte 0", t);
 		return PGF_ERR;
 	}
+	if (rc != PGF_OK)
+		return PGF_ERR;
 	if (reader_remaining(r) != 0) {
 		error_set(err, PGF_E_PROTOCOL, "%s message has %zu unexpected bytes at byte %zu",
 		          type_label((char)t), reader_remaining(r), r->pos);
