@@ -87,6 +87,12 @@ int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t le
  * being decoded again, and nothing is decoded twice. */
 int apply_record(apply_t *a, uint64_t wal_start, uint8_t type, uint32_t xid, const uint8_t *data,
                  size_t len, pgf_error_t *err);
+/* A change larger than a batch, in the file at path (huge_change.h): applied
+ * from the file (an INSERT or UPDATE by COPY, never held in memory), or
+ * inside a stream block kept with the stream until its commit. The caller
+ * removes the file afterwards (unless the stream took it). */
+int apply_huge_record(apply_t *a, uint64_t wal_start, uint8_t type, uint32_t xid, const char *path,
+                      pgf_error_t *err);
 
 /* Commits the open group, if any (apply_input_paused does this when no
  * more data is waiting, so an idle stream is never held back). Groups commit

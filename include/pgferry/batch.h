@@ -6,6 +6,10 @@
  *   u64 seq | u64 first_lsn | u64 last_lsn | u32 nrecords | u32 raw_len |
  *   u64 checksum | zstd data
  * raw (after decompression) = nrecords × (u32 length | CopyData message).
+ * A message larger than a batch travels as pieces in consecutive records
+ * (possibly of several batches): each piece but the last has the length's
+ * top bit (BATCH_RECORD_CONTINUES) set, so no frame need hold a whole row
+ * and the sink need not either.
  * checksum = XXH3-64 over the 32 header bytes before it and the raw bytes,
  * verified after decompression and before any record is handed out.
  *
@@ -20,10 +24,13 @@
 #include "pgferry/buf.h"
 #include "pgferry/error.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define BATCH_HEADER_LEN 40
+#define BATCH_HEADER_LEN       40
+#define BATCH_RECORD_CONTINUES 0x80000000u /* the message goes on in the next record */
+#define BATCH_RECORD_LEN_MASK  0x7fffffffu
 
 typedef struct batch_encoder batch_encoder_t;
 
@@ -36,6 +43,10 @@ void batch_encoder_reset(batch_encoder_t *e);
  * keepalive). Fails if the record alone would exceed max_raw. */
 int batch_encoder_add(batch_encoder_t *e, const uint8_t *data, size_t len, uint64_t lsn,
                       pgf_error_t *err);
+/* Appends one piece of a message: continues says that more of the same
+ * message follows in the next piece. */
+int batch_encoder_add_piece(batch_encoder_t *e, const uint8_t *data, size_t len, uint64_t lsn,
+                            bool continues, pgf_error_t *err);
 uint32_t batch_encoder_records(const batch_encoder_t *e);
 size_t batch_encoder_bytes(const batch_encoder_t *e);
 /* Compresses the pending records into *out (replacing its contents) as
@@ -75,5 +86,7 @@ void batch_decoder_reserve(batch_decoder_t *d, size_t per_record);
 uint8_t *batch_decoder_take_raw(batch_decoder_t *d, size_t size);
 /* Record i of a view (0-based). */
 void batch_view_record(const batch_view_t *v, uint32_t i, const uint8_t **data, size_t *len);
+/* Whether record i is a piece of a message that goes on in the next record. */
+bool batch_view_record_continues(const batch_view_t *v, uint32_t i);
 
 #endif

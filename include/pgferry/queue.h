@@ -42,11 +42,14 @@ typedef enum {
 typedef struct queue_record {
 	uint64_t wal_start; /* 'w': where the WAL record starts */
 	uint64_t wal_end;   /* 'k': how far the walsender has sent */
-	uint32_t offset;    /* 'w': the pgoutput message, at the item's data + offset */
+	uint32_t offset;    /* 'w': the pgoutput message, at the item's data + offset;
+	                     * 'h': the number of its file (huge_change_path) */
 	uint32_t len;
 	uint32_t xid; /* of a message inside a stream block (0: none) */
-	char kind;    /* 'w' (XLogData) or 'k' (keepalive) */
-	uint8_t type; /* 'w': the pgoutput message type */
+	char kind;    /* 'w' (XLogData), 'k' (keepalive), 'p' (a piece of a message
+	               * larger than a batch: nothing to do), 'h' (the last piece:
+	               * the whole message, in a file in work_dir) */
+	uint8_t type; /* 'w', 'h': the pgoutput message type */
 } queue_record_t;
 
 typedef struct queue_item {

@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WIRE_PROTOCOL_VERSION 2
+#define WIRE_PROTOCOL_VERSION 3
 #define WIRE_HEADER_LEN       9 /* type, length, check */
 #define WIRE_V1_HEADER_LEN    5 /* protocol 1: type, length */
 

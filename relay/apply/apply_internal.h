@@ -20,6 +20,7 @@
  *   schema.c        Relation messages checked against the DR tables
  *                   (apply_schema_t)
  *   spill.c         streamed transactions spilled to files (apply_spill_t)
+ *   huge.c          a change larger than a batch, from its file by COPY
  *   own_messages.c  pgferry's own logical messages: sequences, DDL, heartbeats
  *   identity.c      the stream's identity, the fence, the seeding, the origin
  *   apply.c         create, connect, reset, free
@@ -204,6 +205,7 @@ typedef struct stream_file {
 	subxact_t *subxacts;
 	uint32_t *slots; /* list index + 1; 0 empty; may point past the list */
 	size_t nslots, slots_used;
+	unsigned nhuge; /* huge changes' files it refers to, removed with it */
 } stream_file_t;
 
 typedef struct apply_spill {
@@ -225,6 +227,12 @@ int spill_append(stream_file_t *s, uint32_t subxid, uint64_t wal_start, const ui
                  size_t len, pgf_error_t *err);
 /* Drops a streamed transaction, or one subtransaction and all after it. */
 int spill_abort(apply_spill_t *sp, uint32_t xid, uint32_t subxid, pgf_error_t *err);
+/* Appends a reference to a huge change's file (moved to a name of the
+ * stream's own, removed with the stream). */
+int spill_append_huge(apply_spill_t *sp, stream_file_t *s, uint32_t subxid, uint64_t wal_start,
+                      uint8_t type, const char *path, pgf_error_t *err);
+/* Whether a spilled record is such a reference: its type and file. */
+bool spill_record_huge(const buf_t *rec, uint8_t *type, char *path, size_t size);
 /* Reads the record at *pos into rec: 1, 0 at the end, PGF_ERR. */
 int spill_read(const apply_spill_t *sp, const stream_file_t *s, off_t *pos, buf_t *rec,
                pgf_error_t *err);
@@ -315,6 +323,12 @@ int rows_write_held(apply_t *a, const coalesce_row_t *r, pgf_error_t *err);
  * table, a kind of write and a shape (row by row otherwise); the caller
  * forgets them. */
 int batch_write_held(apply_t *a, pgf_error_t *err);
+
+/* huge.c */
+/* Applies the INSERT or UPDATE in the file at path by COPY, in order and in
+ * the open DR transaction; *done false (and nothing written) when COPY
+ * cannot write it exactly: the caller applies it in memory. */
+int huge_apply(apply_t *a, const char *path, bool *done, pgf_error_t *err);
 
 /* own_messages.c */
 int own_message_apply(apply_t *a, const pgoutput_message_t *m, pgf_error_t *err);

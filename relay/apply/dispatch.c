@@ -13,8 +13,14 @@
 
 #include "pgferry/replication.h"
 
+#include "pgferry/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Adds where the error happened, if the handler did not: the source
  * transaction being applied, or the message's position outside one. */
@@ -158,6 +164,50 @@ static int apply_handle_stream_start(apply_t *a, const pgoutput_message_t *m, pg
 	return a->spill.current ? PGF_OK : PGF_ERR;
 }
 
+static int apply_dispatch(apply_t *a, const pgoutput_message_t *m, uint64_t wal_start, size_t len,
+                          pgf_error_t *err);
+
+/*
+ * A change larger than a batch, in its file (huge.c): an INSERT or UPDATE
+ * inside a transaction is written by COPY without holding it; anything
+ * else (or what COPY cannot write exactly) is read whole and applied like
+ * any message, the one case where memory holds a huge change.
+ */
+static int apply_huge_file(apply_t *a, uint64_t wal_start, uint8_t type, const char *path,
+                           pgf_error_t *err)
+{
+	bool done = false;
+	buf_t msg;
+	int fd, rc;
+	struct stat st;
+
+	if ((type == PGOUTPUT_INSERT || type == PGOUTPUT_UPDATE) &&
+	    dr_group_in_source_transaction(&a->group.sm)) {
+		if (a->group.sm.state == DR_GROUP_SKIPPING)
+			return PGF_OK;
+		if (huge_apply(a, path, &done, err) != PGF_OK)
+			return PGF_ERR;
+		if (done)
+			return PGF_OK;
+	}
+	buf_init(&msg);
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) != 0 || !buf_reserve(&msg, (size_t)st.st_size) ||
+	    util_pread_all(fd, msg.data, (size_t)st.st_size, 0) != PGF_OK) {
+		rc = error_set(err, PGF_E_IO, "could not read the huge change \"%s\": %s", path,
+		               strerror(errno));
+	} else {
+		msg.len = (size_t)st.st_size;
+		rc = pgoutput_decode(&a->decoder, (const uint8_t *)msg.data, msg.len, a->msg, err);
+		if (rc == PGF_OK)
+			rc = apply_dispatch(a, a->msg, wal_start, msg.len, err);
+	}
+	if (fd >= 0)
+		close(fd);
+	buf_free(&msg);
+	return rc;
+}
+
 /* Replays a committed streamed transaction from its spill file, one
  * message at a time (memory: the largest single message). */
 static int stream_replay(apply_t *a, uint32_t xid, pgf_error_t *err)
@@ -173,6 +223,15 @@ static int stream_replay(apply_t *a, uint32_t xid, pgf_error_t *err)
 	buf_init(&rec);
 	a->decoder.in_stream = true; /* spilled changes carry their xid */
 	while ((rc = spill_read(&a->spill, s, &pos, &rec, err)) == 1) {
+		uint8_t type;
+		char path[600];
+		if (spill_record_huge(&rec, &type, path, sizeof(path))) {
+			rc = apply_huge_file(a, 0, type, path, err);
+			unlink(path);
+			if (rc != PGF_OK)
+				break;
+			continue;
+		}
 		if (pgoutput_decode(&a->decoder, (const uint8_t *)rec.data, rec.len, a->msg, err) !=
 		            PGF_OK ||
 		    apply_change(a, a->msg, rec.len, err) != PGF_OK) {
@@ -321,6 +380,22 @@ int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t le
 		return PGF_OK;
 	}
 	return apply_decoded_or_spilled(a, wal_start, len ? data[0] : 0, 0, data, len, err);
+}
+
+int apply_huge_record(apply_t *a, uint64_t wal_start, uint8_t type, uint32_t xid, const char *path,
+                      pgf_error_t *err)
+{
+	if (!apply_connected(a))
+		return error_set(err, PGF_E_DATABASE, "not connected to the DR database");
+	/* inside a stream block: the file waits for the Stream Commit */
+	if (a->spill.current != NULL)
+		return spill_append_huge(&a->spill, a->spill.current, xid, wal_start, type, path,
+		                         err);
+	if (apply_huge_file(a, wal_start, type, path, err) != PGF_OK) {
+		apply_error_context(a, wal_start, err);
+		return PGF_ERR;
+	}
+	return PGF_OK;
 }
 
 uint64_t apply_failed_lsn(const apply_t *a)

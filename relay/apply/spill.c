@@ -6,7 +6,9 @@
  * the file back to where its first change began.
  *
  * Spill record: u32 length, u64 wal_start (both big-endian), the pgoutput
- * message as received.
+ * message as received; or, for a change larger than a batch, a reference
+ * to its file (SPILL_HUGE, the type, the file's name), so that a streamed
+ * transaction holding one stays bounded too.
  */
 #include "apply_internal.h"
 #include "pgferry/byteorder.h"
@@ -20,6 +22,7 @@
 #include <unistd.h>
 
 #define SPILL_HEADER 12
+#define SPILL_HUGE   0xff /* no pgoutput message starts with it */
 
 void spill_init(apply_spill_t *sp, const config_t *cfg)
 {
@@ -76,6 +79,13 @@ stream_file_t *spill_open(apply_spill_t *sp, uint32_t xid, pgf_error_t *err)
 	return s;
 }
 
+static void huge_name(const apply_spill_t *sp, const stream_file_t *s, unsigned k, char *path,
+                      size_t size)
+{
+	/* huge-: removed at the sink's start like the network thread's files */
+	snprintf(path, size, "%s/huge-stream-%u-%u.change", sp->work_dir, s->xid, k);
+}
+
 void spill_close(apply_spill_t *sp, stream_file_t *s, bool remove)
 {
 	int i;
@@ -86,6 +96,11 @@ void spill_close(apply_spill_t *sp, stream_file_t *s, bool remove)
 		close(s->fd);
 	if (remove)
 		unlink(s->path);
+	for (i = 0; remove && i < (int)s->nhuge; i++) {
+		char path[600];
+		huge_name(sp, s, (unsigned)i, path, sizeof(path));
+		unlink(path);
+	}
 	free(s->subxacts);
 	free(s->slots);
 	for (i = 0; i < MAX_STREAMS; i++)
@@ -196,6 +211,36 @@ int spill_append(stream_file_t *s, uint32_t subxid, uint64_t wal_start, const ui
 	}
 	s->size += (off_t)(sizeof(hdr) + len);
 	return PGF_OK;
+}
+
+int spill_append_huge(apply_spill_t *sp, stream_file_t *s, uint32_t subxid, uint64_t wal_start,
+                      uint8_t type, const char *path, pgf_error_t *err)
+{
+	uint8_t rec[2 + 600];
+	size_t n;
+
+	huge_name(sp, s, s->nhuge, (char *)rec + 2, sizeof(rec) - 2);
+	if (rename(path, (char *)rec + 2) != 0)
+		return error_set(err, PGF_E_IO, "could not move \"%s\" to \"%s\": %s", path,
+		                 (char *)rec + 2, strerror(errno));
+	s->nhuge++;
+	rec[0] = SPILL_HUGE;
+	rec[1] = type;
+	n = 2 + strlen((char *)rec + 2);
+	return spill_append(s, subxid, wal_start, rec, n, err);
+}
+
+bool spill_record_huge(const buf_t *rec, uint8_t *type, char *path, size_t size)
+{
+	size_t n;
+
+	if (rec->len < 3 || (uint8_t)rec->data[0] != SPILL_HUGE)
+		return false;
+	n = rec->len - 2 < size - 1 ? rec->len - 2 : size - 1;
+	*type = (uint8_t)rec->data[1];
+	memcpy(path, rec->data + 2, n);
+	path[n] = '\0';
+	return true;
 }
 
 int spill_abort(apply_spill_t *sp, uint32_t xid, uint32_t subxid, pgf_error_t *err)

@@ -92,6 +92,7 @@ void sink_drop_source(sink_t *s, uint16_t code, const char *why)
 	s->conn = NULL;
 	s->welcomed = false;
 	s->said_hello = false;
+	huge_change_abort(&s->huge); /* the source sends it again whole */
 	end = queue_item_new(QUEUE_SESSION_END, s->session);
 	if (end)
 		queue_push(&s->queue, end);
@@ -113,6 +114,7 @@ static void source_closed(netconn_t *c, void *arg, const pgf_error_t *err)
 	s->conn = NULL; /* netconn frees itself after this callback */
 	s->welcomed = false;
 	s->said_hello = false;
+	huge_change_abort(&s->huge);
 	queue_push(&s->queue, queue_item_new(QUEUE_SESSION_END, s->session));
 	lag_set_source_state(s->lag, LAG_SOURCE_DISCONNECTED, 0);
 }
@@ -132,9 +134,14 @@ static void on_hello(sink_t *s, const uint8_t *payload, size_t len)
 		return;
 	}
 	if (h.protocol_version != WIRE_PROTOCOL_VERSION) {
-		log_error("the source speaks wire protocol %u, this sink %u", h.protocol_version,
-		          WIRE_PROTOCOL_VERSION);
-		sink_drop_source(s, WIRE_ERR_VERSION, "unsupported wire protocol version");
+		char why[160];
+		snprintf(why, sizeof(why),
+		         "the source speaks wire protocol %u, this sink %u: upgrade the %s so both "
+		         "run the same pgferry version",
+		         h.protocol_version, WIRE_PROTOCOL_VERSION,
+		         h.protocol_version < WIRE_PROTOCOL_VERSION ? "source" : "sink");
+		log_error("refused the source at %s: %s", netconn_peer_name(s->conn), why);
+		sink_drop_source(s, WIRE_ERR_VERSION, why);
 		return;
 	}
 	s->said_hello = true;
@@ -282,10 +289,13 @@ static void source_bad_frame(netconn_t *c, void *arg, const pgf_error_t *err)
 	if (netconn_peer_is_v1(c)) {
 		/* an older source: not damage, so not counted as a bad frame */
 		log_error("refused the source at %s: %s", netconn_peer_name(c), err->message);
+		char why[160];
 		log_error("HINT: %s", err->hint);
-		sink_drop_source(s, WIRE_ERR_VERSION,
-		                 "this sink speaks wire protocol 2 (pgferry with checked frame "
-		                 "headers); upgrade the source to the sink's version");
+		snprintf(why, sizeof(why),
+		         "this sink speaks wire protocol %d (pgferry with checked frame headers); "
+		         "upgrade the source to the sink's version",
+		         WIRE_PROTOCOL_VERSION);
+		sink_drop_source(s, WIRE_ERR_VERSION, why);
 		return;
 	}
 	lag_count_bad_batch(s->lag);
@@ -480,6 +490,9 @@ int cmd_sink(int argc, char **argv)
 	}
 	if (check_work_dir(cli.cfg.work_dir, &err) != PGF_OK)
 		goto out;
+	huge_change_init(&s.huge, cli.cfg.work_dir);
+	if (huge_change_clean(cli.cfg.work_dir) > 0)
+		log_info("removed the files of huge changes an earlier run left in work_dir");
 	if (cli.cfg.spool_disk_limit > 0) {
 		char path[1100];
 		snprintf(path, sizeof(path), "%s/receive.spool", cli.cfg.work_dir);

@@ -12,12 +12,15 @@
 #include "pgferry/sink_apply.h"
 
 #include "pgferry/decoder.h"
+#include "pgferry/huge_change.h"
 #include "pgferry/log.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <malloc.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* a stop waits this long for the open DR transaction, then cancels it */
 #define STOP_GRACE_SECONDS  5
@@ -274,6 +277,15 @@ static bool apply_records(sink_apply_t *sa, const queue_item_t *it)
 				sa->idle_lsn = r->wal_end;
 			continue;
 		}
+		if (r->kind == 'h') {
+			char path[600];
+			huge_change_path(sa->cfg->work_dir, it->session, r->offset, path,
+			                 sizeof(path));
+			if (apply_huge_record(sa->apply, r->wal_start, r->type, r->xid, path,
+			                      &err) != PGF_OK)
+				goto failed;
+			continue;
+		}
 		if (r->kind != 'w')
 			continue;
 		if (apply_record(sa->apply, r->wal_start, r->type, r->xid,
@@ -332,6 +344,24 @@ static void commit_if_idle(sink_apply_t *sa)
 	sleep_ms(sa, sa->backoff_ms);
 }
 
+/* The file of each huge change goes with its item, applied or not (one
+ * that a stream block took was moved: nothing to remove). */
+static void remove_huge_files(sink_apply_t *sa, const queue_item_t *it)
+{
+	const queue_record_t *r;
+	char path[600];
+	uint32_t i;
+
+	if (it->kind != QUEUE_RECORDS || !queue_item_records(it, &r))
+		return;
+	for (i = 0; i < it->nrecords; i++)
+		if (r[i].kind == 'h') {
+			huge_change_path(sa->cfg->work_dir, it->session, r[i].offset, path,
+			                 sizeof(path));
+			unlink(path);
+		}
+}
+
 static void *apply_thread_main(void *arg)
 {
 	sink_apply_t *sa = arg;
@@ -384,6 +414,7 @@ static void *apply_thread_main(void *arg)
 			}
 			break;
 		}
+		remove_huge_files(sa, it);
 		queue_item_free(it);
 	}
 	if (apply_connected(sa->apply) && sa->session_ok)

@@ -11,6 +11,7 @@
 #include "pgferry/config.h"
 #include "pgferry/decoder.h"
 #include "pgferry/http.h"
+#include "pgferry/huge_change.h"
 #include "pgferry/lag.h"
 #include "pgferry/lag_history.h"
 #include "pgferry/netconn.h"
@@ -69,6 +70,7 @@ typedef struct sink {
 	ev_tstamp last_heard;
 	ev_tstamp connected_at;
 	uint64_t blocked_lsn; /* a change the source cannot ship (0: none) */
+	huge_change_t huge;   /* a message arriving in pieces, put together on disk */
 
 	/* set by the apply thread, read by the loop under lock */
 	pthread_mutex_t lock;

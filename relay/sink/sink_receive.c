@@ -7,6 +7,7 @@
  */
 #include "pgferry/batch.h"
 #include "pgferry/decoder.h"
+#include "pgferry/huge_change.h"
 #include "pgferry/lag.h"
 #include "pgferry/log.h"
 #include "pgferry/netconn.h"
@@ -83,13 +84,44 @@ static void note_message(sink_t *s, queue_item_t *it, size_t len)
 	}
 }
 
+/* One piece of a message larger than a batch: to its file ('p'). The last
+ * piece makes the record of the whole message ('h', its file's number). */
+static int take_piece(sink_t *s, const batch_view_t *v, uint32_t i, queue_record_t *qr,
+                      queue_item_t *it, pgf_error_t *err)
+{
+	const uint8_t *rec;
+	size_t len;
+	bool complete, first = !huge_change_open(&s->huge);
+	huge_change_t *h = &s->huge;
+
+	batch_view_record(v, i, &rec, &len);
+	if (huge_change_add(h, s->session, rec, len, batch_view_record_continues(v, i), &s->pgo,
+	                    s->msg, &complete, err) != PGF_OK)
+		return PGF_ERR;
+	qr->kind = 'p';
+	if (first)
+		lag_on_primary_wal(s->lag, h->head.wal_end, h->head.send_time);
+	if (!complete)
+		return PGF_OK;
+	qr->kind = 'h';
+	qr->type = h->type;
+	qr->xid = h->xid;
+	qr->wal_start = h->head.wal_start;
+	qr->wal_end = h->head.wal_end;
+	qr->offset = (uint32_t)h->counter;
+	it->last_lsn = qr->wal_start;
+	note_message(s, it, h->len);
+	return PGF_OK;
+}
+
 /*
  * Checks every record of a verified batch, once for the whole sink, and
  * collects the primary's facts for the lag tracker (the newest WAL end with
  * its clock time, and each committed transaction: commit LSN, end LSN,
  * commit time, size). What it finds in each record goes into records[i],
  * with the message's offset in the raw bytes: the apply thread parses
- * nothing again.
+ * nothing again. The pieces of a message larger than a batch go to a
+ * file; the last stands for the whole message.
  */
 static int inspect_records(sink_t *s, const batch_view_t *v, queue_item_t *it,
                            queue_record_t *records, pgf_error_t *err)
@@ -103,6 +135,13 @@ static int inspect_records(sink_t *s, const batch_view_t *v, queue_item_t *it,
 		walsender_message_t wm;
 		char lsn[LSN_TEXT_LEN];
 
+		if (huge_change_open(&s->huge) || batch_view_record_continues(v, i)) {
+			if (take_piece(s, v, i, qr, it, err) != PGF_OK) {
+				error_where(err, "record %u of batch %" PRIu64, i + 1, v->seq);
+				return PGF_ERR;
+			}
+			continue;
+		}
 		batch_view_record(v, i, &rec, &len);
 		if (walsender_parse(rec, len, &wm, err) != PGF_OK) {
 			error_where(err, "record %u of batch %" PRIu64, i + 1, v->seq);

@@ -134,6 +134,37 @@ void source_repl_pause(source_t *s, bool pause)
 		ev_io_start(s->loop, &s->repl_watcher);
 }
 
+/*
+ * Adds one walsender message to the batch. A message larger than
+ * batch_max_bytes goes in pieces of that size, each in a batch of its own
+ * (docs/PROTOCOL.md): no frame holds a whole huge row, and the sink can put
+ * the pieces on disk as they come. The source still holds the message whole
+ * (libpq hands it so) and queues its compressed pieces for the link.
+ */
+static int batch_message(source_t *s, const uint8_t *data, size_t len, uint64_t lsn,
+                         pgf_error_t *err)
+{
+	size_t piece = (size_t)s->cfg->batch_max_bytes, off = 0;
+
+	if (len <= piece)
+		return batch_encoder_add(s->encoder, data, len, lsn, err);
+	source_ship_batch(s);
+	if (s->sink == NULL)
+		return PGF_OK;
+	while (off < len) {
+		size_t n = len - off < piece ? len - off : piece;
+		if (batch_encoder_add_piece(s->encoder, data + off, n, lsn, off + n < len, err) !=
+		    PGF_OK)
+			return PGF_ERR;
+		off += n;
+		if (off < len)
+			source_ship_batch(s);
+		if (s->sink == NULL)
+			return PGF_OK; /* the session closed: data is gone with it */
+	}
+	return PGF_OK;
+}
+
 static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
 	source_t *s = w->data;
@@ -190,8 +221,8 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 		/* the walsender reads only flushed WAL */
 		if (wm.wal_end > s->primary_flush_lsn)
 			s->primary_flush_lsn = wm.wal_end;
-		if (batch_encoder_add(s->encoder, data, len,
-		                      wm.kind == 'w' ? wm.wal_start : wm.wal_end, &err) != PGF_OK) {
+		if (batch_message(s, data, len, wm.kind == 'w' ? wm.wal_start : wm.wal_end, &err) !=
+		    PGF_OK) {
 			source_report_failure(s, &err);
 			if (err.code == PGF_E_PROTOCOL && s->sink != NULL) {
 				/* the stream is stuck here until the setting is raised: the

@@ -63,29 +63,35 @@ void batch_encoder_reset(batch_encoder_t *e)
 	e->nrecords = 0;
 }
 
-int batch_encoder_add(batch_encoder_t *e, const uint8_t *data, size_t len, uint64_t lsn,
-                      pgf_error_t *err)
+int batch_encoder_add_piece(batch_encoder_t *e, const uint8_t *data, size_t len, uint64_t lsn,
+                            bool continues, pgf_error_t *err)
 {
 	char l[LSN_TEXT_LEN];
 
-	if (len + 4 > e->max_raw) {
+	if (len + 4 > e->max_raw || len > BATCH_RECORD_LEN_MASK) {
 		error_set(err, PGF_E_PROTOCOL,
 		          "a message of %zu bytes at %s is larger than max_frame_bytes (%zu)", len,
 		          lsn_format(lsn, l), e->max_raw);
-		error_hint(err, "Raise max_frame_bytes on both source and sink above the largest "
-		                "row change.");
+		error_hint(err, "Keep batch_max_bytes at most half of max_frame_bytes: larger "
+		                "messages are sent in pieces of batch_max_bytes.");
 		return PGF_ERR;
 	}
 	if (e->nrecords == 0)
 		e->first_lsn = lsn;
 	if (lsn > e->last_lsn || e->nrecords == 0)
 		e->last_lsn = lsn;
-	buf_append_be32(&e->raw, (uint32_t)len);
+	buf_append_be32(&e->raw, (uint32_t)len | (continues ? BATCH_RECORD_CONTINUES : 0));
 	buf_append(&e->raw, data, len);
 	if (buf_failed(&e->raw))
 		return error_set(err, PGF_E_MEMORY, "out of memory batching %zu bytes", len);
 	e->nrecords++;
 	return PGF_OK;
+}
+
+int batch_encoder_add(batch_encoder_t *e, const uint8_t *data, size_t len, uint64_t lsn,
+                      pgf_error_t *err)
+{
+	return batch_encoder_add_piece(e, data, len, lsn, false, err);
 }
 
 uint32_t batch_encoder_records(const batch_encoder_t *e)
@@ -288,7 +294,8 @@ static int batch_frame_records(batch_decoder_t *d, uint64_t seq, uint32_t raw_le
 	for (i = 0; i < nrecords; i++) {
 		uint32_t rl;
 		const uint8_t *p;
-		if (reader_u32(&r, &rl) != PGF_OK || reader_bytes(&r, rl, &p) != PGF_OK)
+		if (reader_u32(&r, &rl) != PGF_OK ||
+		    reader_bytes(&r, rl & BATCH_RECORD_LEN_MASK, &p) != PGF_OK)
 			return error_set(err, PGF_E_PROTOCOL,
 			                 "batch %llu: record %u overruns the batch at byte %zu",
 			                 (unsigned long long)seq, i + 1, r.pos);
@@ -356,5 +363,10 @@ void batch_view_record(const batch_view_t *v, uint32_t i, const uint8_t **data, 
 	const uint8_t *p = v->raw + v->offsets[i];
 
 	*data = p;
-	*len = be32_read(p - 4);
+	*len = be32_read(p - 4) & BATCH_RECORD_LEN_MASK;
+}
+
+bool batch_view_record_continues(const batch_view_t *v, uint32_t i)
+{
+	return (be32_read(v->raw + v->offsets[i] - 4) & BATCH_RECORD_CONTINUES) != 0;
 }

@@ -62,6 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				const uint8_t *r;
 				size_t rl;
 				batch_view_record(&v, i, &r, &rl);
+				(void)batch_view_record_continues(&v, i);
 			}
 		}
 		break;

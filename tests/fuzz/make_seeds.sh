@@ -9,7 +9,7 @@ mkdir -p "$HERE/corpus/frame"
 python3 - "$HERE/corpus/frame" <<'PY'
 import hashlib, os, struct, sys
 out = sys.argv[1]
-for f in [f for f in os.listdir(out) if f != "batch-seed"]:
+for f in [f for f in os.listdir(out) if not f.startswith("batch-")]:
     os.remove(os.path.join(out, f))
 def crc32c(b):
     crc = 0xffffffff
@@ -20,14 +20,16 @@ def crc32c(b):
     return crc ^ 0xffffffff
 def save(blob):
     open(os.path.join(out, hashlib.sha1(blob).hexdigest()[:16]), "wb").write(blob)
-# frames (protocol 2: type, length, CRC-32C of both): hello, ack, ping,
+# frames (protocol 3: type, length, CRC-32C of both): hello, ack, ping,
 # pong, error, end-of-stream, primary facts, a batch; one damaged header
-# (batch-seed, a real batch from a capture, is kept: it is not remade here)
+# (batch-seed, a real batch from a capture, and batch-pieces, a message in
+# two pieces made with batch_encoder_add_piece, are kept: they are not
+# remade here, python has no zstd or XXH3)
 def frame(t, p):
     h = bytes([t]) + struct.pack(">I", len(p))
     return h + struct.pack(">I", crc32c(h)) + p
 s = lambda x: struct.pack(">H", len(x)) + x
-save(frame(1, struct.pack(">HQIBIq", 2, 7311, 1, 3, 1, 1000) + s(b"postgres") + s(b"pgferry")))
+save(frame(1, struct.pack(">HQIBIq", 3, 7311, 1, 3, 1, 1000) + s(b"postgres") + s(b"pgferry")))
 save(frame(4, struct.pack(">QQQ", 1, 2, 3)))
 save(frame(5, struct.pack(">q", 5)))
 save(frame(6, struct.pack(">qqq", 5, 6, 7)))

@@ -6,7 +6,8 @@
 # reconnects and resends, a row committed after the flip reaches the DR side
 # within 20 s (about 1 s on a quiet machine), and the tables are equal with
 # nothing applied twice. Then peers of wire protocol 1 (5-byte headers) are
-# told so, each in its own framing.
+# told so, each in its own framing, and a source of protocol 2 (no pieces)
+# is refused with both versions named.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/relay.sh"
 
@@ -76,8 +77,40 @@ print("type", t, "length", n, "code", code, got[9:9 + m].decode())
 sys.exit(0 if t == 7 and n == len(got) - 5 and code == 2 else 1)
 PY
 cat "$T/v1_reply.txt"
-grep -q "wire protocol 2.*upgrade the source" "$T/v1_reply.txt" || fail "the old source is not told to upgrade"
+grep -q "wire protocol 3.*upgrade the source" "$T/v1_reply.txt" || fail "the old source is not told to upgrade"
 wait_until "the sink's log names the old protocol" 10 grep -q "refused the source at .*wire protocol 1 (an older pgferry)" "$T/sink.log"
+
+# a source of protocol 2 (checked headers, no pieces): refused with both
+# versions named, in the framing it reads
+python3 - "$SINK_PORT" >"$T/v2_reply.txt" <<'PY' || fail "the sink's answer to a protocol 2 hello: $(cat "$T/v2_reply.txt")"
+import socket, struct, sys
+def crc32c(b):
+    crc = 0xffffffff
+    for x in b:
+        crc ^= x
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82f63b78 if crc & 1 else 0)
+    return crc ^ 0xffffffff
+def frame(t, p):
+    h = bytes([t]) + struct.pack(">I", len(p))
+    return h + struct.pack(">I", crc32c(h)) + p
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+st = lambda x: struct.pack(">H", len(x)) + x
+s.sendall(frame(1, struct.pack(">HQIBIq", 2, 7311, 1, 3, 1, 0) + st(b"postgres") + st(b"pgferry")))
+got = b""
+while True:
+    d = s.recv(4096)
+    if not d:
+        break
+    got += d
+t, n = got[0], struct.unpack(">I", got[1:5])[0]
+code, m = struct.unpack(">HH", got[9:13])
+print("type", t, "length", n, "code", code, got[13:13 + m].decode())
+sys.exit(0 if t == 7 and n == len(got) - 9 and code == 2 else 1)
+PY
+cat "$T/v2_reply.txt"
+grep -q "the source speaks wire protocol 2, this sink 3: upgrade the source" "$T/v2_reply.txt" ||
+	fail "a protocol 2 source is not told both versions"
 
 # a sink of protocol 1: it answers a hello it cannot read with an error in
 # its framing; the source says the sink is older, with what it said

@@ -411,6 +411,55 @@ START_TEST(batch_damage)
 }
 END_TEST
 
+/* A message in pieces across batches: each piece but the last says that it
+ * continues, the lengths come back without the flag, and a damaged length
+ * is still refused. */
+START_TEST(batch_pieces)
+{
+	batch_encoder_t *e = batch_encoder_create(1, 4096, &err);
+	batch_decoder_t *d = batch_decoder_create(4096, &err);
+	batch_view_t v;
+	buf_t out;
+	uint8_t msg[5000], back[5000];
+	size_t off = 0, got = 0, len;
+	const uint8_t *r;
+	uint64_t seq = 0;
+	int i;
+
+	for (i = 0; i < (int)sizeof(msg); i++)
+		msg[i] = (uint8_t)(i * 7);
+	buf_init(&out);
+	while (off < sizeof(msg)) {
+		size_t n = sizeof(msg) - off < 2000 ? sizeof(msg) - off : 2000;
+		ck_assert_int_eq(
+		        batch_encoder_add_piece(e, msg + off, n, 77, off + n < sizeof(msg), &err),
+		        PGF_OK);
+		off += n;
+		ck_assert_int_eq(batch_encoder_finish(e, ++seq, &out, &err), PGF_OK);
+		ck_assert_int_eq(batch_decode(d, (uint8_t *)out.data, out.len, seq, &v, &err),
+		                 PGF_OK);
+		ck_assert_uint_eq(v.nrecords, 1);
+		batch_view_record(&v, 0, &r, &len);
+		ck_assert_uint_eq(len, n);
+		ck_assert(batch_view_record_continues(&v, 0) == (off < sizeof(msg)));
+		memcpy(back + got, r, len);
+		got += len;
+	}
+	ck_assert_uint_eq(got, sizeof(msg));
+	ck_assert(memcmp(back, msg, sizeof(msg)) == 0);
+	/* a whole message after the pieces is not a piece */
+	ck_assert_int_eq(batch_encoder_add(e, msg, 10, 78, &err), PGF_OK);
+	ck_assert_int_eq(batch_encoder_finish(e, ++seq, &out, &err), PGF_OK);
+	ck_assert_int_eq(batch_decode(d, (uint8_t *)out.data, out.len, seq, &v, &err), PGF_OK);
+	ck_assert(!batch_view_record_continues(&v, 0));
+	/* a piece is bounded like any record */
+	ck_assert_int_eq(batch_encoder_add_piece(e, msg, 4093, 79, true, &err), PGF_ERR);
+	buf_free(&out);
+	batch_encoder_free(e);
+	batch_decoder_free(d);
+}
+END_TEST
+
 Suite *wire_suite(void)
 {
 	Suite *s = suite_create("wire");
@@ -427,6 +476,7 @@ Suite *wire_suite(void)
 	tcase_add_test(tc, clock_offset);
 	tcase_add_test(tc, batch_round_trip);
 	tcase_add_test(tc, batch_damage);
+	tcase_add_test(tc, batch_pieces);
 	suite_add_tcase(s, tc);
 	return s;
 }
