@@ -159,8 +159,48 @@ static int finish(pgf_error_t *err, const char *what, const reader_t *r)
 	return PGF_OK;
 }
 
+/*
+ * Every frame but BATCH (its own XXH3) and ERROR ends with a CRC-32C of the
+ * payload before it: with tls = off nothing else protects an ACK or a
+ * PRIMARY_FACTS, and one flipped bit in an applied LSN could make the
+ * source confirm past what the DR side holds. ERROR goes unchecked so a
+ * peer of another version still reads why it is refused; it only closes.
+ */
+static void seal(buf_t *b, size_t start)
+{
+	buf_append_be32(b, wire_crc32c(b->data + start, b->len - start));
+}
+
+static int unseal(const uint8_t *p, size_t *len, const char *what, pgf_error_t *err)
+{
+	uint32_t carried, computed;
+
+	if (*len < 4)
+		return error_set(err, PGF_E_PROTOCOL,
+		                 "%s frame of %zu bytes is too short for its payload check", what,
+		                 *len);
+	carried = be32_read(p + *len - 4);
+	computed = wire_crc32c(p, *len - 4);
+	if (carried != computed) {
+		error_set(err, PGF_E_PROTOCOL, "damaged %s frame: its payload fails its check",
+		          what);
+		error_detail(err,
+		             "The frame carries CRC-32C %08x; its %zu payload bytes give %08x.",
+		             carried, *len - 4, computed);
+		error_hint(err,
+		           "Bytes changed on the way (with tls = off nothing else protects "
+		           "them). The connection is dropped and the source resends from the DR "
+		           "side's committed progress; check the network if it recurs.");
+		return PGF_ERR;
+	}
+	*len -= 4;
+	return PGF_OK;
+}
+
 void wire_encode_hello(const wire_hello_t *m, buf_t *b)
 {
+	size_t start = b->len;
+
 	buf_append_be16(b, m->protocol_version);
 	buf_append_be64(b, m->system_identifier);
 	buf_append_be32(b, m->timeline);
@@ -169,6 +209,7 @@ void wire_encode_hello(const wire_hello_t *m, buf_t *b)
 	buf_append_be64(b, (uint64_t)m->source_time);
 	put_string(b, m->database);
 	put_string(b, m->slot);
+	seal(b, start);
 }
 
 int wire_decode_hello(const uint8_t *p, size_t len, wire_hello_t *m, pgf_error_t *err)
@@ -182,6 +223,10 @@ int wire_decode_hello(const uint8_t *p, size_t len, wire_hello_t *m, pgf_error_t
 		return malformed(err, "hello", &r);
 	if (m->protocol_version != WIRE_PROTOCOL_VERSION)
 		return PGF_OK;
+	if (unseal(p, &len, "hello", err) != PGF_OK)
+		return PGF_ERR;
+	reader_init(&r, p, len);
+	r.pos = 2;
 	if (reader_u64(&r, &m->system_identifier) != PGF_OK ||
 	    reader_u32(&r, &m->timeline) != PGF_OK || reader_u8(&r, &m->proto_version) != PGF_OK ||
 	    reader_u32(&r, &m->capabilities) != PGF_OK ||
@@ -199,15 +244,20 @@ int wire_decode_hello(const uint8_t *p, size_t len, wire_hello_t *m, pgf_error_t
 
 void wire_encode_welcome(const wire_welcome_t *m, buf_t *b)
 {
+	size_t start = b->len;
+
 	buf_append_be16(b, m->protocol_version);
 	buf_append_be64(b, m->resume_lsn);
 	buf_append_be64(b, (uint64_t)m->sink_time);
+	seal(b, start);
 }
 
 int wire_decode_welcome(const uint8_t *p, size_t len, wire_welcome_t *m, pgf_error_t *err)
 {
 	reader_t r;
 
+	if (unseal(p, &len, "welcome", err) != PGF_OK)
+		return PGF_ERR;
 	reader_init(&r, p, len);
 	if (reader_u16(&r, &m->protocol_version) != PGF_OK ||
 	    reader_u64(&r, &m->resume_lsn) != PGF_OK || reader_i64(&r, &m->sink_time) != PGF_OK)
@@ -222,15 +272,20 @@ int wire_decode_welcome(const uint8_t *p, size_t len, wire_welcome_t *m, pgf_err
 
 void wire_encode_ack(const wire_ack_t *m, buf_t *b)
 {
+	size_t start = b->len;
+
 	buf_append_be64(b, m->received_lsn);
 	buf_append_be64(b, m->applied_lsn);
 	buf_append_be64(b, m->batch_seq);
+	seal(b, start);
 }
 
 int wire_decode_ack(const uint8_t *p, size_t len, wire_ack_t *m, pgf_error_t *err)
 {
 	reader_t r;
 
+	if (unseal(p, &len, "ack", err) != PGF_OK)
+		return PGF_ERR;
 	reader_init(&r, p, len);
 	if (reader_u64(&r, &m->received_lsn) != PGF_OK ||
 	    reader_u64(&r, &m->applied_lsn) != PGF_OK || reader_u64(&r, &m->batch_seq) != PGF_OK)
@@ -240,13 +295,18 @@ int wire_decode_ack(const uint8_t *p, size_t len, wire_ack_t *m, pgf_error_t *er
 
 void wire_encode_ping(const wire_ping_t *m, buf_t *b)
 {
+	size_t start = b->len;
+
 	buf_append_be64(b, (uint64_t)m->t1);
+	seal(b, start);
 }
 
 int wire_decode_ping(const uint8_t *p, size_t len, wire_ping_t *m, pgf_error_t *err)
 {
 	reader_t r;
 
+	if (unseal(p, &len, "ping", err) != PGF_OK)
+		return PGF_ERR;
 	reader_init(&r, p, len);
 	if (reader_i64(&r, &m->t1) != PGF_OK)
 		return malformed(err, "ping", &r);
@@ -255,15 +315,20 @@ int wire_decode_ping(const uint8_t *p, size_t len, wire_ping_t *m, pgf_error_t *
 
 void wire_encode_pong(const wire_pong_t *m, buf_t *b)
 {
+	size_t start = b->len;
+
 	buf_append_be64(b, (uint64_t)m->t1);
 	buf_append_be64(b, (uint64_t)m->t2);
 	buf_append_be64(b, (uint64_t)m->t3);
+	seal(b, start);
 }
 
 int wire_decode_pong(const uint8_t *p, size_t len, wire_pong_t *m, pgf_error_t *err)
 {
 	reader_t r;
 
+	if (unseal(p, &len, "pong", err) != PGF_OK)
+		return PGF_ERR;
 	reader_init(&r, p, len);
 	if (reader_i64(&r, &m->t1) != PGF_OK || reader_i64(&r, &m->t2) != PGF_OK ||
 	    reader_i64(&r, &m->t3) != PGF_OK)
@@ -290,7 +355,10 @@ int wire_decode_error(const uint8_t *p, size_t len, wire_error_t *m, pgf_error_t
 
 void wire_encode_end_of_stream(const wire_end_of_stream_t *m, buf_t *b)
 {
+	size_t start = b->len;
+
 	buf_append_be64(b, m->final_lsn);
+	seal(b, start);
 }
 
 int wire_decode_end_of_stream(const uint8_t *p, size_t len, wire_end_of_stream_t *m,
@@ -298,6 +366,8 @@ int wire_decode_end_of_stream(const uint8_t *p, size_t len, wire_end_of_stream_t
 {
 	reader_t r;
 
+	if (unseal(p, &len, "end-of-stream", err) != PGF_OK)
+		return PGF_ERR;
 	reader_init(&r, p, len);
 	if (reader_u64(&r, &m->final_lsn) != PGF_OK)
 		return malformed(err, "end-of-stream", &r);
@@ -306,6 +376,8 @@ int wire_decode_end_of_stream(const uint8_t *p, size_t len, wire_end_of_stream_t
 
 void wire_encode_primary_facts(const wire_primary_facts_t *m, buf_t *b)
 {
+	size_t start = b->len;
+
 	buf_append_be64(b, (uint64_t)m->primary_time);
 	buf_append_be64(b, m->position_lsn);
 	buf_append_be64(b, m->flush_lsn);
@@ -322,6 +394,7 @@ void wire_encode_primary_facts(const wire_primary_facts_t *m, buf_t *b)
 			put_string(b, m->rpo_guard_reason);
 		}
 	}
+	seal(b, start);
 }
 
 int wire_decode_primary_facts(const uint8_t *p, size_t len, wire_primary_facts_t *m,
@@ -330,6 +403,8 @@ int wire_decode_primary_facts(const uint8_t *p, size_t len, wire_primary_facts_t
 	reader_t r;
 
 	memset(m, 0, sizeof(*m));
+	if (unseal(p, &len, "primary-facts", err) != PGF_OK)
+		return PGF_ERR;
 	reader_init(&r, p, len);
 	if (reader_i64(&r, &m->primary_time) != PGF_OK ||
 	    reader_u64(&r, &m->position_lsn) != PGF_OK || reader_u64(&r, &m->flush_lsn) != PGF_OK ||

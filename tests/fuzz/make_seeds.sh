@@ -20,12 +20,15 @@ def crc32c(b):
     return crc ^ 0xffffffff
 def save(blob):
     open(os.path.join(out, hashlib.sha1(blob).hexdigest()[:16]), "wb").write(blob)
-# frames (protocol 3: type, length, CRC-32C of both): hello, ack, ping,
+# frames (protocol 3: type, length, CRC-32C of both; control frames but
+# ERROR end with a CRC-32C of their payload): hello, ack, ping,
 # pong, error, end-of-stream, primary facts, a batch; one damaged header
 # (batch-seed, a real batch from a capture, and batch-pieces, a message in
 # two pieces made with batch_encoder_add_piece, are kept: they are not
 # remade here, python has no zstd or XXH3)
 def frame(t, p):
+    if t not in (3, 7):  # every control frame but ERROR checks its payload
+        p += struct.pack(">I", crc32c(p))
     h = bytes([t]) + struct.pack(">I", len(p))
     return h + struct.pack(">I", crc32c(h)) + p
 s = lambda x: struct.pack(">H", len(x)) + x

@@ -59,8 +59,9 @@ def holder():
             t0 = time.time()
             try:
                 while not os.path.exists(stop):
-                    # a ping frame: type 5, length 8, the header's CRC-32C, t1 0
-                    s.sendall(struct.pack('>BIIq', 5, 8, 0x17ffffe6, 0))
+                    # a ping frame: type 5, length 12, the header's CRC-32C,
+                    # t1 0 and the payload's CRC-32C
+                    s.sendall(struct.pack('>BIIqI', 5, 12, 0xd06568f9, 0, 0x8c28b28a))
                     time.sleep(0.1)
             finally:
                 stats['held_s'] += time.time() - t0

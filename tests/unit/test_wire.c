@@ -13,6 +13,60 @@
 
 static pgf_error_t err;
 
+/* Keeps the first n payload bytes of b (dropping its check), appends the
+ * byte extra unless it is -1, and seals it again: a frame whose check is
+ * right but whose content is not. */
+static void resealed(buf_t *b, size_t n, int extra)
+{
+	uint32_t crc;
+
+	b->len = n;
+	if (extra >= 0)
+		buf_append_u8(b, (uint8_t)extra);
+	crc = wire_crc32c(b->data, b->len);
+	buf_append_be32(b, crc);
+}
+
+/* Control frames carry a CRC-32C of their payload: every flipped bit of an
+ * ACK (whose applied LSN the source confirms to the slot) is refused, never
+ * read as another position. */
+START_TEST(control_frame_bit_flips)
+{
+	wire_ack_t a = {0x1000000, 0x0FF0000, 42}, a2;
+	wire_primary_facts_t f = {.primary_time = 7, .position_lsn = 0x5A3F0, .flush_lsn = 0x5A000},
+	                     f2;
+	wire_ping_t pi = {12345}, pi2;
+	buf_t b;
+	size_t i;
+	int bit;
+
+	buf_init(&b);
+	wire_encode_ack(&a, &b);
+	for (i = 0; i < b.len; i++)
+		for (bit = 0; bit < 8; bit++) {
+			b.data[i] ^= (char)(1 << bit);
+			ck_assert_msg(
+			        wire_decode_ack((uint8_t *)b.data, b.len, &a2, &err) == PGF_ERR,
+			        "an ACK with bit %d of byte %zu flipped was accepted", bit, i);
+			ck_assert_ptr_nonnull(strstr(err.message, "damaged ack frame"));
+			b.data[i] ^= (char)(1 << bit);
+		}
+	buf_reset(&b);
+	wire_encode_primary_facts(&f, &b);
+	for (i = 0; i < b.len; i++) {
+		b.data[i] ^= 0x10;
+		ck_assert_int_eq(wire_decode_primary_facts((uint8_t *)b.data, b.len, &f2, &err),
+		                 PGF_ERR);
+		b.data[i] ^= 0x10;
+	}
+	buf_reset(&b);
+	wire_encode_ping(&pi, &b);
+	b.data[7] ^= 0x01;
+	ck_assert_int_eq(wire_decode_ping((uint8_t *)b.data, b.len, &pi2, &err), PGF_ERR);
+	buf_free(&b);
+}
+END_TEST
+
 START_TEST(messages_round_trip)
 {
 	buf_t b;
@@ -37,6 +91,10 @@ START_TEST(messages_round_trip)
 	ck_assert_uint_eq(a2.applied_lsn, 9);
 	ck_assert_int_eq(wire_decode_ack((uint8_t *)b.data, b.len - 1, &a2, &err), PGF_ERR);
 	buf_append_u8(&b, 0);
+	ck_assert_int_eq(wire_decode_ack((uint8_t *)b.data, b.len, &a2, &err), PGF_ERR);
+	ck_assert_ptr_nonnull(strstr(err.message, "fails its check"));
+	/* a trailing byte under a valid check */
+	resealed(&b, b.len - 5, 0);
 	ck_assert_int_eq(wire_decode_ack((uint8_t *)b.data, b.len, &a2, &err), PGF_ERR);
 	ck_assert_ptr_nonnull(strstr(err.message, "trailing"));
 	buf_reset(&b);
@@ -124,9 +182,18 @@ START_TEST(primary_facts_slot_fields)
 	ck_assert_int_eq(f2.slot_wal_warning, 1 << 20);
 	ck_assert_uint_eq(f2.flush_lsn, 0x5A000);
 	for (n = plain + 1; n < b.len; n++) {
-		ck_assert_int_eq(wire_decode_primary_facts((uint8_t *)b.data, n, &f2, &err),
+		/* cut inside the optional fields, under a valid check */
+		buf_t cut;
+		buf_init(&cut);
+		buf_append(&cut, b.data, b.len - 4);
+		resealed(&cut, n - 4, -1);
+		ck_assert_int_eq(wire_decode_primary_facts((uint8_t *)cut.data, cut.len, &f2, &err),
 		                 PGF_ERR);
 		ck_assert_ptr_nonnull(strstr(err.message, "malformed primary-facts frame"));
+		buf_free(&cut);
+		/* cut anywhere: the check fails */
+		ck_assert_int_eq(wire_decode_primary_facts((uint8_t *)b.data, n, &f2, &err),
+		                 PGF_ERR);
 	}
 	buf_append_u8(&b, 0);
 	ck_assert_int_eq(wire_decode_primary_facts((uint8_t *)b.data, b.len, &f2, &err), PGF_ERR);
@@ -467,6 +534,7 @@ Suite *wire_suite(void)
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, messages_round_trip);
+	tcase_add_test(tc, control_frame_bit_flips);
 	tcase_add_test(tc, primary_facts_round_trip);
 	tcase_add_test(tc, primary_facts_slot_fields);
 	tcase_add_test(tc, primary_facts_guard_fields);
