@@ -88,7 +88,8 @@ typedef struct queue {
 	pthread_cond_t cond;
 	queue_item_t *head, *tail;        /* in memory, before anything spooled */
 	queue_item_t *after, *after_tail; /* in memory, after what is spooled */
-	size_t bytes;                     /* of QUEUE_RECORDS data waiting, in memory or spooled */
+	size_t bytes; /* of QUEUE_RECORDS data waiting, in memory or spooled, and
+	               * the headers of spooled items (they take disk too) */
 	size_t items;
 	bool closed;
 	uint64_t received_commit;        /* newest commit_lsn pushed: whole transactions received */
@@ -96,7 +97,7 @@ typedef struct queue {
 	uint64_t primary_flush_session;  /* ... in this session */
 	size_t memory_limit;             /* records beyond this much in memory are spooled */
 	size_t memory_bytes;             /* held in memory: records and item headers */
-	size_t spooled_bytes;            /* of bytes, in the spool file */
+	size_t spooled_bytes;            /* in the spool file: headers and data */
 	size_t spooled_items;            /* items (header + data) in the spool file */
 	uint64_t spool_read;             /* where the oldest spooled item starts */
 	uint64_t spool_end;              /* where the next spooled item goes */

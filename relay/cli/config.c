@@ -104,7 +104,7 @@ const config_key_t config_keys[] = {
 	{"spool_memory_limit", CONFIG_SIZE, "32MB", ROLE_SINK, OFF(spool_memory_limit), 1LL << 20, 1LL << 40, NULL, false,
 	 "received, unapplied batches held in memory at most; beyond it they wait in a spool file in work_dir"},
 	{"spool_disk_limit", CONFIG_SIZE, "1GB", ROLE_SINK, OFF(spool_disk_limit), 0, 1LL << 50, NULL, false,
-	 "received, unapplied batches held on disk at most (0 = none); beyond it the sink stops reading and the slot keeps the rest"},
+	 "received, unapplied batches held on disk at most, their bookkeeping included (0 = none); beyond it the sink stops reading and the slot keeps the rest"},
 	{"lag_history_retention", CONFIG_DURATION, "7d", ROLE_SINK, OFF(lag_history_retention), 60000, 3650 * MS_PER_DAY, NULL, false,
 	 "how long per-second lag samples are kept in the DR database", true},
 	{"source_timeout", CONFIG_DURATION, "10s", ROLE_SINK, OFF(source_timeout), 100, 3600000, NULL, false,

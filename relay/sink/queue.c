@@ -172,7 +172,9 @@ static bool spool_write(queue_t *q, queue_item_t *item)
 		return false;
 	}
 	q->spool_end += sizeof(*item) + item->len;
-	q->spooled_bytes += item->len;
+	/* the header takes disk as the data does: spool_disk_limit counts both */
+	q->spooled_bytes += sizeof(*item) + item->len;
+	q->bytes += sizeof(*item);
 	q->spooled_items++;
 	q->spool_last_session = item->session;
 	queue_item_free(item);
@@ -245,9 +247,9 @@ static queue_item_t *spool_take(queue_t *q)
 		it->next = NULL;
 		it->data = data;
 		q->spool_read = offset + sizeof(header) + header.len;
-		q->spooled_bytes -= header.len;
+		q->spooled_bytes -= sizeof(header) + header.len;
 		q->spooled_items--;
-		q->bytes -= header.len;
+		q->bytes -= sizeof(header) + header.len;
 		q->items--;
 	} else {
 		int e = errno;

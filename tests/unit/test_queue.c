@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void *producer(void *arg)
@@ -100,11 +101,13 @@ START_TEST(spool_beyond_memory)
 			queue_push(&q, numbered(i, 300));
 		/* what fits in 1000 bytes of memory (data and headers) stays there;
 		 * the rest, headers included, went to the spool */
-		ck_assert_uint_eq(queue_bytes(&q), 50 * 300);
+		ck_assert_uint_eq(queue_bytes(&q),
+		                  50 * 300 + q.spooled_items * sizeof(queue_item_t));
 		ck_assert_uint_le(queue_memory_bytes(&q), 1000);
 		ck_assert_uint_eq(queue_spooled_bytes(&q),
-		                  50 * 300 - queue_memory_bytes(&q) / (300 + sizeof(queue_item_t)) *
-		                                     300);
+		                  q.spooled_items * (300 + sizeof(queue_item_t)));
+		ck_assert_uint_eq(q.spooled_items,
+		                  50 - queue_memory_bytes(&q) / (300 + sizeof(queue_item_t)));
 		for (i = 0; i < 50; i++) {
 			queue_item_t *it = queue_pop(&q, 0);
 			ck_assert_ptr_nonnull(it);
@@ -141,7 +144,7 @@ START_TEST(small_items_spool_without_memory)
 		queue_push(&q, numbered(i, 100));
 	ck_assert_uint_le(queue_memory_bytes(&q), 4096);
 	ck_assert_uint_ge(queue_spooled_bytes(&q), n * 100 - 4096);
-	ck_assert_uint_eq(queue_bytes(&q), n * 100);
+	ck_assert_uint_eq(queue_bytes(&q), n * 100 + q.spooled_items * sizeof(queue_item_t));
 	for (i = 0; i < n; i++) {
 		queue_item_t *it = queue_pop(&q, 0);
 		ck_assert_ptr_nonnull(it);
@@ -151,6 +154,34 @@ START_TEST(small_items_spool_without_memory)
 	}
 	ck_assert(queue_empty(&q));
 	ck_assert_uint_eq(queue_memory_bytes(&q), 0);
+	queue_destroy(&q);
+	rmdir(dir);
+}
+END_TEST
+
+/* What the spool holds on disk counts against spool_disk_limit whole: the
+ * items' headers as well as their data (before, only the data counted, so
+ * small batches took about 3.5 times spool_disk_limit). */
+START_TEST(spool_counts_headers)
+{
+	char dir[] = "/tmp/pgferry-queue-test.XXXXXX", path[64];
+	struct stat st;
+	queue_t q;
+	uint64_t i, n = 2000;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/spool", dir);
+	queue_init(&q);
+	ck_assert_int_eq(queue_spool_open(&q, path, 4096), 0);
+	for (i = 0; i < n; i++)
+		queue_push(&q, numbered(i, 100));
+	ck_assert_int_eq(fstat(q.spool_fd, &st), 0);
+	ck_assert_uint_eq(queue_spooled_bytes(&q), (size_t)st.st_size);
+	ck_assert_uint_ge(queue_bytes(&q), (size_t)st.st_size);
+	for (i = 0; i < n; i++)
+		queue_item_free(queue_pop(&q, 0));
+	ck_assert_uint_eq(queue_spooled_bytes(&q), 0);
+	ck_assert_uint_eq(queue_bytes(&q), 0);
 	queue_destroy(&q);
 	rmdir(dir);
 }
@@ -180,7 +211,7 @@ START_TEST(order_when_spool_write_fails)
 	q.spool_fd = ro;
 	for (; i < 40; i++)
 		queue_push(&q, numbered(i, 300));
-	ck_assert_uint_eq(queue_bytes(&q), 40 * 300);
+	ck_assert_uint_eq(queue_bytes(&q), 40 * 300 + q.spooled_items * sizeof(queue_item_t));
 	for (i = 0; i < 40; i++) {
 		queue_item_t *it = queue_pop(&q, 0);
 		ck_assert_ptr_nonnull(it);
@@ -335,6 +366,7 @@ Suite *queue_suite(void)
 	tcase_add_test(tc, bytes_and_close);
 	tcase_add_test(tc, spool_beyond_memory);
 	tcase_add_test(tc, small_items_spool_without_memory);
+	tcase_add_test(tc, spool_counts_headers);
 	tcase_add_test(tc, order_when_spool_write_fails);
 	tcase_add_test(tc, notices_bounded);
 	suite_add_tcase(s, tc);
