@@ -182,6 +182,31 @@ static void send_ping(sink_t *s)
 	buf_free(&b);
 }
 
+/* What the source read from the primary on its own connection. */
+static int on_primary_facts(sink_t *s, const uint8_t *payload, size_t len, pgf_error_t *err)
+{
+	wire_primary_facts_t f;
+
+	if (wire_decode_primary_facts(payload, len, &f, err) != PGF_OK)
+		return PGF_ERR;
+	/* only from a source whose stream was accepted */
+	if (!s->welcomed)
+		return PGF_OK;
+	if (f.flush_lsn > s->primary_flush) {
+		/* for the apply thread, which bounds idle progress by it */
+		queue_set_primary_flush(&s->queue, s->session, f.flush_lsn);
+		s->primary_flush = f.flush_lsn;
+	}
+	lag_on_primary_fact(s->lag, f.position_lsn, f.flush_lsn, f.primary_time, f.source_error);
+	if (f.slot_known)
+		lag_on_slot_wal(s->lag, f.slot_retained_bytes, f.slot_safe_wal_size,
+		                wire_slot_wal_status_name(f.slot_wal_status), f.slot_wal_warning);
+	if (f.rpo_guard_known)
+		lag_on_rpo_guard(s->lag, f.rpo_guard_state == 2, f.rpo_guard_bound_ms,
+		                 f.rpo_guard_engagements, f.rpo_guard_reason);
+	return PGF_OK;
+}
+
 static void source_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *payload, size_t len)
 {
 	sink_t *s = arg;
@@ -221,29 +246,10 @@ static void source_frame(netconn_t *c, void *arg, uint8_t type, const uint8_t *p
 		if (daemon_answer_ping(c, s->cfg, payload, len, &err) != PGF_OK)
 			break;
 		return;
-	case WIRE_PRIMARY_FACTS: {
-		wire_primary_facts_t f;
-		if (wire_decode_primary_facts(payload, len, &f, &err) != PGF_OK)
+	case WIRE_PRIMARY_FACTS:
+		if (on_primary_facts(s, payload, len, &err) != PGF_OK)
 			break;
-		/* only from a source whose stream was accepted */
-		if (!s->welcomed)
-			return;
-		if (f.flush_lsn > s->primary_flush) {
-			/* for the apply thread, which bounds idle progress by it */
-			queue_set_primary_flush(&s->queue, s->session, f.flush_lsn);
-			s->primary_flush = f.flush_lsn;
-		}
-		lag_on_primary_fact(s->lag, f.position_lsn, f.flush_lsn, f.primary_time,
-		                    f.source_error);
-		if (f.slot_known)
-			lag_on_slot_wal(s->lag, f.slot_retained_bytes, f.slot_safe_wal_size,
-			                wire_slot_wal_status_name(f.slot_wal_status),
-			                f.slot_wal_warning);
-		if (f.rpo_guard_known)
-			lag_on_rpo_guard(s->lag, f.rpo_guard_state == 2, f.rpo_guard_bound_ms,
-			                 f.rpo_guard_engagements, f.rpo_guard_reason);
 		return;
-	}
 	case WIRE_END_OF_STREAM: {
 		wire_end_of_stream_t e;
 		char lsn[LSN_TEXT_LEN];
@@ -466,14 +472,128 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
+/* The work directory and, with spool_disk_limit, the receive spool in it. */
+static int sink_open_work_dir(sink_t *s, pgf_error_t *err)
+{
+	const config_t *cfg = s->cfg;
+	char path[1100];
+
+	if (mkdir(cfg->work_dir, 0700) != 0 && errno != EEXIST)
+		return error_set(err, PGF_E_CONFIG, "could not create work_dir \"%s\": %s",
+		                 cfg->work_dir, strerror(errno));
+	if (check_work_dir(cfg->work_dir, err) != PGF_OK)
+		return PGF_ERR;
+	huge_change_init(&s->huge, cfg->work_dir);
+	if (huge_change_clean(cfg->work_dir) > 0)
+		log_info("removed the files of huge changes an earlier run left in work_dir");
+	if (cfg->spool_disk_limit <= 0)
+		return PGF_OK;
+	snprintf(path, sizeof(path), "%s/receive.spool", cfg->work_dir);
+	if (queue_spool_open(&s->queue, path, (size_t)cfg->spool_memory_limit) != 0) {
+		error_set(err, PGF_E_CONFIG, "could not create the receive spool \"%s\": %s", path,
+		          strerror(errno));
+		error_hint(err, "Check that work_dir is writable, or set spool_disk_limit = 0.");
+		return PGF_ERR;
+	}
+	return PGF_OK;
+}
+
+/* The network thread's own state: decoders, the lag tracker, the loop. */
+static int sink_create_receiver(sink_t *s, pgf_error_t *err)
+{
+	s->msg = malloc(sizeof(*s->msg));
+	s->decoder = batch_decoder_create((size_t)s->cfg->max_frame_bytes, err);
+	s->lag = lag_tracker_create(s->cfg);
+	if (s->msg == NULL || s->decoder == NULL || s->lag == NULL) {
+		if (err->message[0] == '\0')
+			error_set(err, PGF_E_MEMORY, "out of memory");
+		return PGF_ERR;
+	}
+	/* room for what inspect_records finds, so a large batch is queued as is */
+	batch_decoder_reserve(s->decoder, sizeof(queue_record_t));
+	s->loop = EV_DEFAULT;
+	ev_async_init(&s->wakeup, on_wakeup);
+	s->wakeup.data = s;
+	ev_async_start(s->loop, &s->wakeup);
+	return PGF_OK;
+}
+
+/* The history, HTTP and apply threads. */
+static int sink_start_threads(sink_t *s, pgf_error_t *err)
+{
+	sink_apply_events_t events = {0};
+
+	s->history = lag_history_start(s->cfg, s->lag, err);
+	if (s->history == NULL)
+		return PGF_ERR;
+	if (sink_http_start(&s->http, s->cfg, s->lag, s->history, err) != PGF_OK)
+		return PGF_ERR;
+	sink_events_fill(s, &events);
+	s->applier = sink_apply_start(s->cfg, &s->queue, &events, err);
+	return s->applier != NULL ? PGF_OK : PGF_ERR;
+}
+
+/* The listener for the source, and the loop's timers and signals. */
+static int sink_listen(sink_t *s, pgf_error_t *err)
+{
+	netconn_callbacks_t cb = {0};
+
+	cb.arg = s;
+	cb.accept = source_accept;
+	cb.frame = source_frame;
+	cb.bad_frame = source_bad_frame;
+	cb.closed = source_closed;
+	s->listener = netconn_listen(s->loop, s->cfg->listen_address, s->tls,
+	                             s->cfg->max_frame_bytes, &cb, err);
+	if (s->listener == NULL)
+		return PGF_ERR;
+	log_info("pgferry sink listening on %s; HTTP on %s; DR database: %s",
+	         s->cfg->listen_address, s->cfg->http_listen, s->cfg->dr_conninfo);
+	events_record("sink_started", EVENT_INFO, NULL, "the sink started (pgferry %s)",
+	              PGFERRY_VERSION);
+	ev_timer_init(&s->ping_timer, ping_tick, 0.2, 0.2);
+	s->ping_timer.data = s;
+	ev_timer_start(s->loop, &s->ping_timer);
+	ev_timer_init(&s->ack_timer, ack_tick, 1.0, 1.0);
+	s->ack_timer.data = s;
+	ev_timer_start(s->loop, &s->ack_timer);
+	daemon_signals(s->loop, &s->sigint, &s->sigterm, on_signal, s);
+	return PGF_OK;
+}
+
+/* Stops the threads (apply commits whole transactions first) and frees
+ * what cmd_sink made; rc says whether it ran to a stop. */
+static void sink_close(sink_t *s, int rc)
+{
+	netconn_listener_free(s->listener);
+	sink_apply_stop(s->applier); /* commits whole transactions, then joins */
+	log_queue_notices(s);
+	if (s->stopping) {
+		char lsn[32];
+		/* the apply thread is gone: what it committed is final */
+		log_info("stopped: the DR database holds every transaction up to %s (its "
+		         "replication origin and pgferry.progress); a transaction it held only in "
+		         "part was rolled back, and the source sends it again",
+		         lsn_format(s->applied_lsn, lsn));
+	}
+	if (s->history)
+		events_record("sink_stopped", EVENT_INFO, NULL, "the sink stopped%s",
+		              rc == 0 ? "" : " on an error");
+	sink_http_stop(&s->http);     /* it reads the history's chart */
+	lag_history_stop(s->history); /* writes the last events */
+	lag_tracker_free(s->lag);
+	batch_decoder_free(s->decoder);
+	free(s->msg);
+	tls_context_free(s->tls);
+	queue_destroy(&s->queue);
+}
+
 int cmd_sink(int argc, char **argv)
 {
 	cli_t cli;
 	pgf_error_t err;
 	sink_t s;
-	sink_apply_events_t events = {0};
 	reload_t *reload = NULL;
-	netconn_callbacks_t cb = {0};
 	int rc = EXIT_ERROR;
 
 	error_clear(&err);
@@ -483,77 +603,12 @@ int cmd_sink(int argc, char **argv)
 	if (daemon_load(argc, argv, ROLE_SINK, CHECK_ROLE_SINK, "sink", &cli, &err) != PGF_OK)
 		goto out;
 	s.cfg = &cli.cfg;
-	if (mkdir(cli.cfg.work_dir, 0700) != 0 && errno != EEXIST) {
-		error_set(&err, PGF_E_CONFIG, "could not create work_dir \"%s\": %s",
-		          cli.cfg.work_dir, strerror(errno));
+	if (sink_open_work_dir(&s, &err) != PGF_OK ||
+	    daemon_tls(&cli.cfg, TLS_ROLE_SERVER, "listen_address", cli.cfg.listen_address, &s.tls,
+	               &err) != PGF_OK ||
+	    sink_create_receiver(&s, &err) != PGF_OK || sink_start_threads(&s, &err) != PGF_OK ||
+	    sink_listen(&s, &err) != PGF_OK)
 		goto out;
-	}
-	if (check_work_dir(cli.cfg.work_dir, &err) != PGF_OK)
-		goto out;
-	huge_change_init(&s.huge, cli.cfg.work_dir);
-	if (huge_change_clean(cli.cfg.work_dir) > 0)
-		log_info("removed the files of huge changes an earlier run left in work_dir");
-	if (cli.cfg.spool_disk_limit > 0) {
-		char path[1100];
-		snprintf(path, sizeof(path), "%s/receive.spool", cli.cfg.work_dir);
-		if (queue_spool_open(&s.queue, path, (size_t)cli.cfg.spool_memory_limit) != 0) {
-			error_set(&err, PGF_E_CONFIG,
-			          "could not create the receive spool \"%s\": %s", path,
-			          strerror(errno));
-			error_hint(&err,
-			           "Check that work_dir is writable, or set spool_disk_limit = 0.");
-			goto out;
-		}
-	}
-	if (daemon_tls(&cli.cfg, TLS_ROLE_SERVER, "listen_address", cli.cfg.listen_address, &s.tls,
-	               &err) != PGF_OK)
-		goto out;
-	s.msg = malloc(sizeof(*s.msg));
-	s.decoder = batch_decoder_create((size_t)cli.cfg.max_frame_bytes, &err);
-	s.lag = lag_tracker_create(&cli.cfg);
-	if (s.msg == NULL || s.decoder == NULL || s.lag == NULL) {
-		if (err.message[0] == '\0')
-			error_set(&err, PGF_E_MEMORY, "out of memory");
-		goto out;
-	}
-	/* room for what inspect_records finds, so a large batch is queued as is */
-	batch_decoder_reserve(s.decoder, sizeof(queue_record_t));
-	s.loop = EV_DEFAULT;
-	ev_async_init(&s.wakeup, on_wakeup);
-	s.wakeup.data = &s;
-	ev_async_start(s.loop, &s.wakeup);
-
-	s.history = lag_history_start(&cli.cfg, s.lag, &err);
-	if (s.history == NULL)
-		goto out;
-	if (sink_http_start(&s.http, &cli.cfg, s.lag, s.history, &err) != PGF_OK)
-		goto out;
-	sink_events_fill(&s, &events);
-	s.applier = sink_apply_start(&cli.cfg, &s.queue, &events, &err);
-	if (s.applier == NULL)
-		goto out;
-
-	cb.arg = &s;
-	cb.accept = source_accept;
-	cb.frame = source_frame;
-	cb.bad_frame = source_bad_frame;
-	cb.closed = source_closed;
-	s.listener = netconn_listen(s.loop, cli.cfg.listen_address, s.tls, cli.cfg.max_frame_bytes,
-	                            &cb, &err);
-	if (s.listener == NULL)
-		goto out;
-	log_info("pgferry sink listening on %s; HTTP on %s; DR database: %s",
-	         cli.cfg.listen_address, cli.cfg.http_listen, cli.cfg.dr_conninfo);
-	events_record("sink_started", EVENT_INFO, NULL, "the sink started (pgferry %s)",
-	              PGFERRY_VERSION);
-
-	ev_timer_init(&s.ping_timer, ping_tick, 0.2, 0.2);
-	s.ping_timer.data = &s;
-	ev_timer_start(s.loop, &s.ping_timer);
-	ev_timer_init(&s.ack_timer, ack_tick, 1.0, 1.0);
-	s.ack_timer.data = &s;
-	ev_timer_start(s.loop, &s.ack_timer);
-	daemon_signals(s.loop, &s.sigint, &s.sigterm, on_signal, &s);
 	reload = reload_start(s.loop, &cli, ROLE_SINK);
 	ev_run(s.loop, 0);
 	rc = 0;
@@ -561,27 +616,7 @@ out:
 	if (rc != 0)
 		log_error_value(LOG_ERROR, &err);
 	reload_stop(reload);
-	netconn_listener_free(s.listener);
-	sink_apply_stop(s.applier); /* commits whole transactions, then joins */
-	log_queue_notices(&s);
-	if (s.stopping) {
-		char lsn[32];
-		/* the apply thread is gone: what it committed is final */
-		log_info("stopped: the DR database holds every transaction up to %s (its "
-		         "replication origin and pgferry.progress); a transaction it held only in "
-		         "part was rolled back, and the source sends it again",
-		         lsn_format(s.applied_lsn, lsn));
-	}
-	if (s.history)
-		events_record("sink_stopped", EVENT_INFO, NULL, "the sink stopped%s",
-		              rc == 0 ? "" : " on an error");
-	sink_http_stop(&s.http);     /* it reads the history's chart */
-	lag_history_stop(s.history); /* writes the last events */
-	lag_tracker_free(s.lag);
-	batch_decoder_free(s.decoder);
-	free(s.msg);
-	tls_context_free(s.tls);
-	queue_destroy(&s.queue);
+	sink_close(&s, rc);
 	cli_free(&cli);
 	return rc;
 }
