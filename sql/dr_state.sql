@@ -48,6 +48,26 @@ BEGIN
 END
 $$;
 
+-- Every DR transaction of the sink starts with this: the fence check, and
+-- the proof that the sink's DR transaction before it committed. The sink
+-- sends a group's COMMIT and applies the next group without waiting for its
+-- result; had that COMMIT failed, the origin would not stand at expected,
+-- and this transaction must not commit either: it would skip the failed one.
+-- The session holds the origin, so nothing else moves it meanwhile.
+CREATE OR REPLACE FUNCTION pgferry.assert_apply_position(expected pg_lsn) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    origin_at pg_lsn := coalesce(pg_replication_origin_session_progress(false), '0/0');
+BEGIN
+    PERFORM pgferry.assert_not_fenced();
+    IF origin_at <> expected THEN
+        RAISE EXCEPTION 'the DR transaction before this one did not commit: the origin is at %, not at %',
+            origin_at, expected
+            USING ERRCODE = 'PF005';
+    END IF;
+END
+$$;
+
 -- Every UPDATE and DELETE of the sink ends in a check of how many rows it
 -- changed; when that is not exactly one, the check calls this, so the
 -- statement fails and nothing of its DR transaction can commit (the COMMIT

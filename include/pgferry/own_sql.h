@@ -42,8 +42,10 @@ extern const char own_sql_identity_set[];
 
 /* ---- fence: set by promote, refused by apply ------------------------------ */
 
-/* Raises PF001 in a fenced DR database (sql/dr_state.sql). */
-extern const char own_sql_fence_check[];
+/* The first statement of every DR transaction of apply: raises PF001 in a
+ * fenced DR database, and PF005 unless the session's origin stands at $1
+ * (pg_lsn: where the DR transaction before it leaves it, sql/dr_state.sql). */
+extern const char own_sql_group_start_check[];
 /* fenced_at, reason; no row: not fenced. */
 extern const char own_sql_fence_read[];
 /* Waits for the DR transaction being applied; later ones find the fence. */

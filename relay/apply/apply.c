@@ -38,7 +38,7 @@ apply_t *apply_create(const config_t *cfg, const apply_hooks_t *hooks)
 	a->msg = malloc(sizeof(*a->msg));
 	a->net_msg = malloc(sizeof(*a->net_msg));
 	a->relcache = relcache_create();
-	pipeline_init(&a->pl, &a->txn, a->relcache);
+	pipeline_init(&a->pl, &a->txn, a->relcache, group_commit_result, a);
 	if (a->msg == NULL || a->net_msg == NULL || a->relcache == NULL) {
 		apply_free(a);
 		return NULL;
@@ -84,6 +84,7 @@ void apply_disconnect(apply_t *a)
 	/* groups committed but not known durable: the source resends them,
 	 * the origin skips what survived */
 	dr_group_transition(&a->group.sm, DR_GROUP_FORGET, &ignored); /* always legal */
+	a->group.nsent = 0;
 	memset(&a->group.pending, 0, sizeof(a->group.pending));
 	coalesce_clear(&a->net);
 	/* the DR schema may change while we are away */
@@ -174,8 +175,8 @@ void apply_reset(apply_t *a)
 {
 	pgf_error_t err;
 
-	if (dr_group_open(&a->group.sm) || a->pl.ninflight > 0)
-		pipeline_rollback(&a->pl);
+	if (dr_group_open(&a->group.sm) || a->pl.count > 0)
+		group_rollback_all(a); /* groups whose COMMIT came back stay */
 	dr_group_transition(&a->group.sm, DR_GROUP_ROLLBACK, &err); /* always legal */
 	pipeline_forget(&a->pl);
 	schema_clear(&a->schema);
@@ -188,11 +189,12 @@ void apply_reset(apply_t *a)
 		if (apply_commit_group(a, true, &err) != PGF_OK) {
 			log_warning("could not make the last applied groups durable: %s",
 			            err.message);
+			group_rollback_all(a);
 			dr_group_transition(&a->group.sm, DR_GROUP_FORGET, &err);
 			memset(&a->group.pending, 0, sizeof(a->group.pending));
-			pipeline_rollback(&a->pl);
 		}
 	}
+	a->pl.failed_lsn = 0; /* reported by now */
 	spill_drop_all(&a->spill);
 	relcache_clear(a->relcache);
 	pgoutput_decoder_init(&a->decoder, a->proto_version);

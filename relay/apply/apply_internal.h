@@ -41,13 +41,20 @@
 #include <sys/types.h>
 #include <time.h>
 
-#define PIPELINE_BATCH  1000       /* statements between syncs */
-#define PIPELINE_BYTES  (4u << 20) /* or this many parameter bytes */
-#define PIPELINE_PARAMS (2 * PGOUTPUT_MAX_COLUMNS + 2)
-#define STMT_BUCKETS    1024
-#define STMT_CACHE_MAX  20000
-#define MAX_STREAMS     64
-#define VERIFIED_SLOTS  4096
+#define PIPELINE_BATCH 1000       /* statements between syncs */
+#define PIPELINE_BYTES (4u << 20) /* or this many parameter bytes */
+/* DR groups whose COMMIT is sent and whose result is not read yet: the
+ * next groups are applied meanwhile (group.c) */
+#define COMMITS_IN_FLIGHT 4
+/* statements and syncs in flight: a segment (between two syncs) holds at
+ * most PIPELINE_BATCH statements and a few of a group's own */
+#define PIPELINE_SEGMENT (PIPELINE_BATCH + 16)
+#define PIPELINE_RING    ((COMMITS_IN_FLIGHT + 2) * PIPELINE_SEGMENT)
+#define PIPELINE_PARAMS  (2 * PGOUTPUT_MAX_COLUMNS + 2)
+#define STMT_BUCKETS     1024
+#define STMT_CACHE_MAX   20000
+#define MAX_STREAMS      64
+#define VERIFIED_SLOTS   4096
 
 /* ---- dispatch.c: the source transaction being applied ------------------- */
 
@@ -70,28 +77,53 @@ typedef struct stmt {
 	char name[24];
 } stmt_t;
 
-/* What an in-flight pipelined statement was, for error messages. */
+/* What an in-flight pipelined statement (or sync) was, for error messages. */
 typedef struct inflight {
 	char what[16];   /* "insert", "update", "commit"... */
 	bool check_rows; /* update/delete: zero rows affected is an error */
 	bool keep;       /* its result is wanted: pipeline_sync leaves it in kept */
+	uint8_t sync;    /* a sync, not a statement (PIPELINE_SYNC_*) */
 	uint32_t relid;
 	uint32_t xid;
 	uint64_t lsn;
 	const stmt_t *stmt;
 } inflight_t;
 
+enum {
+	PIPELINE_STATEMENT,
+	PIPELINE_SYNC_PLAIN,  /* a sync inside a group, or after an empty one */
+	PIPELINE_SYNC_COMMIT, /* the sync after a group's COMMIT: on_commit hears of it */
+};
+
 /* The DR connection in pipeline mode: what is in flight, the prepared
- * statements, and the parameters of the statement being sent. */
+ * statements, and the parameters of the statement being sent.
+ *
+ * Results are read in the order sent: at a sync that must wait (a query
+ * whose answer is needed, the end of input, a rollback), and without waiting
+ * whatever has arrived whenever a sync is sent. A group's COMMIT is followed
+ * by a commit sync; when its results have come back, on_commit says whether
+ * every statement of that segment succeeded. After the first error the
+ * server skips the rest of the failed transaction (and every later one: the
+ * next group's first statement checks that the one before it committed,
+ * group.c), so the pipeline fails every call until pipeline_rollback. */
 typedef struct apply_pipeline {
 	PGconn *conn;
 	const apply_txn_t *txn;     /* error context of what is pushed */
 	const relcache_t *relcache; /* to name relations in errors */
+	void (*on_commit)(void *arg, bool ok);
+	void *commit_arg;
 
-	inflight_t inflight[PIPELINE_BATCH + 16]; /* + begin, prepare, progress, commit */
-	int ninflight;
-	size_t bytes;   /* parameter bytes since the last sync */
-	PGresult *kept; /* the result of an inflight_t with keep */
+	inflight_t ring[PIPELINE_RING]; /* oldest at head */
+	unsigned head, count;
+	unsigned syncs, commits; /* syncs (commit syncs) in flight */
+	int segment;             /* statements since the last sync */
+	bool segment_failed;     /* a statement of the segment being read failed */
+	bool failed;             /* an error was read: nothing more until a rollback */
+	uint64_t failed_lsn;     /* the commit LSN of the transaction that failed
+	                          * (kept through pipeline_forget: apply_reset
+	                          * clears it, once the error was reported) */
+	size_t bytes;            /* parameter bytes since the last sync */
+	PGresult *kept;          /* the result of an inflight_t with keep */
 
 	stmt_t *stmts[STMT_BUCKETS];
 	unsigned nstmts;
@@ -109,20 +141,32 @@ typedef struct apply_pipeline {
 int apply_result_error(pgf_error_t *err, const PGresult *res, const char *what);
 int apply_conn_error(pgf_error_t *err, PGconn *conn, const char *what);
 
-void pipeline_init(apply_pipeline_t *p, const apply_txn_t *txn, const relcache_t *relcache);
+void pipeline_init(apply_pipeline_t *p, const apply_txn_t *txn, const relcache_t *relcache,
+                   void (*on_commit)(void *arg, bool ok), void *commit_arg);
 void pipeline_free(apply_pipeline_t *p);
 /* Forgets what is in flight (the server side is rolled back or gone). */
 void pipeline_forget(apply_pipeline_t *p);
 inflight_t *pipeline_push(apply_pipeline_t *p, const char *what, uint32_t relid, bool check_rows,
                           const stmt_t *stmt);
-/* Sends a sync and reads every result up to it. Returns the first error. */
+/* Sends a sync and reads every result in flight. Returns the first error. */
 int pipeline_sync(apply_pipeline_t *p, pgf_error_t *err);
-/* Syncs when enough statements or bytes are in flight. */
+/* Sends a sync (PIPELINE_SYNC_*) and reads what has arrived without
+ * waiting, unless too much is in flight (COMMITS_IN_FLIGHT commit syncs, or
+ * a full ring): then it waits for the oldest. */
+int pipeline_sync_async(apply_pipeline_t *p, int kind, pgf_error_t *err);
+/* Reads every result in flight (a sync must follow the last statement). */
+int pipeline_drain(apply_pipeline_t *p, pgf_error_t *err);
+/* Syncs (without waiting) when enough statements or bytes are in flight. */
 int pipeline_maybe_sync(apply_pipeline_t *p, pgf_error_t *err);
 int pipeline_send_plain(apply_pipeline_t *p, const char *sql, const char *what, pgf_error_t *err);
+/* Sends sql with n text parameters (unnamed, not prepared). */
+int pipeline_send_params(apply_pipeline_t *p, const char *sql, int n, const char *const *params,
+                         const char *what, pgf_error_t *err);
 /* Sends sql and syncs; the result is left in p->kept. */
 int pipeline_query(apply_pipeline_t *p, const char *sql, int nparams, const char *const *params,
                    const char *what, pgf_error_t *err);
+/* Reads what is in flight (groups whose COMMIT came back are committed),
+ * then rolls back what is open and clears the error. */
 void pipeline_rollback(apply_pipeline_t *p);
 /* Runs one statement outside the pipeline (between groups only). */
 PGresult *pipeline_exec_outside(apply_pipeline_t *p, const char *sql, int nparams,
@@ -239,13 +283,22 @@ int spill_read(const apply_spill_t *sp, const stream_file_t *s, off_t *pos, buf_
 
 /* ---- group.c --------------------------------------------------------------- */
 
+/* A group whose COMMIT is sent: what it applied, until its result comes. */
+typedef struct sent_group {
+	apply_group_t applied; /* seconds: until the COMMIT was sent */
+	bool durable;          /* committed with synchronous_commit = on */
+} sent_group_t;
+
 /* The DR transaction that groups source transactions, and what was
  * committed but is not yet known durable. */
 typedef struct apply_group_state {
 	dr_group_t sm; /* where the group is in its life: the only record of it */
+	/* groups whose COMMIT is in flight, oldest first */
+	sent_group_t sent[COMMITS_IN_FLIGHT + 1];
+	unsigned sent_head, nsent;
 	/* groups committed asynchronously, not yet known durable (merged) */
 	apply_group_t pending;
-	struct timespec last_durable;
+	struct timespec last_durable;  /* when the last synchronous commit was sent */
 	struct timespec idle_advanced; /* when progress was last advanced while idle */
 	uint64_t txns, rows, bytes;
 	uint64_t end_lsn;
@@ -297,6 +350,12 @@ static inline bool apply_between_groups(const apply_t *a)
 /* Moves the group by event (DR_GROUP_BEGIN or DR_GROUP_FLUSH), opening a DR
  * transaction unless one is open. */
 int group_begin(apply_t *a, dr_group_event_t event, pgf_error_t *err);
+/* The pipeline read the result of a group's COMMIT (ok: every statement of
+ * it succeeded): it is committed, and reported if durable. */
+void group_commit_result(void *arg, bool ok);
+/* Reads every result in flight, then rolls back what is open: the groups
+ * whose COMMIT came back stay committed. */
+void group_rollback_all(apply_t *a);
 /* A source transaction committed: count it, commit the group when full. */
 int group_source_commit(apply_t *a, uint64_t end_lsn, int64_t commit_time, pgf_error_t *err);
 

@@ -400,6 +400,10 @@ int apply_huge_record(apply_t *a, uint64_t wal_start, uint8_t type, uint32_t xid
 
 uint64_t apply_failed_lsn(const apply_t *a)
 {
+	/* a statement's error may come back while a later transaction is
+	 * applied: the pipeline knows which one it was */
+	if (a->pl.failed_lsn != 0)
+		return a->pl.failed_lsn;
 	return dr_group_in_source_transaction(&a->group.sm) ? a->txn.lsn : 0;
 }
 

@@ -19,6 +19,7 @@ static const char *const event_names[] = {
         [DR_GROUP_SKIP] = "skip",
         [DR_GROUP_SOURCE_COMMIT] = "source commit",
         [DR_GROUP_FLUSH] = "flush",
+        [DR_GROUP_COMMIT_SENT] = "commit sent",
         [DR_GROUP_COMMIT] = "commit",
         [DR_GROUP_COMMIT_DURABLE] = "durable commit",
         [DR_GROUP_COMMIT_EMPTY] = "empty commit",
@@ -44,6 +45,7 @@ void dr_group_init(dr_group_t *g)
 {
 	g->state = DR_GROUP_IDLE;
 	g->pending = 0;
+	g->in_flight = 0;
 }
 
 bool dr_group_open(const dr_group_t *g)
@@ -60,7 +62,18 @@ bool dr_group_in_source_transaction(const dr_group_t *g)
 /* Where the engine is when no DR transaction is open. */
 static dr_group_state_t between(const dr_group_t *g)
 {
-	return g->pending > 0 ? DR_GROUP_COMMITTED : DR_GROUP_IDLE;
+	return g->pending > 0 || g->in_flight > 0 ? DR_GROUP_COMMITTED : DR_GROUP_IDLE;
+}
+
+/* Where a result coming back leaves the current transaction. */
+static int after_result(const dr_group_t *g)
+{
+	bool outside = g->state == DR_GROUP_IDLE || g->state == DR_GROUP_COMMITTED;
+
+	if (g->in_flight == 0)
+		return -1;
+	/* an open transaction stays open; outside one the counts decide */
+	return outside ? (int)DR_GROUP_COMMITTED : (int)g->state;
 }
 
 /* The state event leads to from g, or -1 when it is illegal there. */
@@ -82,10 +95,11 @@ static int next_state(const dr_group_t *g, dr_group_event_t event)
 		return s == DR_GROUP_SKIPPING ? (int)between(g) : -1;
 	case DR_GROUP_FLUSH:
 		return outside ? (int)DR_GROUP_FLUSHING : -1;
+	case DR_GROUP_COMMIT_SENT:
+		return s == DR_GROUP_OPEN || s == DR_GROUP_FLUSHING ? (int)DR_GROUP_COMMITTED : -1;
 	case DR_GROUP_COMMIT:
-		return s == DR_GROUP_OPEN ? (int)DR_GROUP_COMMITTED : -1;
 	case DR_GROUP_COMMIT_DURABLE:
-		return s == DR_GROUP_OPEN || s == DR_GROUP_FLUSHING ? (int)DR_GROUP_IDLE : -1;
+		return after_result(g);
 	case DR_GROUP_COMMIT_EMPTY:
 		return s == DR_GROUP_OPEN ? (int)between(g) : -1;
 	case DR_GROUP_ROLLBACK:
@@ -104,13 +118,35 @@ int dr_group_transition(dr_group_t *g, dr_group_event_t event, pgf_error_t *err)
 	if (next < 0)
 		return error_set(err, PGF_E_APPLY, "DR group: %s is illegal in state %s",
 		                 dr_group_event_name(event), dr_group_state_name(from));
-	if (event == DR_GROUP_COMMIT)
+	switch (event) {
+	case DR_GROUP_COMMIT_SENT:
+		g->in_flight++;
+		break;
+	case DR_GROUP_COMMIT:
+		g->in_flight--;
 		g->pending++;
-	else if (event == DR_GROUP_COMMIT_DURABLE || event == DR_GROUP_FORGET)
+		break;
+	case DR_GROUP_COMMIT_DURABLE:
+		g->in_flight--;
 		g->pending = 0;
+		break;
+	case DR_GROUP_ROLLBACK: /* nothing is in flight after a rollback */
+		g->in_flight = 0;
+		break;
+	case DR_GROUP_FORGET:
+		g->in_flight = 0;
+		g->pending = 0;
+		break;
+	default:
+		break;
+	}
+	/* outside a DR transaction, the counts say which of the two it is */
+	if (next == DR_GROUP_IDLE || next == DR_GROUP_COMMITTED)
+		next = (int)between(g);
 	g->state = (dr_group_state_t)next;
 	if (from != g->state)
-		log_debug("DR group: %s --%s--> %s (%u pending)", dr_group_state_name(from),
-		          dr_group_event_name(event), dr_group_state_name(g->state), g->pending);
+		log_debug("DR group: %s --%s--> %s (%u in flight, %u pending)",
+		          dr_group_state_name(from), dr_group_event_name(event),
+		          dr_group_state_name(g->state), g->in_flight, g->pending);
 	return PGF_OK;
 }

@@ -9,14 +9,18 @@
  * are one atomic fact. Groups commit asynchronously (synchronous_commit =
  * off); every DURABLE_INTERVAL_MS under load, and whenever input pauses, a
  * group commits synchronously and so makes all before it durable: one WAL
- * flush for many groups. Only durable groups are reported (the committed
- * hook), because the source confirms what is reported to the slot.
+ * flush for many groups. A group's COMMIT is sent without waiting for its
+ * result (up to COMMITS_IN_FLIGHT of them), so the next groups are decoded
+ * and sent while the DR server works; results are read in order, and only
+ * durable groups whose result came back are reported (the committed hook),
+ * because the source confirms what is reported to the slot.
  * The states of this life, and what a crash at each leaves behind, are in
  * pgferry/dr_group.h; every change of state goes through
  * dr_group_transition.
  */
 #include "apply_internal.h"
 
+#include "pgferry/log.h"
 #include "pgferry/own_sql.h"
 #include "pgferry/replication.h"
 
@@ -24,19 +28,37 @@
 #include <string.h>
 
 #define DURABLE_INTERVAL_MS 50.0
+#define SENT_SLOTS          (COMMITS_IN_FLIGHT + 1)
+
+/* Where the origin stands once every COMMIT sent has committed: the next
+ * group's first statement checks it (pgferry.assert_apply_position). */
+static uint64_t expected_origin(const apply_t *a)
+{
+	unsigned n = a->group.nsent;
+
+	if (n == 0)
+		return a->group.progress_lsn;
+	return a->group.sent[(a->group.sent_head + n - 1) % SENT_SLOTS].applied.end_lsn;
+}
 
 int group_begin(apply_t *a, dr_group_event_t event, pgf_error_t *err)
 {
 	bool opens = !dr_group_open(&a->group.sm);
+	char lsn[LSN_TEXT_LEN];
+	const char *params[1];
 
 	if (dr_group_transition(&a->group.sm, event, err) != PGF_OK)
 		return PGF_ERR;
 	if (!opens)
 		return PGF_OK; /* the next source transaction joins the open group */
 	/* the fence check takes a lock that pgferry promote waits for: no DR
-	 * transaction of this sink commits after the fence (sql/dr_state.sql) */
+	 * transaction of this sink commits after the fence (sql/dr_state.sql);
+	 * the position check keeps this group from committing should the one
+	 * before it, still in flight, fail */
+	params[0] = lsn_format(expected_origin(a), lsn);
 	if (pipeline_send_plain(&a->pl, "BEGIN", "begin", err) != PGF_OK ||
-	    pipeline_send_plain(&a->pl, own_sql_fence_check, "fence check", err) != PGF_OK)
+	    pipeline_send_params(&a->pl, own_sql_group_start_check, 1, params, "fence check",
+	                         err) != PGF_OK)
 		return PGF_ERR;
 	a->group.txns = a->group.rows = a->group.bytes = 0;
 	a->group.end_lsn = 0;
@@ -45,29 +67,35 @@ int group_begin(apply_t *a, dr_group_event_t event, pgf_error_t *err)
 	return PGF_OK;
 }
 
-/* The DR transaction failed: roll it back; committed groups stay. */
-static int group_rollback(apply_t *a)
+void group_rollback_all(apply_t *a)
 {
 	pgf_error_t ignored;
 
+	pipeline_rollback(&a->pl); /* reads what is in flight first */
+	a->group.nsent = 0;
 	dr_group_transition(&a->group.sm, DR_GROUP_ROLLBACK, &ignored); /* always legal */
-	pipeline_rollback(&a->pl);
+}
+
+/* The DR transaction failed: roll it back; committed groups stay. */
+static int group_rollback(apply_t *a)
+{
+	group_rollback_all(a);
 	return PGF_ERR;
 }
 
-/* Adds the group just committed to those not yet reported. */
-static void group_committed(apply_t *a)
+/* Adds a group whose COMMIT came back to those not yet reported. */
+static void group_committed(apply_t *a, const apply_group_t *g)
 {
 	apply_group_t *p = &a->group.pending;
 
-	a->group.progress_lsn = a->group.end_lsn;
-	a->group.progress_time = a->group.commit_time;
-	p->end_lsn = a->group.end_lsn;
-	p->last_commit_time = a->group.commit_time;
-	p->transactions += a->group.txns;
-	p->rows += a->group.rows;
-	p->bytes += a->group.bytes;
-	p->seconds += apply_elapsed_since(&a->group.started);
+	a->group.progress_lsn = g->end_lsn;
+	a->group.progress_time = g->last_commit_time;
+	p->end_lsn = g->end_lsn;
+	p->last_commit_time = g->last_commit_time;
+	p->transactions += g->transactions;
+	p->rows += g->rows;
+	p->bytes += g->bytes;
+	p->seconds += g->seconds;
 }
 
 /* Reports the groups committed since the last durable commit: they are
@@ -78,31 +106,63 @@ static void report_durable(apply_t *a)
 	if (a->hooks.committed)
 		a->hooks.committed(a->hooks.arg, &a->group.pending);
 	memset(&a->group.pending, 0, sizeof(a->group.pending));
-	clock_gettime(CLOCK_MONOTONIC, &a->group.last_durable);
 }
 
-/* Sends the progress record and COMMIT of the open group and reads every
- * result: the origin's progress commits atomically with the changes. */
+void group_commit_result(void *arg, bool ok)
+{
+	apply_t *a = arg;
+	sent_group_t *sg;
+	pgf_error_t err;
+
+	if (a->group.nsent == 0)
+		return; /* nothing recorded for it: cannot happen */
+	sg = &a->group.sent[a->group.sent_head];
+	a->group.sent_head = (a->group.sent_head + 1) % SENT_SLOTS;
+	a->group.nsent--;
+	if (!ok)
+		return; /* not committed: the rollback that follows settles the state */
+	group_committed(a, &sg->applied);
+	if (dr_group_transition(&a->group.sm,
+	                        sg->durable ? DR_GROUP_COMMIT_DURABLE : DR_GROUP_COMMIT,
+	                        &err) != PGF_OK)
+		log_error("%s", err.message); /* the counts disagree: a bug */
+	if (sg->durable)
+		report_durable(a);
+}
+
+/* Sends the progress record and COMMIT of the open group, and goes on: the
+ * origin's progress commits atomically with the changes, and
+ * group_commit_result hears of the result. */
 static int group_send_commit(apply_t *a, bool sync_now, pgf_error_t *err)
 {
 	char lsn[LSN_TEXT_LEN], ts[64];
 	const char *params[2] = {lsn_format(a->group.end_lsn, lsn), ts};
+	sent_group_t *sg;
 
 	pgtime_format_iso(a->group.commit_time, ts);
-	if (PQsendQueryParams(a->pl.conn, own_sql_origin_xact_setup, 2, NULL, params, NULL, NULL,
-	                      0) != 1 ||
-	    PQsendQueryParams(a->pl.conn, own_sql_progress_record, 2, NULL, params, NULL, NULL,
-	                      0) != 1) {
-		pgf_error_t ignored;
-		dr_group_transition(&a->group.sm, DR_GROUP_ROLLBACK, &ignored);
-		return apply_conn_error(err, a->pl.conn, "recording progress");
-	}
-	pipeline_push(&a->pl, "progress", 0, false, NULL);
-	pipeline_push(&a->pl, "progress", 0, false, NULL);
-	if ((sync_now && pipeline_send_plain(&a->pl, "SET LOCAL synchronous_commit = on",
+	if (pipeline_send_params(&a->pl, own_sql_origin_xact_setup, 2, params, "progress", err) !=
+	            PGF_OK ||
+	    pipeline_send_params(&a->pl, own_sql_progress_record, 2, params, "progress", err) !=
+	            PGF_OK ||
+	    (sync_now && pipeline_send_plain(&a->pl, "SET LOCAL synchronous_commit = on",
 	                                     "durability", err) != PGF_OK) ||
-	    pipeline_send_plain(&a->pl, "COMMIT", "commit", err) != PGF_OK ||
-	    pipeline_sync(&a->pl, err) != PGF_OK)
+	    pipeline_send_plain(&a->pl, "COMMIT", "commit", err) != PGF_OK)
+		return group_rollback(a);
+	/* recorded before the sync: its result may be read at once */
+	sg = &a->group.sent[(a->group.sent_head + a->group.nsent) % SENT_SLOTS];
+	a->group.nsent++;
+	memset(sg, 0, sizeof(*sg));
+	sg->applied.end_lsn = a->group.end_lsn;
+	sg->applied.last_commit_time = a->group.commit_time;
+	sg->applied.transactions = a->group.txns;
+	sg->applied.rows = a->group.rows;
+	sg->applied.bytes = a->group.bytes;
+	sg->applied.seconds = apply_elapsed_since(&a->group.started);
+	sg->durable = sync_now;
+	if (sync_now)
+		clock_gettime(CLOCK_MONOTONIC, &a->group.last_durable);
+	if (dr_group_transition(&a->group.sm, DR_GROUP_COMMIT_SENT, err) != PGF_OK ||
+	    pipeline_sync_async(&a->pl, PIPELINE_SYNC_COMMIT, err) != PGF_OK)
 		return group_rollback(a);
 	return PGF_OK;
 }
@@ -112,10 +172,15 @@ int apply_commit_group(apply_t *a, bool durable, pgf_error_t *err)
 	dr_group_t *g = &a->group.sm;
 	bool sync_now;
 
-	if (g->state == DR_GROUP_IDLE || dr_group_in_source_transaction(g))
+	if (dr_group_in_source_transaction(g))
+		return PGF_OK;
+	/* input paused: what is in flight comes back (and is reported) now */
+	if (durable && a->pl.syncs > 0 && pipeline_drain(&a->pl, err) != PGF_OK)
+		return group_rollback(a);
+	if (g->state == DR_GROUP_IDLE)
 		return PGF_OK;
 	if (g->state == DR_GROUP_COMMITTED) {
-		if (!durable)
+		if (!durable || g->pending == 0)
 			return PGF_OK;
 		/* make the groups committed asynchronously durable: a transaction
 		 * that writes (the same progress again), committed synchronously,
@@ -130,7 +195,8 @@ int apply_commit_group(apply_t *a, bool durable, pgf_error_t *err)
 	if (g->state == DR_GROUP_OPEN && a->group.txns == 0) {
 		/* nothing to record: end the empty transaction */
 		if (pipeline_send_plain(&a->pl, "COMMIT", "commit", err) != PGF_OK ||
-		    pipeline_sync(&a->pl, err) != PGF_OK)
+		    pipeline_sync_async(&a->pl, PIPELINE_SYNC_PLAIN, err) != PGF_OK ||
+		    (durable && pipeline_drain(&a->pl, err) != PGF_OK))
 			return group_rollback(a);
 		return dr_group_transition(g, DR_GROUP_COMMIT_EMPTY, err);
 	}
@@ -142,12 +208,8 @@ int apply_commit_group(apply_t *a, bool durable, pgf_error_t *err)
 	           apply_elapsed_since(&a->group.last_durable) * 1000.0 >= DURABLE_INTERVAL_MS;
 	if (group_send_commit(a, sync_now, err) != PGF_OK)
 		return PGF_ERR;
-	group_committed(a);
-	if (dr_group_transition(g, sync_now ? DR_GROUP_COMMIT_DURABLE : DR_GROUP_COMMIT, err) !=
-	    PGF_OK)
-		return PGF_ERR;
-	if (sync_now)
-		report_durable(a);
+	if (durable && pipeline_drain(&a->pl, err) != PGF_OK)
+		return group_rollback(a);
 	return PGF_OK;
 }
 

@@ -62,11 +62,14 @@ int apply_conn_error(pgf_error_t *err, PGconn *conn, const char *what)
 	return PGF_ERR;
 }
 
-void pipeline_init(apply_pipeline_t *p, const apply_txn_t *txn, const relcache_t *relcache)
+void pipeline_init(apply_pipeline_t *p, const apply_txn_t *txn, const relcache_t *relcache,
+                   void (*on_commit)(void *arg, bool ok), void *commit_arg)
 {
 	memset(p, 0, sizeof(*p));
 	p->txn = txn;
 	p->relcache = relcache;
+	p->on_commit = on_commit;
+	p->commit_arg = commit_arg;
 	buf_init(&p->scratch);
 }
 
@@ -79,16 +82,28 @@ void pipeline_free(apply_pipeline_t *p)
 
 void pipeline_forget(apply_pipeline_t *p)
 {
-	p->ninflight = 0;
+	p->head = p->count = 0;
+	p->syncs = p->commits = 0;
+	p->segment = 0;
+	p->segment_failed = p->failed = false;
 	p->bytes = 0;
 	PQclear(p->kept);
 	p->kept = NULL;
 }
 
+static inflight_t *ring_append(apply_pipeline_t *p)
+{
+	inflight_t *f = &p->ring[(p->head + p->count) % PIPELINE_RING];
+
+	p->count++;
+	memset(f, 0, sizeof(*f));
+	return f;
+}
+
 inflight_t *pipeline_push(apply_pipeline_t *p, const char *what, uint32_t relid, bool check_rows,
                           const stmt_t *stmt)
 {
-	inflight_t *f = &p->inflight[p->ninflight++];
+	inflight_t *f = ring_append(p);
 
 	snprintf(f->what, sizeof(f->what), "%s", what);
 	f->relid = relid;
@@ -96,7 +111,7 @@ inflight_t *pipeline_push(apply_pipeline_t *p, const char *what, uint32_t relid,
 	f->lsn = p->txn->lsn;
 	f->xid = p->txn->xid;
 	f->stmt = stmt;
-	f->keep = false;
+	p->segment++;
 	return f;
 }
 
@@ -111,100 +126,249 @@ static void describe_relation(apply_pipeline_t *p, uint32_t relid, char *out, si
 		snprintf(out, len, "relation %u", relid);
 }
 
-/* Sends a sync and reads every result up to it. Returns the first error. */
-int pipeline_sync(apply_pipeline_t *p, pgf_error_t *err)
+/* The first error of the pipeline, from the statement f's result res. */
+static void statement_failed(apply_pipeline_t *p, const inflight_t *f, const PGresult *res,
+                             pgf_error_t *err)
 {
-	int i = 0, rc = PGF_OK;
-	PGresult *res;
+	char rel[300], lsn[LSN_TEXT_LEN];
 
-	if (PQpipelineSync(p->conn) != 1)
-		return apply_conn_error(err, p->conn, "sending to");
-	for (;;) {
-		int st;
+	describe_relation(p, f->relid, rel, sizeof(rel));
+	if (res != NULL) {
+		apply_result_error(err, res, f->what);
+		error_where(err, "transaction %u ending at %s%s%s%s%s", f->xid,
+		            lsn_format(f->lsn, lsn), f->relid ? ", " : "", f->relid ? rel : "",
+		            f->stmt ? ", statement " : "", f->stmt ? f->stmt->sql : "");
+	} else {
+		error_set(err, PGF_E_APPLY, "row to %s not found on the DR database in %s", f->what,
+		          rel);
+		error_where(err, "transaction %u ending at %s, statement %s", f->xid,
+		            lsn_format(f->lsn, lsn), f->stmt ? f->stmt->sql : "");
+		error_detail(err, "The DR copy differs from the primary: the row the primary "
+		                  "changed does not exist on the DR side.");
+		error_hint(err, "Find out how the DR copy diverged (pgferry verify), repair the "
+		                "row, and apply resumes by itself.");
+	}
+	p->failed = true;
+	p->failed_lsn = f->lsn;
+}
+
+/* Matches one result with the oldest entry in flight. Returns PGF_ERR when
+ * it is the pipeline's first error (err filled). */
+static int take_result(apply_pipeline_t *p, PGresult *res, pgf_error_t *err)
+{
+	int st = PQresultStatus(res), rc = PGF_OK;
+	inflight_t *f;
+
+	if (st == PGRES_PIPELINE_SYNC) {
+		/* the end of a segment: drop what it left without a result */
+		while (p->count > 0) {
+			f = &p->ring[p->head];
+			p->head = (p->head + 1) % PIPELINE_RING;
+			p->count--;
+			if (f->sync == PIPELINE_STATEMENT)
+				continue;
+			p->syncs--;
+			if (f->sync == PIPELINE_SYNC_COMMIT) {
+				p->commits--;
+				if (p->on_commit)
+					p->on_commit(p->commit_arg, !p->segment_failed);
+			}
+			break;
+		}
+		p->segment_failed = false;
+		PQclear(res);
+		return PGF_OK;
+	}
+	f = &p->ring[p->head];
+	if (p->count == 0 || f->sync != PIPELINE_STATEMENT) {
+		PQclear(res); /* more results than statements: nothing to match */
+		return PGF_OK;
+	}
+	p->head = (p->head + 1) % PIPELINE_RING;
+	p->count--;
+	if (st == PGRES_PIPELINE_ABORTED) {
+		/* skipped after an earlier error; that error is reported */
+		p->segment_failed = true;
+	} else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		p->segment_failed = true;
+		if (!p->failed) {
+			statement_failed(p, f, res, err);
+			rc = PGF_ERR;
+		}
+	} else if (f->keep && !p->failed) {
+		PQclear(p->kept);
+		p->kept = res;
+		return PGF_OK;
+	} else if (f->check_rows && strcmp(PQcmdTuples(res), "0") == 0) {
+		p->segment_failed = true;
+		if (!p->failed) {
+			statement_failed(p, f, NULL, err);
+			rc = PGF_ERR;
+		}
+	}
+	PQclear(res);
+	return rc;
+}
+
+/* The error every call returns after the first, until a rollback. */
+static int already_failed(apply_pipeline_t *p, pgf_error_t *err)
+{
+	char lsn[LSN_TEXT_LEN];
+
+	error_set(err, PGF_E_APPLY, "an earlier statement failed on the DR database");
+	error_where(err, "transaction ending at %s", lsn_format(p->failed_lsn, lsn));
+	return PGF_ERR;
+}
+
+/* Reads results in order: waiting while more than max_syncs syncs are in
+ * flight, then whatever has arrived. Returns the first error. */
+static int pipeline_read(apply_pipeline_t *p, unsigned max_syncs, pgf_error_t *err)
+{
+	int rc = PGF_OK, nulls = 0;
+
+	while (p->count > 0) {
+		PGresult *res;
+
+		if (p->syncs <= max_syncs) {
+			/* only what has arrived: never wait here */
+			if (PQconsumeInput(p->conn) != 1)
+				break; /* a lost connection shows when a result is awaited */
+			if (PQisBusy(p->conn))
+				break;
+		}
 		res = PQgetResult(p->conn);
 		if (res == NULL) {
 			/* end of one statement's results; a dead connection gives
 			 * NULL forever, so check it */
 			if (PQstatus(p->conn) != CONNECTION_OK) {
-				if (rc == PGF_OK)
+				if (rc == PGF_OK && !p->failed)
 					apply_conn_error(err, p->conn, "applying");
-				p->ninflight = 0;
+				pipeline_forget(p);
+				p->failed = true;
 				return PGF_ERR;
 			}
-			continue;
+			/* one NULL ends each statement's results; two in a row mean
+			 * libpq awaits nothing more: never wait for it forever */
+			if (++nulls < 2)
+				continue;
+			if (rc == PGF_OK && !p->failed)
+				error_set(err, PGF_E_APPLY,
+				          "lost track of the statements in flight on the DR "
+				          "connection (%u left)",
+				          p->count);
+			pipeline_forget(p);
+			p->failed = true;
+			return PGF_ERR;
 		}
-		st = PQresultStatus(res);
-		if (st == PGRES_PIPELINE_SYNC) {
-			PQclear(res);
-			break;
-		}
-		if (i >= p->ninflight) {
-			PQclear(res);
-			continue;
-		}
-		inflight_t *f = &p->inflight[i++];
-		if (st == PGRES_PIPELINE_ABORTED) {
-			/* skipped after an earlier error; that error is reported */
-		} else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-			if (rc == PGF_OK) {
-				char rel[300], lsn[LSN_TEXT_LEN];
-				apply_result_error(err, res, f->what);
-				describe_relation(p, f->relid, rel, sizeof(rel));
-				error_where(err, "transaction %u ending at %s%s%s%s%s", f->xid,
-				            lsn_format(f->lsn, lsn), f->relid ? ", " : "",
-				            f->relid ? rel : "", f->stmt ? ", statement " : "",
-				            f->stmt ? f->stmt->sql : "");
-				rc = PGF_ERR;
-			}
-		} else if (f->keep && rc == PGF_OK) {
-			PQclear(p->kept);
-			p->kept = res;
-			continue;
-		} else if (f->check_rows && rc == PGF_OK && strcmp(PQcmdTuples(res), "0") == 0) {
-			char rel[300], lsn[LSN_TEXT_LEN];
-			describe_relation(p, f->relid, rel, sizeof(rel));
-			error_set(err, PGF_E_APPLY, "row to %s not found on the DR database in %s",
-			          f->what, rel);
-			error_where(err, "transaction %u ending at %s, statement %s", f->xid,
-			            lsn_format(f->lsn, lsn), f->stmt ? f->stmt->sql : "");
-			error_detail(err,
-			             "The DR copy differs from the primary: the row the primary "
-			             "changed does not exist on the DR side.");
-			error_hint(err,
-			           "Find out how the DR copy diverged (pgferry verify), repair "
-			           "the row, and apply resumes by itself.");
+		nulls = 0;
+		if (take_result(p, res, err) != PGF_OK)
 			rc = PGF_ERR;
-		}
-		PQclear(res);
 	}
-	p->ninflight = 0;
-	p->bytes = 0;
+	if (rc == PGF_OK && p->failed)
+		return already_failed(p, err);
 	return rc;
+}
+
+static int send_sync(apply_pipeline_t *p, int kind, pgf_error_t *err)
+{
+	inflight_t *f;
+
+	if (p->failed)
+		return already_failed(p, err);
+	if (PQpipelineSync(p->conn) != 1)
+		return apply_conn_error(err, p->conn, "sending to");
+	f = ring_append(p);
+	f->sync = (uint8_t)kind;
+	snprintf(f->what, sizeof(f->what), "sync");
+	p->syncs++;
+	if (kind == PIPELINE_SYNC_COMMIT)
+		p->commits++;
+	p->segment = 0;
+	p->bytes = 0;
+	return PGF_OK;
+}
+
+int pipeline_sync(apply_pipeline_t *p, pgf_error_t *err)
+{
+	if (send_sync(p, PIPELINE_SYNC_PLAIN, err) != PGF_OK)
+		return PGF_ERR;
+	return pipeline_read(p, 0, err);
+}
+
+int pipeline_drain(apply_pipeline_t *p, pgf_error_t *err)
+{
+	return pipeline_read(p, 0, err);
+}
+
+int pipeline_sync_async(apply_pipeline_t *p, int kind, pgf_error_t *err)
+{
+	unsigned max_syncs = p->syncs + 1;
+
+	if (send_sync(p, kind, err) != PGF_OK)
+		return PGF_ERR;
+	/* room for another whole segment, and few enough commits in flight
+	 * that an error rolls back little: else wait for the oldest */
+	while (max_syncs > 0 &&
+	       (p->count > PIPELINE_RING - PIPELINE_SEGMENT || p->commits > COMMITS_IN_FLIGHT)) {
+		if (pipeline_read(p, --max_syncs, err) != PGF_OK)
+			return PGF_ERR;
+	}
+	return pipeline_read(p, UINT32_MAX, err);
 }
 
 int pipeline_maybe_sync(apply_pipeline_t *p, pgf_error_t *err)
 {
-	if (p->ninflight >= PIPELINE_BATCH || p->bytes >= PIPELINE_BYTES)
-		return pipeline_sync(p, err);
+	if (p->segment >= PIPELINE_BATCH || p->bytes >= PIPELINE_BYTES)
+		return pipeline_sync_async(p, PIPELINE_SYNC_PLAIN, err);
 	return PGF_OK;
 }
 
-int pipeline_send_plain(apply_pipeline_t *p, const char *sql, const char *what, pgf_error_t *err)
+int pipeline_send_params(apply_pipeline_t *p, const char *sql, int n, const char *const *params,
+                         const char *what, pgf_error_t *err)
 {
-	if (PQsendQueryParams(p->conn, sql, 0, NULL, NULL, NULL, NULL, 0) != 1)
+	if (p->failed)
+		return already_failed(p, err);
+	if (PQsendQueryParams(p->conn, sql, n, NULL, params, NULL, NULL, 0) != 1)
 		return apply_conn_error(err, p->conn, what);
 	pipeline_push(p, what, 0, false, NULL);
 	return PGF_OK;
 }
 
+int pipeline_send_plain(apply_pipeline_t *p, const char *sql, const char *what, pgf_error_t *err)
+{
+	return pipeline_send_params(p, sql, 0, NULL, what, err);
+}
+
 void pipeline_rollback(apply_pipeline_t *p)
 {
+	const char *sql = "ROLLBACK";
+	pgf_error_t ignored;
 	PGresult *res;
+	bool stale;
 
-	if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK)
+	if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
+		pipeline_forget(p);
 		return;
-	p->ninflight = 0;
-	if (PQsendQueryParams(p->conn, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0) == 1 &&
+	}
+	/* what is in flight first: a group whose COMMIT came back is committed */
+	if (p->count > 0 && p->segment > 0 && PQpipelineSync(p->conn) == 1) {
+		ring_append(p)->sync = PIPELINE_SYNC_PLAIN;
+		p->syncs++;
+	}
+	if (p->syncs > 0)
+		pipeline_read(p, 0, &ignored);
+	/* after an error the server skipped what followed it, prepares too:
+	 * prepare every statement again */
+	stale = p->failed;
+	pipeline_forget(p);
+	if (PQstatus(p->conn) != CONNECTION_OK)
+		return;
+	if (stale) {
+		stmt_cache_clear(p);
+		PQsendQueryParams(p->conn, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0);
+		sql = "DEALLOCATE ALL";
+	}
+	if (PQsendQueryParams(p->conn, sql, 0, NULL, NULL, NULL, NULL, 0) == 1 &&
 	    PQpipelineSync(p->conn) == 1) {
 		for (;;) {
 			res = PQgetResult(p->conn);
@@ -227,6 +391,8 @@ int pipeline_query(apply_pipeline_t *p, const char *sql, int nparams, const char
 {
 	PQclear(p->kept);
 	p->kept = NULL;
+	if (p->failed)
+		return already_failed(p, err);
 	if (PQsendQueryParams(p->conn, sql, nparams, NULL, params, NULL, NULL, 0) != 1)
 		return apply_conn_error(err, p->conn, what);
 	pipeline_push(p, what, 0, false, NULL)->keep = true;
@@ -244,6 +410,8 @@ PGresult *pipeline_exec_outside(apply_pipeline_t *p, const char *sql, int nparam
 	PGresult *res;
 	int st;
 
+	if (p->count > 0 && pipeline_drain(p, err) != PGF_OK)
+		return NULL;
 	if (PQpipelineStatus(p->conn) != PQ_PIPELINE_OFF && PQexitPipelineMode(p->conn) != 1) {
 		apply_conn_error(err, p->conn, "leaving pipeline mode");
 		return NULL;
@@ -383,6 +551,8 @@ static int terminate_text_params(apply_pipeline_t *p, int n, pgf_error_t *err)
 int pipeline_send_prepared(apply_pipeline_t *p, const stmt_t *s, int n, const char *what,
                            uint32_t relid, bool check_rows, pgf_error_t *err)
 {
+	if (p->failed)
+		return already_failed(p, err);
 	if (terminate_text_params(p, n, err) != PGF_OK)
 		return PGF_ERR;
 	if (PQsendQueryPrepared(p->conn, s->name, n, p->values, p->lengths, p->formats, 0) != 1)

@@ -50,7 +50,7 @@ const char own_sql_identity_set[] =
 
 /* ---- fence ---- */
 
-const char own_sql_fence_check[] = "SELECT pgferry.assert_not_fenced()";
+const char own_sql_group_start_check[] = "SELECT pgferry.assert_apply_position($1::pg_lsn)";
 
 const char own_sql_fence_read[] = "SELECT fenced_at, reason FROM pgferry.fence";
 
