@@ -92,6 +92,12 @@ done
 while [ ${#running[@]} -gt 0 ]; do
 	reap
 done
-[ $failed -gt 0 ] && echo "failed: ${failed_names[*]}"
+if [ $failed -gt 0 ]; then
+	# a CI log is often read from its end: say here why each test failed
+	for name in "${failed_names[@]}"; do
+		grep -m 3 -E 'FAIL|timed out|Sanitizer' "$outdir/$name.out" | sed "s/^/    $name: /" | cut -c1-300
+	done
+	echo "failed: ${failed_names[*]}"
+fi
 echo "integration: $passed passed, $failed failed"
 [ $failed -eq 0 ]
