@@ -104,6 +104,18 @@ CONF
 }
 
 # cluster_ctl NAME start|stop|restart|kill [mode]
+# Whether any of the PIDs given is a live process (a zombie is not: it has
+# let go of everything, the shared memory too).
+alive_procs()
+{
+	local p state
+	for p in "$@"; do
+		state=$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)
+		[ -n "$state" ] && [ "$state" != Z ] && return 0
+	done
+	return 1
+}
+
 cluster_ctl()
 {
 	local name=$1 action=$2 mode=${3:-fast} dir=$T/$1 pid
@@ -117,13 +129,18 @@ cluster_ctl()
 			fail "server $name did not stop"
 		;;
 	kill)
-		# the postmaster by PID (crash of the whole server)
+		# the crash of the whole server: the postmaster and every process it
+		# started, at once. Killing the postmaster alone is not enough: a
+		# backend busy with a client's pipelined input notices the loss only
+		# when it next waits, meanwhile it goes on committing, and its
+		# attachment to the shared memory makes the next start fail.
 		pid=$(head -1 "$dir/data/postmaster.pid" 2>/dev/null) || return 0
-		kill -9 "$pid" 2>/dev/null || true
-		# children exit on their own once the postmaster is gone
-		local i
+		local i children
+		children=$(pgrep -P "$pid" 2>/dev/null | tr '\n' ' ')
+		# shellcheck disable=SC2086 # one PID per word
+		kill -9 "$pid" $children 2>/dev/null || true
 		for i in $(seq 100); do
-			pgrep -P "$pid" >/dev/null 2>&1 || break
+			alive_procs $children || break
 			sleep 0.1
 		done
 		# a dead postmaster nobody reaped is a zombie, which still "exists"

@@ -36,7 +36,15 @@ for round in 1 2 3; do
 		"[ \"\$(psql '$DR_CONN' -XAtc \"SELECT coalesce(pg_replication_origin_progress(pgferry.origin(), false), '0/0')\")\" != '$before' ]"
 	if [ "$round" = 2 ]; then
 		log "round $round: kill -9 of the DR server during catch-up"
+		# a backend busy at the crash, as one working through the sink's
+		# pipeline is: it notices the postmaster's death only when it next
+		# waits, so the crash must take it too, or the restart fails
+		psql_on dr -c "SELECT count(*) FROM generate_series(1, 1000000000)" >/dev/null 2>&1 &
+		busy=$!
+		wait_until "the busy statement running" 30 bash -c \
+			"[ \"\$(psql '$DR_CONN' -XAtc \"SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT count(*) FROM generate_series%' AND state = 'active'\")\" = 1 ]"
 		cluster_ctl dr kill
+		kill "$busy" 2>/dev/null
 		cluster_ctl dr start
 	else
 		log "round $round: kill -9 of the sink during catch-up"
