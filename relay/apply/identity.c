@@ -134,6 +134,25 @@ int identity_origin_attach(apply_t *a, pgf_error_t *err)
 	if (!PQgetisnull(res, 0, 1))
 		lsn_parse(PQgetvalue(res, 0, 1), &origin_lsn);
 	PQclear(res);
+	/* pgferry.progress again, now that this session holds the origin: the
+	 * backend of a sink killed a moment ago commits the groups it had
+	 * received until it notices, and holds the origin until then, so a
+	 * figure read before the origin was ours may be older than it */
+	res = PQexec(a->pl.conn, own_sql_identity_resume);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		apply_result_error(err, res, "reading the progress");
+		PQclear(res);
+		res = PQexec(a->pl.conn, "SELECT pg_replication_origin_session_reset()");
+		PQclear(res);
+		a->origin[0] = '\0';
+		return PGF_ERR;
+	}
+	has_recorded = !PQgetisnull(res, 0, 1);
+	recorded = 0;
+	if (has_recorded)
+		lsn_parse(PQgetvalue(res, 0, 1), &recorded);
+	a->group.progress_time = has_recorded ? strtoll(PQgetvalue(res, 0, 2), NULL, 10) : 0;
+	PQclear(res);
 	if (origin_lsn != recorded) {
 		char o[LSN_TEXT_LEN], r[LSN_TEXT_LEN];
 		error_set(err, PGF_E_IDENTITY,
