@@ -39,6 +39,10 @@ batch_encoder_t *batch_encoder_create(int level, size_t max_raw, pgf_error_t *er
 void batch_encoder_free(batch_encoder_t *e);
 /* Drops pending records and starts a new compression stream. */
 void batch_encoder_reset(batch_encoder_t *e);
+/* From the next batch on, records are coded as differences (batch_delta.h):
+ * only once the peer said it reads them (WIRE_CAP_DELTA). A reset turns it
+ * off. */
+void batch_encoder_set_delta(batch_encoder_t *e, bool on);
 /* Appends one CopyData message; lsn orders it (WAL start, or WAL end for a
  * keepalive). Fails if the record alone would exceed max_raw. */
 int batch_encoder_add(batch_encoder_t *e, const uint8_t *data, size_t len, uint64_t lsn,
@@ -70,6 +74,8 @@ typedef struct batch_decoder batch_decoder_t;
 batch_decoder_t *batch_decoder_create(size_t max_raw, pgf_error_t *err);
 void batch_decoder_free(batch_decoder_t *d);
 void batch_decoder_reset(batch_decoder_t *d);
+/* Batches from now on come coded as differences (a reset turns it off). */
+void batch_decoder_set_delta(batch_decoder_t *d, bool on);
 /* Verifies and decompresses one payload. expected_seq 0 accepts any. On
  * error nothing of the batch is exposed, and the decoder must be reset
  * (the compression stream is broken): close the connection. */

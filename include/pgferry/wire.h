@@ -53,7 +53,7 @@ typedef struct wire_hello {
 	uint64_t system_identifier;
 	uint32_t timeline;
 	uint8_t proto_version; /* pgoutput protocol of the stream */
-	uint32_t capabilities; /* none defined yet: 0 */
+	uint32_t capabilities; /* WIRE_CAP_*: what the source can send */
 	int64_t source_time;   /* pgtime, the source host's clock */
 	char database[128];
 	char slot[128];
@@ -63,6 +63,9 @@ typedef struct wire_welcome {
 	uint16_t protocol_version;
 	uint64_t resume_lsn; /* START_REPLICATION here: the DR side's committed progress */
 	int64_t sink_time;
+	/* WIRE_CAP_* of the hello the sink takes (0: the field is left out, as
+	 * a source that announced none reads no more) */
+	uint32_t capabilities;
 } wire_welcome_t;
 
 typedef struct wire_ack {
@@ -130,6 +133,9 @@ uint8_t wire_slot_wal_status_code(const char *name);
 
 /* capability bits of HELLO */
 #define WIRE_CAP_PRIMARY_FACTS 0x1u /* the source sends PRIMARY_FACTS */
+/* the source can code batches as differences (batch_delta.h); in a
+ * welcome: the sink reads them, and batches come so coded from then on */
+#define WIRE_CAP_DELTA 0x2u
 
 /* CRC-32C (Castagnoli) of n bytes. */
 uint32_t wire_crc32c(const void *data, size_t n);

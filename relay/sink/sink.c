@@ -152,6 +152,9 @@ static void on_hello(sink_t *s, const uint8_t *payload, size_t len)
 	s->txn_bytes = 0;
 	pgoutput_decoder_init(&s->pgo, h.proto_version);
 	batch_decoder_reset(s->decoder);
+	/* the source codes its batches as differences once welcomed */
+	s->delta = (h.capabilities & WIRE_CAP_DELTA) != 0;
+	batch_decoder_set_delta(s->decoder, s->delta);
 	lag_set_identity(s->lag, h.system_identifier, h.database, h.slot);
 	it = queue_item_new(QUEUE_SESSION_START, s->session);
 	if (it == NULL) {
@@ -376,6 +379,7 @@ static void on_wakeup(struct ev_loop *loop, ev_async *w, int revents)
 			w.protocol_version = WIRE_PROTOCOL_VERSION;
 			w.resume_lsn = v.resume_lsn;
 			w.sink_time = daemon_clock_now(s->cfg);
+			w.capabilities = s->delta ? WIRE_CAP_DELTA : 0;
 			buf_init(&b);
 			wire_encode_welcome(&w, &b);
 			send_frame(s, WIRE_WELCOME, &b);

@@ -57,6 +57,7 @@ typedef struct sink {
 	uint64_t session;
 	bool said_hello; /* a connection that has not may be displaced by another */
 	bool welcomed;
+	bool delta;  /* the source codes its batches as differences (WIRE_CAP_DELTA) */
 	bool paused; /* stopped reading: the apply queue is full */
 	batch_decoder_t *decoder;
 	uint64_t expected_seq;

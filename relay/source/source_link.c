@@ -31,6 +31,8 @@ static int on_welcome(source_t *s, const uint8_t *payload, size_t len, pgf_error
 	}
 	log_info("the sink resumes at %s", lsn_format(w.resume_lsn, lsn));
 	batch_encoder_reset(s->encoder);
+	/* an older sink takes the records as the walsender sent them */
+	batch_encoder_set_delta(s->encoder, (w.capabilities & WIRE_CAP_DELTA) != 0);
 	s->batch_seq = 0;
 	if (replication_ensure_slot(&s->repl, s->cfg->slot_name, false, &created, &consistent,
 	                            err) != PGF_OK)
@@ -63,7 +65,7 @@ static void sink_connected(netconn_t *c, void *arg)
 	snprintf(hello.database, sizeof(hello.database), "%s", s->repl.dbname);
 	snprintf(hello.slot, sizeof(hello.slot), "%s", s->cfg->slot_name);
 	hello.source_time = daemon_clock_now(s->cfg);
-	hello.capabilities = WIRE_CAP_PRIMARY_FACTS;
+	hello.capabilities = WIRE_CAP_PRIMARY_FACTS | WIRE_CAP_DELTA;
 	buf_init(&b);
 	error_clear(&err);
 	wire_encode_hello(&hello, &b);

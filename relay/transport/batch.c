@@ -3,6 +3,7 @@
  */
 #include "pgferry/batch.h"
 
+#include "pgferry/batch_delta.h"
 #include "pgferry/byteorder.h"
 #include "pgferry/decoder.h"
 
@@ -16,12 +17,17 @@ struct batch_encoder {
 	int level;
 	size_t max_raw;
 	buf_t raw;
+	bool delta;          /* records coded as differences (batch_delta.h) */
+	batch_delta_t state; /* ... over the connection so far */
+	buf_t coded;         /* the batch so coded, compressed in its place */
 	uint32_t nrecords;
 	uint64_t first_lsn, last_lsn;
 };
 
 struct batch_decoder {
 	ZSTD_DCtx *dctx;
+	bool delta;          /* records come coded as differences */
+	batch_delta_t state; /* ... over the connection so far */
 	size_t max_raw;
 	uint8_t *raw;
 	size_t raw_cap;
@@ -42,6 +48,7 @@ batch_encoder_t *batch_encoder_create(int level, size_t max_raw, pgf_error_t *er
 	e->level = level;
 	e->max_raw = max_raw;
 	buf_init(&e->raw);
+	buf_init(&e->coded);
 	batch_encoder_reset(e);
 	return e;
 }
@@ -52,6 +59,7 @@ void batch_encoder_free(batch_encoder_t *e)
 		return;
 	ZSTD_freeCCtx(e->cctx);
 	buf_free(&e->raw);
+	buf_free(&e->coded);
 	free(e);
 }
 
@@ -61,6 +69,26 @@ void batch_encoder_reset(batch_encoder_t *e)
 	ZSTD_CCtx_setParameter(e->cctx, ZSTD_c_compressionLevel, e->level);
 	buf_reset(&e->raw);
 	e->nrecords = 0;
+	e->delta = false;
+	batch_delta_reset(&e->state);
+}
+
+void batch_encoder_set_delta(batch_encoder_t *e, bool on)
+{
+	e->delta = on;
+}
+
+/* The batch's records coded as differences, in e->coded. */
+static const buf_t *code_records(batch_encoder_t *e, pgf_error_t *err)
+{
+	buf_reset(&e->coded);
+	buf_append(&e->coded, e->raw.data, e->raw.len);
+	if (buf_failed(&e->coded)) {
+		error_set(err, PGF_E_MEMORY, "out of memory coding a batch");
+		return NULL;
+	}
+	batch_delta_encode_records(&e->state, (uint8_t *)e->coded.data, e->coded.len);
+	return &e->coded;
 }
 
 int batch_encoder_add_piece(batch_encoder_t *e, const uint8_t *data, size_t len, uint64_t lsn,
@@ -111,6 +139,7 @@ int batch_encoder_finish(batch_encoder_t *e, uint64_t seq, buf_t *out, pgf_error
 	ZSTD_inBuffer in;
 	ZSTD_outBuffer ob;
 	size_t bound, rem;
+	const buf_t *src = &e->raw;
 
 	if (e->raw.len > e->max_raw)
 		return error_set(err, PGF_E_PROTOCOL, "batch of %zu bytes exceeds max_frame_bytes",
@@ -130,13 +159,15 @@ int batch_encoder_finish(batch_encoder_t *e, uint64_t seq, buf_t *out, pgf_error
 	XXH3_freeState(st);
 	be64_write(hdr + 32, sum);
 
+	if (e->delta && (src = code_records(e, err)) == NULL)
+		return PGF_ERR;
 	buf_reset(out);
 	bound = ZSTD_compressBound(e->raw.len) + 64;
 	if (!buf_reserve(out, BATCH_HEADER_LEN + bound))
 		return error_set(err, PGF_E_MEMORY, "out of memory compressing a batch");
 	buf_append(out, hdr, sizeof(hdr));
-	in.src = e->raw.data;
-	in.size = e->raw.len;
+	in.src = src->data;
+	in.size = src->len;
 	in.pos = 0;
 	ob.dst = out->data + out->len;
 	ob.size = out->cap - out->len - 1;
@@ -204,6 +235,13 @@ void batch_decoder_free(batch_decoder_t *d)
 void batch_decoder_reset(batch_decoder_t *d)
 {
 	ZSTD_DCtx_reset(d->dctx, ZSTD_reset_session_only);
+	d->delta = false;
+	batch_delta_reset(&d->state);
+}
+
+void batch_decoder_set_delta(batch_decoder_t *d, bool on)
+{
+	d->delta = on;
 }
 
 /* Decompresses src into d->raw, which must come out exactly raw_len bytes:
@@ -343,9 +381,13 @@ int batch_decode(batch_decoder_t *d, const uint8_t *payload, size_t len, uint64_
 		d->raw = p;
 		d->raw_cap = need;
 	}
-	if (batch_decompress(d, payload + r.pos, reader_remaining(&r), seq, raw_len, err) !=
-	            PGF_OK ||
-	    batch_verify_sum(d, payload, seq, raw_len, sum, err) != PGF_OK ||
+	if (batch_decompress(d, payload + r.pos, reader_remaining(&r), seq, raw_len, err) != PGF_OK)
+		return PGF_ERR;
+	/* the framing is checked after the checksum: a record that overruns
+	 * ends the decoding there, and the checksum fails */
+	if (d->delta)
+		batch_delta_decode_records(&d->state, d->raw, raw_len);
+	if (batch_verify_sum(d, payload, seq, raw_len, sum, err) != PGF_OK ||
 	    batch_frame_records(d, seq, raw_len, nrecords, err) != PGF_OK)
 		return PGF_ERR;
 	out->seq = seq;

@@ -249,6 +249,8 @@ void wire_encode_welcome(const wire_welcome_t *m, buf_t *b)
 	buf_append_be16(b, m->protocol_version);
 	buf_append_be64(b, m->resume_lsn);
 	buf_append_be64(b, (uint64_t)m->sink_time);
+	if (m->capabilities != 0)
+		buf_append_be32(b, m->capabilities);
 	seal(b, start);
 }
 
@@ -259,8 +261,10 @@ int wire_decode_welcome(const uint8_t *p, size_t len, wire_welcome_t *m, pgf_err
 	if (unseal(p, &len, "welcome", err) != PGF_OK)
 		return PGF_ERR;
 	reader_init(&r, p, len);
+	m->capabilities = 0;
 	if (reader_u16(&r, &m->protocol_version) != PGF_OK ||
-	    reader_u64(&r, &m->resume_lsn) != PGF_OK || reader_i64(&r, &m->sink_time) != PGF_OK)
+	    reader_u64(&r, &m->resume_lsn) != PGF_OK || reader_i64(&r, &m->sink_time) != PGF_OK ||
+	    (reader_remaining(&r) > 0 && reader_u32(&r, &m->capabilities) != PGF_OK))
 		return malformed(err, "welcome", &r);
 	if (m->protocol_version != WIRE_PROTOCOL_VERSION) {
 		error_set(err, PGF_E_PROTOCOL, "the sink speaks wire protocol %u, this source %d",

@@ -1,7 +1,7 @@
 /*
  * fuzz_frame.c — libFuzzer target for what the sink reads off the network:
  * frame headers, every wire message decoder and the batch decoder
- * (checksum, decompression, record framing).
+ * (checksum, decompression, records coded as differences, record framing).
  */
 #include "pgferry/batch.h"
 #include "pgferry/byteorder.h"
@@ -32,15 +32,20 @@ static void decode_payload(uint8_t type, const uint8_t *p, size_t n)
 		break;
 	}
 	case WIRE_BATCH: {
-		batch_view_t v;
-		batch_decoder_reset(bd);
-		if (batch_decode(bd, p, n, 0, &v, &err) == PGF_OK) {
-			uint32_t i;
-			for (i = 0; i < v.nrecords; i++) {
-				const uint8_t *r;
-				size_t rl;
-				batch_view_record(&v, i, &r, &rl);
-				(void)batch_view_record_continues(&v, i);
+		/* as sent plain and as coded as differences (WIRE_CAP_DELTA) */
+		int delta;
+		for (delta = 0; delta < 2; delta++) {
+			batch_view_t v;
+			batch_decoder_reset(bd);
+			batch_decoder_set_delta(bd, delta);
+			if (batch_decode(bd, p, n, 0, &v, &err) == PGF_OK) {
+				uint32_t i;
+				for (i = 0; i < v.nrecords; i++) {
+					const uint8_t *r;
+					size_t rl;
+					batch_view_record(&v, i, &r, &rl);
+					(void)batch_view_record_continues(&v, i);
+				}
 			}
 		}
 		break;

@@ -23,9 +23,11 @@ def save(blob):
 # frames (protocol 3: type, length, CRC-32C of both; control frames but
 # ERROR end with a CRC-32C of their payload): hello, ack, ping,
 # pong, error, end-of-stream, primary facts, a batch; one damaged header
-# (batch-seed, a real batch from a capture, and batch-pieces, a message in
-# two pieces made with batch_encoder_add_piece, are kept: they are not
-# remade here, python has no zstd or XXH3)
+# (batch-seed, a real batch from a capture, batch-pieces, a message in
+# two pieces made with batch_encoder_add_piece, and batch-delta-pieces, the
+# first batch of a connection coded as differences holding a Begin, whole
+# XLogData records and the first pieces of a larger one, are kept: they are
+# not remade here, python has no zstd or XXH3)
 def frame(t, p):
     if t not in (3, 7):  # every control frame but ERROR checks its payload
         p += struct.pack(">I", crc32c(p))

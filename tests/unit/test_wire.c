@@ -74,7 +74,7 @@ START_TEST(messages_round_trip)
 	wire_ack_t a = {10, 9, 8}, a2;
 	wire_pong_t p = {1, 2, 3}, p2;
 	wire_error_t e = {WIRE_ERR_IDENTITY, "another primary"}, e2;
-	wire_welcome_t w = {WIRE_PROTOCOL_VERSION, 0x1234, 99}, w2;
+	wire_welcome_t w = {WIRE_PROTOCOL_VERSION, 0x1234, 99, 0}, w2;
 	size_t n;
 
 	buf_init(&b);
