@@ -57,17 +57,17 @@ static const char seq_read_sql[] =
 
 /* The primary fact of a heartbeat row goes to the sink at once, on its own
  * frame: a stuck or failing walsender cannot hold it back. */
-void source_ship_facts(source_t *s, PGresult *res, bool welcomed, double sent_at)
+int source_ship_facts(source_t *s, PGresult *res, bool welcomed, double sent_at, pgf_error_t *err)
 {
 	wire_primary_facts_t f;
-	pgf_error_t err;
 	buf_t b;
+	int rc;
 
 	memset(&f, 0, sizeof(f));
 	if (PQntuples(res) != 1 || PQnfields(res) != 3 ||
 	    lsn_parse(PQgetvalue(res, 0, 0), &f.position_lsn) != PGF_OK ||
 	    lsn_parse(PQgetvalue(res, 0, 1), &f.flush_lsn) != PGF_OK)
-		return;
+		return PGF_OK;
 	/* the primary's clock, like commit times (test_clock_skew shifts this
 	 * process's clock, not the primary's) */
 	f.primary_time = unix_us_to_pgtime(strtoll(PQgetvalue(res, 0, 2), NULL, 10));
@@ -90,13 +90,12 @@ void source_ship_facts(source_t *s, PGresult *res, bool welcomed, double sent_at
 		snprintf(f.rpo_guard_reason, sizeof(f.rpo_guard_reason), "%s", g.reason);
 	}
 	if (s->sink == NULL || (s->state != SOURCE_STREAMING && !welcomed))
-		return;
+		return PGF_OK;
 	buf_init(&b);
-	error_clear(&err);
 	wire_encode_primary_facts(&f, &b);
-	if (netconn_send(s->sink, WIRE_PRIMARY_FACTS, b.data, b.len, &err) != PGF_OK)
-		log_error_value(LOG_WARNING, &err);
+	rc = netconn_send(s->sink, WIRE_PRIMARY_FACTS, b.data, b.len, err);
 	buf_free(&b);
+	return rc;
 }
 
 static int aux_send(source_t *s, int kind, const char *sql, const char *param, pgf_error_t *err)
@@ -157,16 +156,19 @@ static int aux_done(source_t *s, pgf_error_t *err)
 	return rc;
 }
 
-/* A row of slot_sql: remember it for the next facts, and warn once when
- * the retention crosses slot_wal_warning (and once when back under). */
-static void slot_checked(source_t *s, PGresult *res)
+/* A row of slot_sql: remember it for the next facts. A warning is due
+ * once when the retention crosses slot_wal_warning (and once when back
+ * under), and once when wal_status turns to losing WAL: their text goes
+ * into warnings, for the loop to log; how many. */
+static int slot_checked(source_t *s, PGresult *res, char warnings[2][600])
 {
 	int64_t limit = s->cfg->slot_wal_warning;
 	bool over, serious;
+	int n = 0;
 
 	if (PQntuples(res) != 1 || PQnfields(res) != 4) {
 		s->slot_known = false; /* no slot (yet): nothing retained */
-		return;
+		return 0;
 	}
 	snprintf(s->stats.walsender_state, sizeof(s->stats.walsender_state), "%s",
 	         PQgetvalue(res, 0, 3));
@@ -177,26 +179,60 @@ static void slot_checked(source_t *s, PGresult *res)
 	        wire_slot_wal_status_code(PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2));
 	over = limit > 0 && s->slot_retained > limit;
 	if (over && !s->slot_warned)
-		log_warning(
-		        "slot \"%s\" retains %" PRId64 " bytes of WAL on the primary, more than "
-		        "slot_wal_warning (%" PRId64 " bytes): the primary keeps that WAL until "
-		        "the sink confirms it. Is the sink running and applying? A forgotten "
-		        "slot is dropped with SELECT pg_drop_replication_slot('%s').",
-		        s->cfg->slot_name, s->slot_retained, limit, s->cfg->slot_name);
+		snprintf(warnings[n++], 600,
+		         "slot \"%s\" retains %" PRId64 " bytes of WAL on the primary, more than "
+		         "slot_wal_warning (%" PRId64 " bytes): the primary keeps that WAL until "
+		         "the sink confirms it. Is the sink running and applying? A forgotten "
+		         "slot is dropped with SELECT pg_drop_replication_slot('%s').",
+		         s->cfg->slot_name, s->slot_retained, limit, s->cfg->slot_name);
 	else if (!over && s->slot_warned)
-		log_warning("slot \"%s\" retains %" PRId64 " bytes of WAL on the primary, back "
-		            "under slot_wal_warning (%" PRId64 " bytes)",
-		            s->cfg->slot_name, s->slot_retained, limit);
+		snprintf(warnings[n++], 600,
+		         "slot \"%s\" retains %" PRId64 " bytes of WAL on the primary, back "
+		         "under slot_wal_warning (%" PRId64 " bytes)",
+		         s->cfg->slot_name, s->slot_retained, limit);
 	s->slot_warned = over;
 	serious =
 	        s->slot_status == WIRE_SLOT_WAL_UNRESERVED || s->slot_status == WIRE_SLOT_WAL_LOST;
 	if (serious && !s->slot_status_warned)
-		log_warning("slot \"%s\" has wal_status %s: the primary removes (lost) or may "
-		            "remove (unreserved) WAL the slot still needs, past "
-		            "max_slot_wal_keep_size; once lost, only a new clone brings the DR "
-		            "copy back",
-		            s->cfg->slot_name, wire_slot_wal_status_name(s->slot_status));
+		snprintf(warnings[n++], 600,
+		         "slot \"%s\" has wal_status %s: the primary removes (lost) or may "
+		         "remove (unreserved) WAL the slot still needs, past "
+		         "max_slot_wal_keep_size; once lost, only a new clone brings the DR "
+		         "copy back",
+		         s->cfg->slot_name, wire_slot_wal_status_name(s->slot_status));
 	s->slot_status_warned = serious;
+	return n;
+}
+
+/* One result of the plain connection's query, as it came. */
+static void aux_result(source_t *s, PGresult *res)
+{
+	char warnings[2][600];
+	pgf_error_t err;
+	int i, n;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		log_warning("%s failed on the primary: %s",
+		            s->aux_kind == AUX_HEARTBEAT ? "heartbeat"
+		            : s->aux_kind == AUX_SLOT    ? "slot WAL check"
+		                                         : "sequence sync",
+		            PQresultErrorMessage(res));
+		return;
+	}
+	s->aux_ok = true;
+	error_clear(&err);
+	if (s->aux_kind == AUX_HEARTBEAT &&
+	    source_ship_facts(s, res, false, s->aux_sent, &err) != PGF_OK)
+		log_error_value(LOG_WARNING, &err);
+	if (s->aux_kind == AUX_SLOT) {
+		n = slot_checked(s, res, warnings);
+		for (i = 0; i < n; i++)
+			log_warning("%s", warnings[i]);
+	}
+	if (s->aux_kind == AUX_SEQ_READ && PQntuples(res) == 1) {
+		free(s->seq_candidate);
+		s->seq_candidate = strdup(PQgetvalue(res, 0, 0));
+	}
 }
 
 static void heartbeat_io(struct ev_loop *loop, ev_io *w, int revents)
@@ -229,23 +265,7 @@ static void heartbeat_io(struct ev_loop *loop, ev_io *w, int revents)
 				log_error_value(LOG_WARNING, &err);
 			continue;
 		}
-		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-			log_warning("%s failed on the primary: %s",
-			            s->aux_kind == AUX_HEARTBEAT ? "heartbeat"
-			            : s->aux_kind == AUX_SLOT    ? "slot WAL check"
-			                                         : "sequence sync",
-			            PQresultErrorMessage(res));
-		} else {
-			s->aux_ok = true;
-			if (s->aux_kind == AUX_HEARTBEAT)
-				source_ship_facts(s, res, false, s->aux_sent);
-			if (s->aux_kind == AUX_SLOT)
-				slot_checked(s, res);
-			if (s->aux_kind == AUX_SEQ_READ && PQntuples(res) == 1) {
-				free(s->seq_candidate);
-				s->seq_candidate = strdup(PQgetvalue(res, 0, 0));
-			}
-		}
+		aux_result(s, res);
 		PQclear(res);
 	}
 }

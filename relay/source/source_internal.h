@@ -113,11 +113,15 @@ extern const char source_facts_sql[];
  * be installed (the session goes on) */
 int source_heartbeat_open(source_t *s, pgf_error_t *err, pgf_error_t *warning);
 void source_heartbeat_close(source_t *s);
-void source_ship_facts(source_t *s, PGresult *res, bool welcomed, double sent_at);
+/* Ships the primary fact of a row of source_facts_sql (or of a heartbeat)
+ * to the sink; PGF_ERR (err) when it could not be sent. */
+int source_ship_facts(source_t *s, PGresult *res, bool welcomed, double sent_at, pgf_error_t *err);
 
 /* source_stream.c: the walsender stream and the batches cut from it;
- * start_streaming says where the stream starts (*from) */
-int source_start_streaming(source_t *s, uint64_t resume_lsn, uint64_t *from, pgf_error_t *err);
+ * start_streaming says where the stream starts (*from), and in warning
+ * what went wrong without stopping it (the first fact not shipped) */
+int source_start_streaming(source_t *s, uint64_t resume_lsn, uint64_t *from, pgf_error_t *err,
+                           pgf_error_t *warning);
 void source_repl_pause(source_t *s, bool pause);
 void source_send_status(source_t *s, bool reply_requested);
 void source_status_tick(struct ev_loop *loop, ev_timer *w, int revents);

@@ -20,7 +20,9 @@
 static int on_welcome(source_t *s, const uint8_t *payload, size_t len, pgf_error_t *err)
 {
 	wire_welcome_t w;
+	pgf_error_t warning;
 	bool created;
+	int rc;
 	uint64_t consistent, from;
 	char lsn[LSN_TEXT_LEN];
 
@@ -40,7 +42,11 @@ static int on_welcome(source_t *s, const uint8_t *payload, size_t len, pgf_error
 	if (created)
 		log_info("created replication slot \"%s\" at %s", s->cfg->slot_name,
 		         lsn_format(consistent, lsn));
-	if (source_start_streaming(s, w.resume_lsn, &from, err) != PGF_OK)
+	error_clear(&warning);
+	rc = source_start_streaming(s, w.resume_lsn, &from, err, &warning);
+	if (warning.message[0] != '\0')
+		log_error_value(LOG_WARNING, &warning);
+	if (rc != PGF_OK)
 		goto failed;
 	log_info("streaming slot \"%s\" from %s (pgoutput protocol %d)", s->cfg->slot_name,
 	         lsn_format(from, lsn), s->proto_version);

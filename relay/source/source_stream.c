@@ -21,26 +21,25 @@
  * justify idle progress up to it (a shutting-down primary waits for that
  * confirmation, and its plain connections are gone by then). No time, no
  * position: it proves nothing about commits. */
-static void ship_flush_fact(source_t *s)
+static int ship_flush_fact(source_t *s, pgf_error_t *err)
 {
 	wire_primary_facts_t f;
-	pgf_error_t err;
 	buf_t b;
+	int rc;
 
 	if (s->sink == NULL || s->state != SOURCE_STREAMING ||
 	    s->primary_flush_lsn <= s->flush_fact_sent)
-		return;
+		return PGF_OK;
 	memset(&f, 0, sizeof(f));
 	f.flush_lsn = s->primary_flush_lsn;
 	snprintf(f.source_error, sizeof(f.source_error), "%s", s->last_error);
 	buf_init(&b);
-	error_clear(&err);
 	wire_encode_primary_facts(&f, &b);
-	if (netconn_send(s->sink, WIRE_PRIMARY_FACTS, b.data, b.len, &err) != PGF_OK)
-		log_error_value(LOG_WARNING, &err);
-	else
+	rc = netconn_send(s->sink, WIRE_PRIMARY_FACTS, b.data, b.len, err);
+	if (rc == PGF_OK)
 		s->flush_fact_sent = s->primary_flush_lsn;
 	buf_free(&b);
+	return rc;
 }
 
 /* ---- reporting to the walsender ------------------------------------------- */
@@ -239,8 +238,8 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 			source_session_close(s, "could not batch a message");
 			return;
 		}
-		if (wm.kind == 'k')
-			ship_flush_fact(s);
+		if (wm.kind == 'k' && ship_flush_fact(s, &err) != PGF_OK)
+			log_error_value(LOG_WARNING, &err);
 		if (wm.kind == 'k' && wm.reply_requested)
 			source_send_status(s, false);
 		if ((int64_t)batch_encoder_bytes(s->encoder) >= s->cfg->batch_max_bytes)
@@ -262,7 +261,8 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
-int source_start_streaming(source_t *s, uint64_t resume_lsn, uint64_t *from, pgf_error_t *err)
+int source_start_streaming(source_t *s, uint64_t resume_lsn, uint64_t *from, pgf_error_t *err,
+                           pgf_error_t *warning)
 {
 	replication_options_t opts = {0};
 	bool exists;
@@ -317,7 +317,7 @@ int source_start_streaming(source_t *s, uint64_t resume_lsn, uint64_t *from, pgf
 		double sent = rpo_guard_clock();
 		PGresult *res = PQexec(s->repl.conn, source_facts_sql);
 		if (PQresultStatus(res) == PGRES_TUPLES_OK)
-			source_ship_facts(s, res, true, sent);
+			source_ship_facts(s, res, true, sent, warning);
 		PQclear(res);
 	}
 	opts.slot_name = s->cfg->slot_name;
