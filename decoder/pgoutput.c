@@ -505,15 +505,19 @@ int pgoutput_decode(pgoutput_decoder_t *d, const uint8_t *data, size_t len, pgou
 	return PGF_OK;
 }
 
+bool pgoutput_header_only(uint8_t type)
+{
+	return type == PGOUTPUT_INSERT || type == PGOUTPUT_UPDATE || type == PGOUTPUT_DELETE ||
+	       type == PGOUTPUT_TRUNCATE || type == PGOUTPUT_RELATION || type == PGOUTPUT_TYPE;
+}
+
 int pgoutput_decode_header(pgoutput_decoder_t *d, const uint8_t *data, size_t len,
                            pgoutput_message_t *m, pgf_error_t *err)
 {
 	reader_t rs, *r = &rs;
 	uint8_t t;
 
-	if (len == 0 || (data[0] != PGOUTPUT_INSERT && data[0] != PGOUTPUT_UPDATE &&
-	                 data[0] != PGOUTPUT_DELETE && data[0] != PGOUTPUT_TRUNCATE &&
-	                 data[0] != PGOUTPUT_RELATION && data[0] != PGOUTPUT_TYPE))
+	if (len == 0 || !pgoutput_header_only(data[0]))
 		return pgoutput_decode(d, data, len, m, err);
 	/* a body: only what says where it belongs */
 	reader_init(r, data, len);
@@ -522,4 +526,103 @@ int pgoutput_decode_header(pgoutput_decoder_t *d, const uint8_t *data, size_t le
 	READ(reader_u8(r, &t));
 	m->type = (pgoutput_type_t)t;
 	return read_xid_if_streamed(d, r, m, err);
+}
+
+/* ---- the facts of a decoded message, and the message from them ---------- */
+
+void pgoutput_facts_set(const pgoutput_message_t *m, const uint8_t *data, pgoutput_facts_t *f)
+{
+	memset(f, 0, sizeof(*f));
+	switch (m->type) {
+	case PGOUTPUT_BEGIN:
+		f->begin.final_lsn = m->u.begin.final_lsn;
+		f->begin.commit_time = m->u.begin.commit_time;
+		f->begin.xid = m->u.begin.xid;
+		break;
+	case PGOUTPUT_COMMIT:
+		f->commit.commit_lsn = m->u.commit.commit_lsn;
+		f->commit.end_lsn = m->u.commit.end_lsn;
+		f->commit.commit_time = m->u.commit.commit_time;
+		break;
+	case PGOUTPUT_STREAM_COMMIT:
+		f->commit.commit_lsn = m->u.stream_commit.commit_lsn;
+		f->commit.end_lsn = m->u.stream_commit.end_lsn;
+		f->commit.commit_time = m->u.stream_commit.commit_time;
+		break;
+	case PGOUTPUT_ORIGIN:
+		f->origin.commit_lsn = m->u.origin.commit_lsn;
+		f->origin.name = (uint32_t)((const uint8_t *)m->u.origin.name - data);
+		break;
+	case PGOUTPUT_MESSAGE:
+		f->message.lsn = m->u.message.lsn;
+		f->message.prefix = (uint32_t)((const uint8_t *)m->u.message.prefix - data);
+		f->message.content = (uint32_t)(m->u.message.content - data);
+		f->message.content_len = m->u.message.content_len;
+		f->message.flags = m->u.message.flags;
+		break;
+	case PGOUTPUT_STREAM_START:
+		f->stream_start.first_segment = m->u.stream_start.first_segment;
+		break;
+	case PGOUTPUT_STREAM_ABORT:
+		f->stream_abort.subxid = m->u.stream_abort.subxid;
+		f->stream_abort.has_abort_lsn = m->u.stream_abort.has_abort_lsn;
+		f->stream_abort.abort_lsn = m->u.stream_abort.abort_lsn;
+		f->stream_abort.abort_time = m->u.stream_abort.abort_time;
+		break;
+	default: /* the rest: nothing, or nothing apply takes */
+		break;
+	}
+}
+
+void pgoutput_facts_message(uint8_t type, uint32_t xid, const pgoutput_facts_t *f,
+                            const uint8_t *data, size_t len, pgoutput_message_t *m)
+{
+	m->type = (pgoutput_type_t)type;
+	m->length = len;
+	m->has_xid = xid != 0;
+	m->xid = xid;
+	switch (type) {
+	case PGOUTPUT_BEGIN:
+		m->u.begin.final_lsn = f->begin.final_lsn;
+		m->u.begin.commit_time = f->begin.commit_time;
+		m->u.begin.xid = f->begin.xid;
+		break;
+	case PGOUTPUT_COMMIT:
+		m->u.commit.flags = 0;
+		m->u.commit.commit_lsn = f->commit.commit_lsn;
+		m->u.commit.end_lsn = f->commit.end_lsn;
+		m->u.commit.commit_time = f->commit.commit_time;
+		break;
+	case PGOUTPUT_STREAM_COMMIT:
+		m->u.stream_commit.xid = xid;
+		m->u.stream_commit.flags = 0;
+		m->u.stream_commit.commit_lsn = f->commit.commit_lsn;
+		m->u.stream_commit.end_lsn = f->commit.end_lsn;
+		m->u.stream_commit.commit_time = f->commit.commit_time;
+		break;
+	case PGOUTPUT_ORIGIN:
+		m->u.origin.commit_lsn = f->origin.commit_lsn;
+		m->u.origin.name = (const char *)data + f->origin.name;
+		break;
+	case PGOUTPUT_MESSAGE:
+		m->u.message.lsn = f->message.lsn;
+		m->u.message.prefix = (const char *)data + f->message.prefix;
+		m->u.message.content = data + f->message.content;
+		m->u.message.content_len = f->message.content_len;
+		m->u.message.flags = f->message.flags;
+		break;
+	case PGOUTPUT_STREAM_START:
+		m->u.stream_start.xid = xid;
+		m->u.stream_start.first_segment = f->stream_start.first_segment;
+		break;
+	case PGOUTPUT_STREAM_ABORT:
+		m->u.stream_abort.xid = xid;
+		m->u.stream_abort.subxid = f->stream_abort.subxid;
+		m->u.stream_abort.has_abort_lsn = f->stream_abort.has_abort_lsn;
+		m->u.stream_abort.abort_lsn = f->stream_abort.abort_lsn;
+		m->u.stream_abort.abort_time = f->stream_abort.abort_time;
+		break;
+	default:
+		break;
+	}
 }

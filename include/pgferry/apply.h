@@ -21,6 +21,7 @@
 #define PGFERRY_APPLY_H
 
 #include "pgferry/config.h"
+#include "pgferry/decoder.h"
 #include "pgferry/error.h"
 
 #include <stdbool.h>
@@ -81,18 +82,18 @@ int64_t apply_progress_time(const apply_t *a);
  * resume from apply_progress(). */
 int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t len,
                   pgf_error_t *err);
-/* The same for a message whose type and xid (inside a stream block; 0:
- * none) were decoded already (pgoutput_decode_header, the sink's network
- * thread): a change inside a stream block goes to its spill file without
- * being decoded again, and nothing is decoded twice. */
-int apply_record(apply_t *a, uint64_t wal_start, uint8_t type, uint32_t xid, const uint8_t *data,
-                 size_t len, pgf_error_t *err);
+/* The same for a message the sink's network thread decoded already: its
+ * type, its xid (0: none) and, for a message that is not a change
+ * (pgoutput_header_only), what it said (facts). A change inside a stream
+ * block goes to its spill file undecoded; nothing is decoded twice. */
+int apply_record(apply_t *a, uint64_t wal_start, uint8_t type, uint32_t xid,
+                 const pgoutput_facts_t *facts, const uint8_t *data, size_t len, pgf_error_t *err);
 /* A change larger than a batch, in the file at path (huge_change.h): applied
  * from the file (an INSERT or UPDATE by COPY, never held in memory), or
  * inside a stream block kept with the stream until its commit. The caller
  * removes the file afterwards (unless the stream took it). */
-int apply_huge_record(apply_t *a, uint64_t wal_start, uint8_t type, uint32_t xid, const char *path,
-                      pgf_error_t *err);
+int apply_huge_record(apply_t *a, uint64_t wal_start, uint8_t type, uint32_t xid,
+                      const pgoutput_facts_t *facts, const char *path, pgf_error_t *err);
 
 /* Commits the open group, if any (apply_input_paused does this when no
  * more data is waiting, so an idle stream is never held back). Groups commit

@@ -271,6 +271,58 @@ int pgoutput_decode(pgoutput_decoder_t *d, const uint8_t *data, size_t len, pgou
  * Keeps d's stream state as pgoutput_decode does. */
 int pgoutput_decode_header(pgoutput_decoder_t *d, const uint8_t *data, size_t len,
                            pgoutput_message_t *m, pgf_error_t *err);
+/* Whether pgoutput_decode_header leaves the message's body undecoded: a
+ * change (Insert, Update, Delete, Truncate), a Relation or a Type message. */
+bool pgoutput_header_only(uint8_t type);
+
+/* What any other message says, in 24 bytes: the sink's network thread
+ * decodes it once and keeps this with the record, and its apply thread
+ * rebuilds the message from it (pgoutput_facts_message) instead of
+ * decoding it again. Strings are offsets from the message's first byte.
+ * The xid of a message that has one (has_xid) is kept beside, not here.
+ * Two-phase messages keep nothing but their type (apply refuses them), a
+ * Commit and a Stream Commit not their flags (always 0). */
+typedef union pgoutput_facts {
+	struct {
+		uint64_t final_lsn;
+		int64_t commit_time;
+		uint32_t xid;
+	} begin;
+	struct { /* Commit and Stream Commit */
+		uint64_t commit_lsn;
+		uint64_t end_lsn;
+		int64_t commit_time;
+	} commit;
+	struct {
+		uint64_t commit_lsn;
+		uint32_t name;
+	} origin;
+	struct {
+		uint64_t lsn;
+		uint32_t prefix;
+		uint32_t content;
+		uint32_t content_len;
+		uint8_t flags;
+	} message;
+	struct {
+		uint8_t first_segment;
+	} stream_start;
+	struct {
+		uint64_t abort_lsn;
+		int64_t abort_time;
+		uint32_t subxid;
+		bool has_abort_lsn;
+	} stream_abort;
+} pgoutput_facts_t;
+
+/* The facts of m, decoded (pgoutput_decode or pgoutput_decode_header)
+ * from the message at data; zero for a message pgoutput_header_only. */
+void pgoutput_facts_set(const pgoutput_message_t *m, const uint8_t *data, pgoutput_facts_t *f);
+/* Fills m as decoding the len bytes at data did, from their facts, type and
+ * xid (0: none), for a message that is not pgoutput_header_only. Strings
+ * point into data, as pgoutput_decode's do. */
+void pgoutput_facts_message(uint8_t type, uint32_t xid, const pgoutput_facts_t *f,
+                            const uint8_t *data, size_t len, pgoutput_message_t *m);
 uint32_t pgoutput_truncate_relid(const pgoutput_message_t *m, uint32_t i);
 /* "begin", "commit", ... as in pgferry decode's JSON; "unknown" otherwise */
 const char *pgoutput_type_name(pgoutput_type_t t);

@@ -31,6 +31,10 @@ typedef struct huge_change {
 	size_t len;               /* pgoutput bytes written so far */
 	uint8_t type;             /* the pgoutput message type (its first byte) */
 	uint32_t xid;             /* of a change inside a stream block (0: none) */
+	pgoutput_facts_t facts;   /* once complete: what a message that is not a
+	                           * change said (offsets into the file) */
+	char prefix[64];          /* of a Message, once complete: m's prefix points
+	                           * here (cut if longer: it only is compared) */
 } huge_change_t;
 
 void huge_change_init(huge_change_t *h, const char *work_dir);
@@ -44,7 +48,9 @@ int huge_change_clean(const char *work_dir);
  * message is checked as every received one is (pgoutput_decode_header
  * with d, into m): a row change from its first piece, anything else (a huge
  * logical message, the one case held in memory, briefly) read back whole
- * at the last; h->type and h->xid say what it is. */
+ * at the last; h->type, h->xid and h->facts say what it is. The message
+ * read back is freed before the return: of m's strings only a Message's
+ * prefix stays valid (until the next call), in h->prefix. */
 int huge_change_add(huge_change_t *h, uint64_t session, const uint8_t *piece, size_t len,
                     bool continues, pgoutput_decoder_t *d, pgoutput_message_t *m, bool *complete,
                     pgf_error_t *err);

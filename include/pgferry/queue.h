@@ -19,6 +19,7 @@
 #ifndef PGFERRY_QUEUE_H
 #define PGFERRY_QUEUE_H
 
+#include "pgferry/decoder.h"
 #include "pgferry/log.h"
 
 #include <pthread.h>
@@ -38,14 +39,21 @@ typedef enum {
 } queue_kind_t;
 
 /* One record of a QUEUE_RECORDS item as the network thread found it when it
- * verified and decoded it: the apply thread parses none of this again. */
+ * verified and decoded it: the apply thread parses none of this again, and
+ * decodes only the body of a change (pgoutput_header_only). 48 bytes, in
+ * the item's data: they count against spool_memory_limit with it. */
 typedef struct queue_record {
-	uint64_t wal_start; /* 'w': where the WAL record starts */
-	uint64_t wal_end;   /* 'k': how far the walsender has sent */
-	uint32_t offset;    /* 'w': the pgoutput message, at the item's data + offset;
-	                     * 'h': the number of its file (huge_change_path) */
+	uint64_t wal_start; /* 'w', 'h': where the WAL record starts */
+	union {
+		uint64_t wal_end;       /* 'k': how far the walsender has sent */
+		pgoutput_facts_t facts; /* 'w', 'h': what a message that is not a
+		                         * change said (Begin, Commit, Message...) */
+	};
+	uint32_t offset; /* 'w': the pgoutput message, at the item's data + offset;
+	                  * 'h': the number of its file (huge_change_path) */
 	uint32_t len;
-	uint32_t xid; /* of a message inside a stream block (0: none) */
+	uint32_t xid; /* of a message that has one: inside a stream block, or a
+	               * stream message's own (0: none) */
 	char kind;    /* 'w' (XLogData), 'k' (keepalive), 'p' (a piece of a message
 	               * larger than a batch: nothing to do), 'h' (the last piece:
 	               * the whole message, in a file in work_dir) */

@@ -266,17 +266,31 @@ stream_file_t *spill_open(apply_spill_t *sp, uint32_t xid, pgf_error_t *err);
 void spill_close(apply_spill_t *sp, stream_file_t *s, bool remove);
 void spill_drop_all(apply_spill_t *sp);
 bool spill_any_open(const apply_spill_t *sp);
-/* Appends one message; subxid: its xid when it has one (0 otherwise). */
-int spill_append(stream_file_t *s, uint32_t subxid, uint64_t wal_start, const uint8_t *data,
-                 size_t len, pgf_error_t *err);
+/* Appends one message; xid: its xid when it has one (0 otherwise); facts:
+ * what the network thread decoded of a message that is not a change (NULL
+ * for a change, decoded when replayed). */
+int spill_append(stream_file_t *s, uint32_t xid, uint64_t wal_start, const pgoutput_facts_t *facts,
+                 const uint8_t *data, size_t len, pgf_error_t *err);
 /* Drops a streamed transaction, or one subtransaction and all after it. */
 int spill_abort(apply_spill_t *sp, uint32_t xid, uint32_t subxid, pgf_error_t *err);
 /* Appends a reference to a huge change's file (moved to a name of the
  * stream's own, removed with the stream). */
-int spill_append_huge(apply_spill_t *sp, stream_file_t *s, uint32_t subxid, uint64_t wal_start,
-                      uint8_t type, const char *path, pgf_error_t *err);
-/* Whether a spilled record is such a reference: its type and file. */
-bool spill_record_huge(const buf_t *rec, uint8_t *type, char *path, size_t size);
+int spill_append_huge(apply_spill_t *sp, stream_file_t *s, uint32_t xid, uint64_t wal_start,
+                      uint8_t type, const pgoutput_facts_t *facts, const char *path,
+                      pgf_error_t *err);
+/* A spilled record as read back: a message (with its facts when it is not
+ * a change), or a reference to a huge change's file. */
+typedef struct spilled {
+	bool huge; /* path names the file of the change */
+	uint8_t type;
+	uint32_t xid;
+	pgoutput_facts_t facts; /* of a message that is not a change: what it said */
+	const uint8_t *data;    /* not huge: the message, inside the record read */
+	size_t len;
+	char path[600];
+} spilled_t;
+/* What the record in rec holds; false when it is too short for its kind. */
+bool spill_record_parse(const buf_t *rec, spilled_t *out);
 /* Reads the record at *pos into rec: 1, 0 at the end, PGF_ERR. */
 int spill_read(const apply_spill_t *sp, const stream_file_t *s, off_t *pos, buf_t *rec,
                pgf_error_t *err);

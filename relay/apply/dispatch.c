@@ -2,9 +2,13 @@
  * dispatch.c — one handler per pgoutput message kind behind apply_message,
  * and the error context every error of apply carries.
  *
- * apply_message decodes a message and hands it to apply_handle_<kind>.
- * Inside a Stream Start/Stop block every message goes to the spill file
- * (spill.c) instead; a Stream Commit replays it through the same handlers.
+ * apply_record takes a message as the sink's network thread found it (its
+ * type, xid and, unless it is a change, what it said: pgoutput_facts_t),
+ * decodes a change's body, its only decoding, and hands the message to
+ * apply_handle_<kind>. apply_message (replay) finds the same from the raw
+ * bytes first. Inside a Stream Start/Stop block every message goes to the
+ * spill file (spill.c) instead; a Stream Commit replays it through the same
+ * handlers.
  * When a handler fails, apply_error_context names the source transaction
  * (xid and commit LSN) in the error's where, unless the handler said
  * something more precise (the statement, the relation, the command).
@@ -168,13 +172,28 @@ static int apply_dispatch(apply_t *a, const pgoutput_message_t *m, uint64_t wal_
                           pgf_error_t *err);
 
 /*
+ * The message of len bytes at data in a->msg: a change's body (and a
+ * Relation or Type message) is decoded here, its one decoding; any other
+ * message was decoded by the sink's network thread (or apply_message), and
+ * is rebuilt from what it found (facts, xid) without decoding it again.
+ */
+static int apply_take_message(apply_t *a, uint8_t type, uint32_t xid, const pgoutput_facts_t *facts,
+                              const uint8_t *data, size_t len, pgf_error_t *err)
+{
+	if (pgoutput_header_only(type))
+		return pgoutput_decode(&a->decoder, data, len, a->msg, err);
+	pgoutput_facts_message(type, xid, facts, data, len, a->msg);
+	return PGF_OK;
+}
+
+/*
  * A change larger than a batch, in its file (huge.c): an INSERT or UPDATE
  * inside a transaction is written by COPY without holding it; anything
  * else (or what COPY cannot write exactly) is read whole and applied like
  * any message, the one case where memory holds a huge change.
  */
-static int apply_huge_file(apply_t *a, uint64_t wal_start, uint8_t type, const char *path,
-                           pgf_error_t *err)
+static int apply_huge_file(apply_t *a, uint64_t wal_start, uint8_t type, uint32_t xid,
+                           const pgoutput_facts_t *facts, const char *path, pgf_error_t *err)
 {
 	bool done = false;
 	buf_t msg;
@@ -198,7 +217,8 @@ static int apply_huge_file(apply_t *a, uint64_t wal_start, uint8_t type, const c
 		               strerror(errno));
 	} else {
 		msg.len = (size_t)st.st_size;
-		rc = pgoutput_decode(&a->decoder, (const uint8_t *)msg.data, msg.len, a->msg, err);
+		rc = apply_take_message(a, type, xid, facts, (const uint8_t *)msg.data, msg.len,
+		                        err);
 		if (rc == PGF_OK)
 			rc = apply_dispatch(a, a->msg, wal_start, msg.len, err);
 	}
@@ -216,6 +236,7 @@ static int stream_replay(apply_t *a, uint32_t xid, pgf_error_t *err)
 	pgoutput_decoder_t saved = a->decoder;
 	off_t pos = 0;
 	buf_t rec;
+	spilled_t sr;
 	int rc;
 
 	if (s == NULL)
@@ -223,18 +244,22 @@ static int stream_replay(apply_t *a, uint32_t xid, pgf_error_t *err)
 	buf_init(&rec);
 	a->decoder.in_stream = true; /* spilled changes carry their xid */
 	while ((rc = spill_read(&a->spill, s, &pos, &rec, err)) == 1) {
-		uint8_t type;
-		char path[600];
-		if (spill_record_huge(&rec, &type, path, sizeof(path))) {
-			rc = apply_huge_file(a, 0, type, path, err);
-			unlink(path);
+		if (!spill_record_parse(&rec, &sr)) {
+			rc = error_set(err, PGF_E_IO,
+			               "spill file \"%s\" is corrupt before offset %lld", s->path,
+			               (long long)pos);
+			break;
+		}
+		if (sr.huge) {
+			rc = apply_huge_file(a, 0, sr.type, sr.xid, &sr.facts, sr.path, err);
+			unlink(sr.path);
 			if (rc != PGF_OK)
 				break;
 			continue;
 		}
-		if (pgoutput_decode(&a->decoder, (const uint8_t *)rec.data, rec.len, a->msg, err) !=
+		if (apply_take_message(a, sr.type, sr.xid, &sr.facts, sr.data, sr.len, err) !=
 		            PGF_OK ||
-		    apply_change(a, a->msg, rec.len, err) != PGF_OK) {
+		    apply_change(a, a->msg, sr.len, err) != PGF_OK) {
 			rc = PGF_ERR;
 			break;
 		}
@@ -326,10 +351,11 @@ static int apply_dispatch(apply_t *a, const pgoutput_message_t *m, uint64_t wal_
 }
 
 /* A message inside a Stream Start/Stop block goes to the spill file as it
- * came (decoded once, when its transaction commits); anything else is
- * decoded here and dispatched. */
+ * came (a change is decoded once, when its transaction commits); anything
+ * else is dispatched here. */
 static int apply_decoded_or_spilled(apply_t *a, uint64_t wal_start, uint8_t type, uint32_t xid,
-                                    const uint8_t *data, size_t len, pgf_error_t *err)
+                                    const pgoutput_facts_t *facts, const uint8_t *data, size_t len,
+                                    pgf_error_t *err)
 {
 	char lsn[LSN_TEXT_LEN];
 
@@ -339,9 +365,10 @@ static int apply_decoded_or_spilled(apply_t *a, uint64_t wal_start, uint8_t type
 			return error_set(err, PGF_E_PROTOCOL, "%s inside a stream block at %s",
 			                 pgoutput_type_name((pgoutput_type_t)type),
 			                 lsn_format(wal_start, lsn));
-		return spill_append(a->spill.current, xid, wal_start, data, len, err);
+		return spill_append(a->spill.current, xid, wal_start,
+		                    pgoutput_header_only(type) ? NULL : facts, data, len, err);
 	}
-	if (pgoutput_decode(&a->decoder, data, len, a->msg, err) != PGF_OK) {
+	if (apply_take_message(a, type, xid, facts, data, len, err) != PGF_OK) {
 		error_where(err, "message at %s", lsn_format(wal_start, lsn));
 		return PGF_ERR;
 	}
@@ -352,46 +379,42 @@ static int apply_decoded_or_spilled(apply_t *a, uint64_t wal_start, uint8_t type
 	return PGF_OK;
 }
 
-int apply_record(apply_t *a, uint64_t wal_start, uint8_t type, uint32_t xid, const uint8_t *data,
-                 size_t len, pgf_error_t *err)
+int apply_record(apply_t *a, uint64_t wal_start, uint8_t type, uint32_t xid,
+                 const pgoutput_facts_t *facts, const uint8_t *data, size_t len, pgf_error_t *err)
 {
 	if (!apply_connected(a))
 		return error_set(err, PGF_E_DATABASE, "not connected to the DR database");
-	return apply_decoded_or_spilled(a, wal_start, type, xid, data, len, err);
+	return apply_decoded_or_spilled(a, wal_start, type, xid, facts, data, len, err);
 }
 
 int apply_message(apply_t *a, uint64_t wal_start, const uint8_t *data, size_t len, pgf_error_t *err)
 {
 	pgoutput_message_t *m = a->msg;
+	pgoutput_facts_t facts;
 
 	if (!apply_connected(a))
 		return error_set(err, PGF_E_DATABASE, "not connected to the DR database");
-	if (a->spill.current != NULL) {
-		/* what a stream block needs: the type and the xid */
-		if (pgoutput_decode_header(&a->decoder, data, len, m, err) != PGF_OK) {
-			char lsn[LSN_TEXT_LEN];
-			error_where(err, "message at %s", lsn_format(wal_start, lsn));
-			return PGF_ERR;
-		}
-		if (m->type != PGOUTPUT_STREAM_STOP)
-			return apply_decoded_or_spilled(a, wal_start, (uint8_t)m->type,
-			                                m->has_xid ? m->xid : 0, data, len, err);
-		a->spill.current = NULL; /* the decoder left its stream block too */
-		return PGF_OK;
+	/* what the sink's network thread finds in a record, found here */
+	if (pgoutput_decode_header(&a->decoder, data, len, m, err) != PGF_OK) {
+		char lsn[LSN_TEXT_LEN];
+		error_where(err, "message at %s", lsn_format(wal_start, lsn));
+		return PGF_ERR;
 	}
-	return apply_decoded_or_spilled(a, wal_start, len ? data[0] : 0, 0, data, len, err);
+	pgoutput_facts_set(m, data, &facts);
+	return apply_decoded_or_spilled(a, wal_start, (uint8_t)m->type, m->has_xid ? m->xid : 0,
+	                                &facts, data, len, err);
 }
 
-int apply_huge_record(apply_t *a, uint64_t wal_start, uint8_t type, uint32_t xid, const char *path,
-                      pgf_error_t *err)
+int apply_huge_record(apply_t *a, uint64_t wal_start, uint8_t type, uint32_t xid,
+                      const pgoutput_facts_t *facts, const char *path, pgf_error_t *err)
 {
 	if (!apply_connected(a))
 		return error_set(err, PGF_E_DATABASE, "not connected to the DR database");
 	/* inside a stream block: the file waits for the Stream Commit */
 	if (a->spill.current != NULL)
-		return spill_append_huge(&a->spill, a->spill.current, xid, wal_start, type, path,
-		                         err);
-	if (apply_huge_file(a, wal_start, type, path, err) != PGF_OK) {
+		return spill_append_huge(&a->spill, a->spill.current, xid, wal_start, type, facts,
+		                         path, err);
+	if (apply_huge_file(a, wal_start, type, xid, facts, path, err) != PGF_OK) {
 		apply_error_context(a, wal_start, err);
 		return PGF_ERR;
 	}

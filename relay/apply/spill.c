@@ -6,9 +6,13 @@
  * the file back to where its first change began.
  *
  * Spill record: u32 length, u64 wal_start (both big-endian), the pgoutput
- * message as received; or, for a change larger than a batch, a reference
- * to its file (SPILL_HUGE, the type, the file's name), so that a streamed
- * transaction holding one stays bounded too.
+ * message as received; a message that is not a change comes after what the
+ * network thread decoded of it (SPILL_FACTS, its xid, its pgoutput_facts_t),
+ * so that it is not decoded again; a change larger than a batch is a
+ * reference to its file (SPILL_HUGE, the type, the xid, the facts, the
+ * file's name), so that a streamed transaction holding one stays bounded
+ * too. The facts are written as they are in memory: a spill file is read
+ * only by the process that wrote it.
  */
 #include "apply_internal.h"
 #include "pgferry/byteorder.h"
@@ -16,13 +20,18 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define SPILL_HEADER 12
-#define SPILL_HUGE   0xff /* no pgoutput message starts with it */
+#define SPILL_HUGE   0xff /* no pgoutput message starts with either */
+#define SPILL_FACTS  0xfe
+/* after SPILL_FACTS: the xid and the facts; after SPILL_HUGE: the type too */
+#define SPILL_FACTS_LEN (1 + 4 + sizeof(pgoutput_facts_t))
+#define SPILL_HUGE_LEN  (SPILL_FACTS_LEN + 1)
 
 void spill_init(apply_spill_t *sp, const config_t *cfg)
 {
@@ -192,54 +201,97 @@ static int subxact_note(stream_file_t *s, uint32_t xid, pgf_error_t *err)
 	return PGF_OK;
 }
 
-int spill_append(stream_file_t *s, uint32_t subxid, uint64_t wal_start, const uint8_t *data,
-                 size_t len, pgf_error_t *err)
+/* Writes one record: its header, then head (head_len bytes), then data. */
+static int spill_write(stream_file_t *s, uint32_t subxid, uint64_t wal_start, const uint8_t *head,
+                       size_t head_len, const uint8_t *data, size_t len, pgf_error_t *err)
 {
 	uint8_t hdr[SPILL_HEADER];
 
 	/* remember where each subtransaction starts, for subtransaction aborts */
 	if (subxid != 0 && subxid != s->xid && subxact_note(s, subxid, err) != PGF_OK)
 		return PGF_ERR;
-	be32_write(hdr, (uint32_t)len);
+	be32_write(hdr, (uint32_t)(head_len + len));
 	be64_write(hdr + 4, wal_start);
 	if (util_write_all(s->fd, hdr, sizeof(hdr)) != PGF_OK ||
+	    (head_len > 0 && util_write_all(s->fd, head, head_len) != PGF_OK) ||
 	    util_write_all(s->fd, data, len) != PGF_OK) {
 		error_set(err, PGF_E_IO, "could not write spill file \"%s\": %s", s->path,
 		          strerror(errno));
 		error_hint(err, "Check free space in work_dir.");
 		return PGF_ERR;
 	}
-	s->size += (off_t)(sizeof(hdr) + len);
+	s->size += (off_t)(sizeof(hdr) + head_len + len);
 	return PGF_OK;
 }
 
-int spill_append_huge(apply_spill_t *sp, stream_file_t *s, uint32_t subxid, uint64_t wal_start,
-                      uint8_t type, const char *path, pgf_error_t *err)
+/* The head of a SPILL_FACTS or SPILL_HUGE record; its length. */
+static size_t facts_head(uint8_t *head, uint8_t marker, uint32_t xid, const pgoutput_facts_t *facts)
 {
-	uint8_t rec[2 + 600];
-	size_t n;
-
-	huge_name(sp, s, s->nhuge, (char *)rec + 2, sizeof(rec) - 2);
-	if (rename(path, (char *)rec + 2) != 0)
-		return error_set(err, PGF_E_IO, "could not move \"%s\" to \"%s\": %s", path,
-		                 (char *)rec + 2, strerror(errno));
-	s->nhuge++;
-	rec[0] = SPILL_HUGE;
-	rec[1] = type;
-	n = 2 + strlen((char *)rec + 2);
-	return spill_append(s, subxid, wal_start, rec, n, err);
+	head[0] = marker;
+	be32_write(head + 1, xid);
+	memcpy(head + 5, facts, sizeof(*facts));
+	return SPILL_FACTS_LEN;
 }
 
-bool spill_record_huge(const buf_t *rec, uint8_t *type, char *path, size_t size)
+int spill_append(stream_file_t *s, uint32_t xid, uint64_t wal_start, const pgoutput_facts_t *facts,
+                 const uint8_t *data, size_t len, pgf_error_t *err)
 {
-	size_t n;
+	uint8_t head[SPILL_FACTS_LEN];
 
-	if (rec->len < 3 || (uint8_t)rec->data[0] != SPILL_HUGE)
+	if (facts == NULL)
+		return spill_write(s, xid, wal_start, NULL, 0, data, len, err);
+	return spill_write(s, xid, wal_start, head, facts_head(head, SPILL_FACTS, xid, facts), data,
+	                   len, err);
+}
+
+int spill_append_huge(apply_spill_t *sp, stream_file_t *s, uint32_t xid, uint64_t wal_start,
+                      uint8_t type, const pgoutput_facts_t *facts, const char *path,
+                      pgf_error_t *err)
+{
+	uint8_t head[SPILL_HUGE_LEN];
+	char name[600];
+
+	huge_name(sp, s, s->nhuge, name, sizeof(name));
+	if (rename(path, name) != 0)
+		return error_set(err, PGF_E_IO, "could not move \"%s\" to \"%s\": %s", path, name,
+		                 strerror(errno));
+	s->nhuge++;
+	facts_head(head, SPILL_HUGE, xid, facts);
+	head[SPILL_FACTS_LEN] = type;
+	return spill_write(s, xid, wal_start, head, sizeof(head), (const uint8_t *)name,
+	                   strlen(name), err);
+}
+
+bool spill_record_parse(const buf_t *rec, spilled_t *out)
+{
+	const uint8_t *p = (const uint8_t *)rec->data;
+	size_t head;
+
+	memset(out, 0, offsetof(spilled_t, path));
+	out->path[0] = '\0';
+	if (rec->len == 0 || (p[0] != SPILL_FACTS && p[0] != SPILL_HUGE)) {
+		out->type = rec->len ? p[0] : 0;
+		out->data = p;
+		out->len = rec->len;
+		return true;
+	}
+	head = p[0] == SPILL_HUGE ? SPILL_HUGE_LEN : SPILL_FACTS_LEN;
+	if (rec->len <= head)
 		return false;
-	n = rec->len - 2 < size - 1 ? rec->len - 2 : size - 1;
-	*type = (uint8_t)rec->data[1];
-	memcpy(path, rec->data + 2, n);
-	path[n] = '\0';
+	out->xid = be32_read(p + 1);
+	memcpy(&out->facts, p + 5, sizeof(out->facts));
+	out->data = p + head;
+	out->len = rec->len - head;
+	if (p[0] == SPILL_FACTS) {
+		out->type = out->data[0];
+		return true;
+	}
+	out->huge = true;
+	out->type = p[SPILL_FACTS_LEN];
+	if (out->len >= sizeof(out->path))
+		return false;
+	memcpy(out->path, out->data, out->len);
+	out->path[out->len] = '\0';
 	return true;
 }
 

@@ -102,7 +102,7 @@ const config_key_t config_keys[] = {
 	{"apply_coalesce", CONFIG_BOOL, "on", ROLE_SINK, OFF(apply_coalesce), 0, 0, NULL, false,
 	 "apply only the net change per row of each DR transaction, where the DR table allows it"},
 	{"spool_memory_limit", CONFIG_SIZE, "32MB", ROLE_SINK, OFF(spool_memory_limit), 1LL << 20, 1LL << 40, NULL, false,
-	 "received, unapplied batches held in memory at most; beyond it they wait in a spool file in work_dir"},
+	 "received, unapplied batches held in memory at most, with 48 bytes of bookkeeping per record; beyond it they wait in a spool file in work_dir"},
 	{"spool_disk_limit", CONFIG_SIZE, "1GB", ROLE_SINK, OFF(spool_disk_limit), 0, 1LL << 50, NULL, false,
 	 "received, unapplied batches held on disk at most, their bookkeeping included (0 = none); beyond it the sink stops reading and the slot keeps the rest"},
 	{"lag_history_retention", CONFIG_DURATION, "7d", ROLE_SINK, OFF(lag_history_retention), 60000, 3650 * MS_PER_DAY, NULL, false,

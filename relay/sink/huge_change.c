@@ -113,6 +113,14 @@ static int decode_whole(huge_change_t *h, pgoutput_decoder_t *d, pgoutput_messag
 		               strerror(errno));
 	else
 		rc = pgoutput_decode_header(d, buf, h->len, m, err);
+	if (rc == PGF_OK)
+		pgoutput_facts_set(m, buf, &h->facts);
+	/* the caller reads a Message's prefix (a heartbeat?) after buf is freed */
+	if (rc == PGF_OK && m->type == PGOUTPUT_MESSAGE) {
+		snprintf(h->prefix, sizeof(h->prefix), "%s", m->u.message.prefix);
+		m->u.message.prefix = h->prefix;
+		m->u.message.content = NULL;
+	}
 	if (fd >= 0)
 		close(fd);
 	free(buf);
@@ -135,6 +143,7 @@ int huge_change_add(huge_change_t *h, uint64_t session, const uint8_t *piece, si
 		len = h->head.payload_len;
 		h->type = data[0];
 		h->xid = 0;
+		memset(&h->facts, 0, sizeof(h->facts));
 		if (is_row_change(h->type)) {
 			if (pgoutput_decode_header(d, data, len, m, err) != PGF_OK) {
 				huge_change_abort(h);

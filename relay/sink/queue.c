@@ -373,6 +373,9 @@ uint64_t queue_received_commit(queue_t *q)
 	return v;
 }
 
+/* README (spool_memory_limit) counts this much bookkeeping per record */
+_Static_assert(sizeof(queue_record_t) == 48, "queue_record_t is 48 bytes");
+
 /* The records' facts start here, aligned for them. */
 static size_t records_start(size_t raw_len)
 {

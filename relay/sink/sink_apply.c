@@ -281,14 +281,14 @@ static bool apply_records(sink_apply_t *sa, const queue_item_t *it)
 			char path[600];
 			huge_change_path(sa->cfg->work_dir, it->session, r->offset, path,
 			                 sizeof(path));
-			if (apply_huge_record(sa->apply, r->wal_start, r->type, r->xid, path,
-			                      &err) != PGF_OK)
+			if (apply_huge_record(sa->apply, r->wal_start, r->type, r->xid, &r->facts,
+			                      path, &err) != PGF_OK)
 				goto failed;
 			continue;
 		}
 		if (r->kind != 'w')
 			continue;
-		if (apply_record(sa->apply, r->wal_start, r->type, r->xid,
+		if (apply_record(sa->apply, r->wal_start, r->type, r->xid, &r->facts,
 		                 queue_record_message(it, r), r->len, &err) != PGF_OK)
 			goto failed;
 	}

@@ -107,7 +107,7 @@ static int take_piece(sink_t *s, const batch_view_t *v, uint32_t i, queue_record
 	qr->type = h->type;
 	qr->xid = h->xid;
 	qr->wal_start = h->head.wal_start;
-	qr->wal_end = h->head.wal_end;
+	qr->facts = h->facts;
 	qr->offset = (uint32_t)h->counter;
 	it->last_lsn = qr->wal_start;
 	note_message(s, it, h->len);
@@ -119,7 +119,8 @@ static int take_piece(sink_t *s, const batch_view_t *v, uint32_t i, queue_record
  * collects the primary's facts for the lag tracker (the newest WAL end with
  * its clock time, and each committed transaction: commit LSN, end LSN,
  * commit time, size). What it finds in each record goes into records[i],
- * with the message's offset in the raw bytes: the apply thread parses
+ * with the message's offset in the raw bytes and, for a message that is
+ * not a change, what it said (pgoutput_facts_t): the apply thread parses
  * nothing again. The pieces of a message larger than a batch go to a
  * file; the last stands for the whole message.
  */
@@ -149,9 +150,10 @@ static int inspect_records(sink_t *s, const batch_view_t *v, queue_item_t *it,
 		}
 		lag_on_primary_wal(s->lag, wm.wal_end, wm.send_time);
 		qr->kind = wm.kind;
-		qr->wal_end = wm.wal_end;
-		if (wm.kind != 'w')
+		if (wm.kind != 'w') {
+			qr->wal_end = wm.wal_end;
 			continue;
+		}
 		if (pgoutput_decode_header(&s->pgo, wm.payload, wm.payload_len, s->msg, err) !=
 		    PGF_OK) {
 			error_where(err, "record %u of batch %" PRIu64 ", WAL %s", i + 1, v->seq,
@@ -163,6 +165,7 @@ static int inspect_records(sink_t *s, const batch_view_t *v, queue_item_t *it,
 		qr->xid = s->msg->has_xid ? s->msg->xid : 0;
 		qr->offset = (uint32_t)(wm.payload - v->raw);
 		qr->len = (uint32_t)wm.payload_len;
+		pgoutput_facts_set(s->msg, wm.payload, &qr->facts);
 		it->last_lsn = wm.wal_start;
 		note_message(s, it, wm.payload_len);
 	}

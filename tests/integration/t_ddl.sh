@@ -3,6 +3,7 @@
 # index (also CONCURRENTLY), create a table and fill it in the same
 # transaction, rename a column, drop a column — each at its place in the
 # stream, with data changes before and after. Temporary tables stay home.
+# Then DDL inside a streamed transaction, and DDL larger than a batch.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/relay.sh"
 
@@ -49,3 +50,33 @@ psql_on dr -c "SELECT last_value FROM ledger_id_seq" | grep -qx "$(psql_on prima
 	wait_until "ledger's sequence synced" 30 bash -c \
 		"[ \"\$(psql '$DR_CONN' -XAtc 'SELECT last_value FROM ledger_id_seq')\" = \"\$(psql '$PRIMARY_CONN' -XAtc 'SELECT last_value FROM ledger_id_seq')\" ]"
 log "ddl ok"
+
+# DDL reaches the apply thread as the network thread decoded it, also when
+# it waits in a spill file (inside a streamed transaction) or in a file of
+# its own (a message larger than a batch: 40 kB in batches of 16 kB)
+source_stop
+source_start -c batch_max_bytes=16kB
+long=$(head -c 40000 /dev/zero | tr '\0' x)
+psql_on primary -c "COMMENT ON TABLE ledger IS 'outside $long'" >/dev/null || fail "the long comment"
+psql_on primary -c "ALTER SYSTEM SET logical_decoding_work_mem = '64kB'" -c "SELECT pg_reload_conf()" >/dev/null
+cat >"$T/streamed.sql" <<SQL
+BEGIN;
+INSERT INTO acct (id, label) SELECT g, repeat('s', 200) FROM generate_series(1000, 3000) g;
+ALTER TABLE acct ADD COLUMN note text DEFAULT 'streamed';
+COMMENT ON TABLE acct IS 'inside $long';
+INSERT INTO acct (id, label, note) SELECT g, 'after', 'n' || g FROM generate_series(3001, 3100) g;
+COMMIT;
+SQL
+psql_on primary -v ON_ERROR_STOP=1 -f "$T/streamed.sql" >/dev/null || fail "the streamed transaction"
+wait_applied 60
+psql_on primary -c "ALTER SYSTEM RESET logical_decoding_work_mem" -c "SELECT pg_reload_conf()" >/dev/null
+[ "$(psql_on primary -c "SELECT stream_txns > 0 FROM pg_stat_replication_slots WHERE slot_name = 'pgferry'")" = t ] ||
+	fail "the transaction was not streamed"
+tables_equal acct ledger
+for t in acct ledger; do
+	[ "$(psql_on dr -c "SELECT md5(obj_description('$t'::regclass, 'pg_class'))")" = \
+		"$(psql_on primary -c "SELECT md5(obj_description('$t'::regclass, 'pg_class'))")" ] ||
+		fail "the comment on $t differs on DR"
+done
+[ "$(metric pgferry_apply_errors_total)" = 0 ] || fail "apply stopped: $(grep -i error "$T/sink.log" | head -5)"
+log "ddl in a streamed transaction and larger than a batch ok"

@@ -492,6 +492,139 @@ START_TEST(header_only)
 }
 END_TEST
 
+/* The message rebuilt from its facts equals the message decoded, field by
+ * field, for every kind the sink's apply thread does not decode again. */
+static void check_facts(int proto, bool in_stream, const buf_t *b)
+{
+	pgoutput_message_t *r = malloc(sizeof(*r));
+	const uint8_t *data = (const uint8_t *)b->data;
+	pgoutput_decoder_t d;
+	pgoutput_facts_t f;
+
+	pgoutput_decoder_init(&d, proto);
+	d.in_stream = in_stream;
+	ck_assert_int_eq(pgoutput_decode_header(&d, data, b->len, m, &err), PGF_OK);
+	ck_assert(!pgoutput_header_only((uint8_t)m->type));
+	pgoutput_facts_set(m, data, &f);
+	memset(r, 0xa5, sizeof(*r));
+	pgoutput_facts_message((uint8_t)m->type, m->has_xid ? m->xid : 0, &f, data, b->len, r);
+	ck_assert_int_eq(r->type, m->type);
+	ck_assert_uint_eq(r->length, m->length);
+	ck_assert_int_eq(r->has_xid, m->has_xid);
+	ck_assert_uint_eq(r->xid, m->xid);
+	switch (m->type) {
+	case PGOUTPUT_BEGIN:
+		ck_assert_uint_eq(r->u.begin.final_lsn, m->u.begin.final_lsn);
+		ck_assert_int_eq(r->u.begin.commit_time, m->u.begin.commit_time);
+		ck_assert_uint_eq(r->u.begin.xid, m->u.begin.xid);
+		break;
+	case PGOUTPUT_COMMIT:
+		ck_assert_uint_eq(r->u.commit.commit_lsn, m->u.commit.commit_lsn);
+		ck_assert_uint_eq(r->u.commit.end_lsn, m->u.commit.end_lsn);
+		ck_assert_int_eq(r->u.commit.commit_time, m->u.commit.commit_time);
+		break;
+	case PGOUTPUT_STREAM_COMMIT:
+		ck_assert_uint_eq(r->u.stream_commit.xid, m->u.stream_commit.xid);
+		ck_assert_uint_eq(r->u.stream_commit.commit_lsn, m->u.stream_commit.commit_lsn);
+		ck_assert_uint_eq(r->u.stream_commit.end_lsn, m->u.stream_commit.end_lsn);
+		ck_assert_int_eq(r->u.stream_commit.commit_time, m->u.stream_commit.commit_time);
+		break;
+	case PGOUTPUT_ORIGIN:
+		ck_assert_uint_eq(r->u.origin.commit_lsn, m->u.origin.commit_lsn);
+		ck_assert_ptr_eq(r->u.origin.name, m->u.origin.name);
+		break;
+	case PGOUTPUT_MESSAGE:
+		ck_assert_uint_eq(r->u.message.flags, m->u.message.flags);
+		ck_assert_uint_eq(r->u.message.lsn, m->u.message.lsn);
+		ck_assert_ptr_eq(r->u.message.prefix, m->u.message.prefix);
+		ck_assert_ptr_eq(r->u.message.content, m->u.message.content);
+		ck_assert_uint_eq(r->u.message.content_len, m->u.message.content_len);
+		break;
+	case PGOUTPUT_STREAM_START:
+		ck_assert_uint_eq(r->u.stream_start.xid, m->u.stream_start.xid);
+		ck_assert_uint_eq(r->u.stream_start.first_segment, m->u.stream_start.first_segment);
+		break;
+	case PGOUTPUT_STREAM_ABORT:
+		ck_assert_uint_eq(r->u.stream_abort.xid, m->u.stream_abort.xid);
+		ck_assert_uint_eq(r->u.stream_abort.subxid, m->u.stream_abort.subxid);
+		ck_assert_int_eq(r->u.stream_abort.has_abort_lsn, m->u.stream_abort.has_abort_lsn);
+		ck_assert_uint_eq(r->u.stream_abort.abort_lsn, m->u.stream_abort.abort_lsn);
+		ck_assert_int_eq(r->u.stream_abort.abort_time, m->u.stream_abort.abort_time);
+		break;
+	default: /* Stream Stop and two-phase messages: the type alone */
+		break;
+	}
+	free(r);
+}
+
+START_TEST(facts_rebuild)
+{
+	buf_t b;
+
+	buf_init(&b);
+	buf_append_u8(&b, 'B');
+	buf_append_be64(&b, 0x1234);
+	buf_append_be64(&b, 777);
+	buf_append_be32(&b, 42);
+	check_facts(1, false, &b);
+	buf_reset(&b);
+	buf_append_u8(&b, 'C');
+	buf_append_u8(&b, 0);
+	buf_append_be64(&b, 0x500);
+	buf_append_be64(&b, 0x580);
+	buf_append_be64(&b, (uint64_t)-5);
+	check_facts(1, false, &b);
+	buf_reset(&b);
+	buf_append_u8(&b, 'O');
+	buf_append_be64(&b, 0x900);
+	str(&b, "elsewhere");
+	check_facts(1, false, &b);
+	/* a message, outside a stream block and inside one (with its xid) */
+	buf_reset(&b);
+	buf_append_u8(&b, 'M');
+	buf_append_u8(&b, 1);
+	buf_append_be64(&b, 0x700);
+	str(&b, "pgferry.sequences");
+	buf_append_be32(&b, 3);
+	buf_append(&b, "abc", 3);
+	check_facts(2, false, &b);
+	buf_reset(&b);
+	buf_append_u8(&b, 'M');
+	buf_append_be32(&b, 903);
+	buf_append_u8(&b, 0);
+	buf_append_be64(&b, 0x701);
+	str(&b, "");
+	buf_append_be32(&b, 0);
+	check_facts(2, true, &b);
+	buf_reset(&b);
+	buf_append_u8(&b, 'S');
+	buf_append_be32(&b, 900);
+	buf_append_u8(&b, 1);
+	check_facts(2, false, &b);
+	buf_reset(&b);
+	buf_append_u8(&b, 'E');
+	check_facts(2, true, &b);
+	buf_reset(&b);
+	buf_append_u8(&b, 'c');
+	buf_append_be32(&b, 900);
+	buf_append_u8(&b, 0);
+	buf_append_be64(&b, 0x800);
+	buf_append_be64(&b, 0x880);
+	buf_append_be64(&b, 99);
+	check_facts(2, false, &b);
+	/* stream abort without and with its LSN and time (protocol 4) */
+	buf_reset(&b);
+	buf_append_u8(&b, 'A');
+	buf_append_be32(&b, 900);
+	buf_append_be32(&b, 905);
+	check_facts(2, false, &b);
+	buf_append_be64(&b, 0x990);
+	buf_append_be64(&b, 1234);
+	check_facts(4, false, &b);
+	buf_free(&b);
+}
+END_TEST
+
 START_TEST(two_phase)
 {
 	buf_t b;
@@ -666,6 +799,7 @@ Suite *pgoutput_suite(void)
 	tcase_add_test(tc, truncate_and_message);
 	tcase_add_test(tc, streams_v2_to_v4);
 	tcase_add_test(tc, header_only);
+	tcase_add_test(tc, facts_rebuild);
 	tcase_add_test(tc, two_phase);
 	tcase_add_test(tc, walsender_messages);
 	tcase_add_test(tc, capture_reader);
