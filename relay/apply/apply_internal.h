@@ -378,6 +378,8 @@ int group_source_commit(apply_t *a, uint64_t end_lsn, int64_t commit_time, pgf_e
 void apply_sql_ident(buf_t *b, const char *name);
 void apply_sql_qualified(buf_t *b, const relcache_entry_t *rel);
 void apply_sql_relation_literal(buf_t *b, const relcache_entry_t *rel);
+/* "(a, b, ...)": every column of rel, in order (INSERT and COPY) */
+void apply_sql_column_list(buf_t *b, const relcache_entry_t *rel);
 /* The relation of a change, checked against its DR table. */
 const relcache_entry_t *rows_relation(apply_t *a, uint32_t relid, pgf_error_t *err);
 int rows_check_tuple(const relcache_entry_t *rel, const tuple_t *t, pgf_error_t *err);

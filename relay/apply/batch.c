@@ -209,13 +209,8 @@ static const stmt_t *batch_statement(apply_t *a, const relcache_entry_t *rel, co
 	case 3:
 		buf_append_str(&a->sql, "INSERT INTO ");
 		apply_sql_qualified(&a->sql, rel);
-		buf_append_str(&a->sql, " (");
-		for (i = 0; i < rel->ncolumns; i++) {
-			if (i)
-				buf_append_str(&a->sql, ", ");
-			apply_sql_ident(&a->sql, rel->columns[i].name);
-		}
-		buf_append_char(&a->sql, ')');
+		buf_append_char(&a->sql, ' ');
+		apply_sql_column_list(&a->sql, rel);
 		if (identity_always)
 			buf_append_str(&a->sql, " OVERRIDING SYSTEM VALUE");
 		buf_append_str(&a->sql, " SELECT * FROM ");

@@ -233,14 +233,11 @@ static int huge_insert(apply_t *a, huge_copy_t *c, const relcache_entry_t *rel,
 	buf_reset(&a->sql);
 	buf_append_str(&a->sql, "COPY ");
 	apply_sql_qualified(&a->sql, rel);
-	buf_append_str(&a->sql, " (");
-	for (i = 0; i < rel->ncolumns; i++) {
-		if (i)
-			buf_append_str(&a->sql, ", ");
-		apply_sql_ident(&a->sql, rel->columns[i].name);
+	buf_append_char(&a->sql, ' ');
+	apply_sql_column_list(&a->sql, rel);
+	buf_append_str(&a->sql, " FROM STDIN");
+	for (i = 0; i < rel->ncolumns; i++)
 		values[i] = &m->new_.columns[i];
-	}
-	buf_append_str(&a->sql, ") FROM STDIN");
 	if (buf_failed(&a->sql))
 		return error_set(err, PGF_E_MEMORY, "out of memory");
 	return copy_row(c, a->sql.data, m, values, rel->ncolumns, "insert", err);

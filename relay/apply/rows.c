@@ -36,6 +36,19 @@ void apply_sql_qualified(buf_t *b, const relcache_entry_t *rel)
 	apply_sql_ident(b, rel->name);
 }
 
+void apply_sql_column_list(buf_t *b, const relcache_entry_t *rel)
+{
+	int i;
+
+	buf_append_char(b, '(');
+	for (i = 0; i < rel->ncolumns; i++) {
+		if (i)
+			buf_append_str(b, ", ");
+		apply_sql_ident(b, rel->columns[i].name);
+	}
+	buf_append_char(b, ')');
+}
+
 /* The cache key of a change: operation, relation and the generation of
  * its Relation message, and one byte per column saying which values the
  * statement leaves out (unchanged TOAST) — no text formatting per row. */
@@ -107,14 +120,10 @@ int rows_insert(apply_t *a, uint32_t relid, const tuple_t *t, pgf_error_t *err)
 	buf_reset(&a->sql);
 	buf_append_str(&a->sql, "INSERT INTO ");
 	apply_sql_qualified(&a->sql, rel);
-	buf_append_str(&a->sql, " (");
-	for (i = 0; i < rel->ncolumns; i++) {
-		if (i)
-			buf_append_str(&a->sql, ", ");
-		apply_sql_ident(&a->sql, rel->columns[i].name);
+	buf_append_char(&a->sql, ' ');
+	apply_sql_column_list(&a->sql, rel);
+	for (i = 0; i < rel->ncolumns; i++)
 		a->pl.types[i] = dr ? dr[i].type_oid : 0;
-	}
-	buf_append_char(&a->sql, ')');
 	/* the primary's value of an identity column is the value */
 	if (identity_always)
 		buf_append_str(&a->sql, " OVERRIDING SYSTEM VALUE");

@@ -55,35 +55,16 @@ if grep -Ei "apply (error|failed)|duplicate key" "$T/sink.log"; then
 fi
 check_no_loss_invariant
 
-# a source of protocol 1: its hello has a 5-byte header; the sink says why
-# it refuses it, in protocol 1's framing, so that the old source can log it
-source_stop
-wait_until "the sink to see the source gone" 20 bash -c "curl -s '$SINK_URL/v1/status' | grep -q '\"state\":\"disconnected\"'"
-python3 - "$SINK_PORT" >"$T/v1_reply.txt" <<'PY' || fail "the sink's answer to an old hello: $(cat "$T/v1_reply.txt")"
+# old_hello VERSION: sends the sink a hello of wire protocol VERSION (1:
+# 5-byte frame headers; 2: checked 9-byte headers, no pieces) and prints
+# its answer, read in that framing; fails unless it is an error frame
+# (code 2) of the length announced
+old_hello()
+{
+	python3 - "$SINK_PORT" "$1" <<'PY'
 import socket, struct, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
-st = lambda x: struct.pack(">H", len(x)) + x
-p = struct.pack(">HQIBIq", 1, 7311, 1, 3, 1, 0) + st(b"postgres") + st(b"pgferry")
-s.sendall(bytes([1]) + struct.pack(">I", len(p)) + p)
-got = b""
-while True:
-    d = s.recv(4096)
-    if not d:
-        break
-    got += d
-t, n = got[0], struct.unpack(">I", got[1:5])[0]
-code, m = struct.unpack(">HH", got[5:9])
-print("type", t, "length", n, "code", code, got[9:9 + m].decode())
-sys.exit(0 if t == 7 and n == len(got) - 5 and code == 2 else 1)
-PY
-cat "$T/v1_reply.txt"
-grep -q "wire protocol 3.*upgrade the source" "$T/v1_reply.txt" || fail "the old source is not told to upgrade"
-wait_until "the sink's log names the old protocol" 10 grep -q "refused the source at .*wire protocol 1 (an older pgferry)" "$T/sink.log"
-
-# a source of protocol 2 (checked headers, no pieces): refused with both
-# versions named, in the framing it reads
-python3 - "$SINK_PORT" >"$T/v2_reply.txt" <<'PY' || fail "the sink's answer to a protocol 2 hello: $(cat "$T/v2_reply.txt")"
-import socket, struct, sys
+version = int(sys.argv[2])
+head = 9 if version >= 2 else 5
 def crc32c(b):
     crc = 0xffffffff
     for x in b:
@@ -93,10 +74,10 @@ def crc32c(b):
     return crc ^ 0xffffffff
 def frame(t, p):
     h = bytes([t]) + struct.pack(">I", len(p))
-    return h + struct.pack(">I", crc32c(h)) + p
+    return h + (struct.pack(">I", crc32c(h)) if version >= 2 else b"") + p
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
 st = lambda x: struct.pack(">H", len(x)) + x
-s.sendall(frame(1, struct.pack(">HQIBIq", 2, 7311, 1, 3, 1, 0) + st(b"postgres") + st(b"pgferry")))
+s.sendall(frame(1, struct.pack(">HQIBIq", version, 7311, 1, 3, 1, 0) + st(b"postgres") + st(b"pgferry")))
 got = b""
 while True:
     d = s.recv(4096)
@@ -104,10 +85,24 @@ while True:
         break
     got += d
 t, n = got[0], struct.unpack(">I", got[1:5])[0]
-code, m = struct.unpack(">HH", got[9:13])
-print("type", t, "length", n, "code", code, got[13:13 + m].decode())
-sys.exit(0 if t == 7 and n == len(got) - 9 and code == 2 else 1)
+code, m = struct.unpack(">HH", got[head:head + 4])
+print("type", t, "length", n, "code", code, got[head + 4:head + 4 + m].decode())
+sys.exit(0 if t == 7 and n == len(got) - head and code == 2 else 1)
 PY
+}
+
+# a source of protocol 1: its hello has a 5-byte header; the sink says why
+# it refuses it, in protocol 1's framing, so that the old source can log it
+source_stop
+wait_until "the sink to see the source gone" 20 bash -c "curl -s '$SINK_URL/v1/status' | grep -q '\"state\":\"disconnected\"'"
+old_hello 1 >"$T/v1_reply.txt" || fail "the sink's answer to an old hello: $(cat "$T/v1_reply.txt")"
+cat "$T/v1_reply.txt"
+grep -q "wire protocol 3.*upgrade the source" "$T/v1_reply.txt" || fail "the old source is not told to upgrade"
+wait_until "the sink's log names the old protocol" 10 grep -q "refused the source at .*wire protocol 1 (an older pgferry)" "$T/sink.log"
+
+# a source of protocol 2 (checked headers, no pieces): refused with both
+# versions named, in the framing it reads
+old_hello 2 >"$T/v2_reply.txt" || fail "the sink's answer to a protocol 2 hello: $(cat "$T/v2_reply.txt")"
 cat "$T/v2_reply.txt"
 grep -q "the source speaks wire protocol 2, this sink 3: upgrade the source" "$T/v2_reply.txt" ||
 	fail "a protocol 2 source is not told both versions"
