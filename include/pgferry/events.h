@@ -60,9 +60,13 @@ const char *events_severity_name(event_severity_t s);
  * max; returns how many. Each copy's detail is the caller's to free with
  * events_free_copies. */
 int events_recent(int64_t since_us, event_t *out, int max);
+/* Whether the events stored by earlier runs were read in (a DR database
+ * reached since the start). */
+bool events_history_loaded(void);
 void events_free_copies(event_t *events, int n);
 
-/* {"events":[{"time","kind","severity","message","detail"}...]} of the kept
+/* {"events":[{"time","kind","severity","message","detail"}...],
+ * "history_loaded":bool} of the kept
  * events newer than since_us, oldest first. */
 void events_render_json(int64_t since_us, buf_t *out);
 

@@ -121,6 +121,16 @@ void events_record(const char *kind, event_severity_t severity, json_t *detail, 
 	pthread_mutex_unlock(&lock);
 }
 
+bool events_history_loaded(void)
+{
+	bool l;
+
+	pthread_mutex_lock(&lock);
+	l = loaded;
+	pthread_mutex_unlock(&lock);
+	return l;
+}
+
 int events_recent(int64_t since_us, event_t *out, int max)
 {
 	int i, first, n = 0;
@@ -175,6 +185,9 @@ void events_render_json(int64_t since_us, buf_t *out)
 		json_array_append_new(list, e);
 	}
 	json_object_set_new(doc, "events", list);
+	/* false until the events stored by earlier runs were read from the DR
+	 * database: until then the list has only this run's */
+	json_object_set_new(doc, "history_loaded", json_boolean(events_history_loaded()));
 	text = json_dumps(doc, JSON_COMPACT);
 	buf_append_str(out, text ? text : "{\"events\":[]}");
 	buf_append_char(out, '\n');

@@ -97,8 +97,12 @@ curl -s -o /dev/null -w '%{http_code}' "$SINK_URL/v1/events?since=soon" | grep -
 # 5. a restarted sink shows what came before it
 sink_stop
 sink_start
-wait_until "the sink answers" 30 curl -sf "$SINK_URL/v1/events"
+# the list says when it holds the earlier runs' events too: until then
+# only this run's (the sink answers before it reached the DR database)
+wait_until "the restarted sink read the stored events" 60 bash -c \
+	"curl -sf '$SINK_URL/v1/events' | grep -q '\"history_loaded\":true'"
 curl -sf "$SINK_URL/v1/events" >"$T/after.json"
+grep -q '"history_loaded":true' "$T/after.json" || fail "history_loaded went back to false"
 grep -q '"kind":"apply_error"' "$T/after.json" || fail "a restarted sink lost the earlier events"
 has_kind sink_stopped || fail "the sink's stop is not recorded"
 log "events ok"
