@@ -15,7 +15,10 @@
 # (mutual TLS); native without SSL.
 #
 #   BENCH_SCALE (10), BENCH_RATE (3000), BENCH_SECONDS (30), BENCH_RUNS (3),
-#   BENCH_CLIENTS (8)
+#   BENCH_CLIENTS (8), BENCH_SOURCE_EXTRA (one more line of the source's
+#   configuration, e.g. "batch_max_delay = 1ms"), BENCH_SAMPLES=PREFIX (each
+#   probe row's stamp and latency in PREFIX.SYSTEM.RUN, to see when the tail
+#   happened and whether both systems stalled alike)
 . "$(dirname "$0")/../tests/integration/lib.sh"
 . "$(dirname "$0")/../tests/integration/relay.sh"
 
@@ -28,7 +31,8 @@ BENCH_PGLOGICAL=0
 PY=/usr/bin/python3 # the Debian python, with python3-psycopg2
 . "$(dirname "$0")/common.sh"
 
-BENCH_TABLES_SQL="CREATE TABLE bench_probe (id int PRIMARY KEY, stamp float8)" bench_setup "$SCALE"
+BENCH_TABLES_SQL="CREATE TABLE bench_probe (id int PRIMARY KEY, stamp float8)" bench_setup "$SCALE" \
+	${BENCH_SOURCE_EXTRA:+"source:$BENCH_SOURCE_EXTRA"}
 [ "$(psql_on primary -c "SELECT count(*) FROM pg_publication_tables WHERE tablename = 'bench_probe'")" = 1 ] ||
 	fail "bench_probe is not published"
 link_set wan
@@ -56,7 +60,8 @@ for RUN in $(seq "$RUNS"); do
 		replica_enable "$s"
 		caught_up "$s" "before its run"
 		first=$(psql_on primary -c "SELECT coalesce(max(id), 0) FROM bench_probe")
-		bg_start "probe_$s" "$PY" "$(dirname "$0")/latency_probe.py" "$PRIMARY_CONN" \
+		PROBE_SAMPLES=${BENCH_SAMPLES:+$BENCH_SAMPLES.$s.$RUN} bg_start "probe_$s" "$PY" \
+			"$(dirname "$0")/latency_probe.py" "$PRIMARY_CONN" \
 			"host=$DR_HOST port=$DR_PORT user=postgres dbname=$db" 10 "$first"
 		pgbench -n -c "$CLIENTS" -j 2 -R "$RATE" -T "$SECS" "$PRIMARY_CONN" >"$T/pgbench_$s.log" 2>&1 ||
 			fail "pgbench ($s)"

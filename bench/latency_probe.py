@@ -9,10 +9,14 @@ this machine, so they read one clock. On SIGTERM the writer stops; the
 reader goes on until it has seen every row written (2 minutes at most, so a
 slow replica's tail counts too), then prints "probe n=N p50=… p90=… p99=…
 max=… unseen=K" in milliseconds (K: rows not visible after those 2 minutes). Its ids start after FIRST_ID, which
-the DR side must already hold (bench_probe's ids grow across runs).
+the DR side must already hold (bench_probe's ids grow across runs). With
+PROBE_SAMPLES=FILE every row's stamp (epoch seconds) and latency (ms) go to
+FILE, one a line: a tail's stalls show there as runs of rows released
+together.
 
 usage: latency_probe.py PRIMARY_DSN DR_DSN INTERVAL_MS FIRST_ID
 """
+import os
 import signal
 import sys
 import threading
@@ -54,6 +58,7 @@ def percentile(sorted_values, p):
 
 
 def main():
+    samples = open(os.environ["PROBE_SAMPLES"], "w") if os.environ.get("PROBE_SAMPLES") else None
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     conn = psycopg2.connect(dr_dsn)
     conn.autocommit = True
@@ -78,8 +83,12 @@ def main():
         now = time.time()
         for row_id, stamp in rows:
             latencies.append((now - float(stamp)) * 1000)
+            if samples is not None:
+                samples.write("%.3f %.1f\n" % (float(stamp), latencies[-1]))
             seen = row_id
         time.sleep(0.002)
+    if samples is not None:
+        samples.close()
     latencies.sort()
     print(
         "probe n=%d p50=%.1f p90=%.1f p99=%.1f max=%.1f unseen=%d"
