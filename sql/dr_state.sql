@@ -68,6 +68,53 @@ BEGIN
 END
 $$;
 
+-- Parallel apply (apply_workers > 1): several DR connections, each with an
+-- origin of its own, commit strictly in source commit order, and each DR
+-- transaction records its progress with this just before its COMMIT, where
+-- the one before it left the progress. The row lock makes it wait until
+-- that transaction's COMMIT finished (so the commit records reach the WAL
+-- in order); should that COMMIT have failed, the progress is not at
+-- expected and this transaction fails too instead of committing past it.
+-- The fence check is here, at commit time, so that pgferry promote waits
+-- only for the one transaction committing.
+CREATE OR REPLACE FUNCTION pgferry.advance_progress(expected pg_lsn, new_lsn pg_lsn,
+                                                    new_commit_time timestamptz) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    at pg_lsn;
+BEGIN
+    PERFORM pgferry.assert_not_fenced();
+    UPDATE pgferry.progress SET source_lsn = new_lsn, source_commit_time = new_commit_time,
+           applied_at = now()
+     WHERE source_lsn = expected;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    SELECT source_lsn INTO at FROM pgferry.progress;
+    IF NOT FOUND AND expected = '0/0' THEN
+        INSERT INTO pgferry.progress VALUES (true, new_lsn, new_commit_time, now());
+        RETURN;
+    END IF;
+    RAISE EXCEPTION 'the DR transaction before this one did not commit: the progress is at %, not at %',
+        coalesce(at, '0/0'), expected
+        USING ERRCODE = 'PF005';
+END
+$$;
+
+-- Where apply stands: the newest progress over the stream's origin and the
+-- origins of its parallel apply connections ("<origin>_w<k>", also those of
+-- an earlier run with more of them). Commits happen in source commit order,
+-- so the newest is where everything before it is applied. flushed: only
+-- what the DR server's WAL holds on disk.
+CREATE OR REPLACE FUNCTION pgferry.applied_lsn(flushed boolean) RETURNS pg_lsn
+LANGUAGE sql STABLE AS $$
+    SELECT max(pg_replication_origin_progress(o.roname, flushed))
+      FROM pg_replication_origin o, pgferry.identity i
+     WHERE o.roname = i.origin
+        OR (left(o.roname, length(i.origin) + 2) = i.origin || '_w'
+            AND substr(o.roname, length(i.origin) + 3) ~ '^[0-9]+$')
+$$;
+
 -- Every UPDATE and DELETE of the sink ends in a check of how many rows it
 -- changed; when that is not exactly one, the check calls this, so the
 -- statement fails and nothing of its DR transaction can commit (the COMMIT

@@ -49,10 +49,33 @@ typedef struct apply_hooks {
 	 * committed first: should the stream end inside that transaction,
 	 * only it is rolled back, never the complete ones before it. */
 	uint64_t (*received_commit)(void *arg);
+	/* Parallel apply only (apply_parallel.h; NULL otherwise). turn: called
+	 * before a group's progress and COMMIT are sent; waits until every DR
+	 * transaction before it in source commit order was sent, and says where
+	 * it leaves the progress (*expected); PGF_ERR (err set) when apply is
+	 * failing and the group must roll back. group_committed: each group
+	 * whose COMMIT came back committed (durable: synchronously). */
+	int (*turn)(void *arg, uint64_t end_lsn, uint64_t *expected, pgf_error_t *err);
+	void (*group_committed)(void *arg, const apply_group_t *group, bool durable);
 } apply_hooks_t;
 
 /* Ownership: cfg must outlive the apply_t; hooks are copied. */
 apply_t *apply_create(const config_t *cfg, const apply_hooks_t *hooks);
+/* Parallel apply: worker k >= 1 holds the origin "<stream origin>_w<k>"
+ * and leaves the check of the stream's position to worker 0 (the
+ * coordinator's). Call before apply_connect. */
+void apply_set_worker(apply_t *a, int worker);
+/* Parallel apply: the stream's progress as the coordinator knows it (other
+ * connections committed it), so apply_progress and idle progress are
+ * right. Between groups only. */
+void apply_set_progress(apply_t *a, uint64_t lsn, int64_t commit_time);
+/* Parallel apply: records lsn and commit_time as the progress in a DR
+ * transaction of its own, committed durably (it makes every transaction
+ * committed before it durable). Between groups only. */
+int apply_record_progress(apply_t *a, uint64_t lsn, int64_t commit_time, pgf_error_t *err);
+/* Reads the result of every COMMIT in flight (the group_committed hook
+ * hears of them). */
+int apply_wait_results(apply_t *a, pgf_error_t *err);
 void apply_free(apply_t *a);
 
 /* Connects to the DR database (dr_conninfo), creates pgferry's schema if

@@ -73,6 +73,7 @@ typedef struct config {
 	int64_t apply_group_max_transactions;
 	int64_t apply_group_max_delay;
 	bool apply_coalesce;
+	int64_t apply_workers;
 	int64_t spool_memory_limit;
 	int64_t spool_disk_limit;
 	int64_t lag_history_retention;

@@ -20,10 +20,14 @@ extern const char own_sql_origin_xact_setup[];
 /* $1, $2 as above: pgferry.progress, the same point kept with the data (a
  * copy of the database carries it, an origin does not). */
 extern const char own_sql_progress_record[];
+/* Parallel apply: $1, $2 as above, $3 where the DR transaction before this
+ * one left the progress (pgferry.advance_progress). */
+extern const char own_sql_progress_advance[];
 /* The point apply reached by pgferry.progress (a copy's own): source LSN
  * ('0/0': none), source commit time ('': none). */
 extern const char own_sql_progress_point[];
-/* The same by the replication origin, the commit time from progress. */
+/* The same by the stream's replication origins (pgferry.applied_lsn: with
+ * parallel apply, the newest of them), the commit time from progress. */
 extern const char own_sql_origin_point[];
 
 /* ---- identity: which primary, database and slot this DR copy follows ----- */

@@ -20,8 +20,9 @@ typedef struct verifier {
 	const config_t *cfg;
 	PGconn *p, *d;
 	bool dr_has_origin;
-	char origin[512]; /* the stream's replication origin on the DR side */
-	bool dr_stalled;  /* the DR side stopped applying: compare as it is */
+	bool dr_has_applied; /* pgferry.applied_lsn: the newest over the stream's origins */
+	char origin[512];    /* the stream's replication origin on the DR side */
+	bool dr_stalled;     /* the DR side stopped applying: compare as it is */
 	bool as_json;
 	json_t *report; /* array of tables (for --json) */
 	pgf_error_t err;

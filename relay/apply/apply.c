@@ -159,6 +159,30 @@ int apply_connect(apply_t *a, pgf_error_t *err)
 	return PGF_OK;
 }
 
+void apply_set_worker(apply_t *a, int worker)
+{
+	a->worker = worker;
+}
+
+void apply_set_progress(apply_t *a, uint64_t lsn, int64_t commit_time)
+{
+	if (lsn <= a->group.progress_lsn)
+		return;
+	a->group.progress_lsn = lsn;
+	a->group.progress_time = commit_time;
+}
+
+int apply_wait_results(apply_t *a, pgf_error_t *err)
+{
+	if (!apply_connected(a) || a->pl.syncs == 0)
+		return PGF_OK;
+	if (pipeline_drain(&a->pl, err) != PGF_OK) {
+		group_rollback_all(a);
+		return PGF_ERR;
+	}
+	return PGF_OK;
+}
+
 bool apply_cancel(apply_t *a)
 {
 	char why[256];
@@ -184,7 +208,8 @@ void apply_reset(apply_t *a)
 	/* groups committed before the one rolled back stay committed: make
 	 * them durable and say so, or the figures would call them unapplied
 	 * until the next stream (and promote would wait for them) */
-	if (a->group.sm.state == DR_GROUP_COMMITTED && apply_connected(a)) {
+	/* (with parallel apply the coordinator does this, in commit order) */
+	if (a->group.sm.state == DR_GROUP_COMMITTED && apply_connected(a) && !apply_parallel(a)) {
 		error_clear(&err);
 		if (apply_commit_group(a, true, &err) != PGF_OK) {
 			log_warning("could not make the last applied groups durable: %s",

@@ -17,6 +17,7 @@
  *   rows.c          INSERT / UPDATE / DELETE / TRUNCATE statements
  *   batch.c         held net changes as set operations (arrays per column)
  *   coalesce.c      the net change per row (coalesce_t, pure)
+ *   depend.c        what parallel apply may run at once (depend.h, pure)
  *   schema.c        Relation messages checked against the DR tables
  *                   (apply_schema_t)
  *   spill.c         streamed transactions spilled to files (apply_spill_t)
@@ -333,6 +334,7 @@ struct apply {
 	pthread_mutex_t cancel_lock;
 	PGcancel *cancel;
 	char origin[512]; /* the stream's replication origin, taken by this session ("": none) */
+	int worker;       /* parallel apply: 0 the coordinator's, k >= 1 a worker's */
 
 	int proto_version;
 	pgoutput_decoder_t decoder;
@@ -353,6 +355,13 @@ struct apply {
 };
 
 double apply_elapsed_since(const struct timespec *t0);
+
+/* Parallel apply (apply_parallel.h): progress is recorded in commit order
+ * across connections (the turn hook), not by this session's origin alone. */
+static inline bool apply_parallel(const apply_t *a)
+{
+	return a->hooks.turn != NULL;
+}
 
 /* No DR transaction open and no source transaction in progress. */
 static inline bool apply_between_groups(const apply_t *a)

@@ -56,9 +56,12 @@ int group_begin(apply_t *a, dr_group_event_t event, pgf_error_t *err)
 	 * the position check keeps this group from committing should the one
 	 * before it, still in flight, fail */
 	params[0] = lsn_format(expected_origin(a), lsn);
-	if (pipeline_send_plain(&a->pl, "BEGIN", "begin", err) != PGF_OK ||
-	    pipeline_send_params(&a->pl, own_sql_group_start_check, 1, params, "fence check",
-	                         err) != PGF_OK)
+	if (pipeline_send_plain(&a->pl, "BEGIN", "begin", err) != PGF_OK)
+		return PGF_ERR;
+	/* parallel apply: both checks are made at the group's turn to commit
+	 * (pgferry.advance_progress), never while it waits for it */
+	if (!apply_parallel(a) && pipeline_send_params(&a->pl, own_sql_group_start_check, 1, params,
+	                                               "fence check", err) != PGF_OK)
 		return PGF_ERR;
 	a->group.txns = a->group.rows = a->group.bytes = 0;
 	a->group.end_lsn = 0;
@@ -122,6 +125,8 @@ void group_commit_result(void *arg, bool ok)
 	if (!ok)
 		return; /* not committed: the rollback that follows settles the state */
 	group_committed(a, &sg->applied);
+	if (a->hooks.group_committed)
+		a->hooks.group_committed(a->hooks.arg, &sg->applied, sg->durable);
 	if (dr_group_transition(&a->group.sm,
 	                        sg->durable ? DR_GROUP_COMMIT_DURABLE : DR_GROUP_COMMIT,
 	                        &err) != PGF_OK)
@@ -135,15 +140,23 @@ void group_commit_result(void *arg, bool ok)
  * group_commit_result hears of the result. */
 static int group_send_commit(apply_t *a, bool sync_now, pgf_error_t *err)
 {
-	char lsn[LSN_TEXT_LEN], ts[64];
-	const char *params[2] = {lsn_format(a->group.end_lsn, lsn), ts};
+	char lsn[LSN_TEXT_LEN], ts[64], prev[LSN_TEXT_LEN];
+	const char *params[3] = {lsn_format(a->group.end_lsn, lsn), ts, prev};
 	sent_group_t *sg;
+	uint64_t expected = 0;
+	bool parallel = apply_parallel(a);
 
 	pgtime_format_iso(a->group.commit_time, ts);
+	/* parallel apply: wait for every DR transaction before this one to be
+	 * sent, and record the progress only where the one before left it */
+	if (parallel && a->hooks.turn(a->hooks.arg, a->group.end_lsn, &expected, err) != PGF_OK)
+		return group_rollback(a);
+	lsn_format(expected, prev);
 	if (pipeline_send_params(&a->pl, own_sql_origin_xact_setup, 2, params, "progress", err) !=
 	            PGF_OK ||
-	    pipeline_send_params(&a->pl, own_sql_progress_record, 2, params, "progress", err) !=
-	            PGF_OK ||
+	    pipeline_send_params(&a->pl,
+	                         parallel ? own_sql_progress_advance : own_sql_progress_record,
+	                         parallel ? 3 : 2, params, "progress", err) != PGF_OK ||
 	    (sync_now && pipeline_send_plain(&a->pl, "SET LOCAL synchronous_commit = on",
 	                                     "durability", err) != PGF_OK) ||
 	    pipeline_send_plain(&a->pl, "COMMIT", "commit", err) != PGF_OK)
@@ -251,6 +264,17 @@ static int advance_idle(apply_t *a, uint64_t lsn, pgf_error_t *err)
 		return PGF_ERR;
 	a->group.end_lsn = lsn;
 	a->group.commit_time = a->group.progress_time; /* the last commit's time stays */
+	return apply_commit_group(a, true, err);
+}
+
+int apply_record_progress(apply_t *a, uint64_t lsn, int64_t commit_time, pgf_error_t *err)
+{
+	if (!apply_between_groups(a))
+		return error_set(err, PGF_E_APPLY, "progress recorded inside a transaction");
+	if (group_begin(a, DR_GROUP_FLUSH, err) != PGF_OK)
+		return PGF_ERR;
+	a->group.end_lsn = lsn;
+	a->group.commit_time = commit_time;
 	return apply_commit_group(a, true, err);
 }
 

@@ -65,6 +65,93 @@ static int read_fence(apply_t *a, bool *fenced, char *why, size_t why_len, pgf_e
 	return PGF_OK;
 }
 
+/* Parallel apply (apply_parallel.h) leaves the stream's newest position on
+ * whichever connection committed last: the stream's origin is moved up to
+ * the newest of the stream's origins (pgferry.applied_lsn) before this
+ * session takes it, so that it says where apply stands whatever the number
+ * of workers was and is. The newest must be what pgferry.progress says;
+ * when it is not, the check after the session takes the origin refuses. */
+static int origin_catch_up(apply_t *a, const char *lit, uint64_t recorded, pgf_error_t *err)
+{
+	char sql[1200], lsn[LSN_TEXT_LEN];
+	uint64_t newest = 0, own = 0;
+	PGresult *res;
+
+	snprintf(sql, sizeof(sql),
+	         "SELECT pgferry.applied_lsn(false), pg_replication_origin_progress(%s, false)",
+	         lit);
+	res = PQexec(a->pl.conn, sql);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		apply_result_error(err, res, "reading the stream's origins");
+		PQclear(res);
+		return PGF_ERR;
+	}
+	if (!PQgetisnull(res, 0, 0))
+		lsn_parse(PQgetvalue(res, 0, 0), &newest);
+	if (!PQgetisnull(res, 0, 1))
+		lsn_parse(PQgetvalue(res, 0, 1), &own);
+	PQclear(res);
+	if (newest <= own || newest != recorded)
+		return PGF_OK;
+	snprintf(sql, sizeof(sql), "SELECT pg_replication_origin_advance(%s, '%s')", lit,
+	         lsn_format(newest, lsn));
+	res = PQexec(a->pl.conn, sql);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		apply_result_error(err, res, "moving the stream's origin to where apply stands");
+		PQclear(res);
+		return PGF_ERR;
+	}
+	PQclear(res);
+	return PGF_OK;
+}
+
+/* A parallel apply worker's own origin, "<stream origin>_w<k>", created if
+ * missing and taken for the session. Where apply stands is the
+ * coordinator's to check; the worker starts from pgferry.progress. lit:
+ * the stream's origin, quoted (freed here). */
+static int worker_origin_attach(apply_t *a, char *lit, uint64_t recorded, pgf_error_t *err)
+{
+	char sql[1400], name[sizeof(a->origin)], *wlit;
+	PGresult *res;
+
+	PQfreemem(lit);
+	/* origin names are at most 20 + 63 + 63 bytes and separators */
+	snprintf(name, sizeof(name), "%.480s_w%d", a->origin, a->worker);
+	snprintf(a->origin, sizeof(a->origin), "%s", name);
+	wlit = PQescapeLiteral(a->pl.conn, a->origin, strlen(a->origin));
+	if (wlit == NULL) {
+		a->origin[0] = '\0';
+		return apply_conn_error(err, a->pl.conn, "quoting the origin's name");
+	}
+	snprintf(sql, sizeof(sql),
+	         "SELECT pg_replication_origin_create(%s) WHERE pg_replication_origin_oid(%s) IS "
+	         "NULL",
+	         wlit, wlit);
+	res = PQexec(a->pl.conn, sql);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+		PQclear(res);
+		snprintf(sql, sizeof(sql), "SELECT pg_replication_origin_session_setup(%s)", wlit);
+		res = PQexec(a->pl.conn, sql);
+	}
+	PQfreemem(wlit);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		error_set(err, PGF_E_IDENTITY,
+		          "could not take the replication origin \"%s\" of parallel apply: %s",
+		          a->origin,
+		          PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+		                  ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+		                  : "?");
+		error_hint(err, "Another pgferry sink applies this stream on this DR cluster; only "
+		                "one may (see pg_replication_origin_status).");
+		PQclear(res);
+		a->origin[0] = '\0';
+		return PGF_ERR;
+	}
+	PQclear(res);
+	a->group.progress_lsn = recorded;
+	return PGF_OK;
+}
+
 /* Takes this DR database's replication origin for the session (once the
  * identity names it) and reads where apply stands. Every start checks that
  * the origin and pgferry.progress (both written by each DR commit) agree:
@@ -102,7 +189,14 @@ int identity_origin_attach(apply_t *a, pgf_error_t *err)
 		a->origin[0] = '\0';
 		return apply_conn_error(err, a->pl.conn, "quoting the origin's name");
 	}
+	if (a->worker > 0)
+		return worker_origin_attach(a, lit, recorded, err);
 	if (!has_origin && origin_create(a, lit, recorded, err) != PGF_OK) {
+		PQfreemem(lit);
+		a->origin[0] = '\0';
+		return PGF_ERR;
+	}
+	if (origin_catch_up(a, lit, recorded, err) != PGF_OK) {
 		PQfreemem(lit);
 		a->origin[0] = '\0';
 		return PGF_ERR;

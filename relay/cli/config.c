@@ -101,6 +101,8 @@ const config_key_t config_keys[] = {
 	 "a DR transaction stays open at most this long while a backlog is applied", true},
 	{"apply_coalesce", CONFIG_BOOL, "on", ROLE_SINK, OFF(apply_coalesce), 0, 0, NULL, false,
 	 "apply only the net change per row of each DR transaction, where the DR table allows it"},
+	{"apply_workers", CONFIG_INT, "1", ROLE_SINK, OFF(apply_workers), 1, 16, NULL, false,
+	 "DR connections applying non-conflicting source transactions at once, committing in source commit order (1 = one connection, as before)"},
 	{"spool_memory_limit", CONFIG_SIZE, "32MB", ROLE_SINK, OFF(spool_memory_limit), 1LL << 20, 1LL << 40, NULL, false,
 	 "received, unapplied batches held in memory at most, with 48 bytes of bookkeeping per record; beyond it they wait in a spool file in work_dir"},
 	{"spool_disk_limit", CONFIG_SIZE, "1GB", ROLE_SINK, OFF(spool_disk_limit), 0, 1LL << 50, NULL, false,

@@ -37,7 +37,7 @@ int cmd_replay(int argc, char **argv)
 	const uint8_t *rec;
 	size_t len;
 	uint64_t txns = 0, messages = 0, skipped_before;
-	apply_hooks_t hooks = {&txns, count_group, NULL};
+	apply_hooks_t hooks = {&txns, count_group, NULL, NULL, NULL};
 	apply_t *a = NULL;
 	char lsn[LSN_TEXT_LEN];
 

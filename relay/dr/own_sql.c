@@ -16,14 +16,18 @@ const char own_sql_progress_record[] =
         "excluded.source_lsn, source_commit_time = excluded.source_commit_time, "
         "applied_at = excluded.applied_at";
 
+/* parallel apply: the progress where the DR transaction before left it */
+const char own_sql_progress_advance[] =
+        "SELECT pgferry.advance_progress($3::pg_lsn, $1::pg_lsn, $2::timestamptz)";
+
 const char own_sql_progress_point[] =
         "SELECT coalesce((SELECT source_lsn FROM pgferry.progress), "
         "'0/0')::text, coalesce((SELECT to_char(source_commit_time, "
         "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM pgferry.progress), '')";
 
 const char own_sql_origin_point[] =
-        "SELECT coalesce(pg_replication_origin_progress(pgferry.origin(), "
-        "true), '0/0')::text, coalesce((SELECT to_char(source_commit_time, "
+        "SELECT coalesce(pgferry.applied_lsn(true), '0/0')::text, coalesce((SELECT "
+        "to_char(source_commit_time, "
         "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM pgferry.progress), '')";
 
 /* ---- identity ---- */

@@ -90,10 +90,12 @@ static int connect_both(verifier_t *v, pgf_error_t *err)
 	                              "DR database", err)) == NULL)
 		return PGF_ERR;
 	if ((res = pgsession_query(v->d, "DR database",
-	                           "SELECT to_regprocedure('pgferry.origin()') IS NOT NULL", 0,
-	                           NULL, err)) == NULL)
+	                           "SELECT to_regprocedure('pgferry.origin()') IS NOT NULL, "
+	                           "to_regprocedure('pgferry.applied_lsn(boolean)') IS NOT NULL",
+	                           0, NULL, err)) == NULL)
 		return PGF_ERR;
 	v->dr_has_origin = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	v->dr_has_applied = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
 	PQclear(res);
 	if (!v->dr_has_origin)
 		return PGF_OK;

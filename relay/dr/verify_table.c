@@ -210,8 +210,12 @@ static uint64_t dr_applied(verifier_t *v)
 	PGresult *res;
 	uint64_t lsn = 0;
 
-	res = PQexecParams(v->d, "SELECT pg_replication_origin_progress($1, true)", 1, NULL, p,
-	                   NULL, NULL, 0);
+	/* with parallel apply the stream's position is the newest of its origins */
+	res = PQexecParams(v->d,
+	                   v->dr_has_applied
+	                           ? "SELECT pgferry.applied_lsn(true) WHERE $1::text IS NOT NULL"
+	                           : "SELECT pg_replication_origin_progress($1, true)",
+	                   1, NULL, p, NULL, NULL, 0);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
 	    !PQgetisnull(res, 0, 0))
 		lsn_parse(PQgetvalue(res, 0, 0), &lsn);

@@ -11,6 +11,8 @@
  */
 #include "pgferry/sink_apply.h"
 
+#include "sink_parallel.h"
+
 #include "pgferry/decoder.h"
 #include "pgferry/huge_change.h"
 #include "pgferry/log.h"
@@ -29,7 +31,8 @@
 struct sink_apply {
 	const config_t *cfg;
 	queue_t *queue;
-	apply_t *apply;
+	apply_t *apply;       /* with parallel apply: the coordinator's (par owns it) */
+	sink_parallel_t *par; /* apply_workers > 1 (sink_parallel.c); NULL otherwise */
 	sink_apply_events_t events;
 	pthread_t thread;
 	volatile int stop;
@@ -86,10 +89,24 @@ static uint64_t received_commit(void *arg)
  * source reconnects and resends from the committed progress). */
 static void drop_session(sink_apply_t *sa, const pgf_error_t *err)
 {
+	if (sa->par)
+		sink_parallel_reset(sa->par);
 	apply_reset(sa->apply);
 	if (sa->session_ok && sa->events.session_failed)
 		sa->events.session_failed(sa->events.arg, sa->session, err);
 	sa->session_ok = false;
+}
+
+static uint64_t failed_lsn(const sink_apply_t *sa)
+{
+	if (sa->par && sink_parallel_failed_lsn(sa->par) != 0)
+		return sink_parallel_failed_lsn(sa->par);
+	return apply_failed_lsn(sa->apply);
+}
+
+static bool in_transaction(const sink_apply_t *sa)
+{
+	return sa->par ? sink_parallel_in_transaction(sa->par) : apply_in_transaction(sa->apply);
 }
 
 static void became_fenced(sink_apply_t *sa, const char *why)
@@ -201,6 +218,12 @@ static void start_session(sink_apply_t *sa, const queue_item_t *it)
 	char why[1024];
 	pgf_error_t err;
 
+	if (sa->par) {
+		/* a failed session may have left main to read its progress again */
+		sink_parallel_reset(sa->par);
+		if (!apply_connected(sa->apply) && !ensure_connected(sa))
+			return;
+	}
 	apply_reset(sa->apply);
 	sa->session = it->session;
 	sa->session_ok = false;
@@ -244,6 +267,8 @@ static void start_session(sink_apply_t *sa, const queue_item_t *it)
 		                  "where the slot starts"
 		                : "");
 	sa->session_ok = true;
+	if (sa->par)
+		sink_parallel_session_start(sa->par, it->proto_version);
 	if (sa->events.session_verdict)
 		sa->events.session_verdict(sa->events.arg, it->session, true, 0, NULL,
 		                           apply_progress(sa->apply));
@@ -273,8 +298,13 @@ static bool apply_records(sink_apply_t *sa, const queue_item_t *it)
 		if (r->kind == 'k') {
 			/* a keepalive carries how far the walsender has sent; between
 			 * transactions everything up to there is here */
-			if (!apply_in_transaction(sa->apply) && r->wal_end > sa->idle_lsn)
+			if (!in_transaction(sa) && r->wal_end > sa->idle_lsn)
 				sa->idle_lsn = r->wal_end;
+			continue;
+		}
+		if (sa->par && (r->kind == 'h' || r->kind == 'w')) {
+			if (sink_parallel_record(sa->par, it, r, &err) != PGF_OK)
+				goto failed;
 			continue;
 		}
 		if (r->kind == 'h') {
@@ -303,7 +333,7 @@ failed:
 		return false;
 	log_error_value(LOG_ERROR, &err);
 	if (sa->events.apply_error)
-		sa->events.apply_error(sa->events.arg, &err, apply_failed_lsn(sa->apply));
+		sa->events.apply_error(sa->events.arg, &err, failed_lsn(sa));
 	if (!apply_connected(sa->apply) || err.code == PGF_E_DATABASE)
 		apply_disconnect(sa->apply);
 	drop_session(sa, &err);
@@ -325,7 +355,8 @@ static void commit_if_idle(sink_apply_t *sa)
 	flush = queue_primary_flush(sa->queue, sa->session);
 	idle = sa->idle_lsn < flush ? sa->idle_lsn : flush;
 	error_clear(&err);
-	if (apply_input_paused(sa->apply, idle, &err) == PGF_OK)
+	if ((sa->par ? sink_parallel_paused(sa->par, idle, &err)
+	             : apply_input_paused(sa->apply, idle, &err)) == PGF_OK)
 		return;
 	if (err.code == PGF_E_FENCED) {
 		became_fenced(sa, err.message);
@@ -336,7 +367,7 @@ static void commit_if_idle(sink_apply_t *sa)
 		return;
 	log_error_value(LOG_ERROR, &err);
 	if (sa->events.apply_error)
-		sa->events.apply_error(sa->events.arg, &err, apply_failed_lsn(sa->apply));
+		sa->events.apply_error(sa->events.arg, &err, failed_lsn(sa));
 	if (!apply_connected(sa->apply))
 		apply_disconnect(sa->apply);
 	drop_session(sa, &err);
@@ -352,7 +383,8 @@ static void remove_huge_files(sink_apply_t *sa, const queue_item_t *it)
 	char path[600];
 	uint32_t i;
 
-	if (it->kind != QUEUE_RECORDS || !queue_item_records(it, &r))
+	/* with parallel apply the coordinator owns them until applied */
+	if (sa->par || it->kind != QUEUE_RECORDS || !queue_item_records(it, &r))
 		return;
 	for (i = 0; i < it->nrecords; i++)
 		if (r[i].kind == 'h') {
@@ -409,6 +441,8 @@ static void *apply_thread_main(void *arg)
 			if (it->session == sa->session && sa->session_ok) {
 				/* whole transactions in the open group may still commit */
 				commit_if_idle(sa);
+				if (sa->par)
+					sink_parallel_reset(sa->par);
 				apply_reset(sa->apply);
 				sa->session_ok = false;
 			}
@@ -427,7 +461,7 @@ sink_apply_t *sink_apply_start(const config_t *cfg, queue_t *queue,
                                const sink_apply_events_t *events, pgf_error_t *err)
 {
 	sink_apply_t *sa = calloc(1, sizeof(*sa));
-	apply_hooks_t hooks;
+	apply_hooks_t hooks = {0};
 
 	if (sa == NULL) {
 		error_set(err, PGF_E_MEMORY, "out of memory");
@@ -440,14 +474,26 @@ sink_apply_t *sink_apply_start(const config_t *cfg, queue_t *queue,
 	hooks.arg = sa;
 	hooks.committed = on_committed;
 	hooks.received_commit = received_commit;
-	sa->apply = apply_create(cfg, &hooks);
+	if (cfg->apply_workers > 1) {
+		sa->par = sink_parallel_create(cfg, on_committed, sa, err);
+		if (sa->par == NULL) {
+			free(sa);
+			return NULL;
+		}
+		sa->apply = sink_parallel_main(sa->par);
+	} else {
+		sa->apply = apply_create(cfg, &hooks);
+	}
 	if (sa->apply == NULL) {
 		free(sa);
 		error_set(err, PGF_E_MEMORY, "out of memory");
 		return NULL;
 	}
 	if (pthread_create(&sa->thread, NULL, apply_thread_main, sa) != 0) {
-		apply_free(sa->apply);
+		if (sa->par)
+			sink_parallel_free(sa->par);
+		else
+			apply_free(sa->apply);
 		free(sa);
 		error_set(err, PGF_E_MEMORY, "could not start the apply thread");
 		return NULL;
@@ -492,6 +538,9 @@ void sink_apply_stop(sink_apply_t *sa)
 			return;
 		}
 	}
-	apply_free(sa->apply);
+	if (sa->par)
+		sink_parallel_free(sa->par);
+	else
+		apply_free(sa->apply);
 	free(sa);
 }

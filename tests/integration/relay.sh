@@ -68,6 +68,9 @@ log_level = info
 # most tests create the same schema on both sides instead of cloning
 initial_copy = external
 CONF
+	# PGFERRY_TEST_APPLY_WORKERS runs a test with parallel apply
+	[ -z "${PGFERRY_TEST_APPLY_WORKERS:-}" ] ||
+		echo "apply_workers = $PGFERRY_TEST_APPLY_WORKERS" >>"$T/sink.conf"
 	cat >"$T/source.conf" <<CONF
 # written by relay.sh
 primary_conninfo = '$PRIMARY_CONN'
@@ -153,7 +156,7 @@ check_no_loss_invariant()
 {
 	local slot dr
 	slot=$(psql_on primary -c "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'pgferry'")
-	dr=$(psql_on dr -c "SELECT pg_replication_origin_progress(pgferry.origin(), true)")
+	dr=$(psql_on dr -c "SELECT pgferry.applied_lsn(true)")
 	[ -z "$slot" ] && return 0
 	[ -z "$dr" ] && dr=0/0
 	ok=$(psql_on dr -c "SELECT '$slot'::pg_lsn <= '$dr'::pg_lsn")

@@ -210,7 +210,7 @@ workload_stop()
 cat >"$T/invariant.sh" <<INV
 while :; do
 	slot=\$(psql "$PRIMARY_CONN" -XAtc "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'pgferry'" 2>/dev/null)
-	dr=\$(psql "$DR_CONN" -XAtc "SELECT pg_replication_origin_progress(pgferry.origin(), true)" 2>/dev/null)
+	dr=\$(psql "$DR_CONN" -XAtc "SELECT pgferry.applied_lsn(true)" 2>/dev/null)
 	if [ -n "\$slot" ] && [ -n "\$dr" ]; then
 		ok=\$(psql "$DR_CONN" -XAtc "SELECT '\$slot'::pg_lsn <= '\$dr'::pg_lsn" 2>/dev/null)
 		[ "\$ok" = f ] && echo "VIOLATION \$(cat "$T/phase") slot \$slot DR \$dr"

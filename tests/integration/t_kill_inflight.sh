@@ -24,7 +24,7 @@ wait_applied 60
 pgbench -q -i -I g -s 1 "$PRIMARY_CONN" >/dev/null 2>&1 || fail "pgbench data"
 wait_applied 60
 
-progress() { psql_on dr -c "SELECT coalesce(pg_replication_origin_progress(pgferry.origin(), false), '0/0')"; }
+progress() { psql_on dr -c "SELECT coalesce(pgferry.applied_lsn(false), '0/0')"; }
 
 for round in 1 2 3; do
 	sink_stop
@@ -33,7 +33,7 @@ for round in 1 2 3; do
 	sink_start
 	# the first groups of the backlog committed: the rest is under way
 	wait_until "apply under way" 60 bash -c \
-		"[ \"\$(psql '$DR_CONN' -XAtc \"SELECT coalesce(pg_replication_origin_progress(pgferry.origin(), false), '0/0')\")\" != '$before' ]"
+		"[ \"\$(psql '$DR_CONN' -XAtc \"SELECT coalesce(pgferry.applied_lsn(false), '0/0')\")\" != '$before' ]"
 	if [ "$round" = 2 ]; then
 		log "round $round: kill -9 of the DR server during catch-up"
 		# a backend busy at the crash, as one working through the sink's

@@ -98,7 +98,7 @@ log "4. sink restarted: the figures are right at once, from the DR database"
 wait_applied 60
 source_stop
 sink_stop KILL
-progress=$(psql_on dr -c "SELECT pg_replication_origin_progress(pgferry.origin(), true)")
+progress=$(psql_on dr -c "SELECT pgferry.applied_lsn(true)")
 sink_start
 wait_until "sink HTTP up" 30 bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' '$SINK_URL/healthz')\" = 503 ]"
 curl -s "$SINK_URL/healthz" | grep -q "not applying: no source is connected" || fail "healthz does not say the sink is not applying"

@@ -33,7 +33,7 @@ tables_equal $TABLES
 status() { curl -s "$SINK_URL/v1/status"; }
 dr_positions()
 { # the origin and pgferry.progress, which every DR commit moves together
-	psql_on dr -c "SELECT pg_replication_origin_progress(pgferry.origin(), true) || ' ' || (SELECT source_lsn FROM pgferry.progress)"
+	psql_on dr -c "SELECT pgferry.applied_lsn(true) || ' ' || (SELECT source_lsn FROM pgferry.progress)"
 }
 positions_agree()
 { # (one read may fall between a commit and the origin's move: read again)

@@ -31,7 +31,7 @@ tables_equal kinds toasty full_ident nokey pkchange parted gen trunc1 trunc2 bul
 # exactly once: the origin's progress is where the DR side says it is
 source_stop
 sink_stop
-progress=$(psql_on dr -c "SELECT pg_replication_origin_progress(pgferry.origin(), true)")
+progress=$(psql_on dr -c "SELECT pgferry.applied_lsn(true)")
 recorded=$(psql_on dr -c "SELECT source_lsn FROM pgferry.progress")
 [ "$progress" = "$recorded" ] || fail "origin progress $progress, recorded $recorded"
 grep -q "first contact" "$T/sink.log" || fail "the sink did not record the identity"

@@ -45,7 +45,7 @@ grep -q "now the primary" "$T/promote.out" || fail "no promotion summary"
 grep -q "sequences moved      3" "$T/promote.out" || fail "not every sequence was moved"
 [ "$(psql_on dr -c "SELECT count(*) FROM pgferry.fence")" = 1 ] || fail "no fence"
 point=$(psql_on dr -c "SELECT applied_lsn FROM pgferry.promotion")
-progress=$(psql_on dr -c "SELECT pg_replication_origin_progress(pgferry.origin(), true)")
+progress=$(psql_on dr -c "SELECT pgferry.applied_lsn(true)")
 [ "$point" = "$progress" ] || fail "promotion point $point is not the applied position $progress"
 
 # the sink reports the fence; promote-check says unsafe

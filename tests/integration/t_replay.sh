@@ -59,14 +59,14 @@ mkdir -p "$T/work"
 replay first
 grep -Eq "applied [1-9][0-9]* transactions" "$T/first.out" || fail "the first replay applied nothing"
 tables_equal $TABLES
-progress=$(psql_on dr -c "SELECT pg_replication_origin_progress(pgferry.origin(), true)")
+progress=$(psql_on dr -c "SELECT pgferry.applied_lsn(true)")
 
 # the same file again: every transaction is at or below the origin's progress
 replay second
 grep -q "applied 0 transactions" "$T/second.out" || fail "the second replay applied something"
 tables_equal $TABLES
 [ "$(psql_on dr -c "SELECT count(*) - count(DISTINCT id) FROM orders")" = 0 ] || fail "duplicate orders"
-[ "$(psql_on dr -c "SELECT pg_replication_origin_progress(pgferry.origin(), true)")" = "$progress" ] ||
+[ "$(psql_on dr -c "SELECT pgferry.applied_lsn(true)")" = "$progress" ] ||
 	fail "the second replay moved the origin's progress"
 
 # a file that is no capture is named, nothing applied, exit 2
