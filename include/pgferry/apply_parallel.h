@@ -1,7 +1,8 @@
 /*
  * apply_parallel.h — parallel apply with source commit order kept
  * (apply_workers > 1): the design and why it is exact. The coordinator and
- * the workers are relay/sink/sink_parallel.c, the dependency tracker
+ * the workers are relay/sink/ (sink_parallel.c, parallel_units.c,
+ * parallel_keys.c), the dependency tracker
  * depend.h; apply_workers = 1 runs the one-connection path unchanged.
  *
  * Threads and connections
