@@ -109,6 +109,16 @@ source_start() { bg_start source "$PGFERRY_BIN" source --config "$T/source.conf"
 sink_stop() { bg_stop sink "${1:-TERM}"; }
 source_stop() { bg_stop source "${1:-TERM}"; }
 
+# Where the DR side's apply stands (over all of the stream's origins), and
+# a wait until it has moved from such a figure: the first groups of a
+# backlog committed, the rest under way.
+dr_applied() { psql_on dr -c "SELECT coalesce(pgferry.applied_lsn(false), '0/0')"; }
+wait_apply_moved()
+{
+	wait_until "apply under way" 60 bash -c \
+		"[ \"\$(psql '$DR_CONN' -XAtc \"SELECT coalesce(pgferry.applied_lsn(false), '0/0')\")\" != '$1' ]"
+}
+
 # A marker row committed on the primary now; wait until the DR side has it.
 MARKER_SEQ=0
 wait_applied()

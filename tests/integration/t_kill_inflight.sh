@@ -24,16 +24,13 @@ wait_applied 60
 pgbench -q -i -I g -s 1 "$PRIMARY_CONN" >/dev/null 2>&1 || fail "pgbench data"
 wait_applied 60
 
-progress() { psql_on dr -c "SELECT coalesce(pgferry.applied_lsn(false), '0/0')"; }
-
 for round in 1 2 3; do
 	sink_stop
 	pgbench -n -c 4 -j 2 -t 1500 "$PRIMARY_CONN" >/dev/null 2>&1 || fail "pgbench"
-	before=$(progress)
+	before=$(dr_applied)
 	sink_start
 	# the first groups of the backlog committed: the rest is under way
-	wait_until "apply under way" 60 bash -c \
-		"[ \"\$(psql '$DR_CONN' -XAtc \"SELECT coalesce(pgferry.applied_lsn(false), '0/0')\")\" != '$before' ]"
+	wait_apply_moved "$before"
 	if [ "$round" = 2 ]; then
 		log "round $round: kill -9 of the DR server during catch-up"
 		# a backend busy at the crash, as one working through the sink's

@@ -79,16 +79,13 @@ cat >"$T/keyless.sql" <<'SQL'
 INSERT INTO hist VALUES (:id, :client_id);
 SQL
 
-progress() { psql_on dr -c "SELECT coalesce(pgferry.applied_lsn(false), '0/0')"; }
-
 for round in 1 2 3; do
 	sink_stop
 	pgbench -n -c 4 -j 2 -t 500 -f "$T/keyed.sql@199" -f "$T/keyless.sql@1" "$PRIMARY_CONN" \
 		>/dev/null 2>&1 || fail "pgbench"
-	before=$(progress)
+	before=$(dr_applied)
 	sink_start
-	wait_until "apply under way" 60 bash -c \
-		"[ \"\$(psql '$DR_CONN' -XAtc \"SELECT coalesce(pgferry.applied_lsn(false), '0/0')\")\" != '$before' ]"
+	wait_apply_moved "$before"
 	if [ "$round" = 2 ]; then
 		log "round $round: kill -9 of the DR server while the workers apply"
 		cluster_ctl dr kill
