@@ -118,10 +118,13 @@
  *   (or 8 MB, beyond which it is cut), and the coordinator stops taking
  *   from the queue while every worker is full, so the queue's
  *   spool_memory_limit and spool_disk_limit go on stopping the network
- *   thread. A single transaction is copied whole before it is placed: it
- *   is bounded by the primary's logical_decoding_work_mem, past which the
- *   walsender streams it (and a streamed transaction is spilled by the
- *   coordinator's engine, as with one connection).
+ *   thread. A transaction is copied whole before it is placed, up to 8 MB:
+ *   one that grows past it becomes a barrier at once (everything before it
+ *   commits first) and the main connection applies it as it arrives, what
+ *   was copied first, so no size the primary leaves unstreamed (its
+ *   logical_decoding_work_mem) makes the sink hold it whole. A streamed
+ *   transaction is spilled by the coordinator's engine, as with one
+ *   connection.
  */
 #ifndef PGFERRY_APPLY_PARALLEL_H
 #define PGFERRY_APPLY_PARALLEL_H

@@ -1,7 +1,8 @@
 /*
  * parallel_internal.h — what the files of parallel apply share (private to
  * relay/sink/): the coordinator (sink_parallel.c), the units, turns and
- * workers (parallel_units.c), the tables' keys (parallel_keys.c). The
+ * workers (parallel_units.c), the tables' keys (parallel_keys.c), what runs
+ * alone on the coordinator's connection (parallel_main.c). The
  * design is in pgferry/apply_parallel.h.
  */
 #ifndef PGFERRY_PARALLEL_INTERNAL_H
@@ -132,6 +133,7 @@ struct sink_parallel {
 	apply_group_t txn_stats;
 	buf_t txn_relations; /* Relation and Type messages of the transaction */
 	bool in_txn, skipping, in_stream;
+	bool direct; /* the transaction outgrew a unit: main applies it as it comes */
 	uint64_t skip_below;
 	bool last_durable; /* the last unit dispatched commits durably */
 	struct timespec durable_at;
@@ -152,6 +154,18 @@ void par_main_group_committed(void *arg, const apply_group_t *g, bool durable);
 void par_report(struct sink_parallel *par);
 int par_wait_committed(struct sink_parallel *par, uint64_t seq, pgf_error_t *err);
 void *par_worker_main(void *arg);
+
+/* sink_parallel.c: the coordinator's own, for parallel_main.c */
+int par_dispatch_current(struct sink_parallel *par, bool durable, pgf_error_t *err);
+void par_relations_release(struct sink_parallel *par);
+
+/* parallel_main.c: what runs alone on main */
+int par_run_on_main(struct sink_parallel *par, unit_t *u, pgf_error_t *err);
+int par_stream_record(struct sink_parallel *par, const queue_record_t *r, const uint8_t *data,
+                      const char *huge_path, pgf_error_t *err);
+int par_go_direct(struct sink_parallel *par, pgf_error_t *err);
+int par_direct_record(struct sink_parallel *par, const queue_record_t *r, const uint8_t *data,
+                      const char *huge_path, pgf_error_t *err);
 
 /* parallel_keys.c: what a change writes, by the DR table's keys */
 void par_footprint_change(struct sink_parallel *par, const pgoutput_message_t *m);

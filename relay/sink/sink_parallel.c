@@ -51,34 +51,6 @@ static int pick_worker_locked(struct sink_parallel *par)
 	}
 }
 
-/* Runs a barrier unit on main, alone: everything before it committed. */
-static int run_on_main(struct sink_parallel *par, unit_t *u, pgf_error_t *err)
-{
-	int rc;
-
-	par->main_seq = u->seq;
-	rc = par_unit_apply(par->main, u, err);
-	if (rc == PGF_OK)
-		rc = apply_commit_group(par->main, true, err);
-	if (rc == PGF_OK && par->main_seq == u->seq) {
-		/* nothing to commit (cannot happen: a unit holds transactions):
-		 * the number passes */
-		pthread_mutex_lock(&par->lock);
-		par->sent_seq = u->seq;
-		par_committed_locked(par, u->seq, true);
-		pthread_mutex_unlock(&par->lock);
-	}
-	par->main_seq = 0;
-	if (rc != PGF_OK) {
-		pthread_mutex_lock(&par->lock);
-		par_fail_locked(par, u->seq, apply_failed_lsn(par->main), err);
-		pthread_mutex_unlock(&par->lock);
-		return PGF_ERR;
-	}
-	depend_committed(&par->dep, u->seq);
-	return par_wait_committed(par, u->seq, err);
-}
-
 /* Sends the Relation and Type messages worker w has not seen before u. */
 static bool prepend_pending(worker_t *w, unit_t *u)
 {
@@ -147,7 +119,7 @@ static int dispatch(struct sink_parallel *par, unit_t *u, pgf_error_t *err)
 		log_debug("parallel apply: transaction group %llu (%llu transactions) alone on the "
 		          "coordinator's connection",
 		          (unsigned long long)u->seq, (unsigned long long)u->stats.transactions);
-		rc = run_on_main(par, u, err);
+		rc = par_run_on_main(par, u, err);
 		par_unit_free(u);
 		return rc;
 	}
@@ -193,7 +165,7 @@ static int dispatch(struct sink_parallel *par, unit_t *u, pgf_error_t *err)
 
 /* The whole transactions of the unit being filled go (the transaction
  * being buffered, if any, stays). */
-static int dispatch_current(struct sink_parallel *par, bool durable, pgf_error_t *err)
+int par_dispatch_current(struct sink_parallel *par, bool durable, pgf_error_t *err)
 {
 	unit_t *u = par->cur, *rest;
 
@@ -247,7 +219,7 @@ static void relation_for_all(struct sink_parallel *par, const queue_record_t *r,
 
 /* The Relation and Type messages of a transaction that committed on main
  * go to every worker. */
-static void relations_release(struct sink_parallel *par)
+void par_relations_release(struct sink_parallel *par)
 {
 	int i;
 
@@ -282,13 +254,13 @@ static int txn_commit(struct sink_parallel *par, const pgoutput_message_t *m, pg
 		u->nrecs = par->txn_nrecs_start;
 		bar->stats = par->txn_stats;
 		depend_footprint_barrier(&bar->fp);
-		if (dispatch_current(par, false, err) != PGF_OK) {
+		if (par_dispatch_current(par, false, err) != PGF_OK) {
 			par_unit_free(bar);
 			return PGF_ERR;
 		}
 		if (dispatch(par, bar, err) != PGF_OK)
 			return PGF_ERR;
-		relations_release(par);
+		par_relations_release(par);
 		return PGF_OK;
 	}
 	/* the unit's footprint takes the transaction's */
@@ -318,57 +290,8 @@ static int txn_commit(struct sink_parallel *par, const pgoutput_message_t *m, pg
 	par->txn_nrecs_start = u->nrecs;
 	if ((int64_t)u->stats.transactions >= par->orig->apply_group_max_transactions ||
 	    u->recs.len >= UNIT_MAX_BYTES)
-		return dispatch_current(par, false, err);
+		return par_dispatch_current(par, false, err);
 	return PGF_OK;
-}
-
-/* A record inside a stream block, or a stream's end: main spills it or
- * applies the streamed transaction, alone. */
-static int stream_record(struct sink_parallel *par, const queue_record_t *r, const uint8_t *data,
-                         const char *huge_path, pgf_error_t *err)
-{
-	int rc;
-
-	if (r->type == PGOUTPUT_STREAM_COMMIT) {
-		depend_footprint_t barrier;
-		depend_verdict_t v;
-		/* everything before it commits first */
-		if (dispatch_current(par, true, err) != PGF_OK ||
-		    par_wait_committed(par, par->dep.next_seq - 1, err) != PGF_OK)
-			return PGF_ERR;
-		depend_footprint_init(&barrier);
-		depend_footprint_barrier(&barrier);
-		depend_admit(&par->dep, &barrier, &v);
-		depend_assign(&par->dep, &barrier, v.seq, 0);
-		pthread_mutex_lock(&par->lock);
-		memset(&par->ring[v.seq % UNIT_RING], 0, sizeof(apply_group_t));
-		pthread_mutex_unlock(&par->lock);
-		par->main_seq = v.seq;
-		rc = apply_record(par->main, r->wal_start, r->type, r->xid, &r->facts, data, r->len,
-		                  err);
-		if (rc == PGF_OK)
-			rc = apply_commit_group(par->main, true, err);
-		if (rc == PGF_OK && par->main_seq == v.seq) {
-			/* applied before: skipped, nothing committed */
-			pthread_mutex_lock(&par->lock);
-			par->sent_seq = v.seq;
-			par_committed_locked(par, v.seq, true);
-			pthread_mutex_unlock(&par->lock);
-		}
-		par->main_seq = 0;
-		if (rc != PGF_OK) {
-			pthread_mutex_lock(&par->lock);
-			par_fail_locked(par, v.seq, apply_failed_lsn(par->main), err);
-			pthread_mutex_unlock(&par->lock);
-			return PGF_ERR;
-		}
-		depend_committed(&par->dep, v.seq);
-		return par_wait_committed(par, v.seq, err);
-	}
-	if (huge_path != NULL)
-		return apply_huge_record(par->main, r->wal_start, r->type, r->xid, &r->facts,
-		                         huge_path, err);
-	return apply_record(par->main, r->wal_start, r->type, r->xid, &r->facts, data, r->len, err);
 }
 
 /* A change larger than a batch: its transaction runs alone. */
@@ -382,6 +305,8 @@ static int huge_record(sink_parallel_t *par, const queue_record_t *r, const char
 		return PGF_OK;
 	}
 	depend_footprint_barrier(&par->txn_fp);
+	if (par->direct)
+		return par_direct_record(par, r, NULL, huge, err);
 	par_unit_append(par->cur, r, huge, (uint32_t)strlen(huge) + 1);
 	return PGF_OK;
 }
@@ -422,7 +347,7 @@ int sink_parallel_record(sink_parallel_t *par, const queue_item_t *it, const que
 	    r->type == PGOUTPUT_STREAM_ABORT) {
 		if (r->type == PGOUTPUT_STREAM_STOP)
 			par->in_stream = false;
-		return stream_record(par, r, data, huge, err);
+		return par_stream_record(par, r, data, huge, err);
 	}
 	if (huge != NULL)
 		return huge_record(par, r, huge, err);
@@ -448,6 +373,8 @@ int sink_parallel_record(sink_parallel_t *par, const queue_item_t *it, const que
 			par->in_txn = par->skipping = false;
 			return PGF_OK;
 		}
+		if (par->direct)
+			return par_direct_record(par, r, data, NULL, err);
 		par_unit_append(par->cur, r, data, r->len);
 		return txn_commit(par, m, err);
 	case PGOUTPUT_RELATION:
@@ -502,6 +429,11 @@ int sink_parallel_record(sink_parallel_t *par, const queue_item_t *it, const que
 		                    r->len, err);
 	if (par->skipping)
 		return PGF_OK;
+	if (!par->direct && par->cur->recs.len - par->txn_start + r->len > UNIT_MAX_BYTES &&
+	    par_go_direct(par, err) != PGF_OK)
+		return PGF_ERR;
+	if (par->direct)
+		return par_direct_record(par, r, data, NULL, err);
 	par_unit_append(par->cur, r, data, r->len);
 	if (buf_failed(&par->cur->recs))
 		return error_set(err, PGF_E_MEMORY, "out of memory buffering a transaction");
@@ -512,7 +444,9 @@ int sink_parallel_paused(sink_parallel_t *par, uint64_t idle_lsn, pgf_error_t *e
 {
 	bool flush;
 
-	if (dispatch_current(par, true, err) != PGF_OK)
+	if (par->direct)
+		return PGF_OK; /* everything before it committed; main has it open */
+	if (par_dispatch_current(par, true, err) != PGF_OK)
 		return PGF_ERR;
 	flush = !par->last_durable;
 	if (par_wait_committed(par, par->dep.next_seq - 1, err) != PGF_OK)
@@ -618,7 +552,7 @@ void sink_parallel_reset(sink_parallel_t *par)
 	par->reported_seq = par->dep.next_seq - 1;
 	par_unit_free(par->cur);
 	par->cur = par_unit_new();
-	par->in_txn = par->skipping = par->in_stream = false;
+	par->in_txn = par->skipping = par->in_stream = par->direct = false;
 	buf_reset(&par->txn_relations);
 	par->txn_start = 0;
 	par->txn_nrecs_start = 0;
