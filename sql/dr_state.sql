@@ -220,6 +220,31 @@ LANGUAGE sql STABLE AS $$
     SELECT origin FROM pgferry.identity
 $$;
 
+-- The origins of parallel apply's workers (<origin>_w<k>) that a dropped DR
+-- database of the same stream left behind: the applied position is the
+-- newest of the stream's origins (applied_lsn), so one of them would count
+-- in a new copy's position. A new stream's origin is refused while they
+-- exist.
+CREATE OR REPLACE FUNCTION pgferry.refuse_worker_origins(o text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    found text;
+BEGIN
+    SELECT string_agg(roname, ', ' ORDER BY roname) INTO found
+      FROM pg_replication_origin
+     WHERE left(roname, length(o) + 2) = o || '_w'
+       AND substr(roname, length(o) + 3) ~ '^[0-9]+$';
+    IF found IS NOT NULL THEN
+        RAISE EXCEPTION 'replication origins of an earlier parallel apply of this stream exist already on this DR cluster: %', found
+            USING ERRCODE = 'PF003',
+                  DETAIL = 'A dropped DR database that followed the same stream left them behind; '
+                           'they would count in this copy''s applied position.',
+                  HINT = format('If nothing uses them any more: SELECT pg_replication_origin_drop(roname) '
+                                'FROM pg_replication_origin WHERE starts_with(roname, %L)', o || '_w');
+    END IF;
+END
+$$;
+
 -- First contact: records the identity and creates the stream's origin in
 -- one transaction. An origin of that name that exists already belongs to
 -- another DR database of this cluster following the same stream (or is a
@@ -243,6 +268,7 @@ BEGIN
                       HINT = format('Give each DR database its own slot. If nothing uses the '
                                     'origin any more: SELECT pg_replication_origin_drop(%L)', o);
         END IF;
+        PERFORM pgferry.refuse_worker_origins(o);
         PERFORM pg_replication_origin_create(o);
         INSERT INTO pgferry.identity (system_identifier, database, slot, origin)
             VALUES (sysid, db, slot_name, o);
@@ -256,13 +282,11 @@ BEGIN
 END
 $$;
 
--- `pgferry clone`: the origin of the stream it hands over to, created (in
--- its own transaction, so that the hand-over can commit its progress
--- atomically) and noted in pgferry.clone; a rerun after an interruption
--- takes it again. One that exists and is not this clone's belongs to
--- another DR database following the same stream.
-CREATE OR REPLACE FUNCTION pgferry.clone_origin(sysid numeric, db text, slot_name text)
-RETURNS text LANGUAGE plpgsql AS $$
+-- Whether the stream's origin exists and is this clone's (a rerun); raises
+-- when it is another's, or when parallel apply's origins of the stream are
+-- left: clone asks before it creates its slot, and again at the hand-over.
+CREATE OR REPLACE FUNCTION pgferry.clone_origin_check(sysid numeric, db text, slot_name text)
+RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
     o text := pgferry.origin_name(sysid, db, slot_name);
 BEGIN
@@ -276,7 +300,24 @@ BEGIN
                                     'uses the origin any more: SELECT '
                                     'pg_replication_origin_drop(%L)', o);
         END IF;
-    ELSE
+        RETURN true;
+    END IF;
+    PERFORM pgferry.refuse_worker_origins(o);
+    RETURN false;
+END
+$$;
+
+-- `pgferry clone`: the origin of the stream it hands over to, created (in
+-- its own transaction, so that the hand-over can commit its progress
+-- atomically) and noted in pgferry.clone; a rerun after an interruption
+-- takes it again. One that exists and is not this clone's belongs to
+-- another DR database following the same stream.
+CREATE OR REPLACE FUNCTION pgferry.clone_origin(sysid numeric, db text, slot_name text)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    o text := pgferry.origin_name(sysid, db, slot_name);
+BEGIN
+    IF NOT pgferry.clone_origin_check(sysid, db, slot_name) THEN
         PERFORM pg_replication_origin_create(o);
     END IF;
     UPDATE pgferry.clone SET origin = o;

@@ -223,6 +223,18 @@ static step_t create_slot(clone_run_t *r, pgf_error_t *err)
 		              "the slot \"%s\" already exists on the primary; a pgferry source may "
 		              "be using it",
 		              r->cfg->slot_name);
+	{
+		/* the stream's origin must be free for the hand-over: asked now,
+		 * before anything is copied */
+		char sysid[32];
+		const char *p3[3] = {sysid, r->rc.dbname, r->cfg->slot_name};
+		snprintf(sysid, sizeof(sysid), "%" PRIu64, r->rc.system_identifier);
+		if ((res = pgsession_query(r->d, "DR database",
+		                           "SELECT pgferry.clone_origin_check($1::numeric, $2, $3)",
+		                           3, p3, err)) == NULL)
+			return STEP_REFUSED;
+		PQclear(res);
+	}
 	if ((res = pgsession_query(r->d, "DR database", own_sql_clone_start, 1, params, err)) ==
 	    NULL)
 		return STEP_FAILED;

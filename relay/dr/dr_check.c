@@ -156,6 +156,11 @@ static void try_origin(PGconn *conn, const char *origin, bool for_clone, check_r
 	          "the replication origin \"%s\" of this stream is free", origin);
 }
 
+#define WORKER_ORIGINS_SQL                                                                         \
+	"(SELECT string_agg(roname, ', ' ORDER BY roname) FROM pg_catalog.pg_replication_origin "  \
+	"WHERE left(roname, length($1) + 2) = $1 || '_w' AND substr(roname, length($1) + 3) ~ "    \
+	"'^[0-9]+$')"
+
 void dr_check_origin(PGconn *conn, const char *origin, bool for_clone, check_report_t *r)
 {
 	PGresult *res;
@@ -198,12 +203,14 @@ void dr_check_origin(PGconn *conn, const char *origin, bool for_clone, check_rep
 	mine = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
 	       strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	PQclear(res);
+	/* the third: parallel apply's origins a dropped copy left behind
+	 * (clone refuses them: they would count in the applied position) */
 	res = PQexecParams(conn,
 	                   mine ? "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_origin "
 	                          "WHERE roname = $1), EXISTS (SELECT 1 FROM pgferry.clone WHERE "
-	                          "origin = $1)"
+	                          "origin = $1), " WORKER_ORIGINS_SQL
 	                        : "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_origin "
-	                          "WHERE roname = $1), false",
+	                          "WHERE roname = $1), false, " WORKER_ORIGINS_SQL,
 	                   1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		query_failed(conn, res, "replication_origin", r);
@@ -212,6 +219,21 @@ void dr_check_origin(PGconn *conn, const char *origin, bool for_clone, check_rep
 	}
 	exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	mine = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+	if (!exists && !PQgetisnull(res, 0, 2) && for_clone) {
+		char fix[700];
+		snprintf(fix, sizeof(fix),
+		         "if nothing uses them any more: SELECT pg_replication_origin_drop(roname) "
+		         "FROM pg_replication_origin WHERE starts_with(roname, '%s_w')",
+		         origin);
+		check_add(
+		        r, CHECK_ERROR, "replication_origin", fix,
+		        "replication origins of an earlier parallel apply of this stream exist "
+		        "already on this DR cluster (%s): a dropped DR database left them behind, "
+		        "and they would count in this copy's applied position",
+		        PQgetvalue(res, 0, 2));
+		PQclear(res);
+		return;
+	}
 	PQclear(res);
 	if (!exists)
 		check_add(r, CHECK_OK, "replication_origin", NULL,

@@ -42,9 +42,17 @@ PGresult *pgsession_query(PGconn *c, const char *side, const char *sql, int n,
 		const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 		char msg[400];
 
+		const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+		const char *hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
+
 		error_set(err, PGF_E_DATABASE, "a query failed on the %s: %s", side,
 		          m ? m : pgsession_error_text(c, msg, sizeof(msg)));
 		error_where(err, "%.300s", sql);
+		/* pgferry's own functions say there what is wrong and what to do */
+		if (detail != NULL)
+			error_detail(err, "%s", detail);
+		if (hint != NULL)
+			error_hint(err, "%s", hint);
 		PQclear(res);
 		return NULL;
 	}

@@ -5,7 +5,8 @@
 # committed between the two clones, and they were skipped in silence). A
 # second sink on a database whose origin is in use, and an origin moved by
 # something else, are refused with the reason in the verdict; a DR state
-# from the days of the one origin "pgferry" moves to its stream's own.
+# from the days of the one origin "pgferry" moves to its stream's own;
+# parallel apply's origins left by a dropped DR database are refused.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/relay.sh"
 
@@ -120,4 +121,35 @@ grep '"stream_refused":"the replication origin' "$T/status.json" >/dev/null ||
 code=$(curl -s -o "$T/verdict.json" -w '%{http_code}' "$SINK_URL/v1/promotion-safety")
 [ "$code" = 409 ] || fail "a moved origin answered $code: $(cat "$T/verdict.json")"
 DR_CONN=$DR_CONN_SAVED
+
+# 8. parallel apply's origins (<origin>_w<k>) that a dropped DR database of
+# the same stream left behind would count in a new copy's applied position
+# (the newest of the stream's origins): a clone of that stream is refused
+# before it copies anything, and so is a first contact
+sink_stop
+psql_on dr -c "CREATE DATABASE fourth" >/dev/null || fail "fourth DR database"
+FOURTH_CONN="${DR_CONN/dbname=postgres/dbname=fourth}"
+sysid=$(psql_on primary -c "SELECT system_identifier FROM pg_control_system()")
+lo="pgferry_${sysid}_postgres_leftover"
+psql_on dr -c "SELECT pg_replication_origin_create('${lo}_w1');
+  SELECT pg_replication_origin_advance('${lo}_w1', 'FF/0')" >/dev/null || fail "a leftover origin"
+"$PGFERRY_BIN" check --role clone -c "primary_conninfo=$PRIMARY_CONN" -c "dr_conninfo=$FOURTH_CONN" \
+	-c slot_name=leftover >"$T/check4.out" 2>&1 && fail "check passed a clone over leftover origins: $(cat "$T/check4.out")"
+grep -q "replication origins of an earlier parallel apply of this stream exist already on this DR cluster (${lo}_w1)" \
+	"$T/check4.out" || fail "check did not name the leftover origin: $(cat "$T/check4.out")"
+"$PGFERRY_BIN" clone -c "primary_conninfo=$PRIMARY_CONN" -c "dr_conninfo=$FOURTH_CONN" -c slot_name=leftover \
+	>"$T/clone4.out" 2>&1 && fail "a clone over leftover origins succeeded: $(cat "$T/clone4.out")"
+cat "$T/clone4.out"
+grep -q "replication origins of an earlier parallel apply of this stream exist already on this DR cluster: ${lo}_w1" \
+	"$T/clone4.out" || fail "the clone did not name the leftover origin: $(cat "$T/clone4.out")"
+grep -q "starts_with(roname, '${lo}_w')" "$T/clone4.out" || fail "the clone did not say what to do: $(cat "$T/clone4.out")"
+grep -q "copying" "$T/clone4.out" && fail "the clone copied before it found the leftover origins"
+[ "$(psql_on primary -c "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'leftover'")" = 0 ] ||
+	fail "the refused clone left a slot"
+psql "$FOURTH_CONN" -Xq -v ON_ERROR_STOP=1 -f "$(dirname "$0")/../../sql/dr_state.sql" >/dev/null 2>&1 ||
+	fail "could not install pgferry's DR state in the fourth database"
+psql "$FOURTH_CONN" -XAtc "SELECT pgferry.record_identity($sysid, 'postgres', 'leftover', true)" >"$T/first4.out" 2>&1 &&
+	fail "a first contact over leftover origins was recorded"
+grep -q "${lo}_w1" "$T/first4.out" || fail "the first contact did not name the leftover origin: $(cat "$T/first4.out")"
+[ "$(psql "$FOURTH_CONN" -XAtc "SELECT count(*) FROM pgferry.identity")" = 0 ] || fail "the identity was recorded"
 log "origins ok"
