@@ -7,7 +7,8 @@
 # each of BENCH_RUNS runs: a backlog of BENCH_TRANSACTIONS pgbench (TPC-B)
 # transactions is built on the primary while every replica is stopped; then
 # each catches up alone, timed from its start to "its DR origin's progress
-# >= the primary's LSN at the end of the backlog". The order rotates from
+# >= the primary's LSN at the end of the backlog" (pgferry's start: its
+# source's, the sink being up and listening as the DR server is for native). The order rotates from
 # run to run, so each system goes first in turn (a shared machine's load
 # drifts). After each run every copy must equal the primary. Every byte
 # between the sides passes a counting proxy: pgferry's source-to-sink link,
@@ -16,8 +17,9 @@
 # flatters them.
 #
 #   BENCH_SCALE (1), BENCH_TRANSACTIONS (100000), BENCH_RUNS (3),
-#   BENCH_LINKS ("loopback wan"), BENCH_SINK_EXTRA (one more line of the
-#   sink's configuration), BENCH_PROFILE=1: perf profiles of the sink and
+#   BENCH_LINKS ("loopback wan"), BENCH_SINK_EXTRA and BENCH_SOURCE_EXTRA
+#   (one more line of the sink's or the source's configuration;
+#   "log_level = debug" in both logs each step of a session's start), BENCH_PROFILE=1: perf profiles of the sink and
 #   its DR backend during pgferry's catch-up in the first run, with the CPU
 #   seconds each used; BENCH_TIMELINE=1 (2: with every sample): in every
 #   run, when each stage of pgferry's data path (walsender sent, sink
@@ -41,7 +43,7 @@ LINKS=${BENCH_LINKS:-loopback wan}
 CLIENTS=4
 . "$(dirname "$0")/common.sh"
 
-bench_setup "$SCALE" ${BENCH_SINK_EXTRA:+"sink:$BENCH_SINK_EXTRA"}
+bench_setup "$SCALE" ${BENCH_SINK_EXTRA:+"sink:$BENCH_SINK_EXTRA"} ${BENCH_SOURCE_EXTRA:+"source:$BENCH_SOURCE_EXTRA"}
 psql_on primary -c "SELECT pg_create_logical_replication_slot('decode_limit', 'pgoutput')" >/dev/null ||
 	fail "decode_limit slot"
 ALL="decode $SYSTEMS"
@@ -60,6 +62,7 @@ catch_up()
 		return
 	fi
 	proxy_start "$s"
+	replica_prepare "$s"
 	from=$(psql_on primary -c "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '${SLOT_OF[$s]}'")
 	start=$(now_ms)
 	replica_enable "$s"
@@ -70,7 +73,12 @@ catch_up()
 	[ "$s" = pgferry ] && [ "${BENCH_PROFILE:-0}" = 1 ] && [ "$RUN" = 1 ] && profile_stop
 	[ "$s" = pgferry ] && [ "${BENCH_TIMELINE:-0}" != 0 ] && timeline_stop
 	replica_disable "$s"
-	[ -n "${BENCH_DEBUG_DIR:-}" ] && cp "$T/source.log" "$T/sink.log" "$BENCH_DEBUG_DIR/"
+	if [ -n "${BENCH_DEBUG_DIR:-}" ]; then
+		case $s in
+		pgferry) cp "$T/source.log" "$T/sink.log" "$BENCH_DEBUG_DIR/" ;;
+		baseline) cp "$T/source_base.log" "$T/sink_base.log" "$BENCH_DEBUG_DIR/" ;;
+		esac
+	fi
 	proxy_stop "$s"
 	BYTES=$WIRE_BYTES
 }

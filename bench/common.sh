@@ -17,6 +17,7 @@
 #       the counting proxy between a replica and its upstream: pgferry's
 #       source-to-sink link, native's and pglogical's subscriber-to-primary
 #       link; proxy_stop sets WIRE_BYTES (both directions)
+#   replica_prepare SYSTEM   pgferry's sink up and listening (else nothing)
 #   replica_enable SYSTEM / replica_disable SYSTEM
 #   replica_progress_reached SYSTEM LSN   the DR origin of SYSTEM is at LSN
 #   copies_equal    every enabled copy matches the primary (fails if not)
@@ -91,15 +92,37 @@ proxy_stop()
 	WIRE_BYTES=$(grep -Eo 'up=[0-9]+ down=[0-9]+' "$T/proxy_$1.log" | tail -1 | awk -F'[= ]' '{print $2 + $4}')
 }
 
+# pgferry's sink started and listening. It is the DR side's daemon, up
+# when an outage ends as the DR server that runs native's apply worker is:
+# catch_up starts its clock after this, at the source's start.
+replica_prepare()
+{
+	local name log n
+	case $1 in
+	pgferry) name=sink ;;
+	baseline) name=sink_base ;;
+	*) return 0 ;;
+	esac
+	bg_alive $name && return 0
+	log=$T/$name.log
+	n=$(grep -c 'pgferry sink listening' "$log" 2>/dev/null)
+	case $1 in
+	pgferry) sink_start ;;
+	baseline) bg_start sink_base "$BASELINE_BIN" sink --config "$T/sink_base.conf" ;;
+	esac
+	wait_until "the $1 sink listening" 60 bash -c \
+		"[ \"\$(grep -c 'pgferry sink listening' '$log')\" -gt ${n:-0} ]"
+}
+
 replica_enable()
 {
 	case $1 in
 	pgferry)
-		sink_start
+		replica_prepare pgferry
 		source_start
 		;;
 	baseline)
-		bg_start sink_base "$BASELINE_BIN" sink --config "$T/sink_base.conf"
+		replica_prepare baseline
 		bg_start source_base "$BASELINE_BIN" source --config "$T/source_base.conf"
 		;;
 	native) dr native "ALTER SUBSCRIPTION native ENABLE" >/dev/null ;;

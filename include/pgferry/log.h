@@ -16,6 +16,10 @@ void log_configure(log_level_t min_level, log_format_t format, const char *role)
 /* Redirect to another fd (tests); default 2. */
 void log_set_fd(int fd);
 void log_write(log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A step of a session's start (connections, handshake, first data), at
+ * debug level: "step: WHAT (monotonic T s)". Every process on a host shares
+ * the monotonic clock, so the source's and the sink's steps line up. */
+void log_step(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Logs an error value with its detail, hint and where. */
 void log_error_value(log_level_t level, const pgf_error_t *err);
 

@@ -218,6 +218,19 @@ void log_write(log_level_t level, const char *fmt, ...)
 	emit(level, message, NULL);
 }
 
+void log_step(const char *fmt, ...)
+{
+	char message[1024];
+	va_list ap;
+
+	if (LOG_DEBUG < min_level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(message, sizeof(message), fmt, ap);
+	va_end(ap);
+	log_write(LOG_DEBUG, "step: %s (monotonic %.3f s)", message, util_monotonic_s());
+}
+
 void log_error_value(log_level_t level, const pgf_error_t *err)
 {
 	if (level < min_level)

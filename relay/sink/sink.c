@@ -76,6 +76,10 @@ static void send_ack(sink_t *s)
 	pthread_mutex_unlock(&s->lock);
 	ack.received_lsn = s->received_lsn;
 	ack.batch_seq = s->expected_seq ? s->expected_seq - 1 : 0;
+	if (!s->first_ack_sent && ack.applied_lsn > s->received_at_welcome) {
+		s->first_ack_sent = true;
+		log_step("first ack of applied data sent");
+	}
 	buf_init(&b);
 	wire_encode_ack(&ack, &b);
 	send_frame(s, WIRE_ACK, &b);
@@ -144,6 +148,7 @@ static void on_hello(sink_t *s, const uint8_t *payload, size_t len)
 		sink_drop_source(s, WIRE_ERR_VERSION, why);
 		return;
 	}
+	log_step("hello received");
 	s->said_hello = true;
 	s->session++;
 	s->expected_seq = 1;
@@ -385,7 +390,10 @@ static void on_wakeup(struct ev_loop *loop, ev_async *w, int revents)
 			send_frame(s, WIRE_WELCOME, &b);
 			buf_free(&b);
 			s->welcomed = true;
+			log_step("welcome sent");
 			s->received_lsn = v.resume_lsn;
+			s->received_at_welcome = v.resume_lsn;
+			s->first_ack_sent = false;
 			lag_reset_received(s->lag, v.resume_lsn);
 			log_info("stream accepted; resuming at %s", lsn_format(v.resume_lsn, lsn));
 			send_ping(s);
@@ -551,6 +559,7 @@ static int sink_listen(sink_t *s, pgf_error_t *err)
 	                             s->cfg->max_frame_bytes, &cb, err);
 	if (s->listener == NULL)
 		return PGF_ERR;
+	log_step("the sink listens");
 	log_info("pgferry sink listening on %s; HTTP on %s; DR database: %s",
 	         s->cfg->listen_address, s->cfg->http_listen, s->cfg->dr_conninfo);
 	events_record("sink_started", EVENT_INFO, NULL, "the sink started (pgferry %s)",
@@ -607,6 +616,7 @@ int cmd_sink(int argc, char **argv)
 	if (daemon_load(argc, argv, ROLE_SINK, CHECK_ROLE_SINK, "sink", &cli, &err) != PGF_OK)
 		goto out;
 	s.cfg = &cli.cfg;
+	log_step("the sink starts");
 	if (sink_open_work_dir(&s, &err) != PGF_OK ||
 	    daemon_tls(&cli.cfg, TLS_ROLE_SERVER, "listen_address", cli.cfg.listen_address, &s.tls,
 	               &err) != PGF_OK ||

@@ -256,6 +256,7 @@ static void start_session(sink_apply_t *sa, const queue_item_t *it)
 		return;
 	}
 	set_refused(sa, NULL);
+	log_step("the stream's identity checked on the DR database");
 	if (verdict == IDENTITY_RECORDED)
 		log_info(
 		        "first contact: this DR database now follows system %llu, database \"%s\", "

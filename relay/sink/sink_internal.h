@@ -57,6 +57,8 @@ typedef struct sink {
 	uint64_t session;
 	bool said_hello; /* a connection that has not may be displaced by another */
 	bool welcomed;
+	uint64_t received_at_welcome; /* where this session resumed */
+	bool first_ack_sent;          /* its first ack past that (its step is logged) */
 	bool delta;  /* the source codes its batches as differences (WIRE_CAP_DELTA) */
 	bool paused; /* stopped reading: the apply queue is full */
 	batch_decoder_t *decoder;

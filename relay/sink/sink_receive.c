@@ -243,6 +243,8 @@ void sink_on_batch(sink_t *s, const uint8_t *payload, size_t len)
 		return;
 	}
 	last_lsn = it->last_lsn;
+	if (view.seq == 1)
+		log_step("first batch received");
 	lag_count_batch(s->lag, len, view.raw_len);
 	s->expected_seq = view.seq + 1;
 	queue_push(&s->queue, it);

@@ -111,25 +111,33 @@ static int session_open(source_t *s, pgf_error_t *err, pgf_error_t *warning)
 	netconn_callbacks_t cb = {0};
 
 	s->stats.sessions++;
+	log_step("session %llu: connecting to the primary", (unsigned long long)s->stats.sessions);
 	if (replication_connect(&s->repl, s->cfg->primary_conninfo, err) != PGF_OK)
 		return PGF_ERR;
+	log_step("replication connection ready (IDENTIFY_SYSTEM done)");
 	s->repl_open = true;
 	snprintf(s->stats.database, sizeof(s->stats.database), "%s", s->repl.dbname);
-	if (check_primary(s, err) != PGF_OK) {
-		s->setup_refused = err->code == PGF_E_CONFIG;
-		return PGF_ERR;
-	}
-	s->proto_version = replication_max_proto_version(s->repl.server_version);
-	/* the slot is created only once the sink accepted this primary (see
-	 * the welcome): one made on the wrong primary would hold its WAL */
-	if (source_heartbeat_open(s, err, warning) != PGF_OK)
-		return PGF_ERR;
+	/* the primary answered: connect to the sink now, so TCP's handshake
+	 * crosses the link while the checks and the heartbeat connection below
+	 * run (the hello goes once TLS is up, from the loop) */
 	source_link_callbacks(s, &cb);
 	s->sink = netconn_connect(s->loop, s->cfg->sink_address, s->tls, s->cfg->max_frame_bytes,
 	                          &cb, err);
 	if (s->sink == NULL)
 		return PGF_ERR;
 	s->sink_heard = ev_now(s->loop);
+	log_step("connecting to the sink at %s", s->cfg->sink_address);
+	if (check_primary(s, err) != PGF_OK) {
+		s->setup_refused = err->code == PGF_E_CONFIG;
+		return PGF_ERR;
+	}
+	log_step("primary checked (a plain connection, its sequences)");
+	s->proto_version = replication_max_proto_version(s->repl.server_version);
+	/* the slot is created only once the sink accepted this primary (see
+	 * the welcome): one made on the wrong primary would hold its WAL */
+	if (source_heartbeat_open(s, err, warning) != PGF_OK)
+		return PGF_ERR;
+	log_step("heartbeat connection ready");
 	return PGF_OK;
 }
 
@@ -306,6 +314,7 @@ int cmd_source(int argc, char **argv)
 		ev_timer_start(s.loop, &s.guard_timer);
 	}
 	daemon_signals(s.loop, &s.sigint, &s.sigterm, on_signal, &s);
+	log_step("the source starts");
 	log_info("pgferry source starting: slot \"%s\", publication \"%s\", sink %s",
 	         cli.cfg.slot_name, cli.cfg.publication, cli.cfg.sink_address);
 	ev_timer_set(&s.reconnect_timer, 0.0, 0.0);

@@ -81,6 +81,7 @@ typedef struct source {
 	uint64_t flush_fact_sent;  /* the flush position last sent on its own */
 	uint64_t last_reported_flush;
 	uint64_t last_record_lsn;
+	bool first_data_seen; /* this session's first XLogData came (its step is logged) */
 
 	rpo_guard_t *guard; /* rpo_guard = on (rpo_guard.h), else NULL */
 	ev_timer guard_timer;

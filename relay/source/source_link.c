@@ -31,6 +31,7 @@ static int on_welcome(source_t *s, const uint8_t *payload, size_t len, pgf_error
 			error_set(err, PGF_E_PROTOCOL, "unexpected welcome from the sink");
 		return PGF_ERR;
 	}
+	log_step("welcome received");
 	log_info("the sink resumes at %s", lsn_format(w.resume_lsn, lsn));
 	batch_encoder_reset(s->encoder);
 	/* an older sink takes the records as the walsender sent them */
@@ -39,6 +40,7 @@ static int on_welcome(source_t *s, const uint8_t *payload, size_t len, pgf_error
 	if (replication_ensure_slot(&s->repl, s->cfg->slot_name, false, &created, &consistent,
 	                            err) != PGF_OK)
 		goto failed;
+	log_step("slot ensured");
 	if (created)
 		log_info("created replication slot \"%s\" at %s", s->cfg->slot_name,
 		         lsn_format(consistent, lsn));
@@ -78,8 +80,10 @@ static void sink_connected(netconn_t *c, void *arg)
 	if (netconn_send(c, WIRE_HELLO, b.data, b.len, &err) != PGF_OK) {
 		source_report_failure(s, &err);
 		source_session_close(s, "could not greet the sink");
-	} else
+	} else {
 		s->state = SOURCE_HELLO;
+		log_step("hello sent");
+	}
 	buf_free(&b);
 }
 

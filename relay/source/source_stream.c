@@ -105,6 +105,8 @@ void source_ship_batch(source_t *s)
 		source_session_close(s, "could not ship a batch");
 		return;
 	}
+	if (s->batch_seq == 1)
+		log_step("first batch sent");
 	s->stats.batches++;
 	s->stats.raw_bytes += raw;
 	s->stats.sent_bytes += frame.len;
@@ -214,6 +216,10 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 		s->stats.messages++;
 		s->stats.message_bytes += len;
 		if (wm.kind == 'w') {
+			if (!s->first_data_seen) {
+				s->first_data_seen = true;
+				log_step("first XLogData");
+			}
 			s->last_record_lsn = wm.wal_start;
 			s->last_error[0] = '\0'; /* the stream delivers again */
 		}
@@ -255,6 +261,8 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 		/* the sink (or the link) is slower than the primary: stop reading
 		 * and let the slot hold the rest */
 		if (netconn_queued_bytes(s->sink) > backpressure_limit(s)) {
+			log_debug("reading the stream pauses: %zu bytes wait for the link",
+			          netconn_queued_bytes(s->sink));
 			source_repl_pause(s, true);
 			return;
 		}
@@ -274,6 +282,7 @@ int source_start_streaming(source_t *s, uint64_t resume_lsn, uint64_t *from, pgf
 		return PGF_ERR;
 	if (!exists)
 		return error_set(err, PGF_E_CONFIG, "slot \"%s\" disappeared", s->cfg->slot_name);
+	log_step("slot position read");
 	/* guarantee 1 seen from here: if the slot already confirmed more than
 	 * the DR side committed, the transactions in between are gone */
 	if (resume_lsn != 0 && confirmed > resume_lsn) {
@@ -293,6 +302,7 @@ int source_start_streaming(source_t *s, uint64_t resume_lsn, uint64_t *from, pgf
 	 * stream, and streaming from there would skip what lies between */
 	if (replication_flush_position(&s->repl, &s->primary_flush_lsn, err) != PGF_OK)
 		return PGF_ERR;
+	log_step("the primary's flush position read");
 	if (resume_lsn > s->primary_flush_lsn) {
 		error_set(err, PGF_E_IDENTITY,
 		          "the sink resumes at %s, beyond the primary's WAL flush position %s",
@@ -320,6 +330,7 @@ int source_start_streaming(source_t *s, uint64_t resume_lsn, uint64_t *from, pgf
 			source_ship_facts(s, res, true, sent, warning);
 		PQclear(res);
 	}
+	log_step("first primary facts shipped");
 	opts.slot_name = s->cfg->slot_name;
 	opts.publication = s->cfg->publication;
 	opts.proto_version = s->proto_version;
@@ -329,6 +340,8 @@ int source_start_streaming(source_t *s, uint64_t resume_lsn, uint64_t *from, pgf
 	opts.two_phase = false;
 	if (replication_start(&s->repl, resume_lsn, &opts, err) != PGF_OK)
 		return PGF_ERR;
+	log_step("START_REPLICATION done");
+	s->first_data_seen = false;
 	*from = resume_lsn ? resume_lsn : confirmed;
 	s->sink_applied_lsn = resume_lsn;
 	s->sink_received_lsn = resume_lsn;

@@ -248,6 +248,7 @@ static void nc_opened(netconn_t *c)
 	char subject[256];
 
 	ev_timer_stop(c->loop, &c->handshake_timer);
+	log_step("%s with %s", c->ssl ? "TLS handshake done" : "connection open", c->peer);
 	if (c->ssl) {
 		size_t n = strlen(c->peer);
 		tls_peer_subject(c->ssl, subject, sizeof(subject));
@@ -378,6 +379,7 @@ static void nc_io(struct ev_loop *loop, ev_io *w, int revents)
 			nc_fail(c, &err);
 			break;
 		}
+		log_step("TCP connected to %s", c->peer);
 		nc_start_secure(c);
 		break;
 	}

@@ -141,6 +141,7 @@ static void listener_accept(struct ev_loop *loop, ev_io *w, int revents)
 	c->handshake_timer.data = c;
 	ev_timer_start(loop, &c->handshake_timer);
 	c->state = NC_HANDSHAKE;
+	log_step("accepted a TCP connection from %s", c->peer);
 	pending_add(l, c);
 	nc_enter(c);
 	nc_start_secure(c);

@@ -8,12 +8,13 @@
  *
  * DELAY_MS holds every byte that long in each direction before passing it
  * on, which emulates a long link (40 gives an 80 ms round trip) where the
- * kernel has no netem. At most 64 MB wait in each direction; beyond that
- * the proxy stops reading, as a full TCP window would. RATE_KBPS (kB/s,
- * each direction) paces the bytes as a slow link would (a bandwidth cap);
- * with a rate and a delay, what may wait is the link's bandwidth-delay product twice
- * over (at least 1 MB), so a sender meets the link's pace through TCP's
- * back-pressure rather than a buffer no real link has.
+ * kernel has no netem. The client's first bytes also wait for the round
+ * trip of TCP's handshake, which the loopback connect skipped: on a real
+ * link connect() returns a round trip after it was called. At most 64 MB wait in each direction;
+ * beyond that the proxy stops reading, as a full TCP window would. RATE_KBPS (kB/s, each direction)
+ * paces the bytes as a slow link would (a bandwidth cap); with a rate and a delay, what may wait is
+ * the link's bandwidth-delay product twice over (at least 1 MB), so a sender meets the link's pace
+ * through TCP's back-pressure rather than a buffer no real link has.
  *
  * A FLIP_OFFSET of "len" instead follows the client-to-server frame
  * headers (wire.h) and, once the proxy gets SIGUSR1, flips bit 25 of the
@@ -161,7 +162,8 @@ typedef struct dir {
 	long long queued;
 	int eof;
 	volatile long long *count;
-	long long link_free_us; /* with a rate: when the link has sent what it holds */
+	long long link_free_us;  /* with a rate: when the link has sent what it holds */
+	long long not_before_us; /* no byte leaves before (TCP's handshake) */
 } dir_t;
 
 static long long delay_us;
@@ -210,7 +212,10 @@ static int take(dir_t *d, volatile long long *flip_at, long long *seen, track_t 
 	if (c == NULL)
 		return 0;
 	c->next = NULL;
-	c->due_us = now_us() + delay_us;
+	c->due_us = now_us();
+	if (c->due_us < d->not_before_us)
+		c->due_us = d->not_before_us;
+	c->due_us += delay_us;
 	if (rate_bytes_per_s > 0) {
 		/* the chunk leaves once the link has carried it after what came before */
 		if (d->link_free_us > c->due_us)
@@ -255,8 +260,10 @@ static int give(dir_t *d, long long now)
  * to -1. Non-blocking both ways, so neither side can wedge the other. */
 static void relay(int client, int server, volatile long long *flip_at)
 {
-	dir_t d[2] = {{client, server, NULL, NULL, 0, 0, &shared->up, 0},
-	              {server, client, NULL, NULL, 0, 0, &shared->down, 0}};
+	/* the client's connect() returned at once; its SYN and SYN-ACK would
+	 * have crossed the link first */
+	dir_t d[2] = {{client, server, NULL, NULL, 0, 0, &shared->up, 0, now_us() + 2 * delay_us},
+	              {server, client, NULL, NULL, 0, 0, &shared->down, 0, 0}};
 	long long seen = 0;
 	track_t t = {0};
 
