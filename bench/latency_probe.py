@@ -3,9 +3,12 @@
 Its own connections, none of the replica's: every INTERVAL_MS a row carrying
 its commit-time stamp (clock_timestamp() inside its transaction, so at most
 the commit's own duration early) is committed on the primary; a persistent
-connection to the DR database polls every 2 ms for rows it has not seen and
-notes, for each, how long after its stamp it became visible. Both run on
-this machine, so they read one clock. On SIGTERM the writer stops; the
+connection to the DR database polls every POLL_MS (1 ms) for rows it has
+not seen and notes, for each, how long after its stamp it became visible:
+at the latest when the query that found it was sent (its snapshot is taken
+after that), so the figure is high by at most the time between two queries
+(the poll interval and one query, about 1.5 ms), the same for every system.
+Both run on this machine, so they read one clock. On SIGTERM the writer stops; the
 reader goes on until it has seen every row written (2 minutes at most, so a
 slow replica's tail counts too), then prints "probe n=N p50=… p90=… p99=…
 max=… unseen=K" in milliseconds (K: rows not visible after those 2 minutes). Its ids start after FIRST_ID, which
@@ -26,6 +29,7 @@ import psycopg2
 
 primary_dsn, dr_dsn, interval_ms = sys.argv[1], sys.argv[2], float(sys.argv[3])
 first_id = int(sys.argv[4])
+POLL_MS = 1.0
 stop = threading.Event()
 writer_done = threading.Event()
 written = [0]
@@ -78,15 +82,15 @@ def main():
             deadline = time.time() + 120
         if deadline is not None and (seen >= written[0] or time.time() > deadline):
             break
+        sent = time.time()
         cur.execute("SELECT id, stamp FROM bench_probe WHERE id > %s ORDER BY id", (seen,))
         rows = cur.fetchall()
-        now = time.time()
         for row_id, stamp in rows:
-            latencies.append((now - float(stamp)) * 1000)
+            latencies.append((sent - float(stamp)) * 1000)
             if samples is not None:
                 samples.write("%.3f %.1f\n" % (float(stamp), latencies[-1]))
             seen = row_id
-        time.sleep(0.002)
+        time.sleep(POLL_MS / 1000)
     if samples is not None:
         samples.close()
     latencies.sort()

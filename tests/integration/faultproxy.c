@@ -37,6 +37,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -266,9 +267,15 @@ static void relay(int client, int server, volatile long long *flip_at)
 	              {server, client, NULL, NULL, 0, 0, &shared->down, 0, 0}};
 	long long seen = 0;
 	track_t t = {0};
+	int one = 1;
 
 	fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK);
 	fcntl(server, F_SETFL, fcntl(server, F_GETFL) | O_NONBLOCK);
+	/* a chunk leaves when it is due, as on a link: without this, Nagle's
+	 * algorithm holds a small write until the peer's delayed ACK (tens of
+	 * ms on loopback), which delays every replica's stream alike */
+	setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(server, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	for (;;) {
 		struct pollfd p[2] = {{client, 0, 0}, {server, 0, 0}};
 		long long now = now_us();
