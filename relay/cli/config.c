@@ -58,7 +58,8 @@ const config_key_t config_keys[] = {
 	{"batch_max_bytes", CONFIG_SIZE, "1MB", ROLE_SOURCE, OFF(batch_max_bytes), 1024, 1LL << 30, NULL, false,
 	 "a batch is shipped when it holds this much pgoutput"},
 	{"batch_max_delay", CONFIG_DURATION, "5ms", ROLE_SOURCE, OFF(batch_max_delay), 0, 10000, NULL, false,
-	 "a batch is shipped at the latest this long after its first message", true},
+	 "a batch is shipped at the latest this long after its first message (at once when it "
+	 "ends with a commit and the walsender has sent all the primary had flushed)", true},
 	{"compression_level", CONFIG_INT, "1", ROLE_SOURCE, OFF(compression_level), -7, 19, NULL, false,
 	 "zstd level for batches"},
 	{"heartbeat_interval", CONFIG_DURATION, "100ms", ROLE_SOURCE, OFF(heartbeat_interval), 0, 3600000, NULL, false,

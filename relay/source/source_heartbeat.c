@@ -73,6 +73,7 @@ int source_ship_facts(source_t *s, PGresult *res, bool welcomed, double sent_at,
 	f.primary_time = unix_us_to_pgtime(strtoll(PQgetvalue(res, 0, 2), NULL, 10));
 	if (f.flush_lsn > s->primary_flush_lsn)
 		s->primary_flush_lsn = f.flush_lsn;
+	ship_rule_note_primary_flush(&s->ship, f.flush_lsn);
 	snprintf(f.source_error, sizeof(f.source_error), "%s", s->last_error);
 	f.slot_known = s->slot_known;
 	f.slot_retained_bytes = s->slot_retained;

@@ -66,6 +66,10 @@ static void render_metrics(const source_stats_t *st, buf_t *b)
 	             "Bytes of the walsender messages read.", st->message_bytes);
 	prom_counter(b, "pgferry_source_batches_total", "Batches shipped to the sink.",
 	             st->batches);
+	prom_counter(b, "pgferry_source_batches_at_once_total",
+	             "Batches shipped without waiting for batch_max_delay: the walsender had sent "
+	             "everything the primary had flushed and the batch ended with a commit.",
+	             st->batches_at_once);
 	prom_counter(b, "pgferry_source_batch_raw_bytes_total",
 	             "Bytes of the batches shipped, before compression.", st->raw_bytes);
 	prom_counter(b, "pgferry_source_batch_sent_bytes_total",

@@ -13,6 +13,7 @@
 #include "pgferry/netconn.h"
 #include "pgferry/replication.h"
 #include "pgferry/rpo_guard.h"
+#include "pgferry/ship_rule.h"
 #include "pgferry/source_http.h"
 #include "pgferry/tls.h"
 
@@ -67,6 +68,7 @@ typedef struct source {
 	ev_timer batch_timer;
 	bool batch_timer_armed;
 	uint64_t batch_seq;
+	ship_rule_t ship; /* whether a batch ships before batch_max_delay */
 
 	ev_timer status_timer;
 	uint64_t sink_received_lsn;

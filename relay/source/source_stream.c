@@ -94,6 +94,7 @@ void source_ship_batch(source_t *s)
 		ev_timer_stop(s->loop, &s->batch_timer);
 		s->batch_timer_armed = false;
 	}
+	ship_rule_shipped(&s->ship);
 	if (batch_encoder_records(s->encoder) == 0 || s->sink == NULL)
 		return;
 	buf_init(&frame);
@@ -171,6 +172,7 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 	source_t *s = w->data;
 	pgf_error_t err;
 	int n = 0;
+	bool drained = false;
 
 	(void)loop;
 	(void)revents;
@@ -182,8 +184,10 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 		walsender_message_t wm;
 		int r = replication_read(&s->repl, &data, &len, &err);
 
-		if (r == 0)
+		if (r == 0) {
+			drained = true;
 			break;
+		}
 		if (r == 2) {
 			char lsn[LSN_TEXT_LEN];
 			/* the primary ended the stream: it is shutting down after
@@ -244,6 +248,7 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 			source_session_close(s, "could not batch a message");
 			return;
 		}
+		ship_rule_note_message(&s->ship, &wm);
 		if (wm.kind == 'k' && ship_flush_fact(s, &err) != PGF_OK)
 			log_error_value(LOG_WARNING, &err);
 		if (wm.kind == 'k' && wm.reply_requested)
@@ -266,6 +271,12 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 			source_repl_pause(s, true);
 			return;
 		}
+	}
+	/* nothing more to read now: a whole transaction need not wait for
+	 * batch_max_delay when no backlog is known (ship_rule.h) */
+	if (drained && ship_rule_at_once(&s->ship) && batch_encoder_records(s->encoder) > 0) {
+		s->stats.batches_at_once++;
+		source_ship_batch(s);
 	}
 }
 
@@ -303,6 +314,8 @@ int source_start_streaming(source_t *s, uint64_t resume_lsn, uint64_t *from, pgf
 	if (replication_flush_position(&s->repl, &s->primary_flush_lsn, err) != PGF_OK)
 		return PGF_ERR;
 	log_step("the primary's flush position read");
+	ship_rule_reset(&s->ship);
+	ship_rule_note_primary_flush(&s->ship, s->primary_flush_lsn);
 	if (resume_lsn > s->primary_flush_lsn) {
 		error_set(err, PGF_E_IDENTITY,
 		          "the sink resumes at %s, beyond the primary's WAL flush position %s",

@@ -1,0 +1,52 @@
+# t_ship_at_once.sh — the source ships a whole transaction at once when
+# nothing more is coming, however long batch_max_delay is, and lets a
+# backlog fill its batches (relay/source/ship_rule.c). Checked by what the
+# source counts (pgferry_source_batches_at_once_total), not by a clock:
+# with batch_max_delay = 10s a row arrives either way, the count says why.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/relay.sh"
+
+cluster_start primary
+cluster_start dr
+schema_both "CREATE TABLE t (id int PRIMARY KEY, v text)"
+psql_on primary -c "CREATE PUBLICATION pgferry FOR ALL TABLES" >/dev/null
+SOURCE_HTTP_PORT=$(free_port) || fail "no free port"
+# no heartbeat transactions: the only commits are the test's
+relay_setup "source:source_http_listen = '127.0.0.1:$SOURCE_HTTP_PORT'" \
+	"source:batch_max_delay = 10s" "source:heartbeat_interval = 0"
+sink_start
+source_start
+wait_applied 60
+
+source_metric()
+{
+	curl -sf "http://127.0.0.1:$SOURCE_HTTP_PORT/metrics" >"$T/source-metrics.txt" &&
+		metric_in "$T/source-metrics.txt" "$1"
+}
+counted() { [ "$(source_metric pgferry_source_batches_at_once_total)" -gt "$before" ]; }
+visible() { [ "$(psql_on dr -c "SELECT count(*) FROM t WHERE id = $1")" = 1 ]; }
+
+log "one small transaction, nothing after it"
+# the source publishes its counters once a second: the marker's batch first
+before=0
+wait_until "the marker's batch counted as shipped at once" 30 counted
+before=$(source_metric pgferry_source_batches_at_once_total)
+psql_on primary -c "INSERT INTO t VALUES (1, 'alone')" >/dev/null
+wait_until "the row on the DR side" 60 visible 1
+wait_until "its batch counted as shipped at once (pgferry_source_batches_at_once_total above $before)" 30 counted
+
+log "a backlog of 300 transactions fills one batch"
+source_stop
+psql_on primary >/dev/null <<'SQL' || fail "backlog"
+SELECT format('INSERT INTO t VALUES (%s, ''backlog'')', g) FROM generate_series(2, 301) g
+\gexec
+SQL
+source_start
+wait_until "the backlog on the DR side" 60 visible 301
+# a fresh process counts from zero; the walsender sends the backlog in
+# pieces as it decodes it, and only the last commit is at the head
+shipped() { [ "$(source_metric pgferry_source_batches_total)" -ge 1 ]; }
+wait_until "the source's counters published" 30 shipped
+n=$(source_metric pgferry_source_batches_at_once_total)
+[ "$n" -le 1 ] || fail "$n batches of the backlog were shipped at once (at most the last one may)"
+tables_equal t
