@@ -125,6 +125,9 @@ void group_commit_result(void *arg, bool ok)
 	if (!ok)
 		return; /* not committed: the rollback that follows settles the state */
 	group_committed(a, &sg->applied);
+	log_debug("DR group up to %X/%X committed%s: %llu transactions",
+	          (unsigned)(sg->applied.end_lsn >> 32), (unsigned)sg->applied.end_lsn,
+	          sg->durable ? " durably" : "", (unsigned long long)sg->applied.transactions);
 	if (a->hooks.group_committed)
 		a->hooks.group_committed(a->hooks.arg, &sg->applied, sg->durable);
 	if (dr_group_transition(&a->group.sm,

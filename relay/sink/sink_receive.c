@@ -248,6 +248,9 @@ void sink_on_batch(sink_t *s, const uint8_t *payload, size_t len)
 	lag_count_batch(s->lag, len, view.raw_len);
 	s->expected_seq = view.seq + 1;
 	queue_push(&s->queue, it);
+	/* with the DR group's commits (group.c): a batch's time to the DR side */
+	log_debug("batch %llu queued: %u records up to %X/%X", (unsigned long long)view.seq,
+	          view.nrecords, (unsigned)(last_lsn >> 32), (unsigned)last_lsn);
 	s->received_lsn = last_lsn;
 	if (s->blocked_lsn != 0 && last_lsn >= s->blocked_lsn) {
 		log_info("the change the source could not ship has passed");
