@@ -19,12 +19,13 @@
 #   BENCH_SCALE (1), BENCH_TRANSACTIONS (100000), BENCH_RUNS (3),
 #   BENCH_LINKS ("loopback wan"), BENCH_SINK_EXTRA and BENCH_SOURCE_EXTRA
 #   (one more line of the sink's or the source's configuration;
-#   "log_level = debug" in both logs each step of a session's start), BENCH_PROFILE=1: perf profiles of the sink and
-#   its DR backend during pgferry's catch-up in the first run, with the CPU
-#   seconds each used; BENCH_TIMELINE=1 (2: with every sample): in every
+#   "log_level = debug" in both logs each step of a session's start),
+#   BENCH_PROFILE=1: perf profiles of the walsender, the source, the sink
+#   and its DR backend during pgferry's catch-up in the first run, with the
+#   CPU seconds each used; BENCH_TIMELINE=1 (2: with every sample): in every
 #   run, when each stage of pgferry's data path (walsender sent, sink
 #   received, DR committed, sink reported durable) passed 25/50/75/100 % of
-#   the backlog, what its DR backend waited for, and the CPU seconds of the
+#   the backlog, what its DR backend and the walsender waited for, and the CPU seconds of the
 #   walsender, source, sink and DR backend (stage_timeline.py);
 #   BENCH_DEBUG_DIR: the source's and sink's logs of the last pgferry
 #   catch-up are copied there; BENCH_BASELINE (common.sh): another pgferry
@@ -115,30 +116,38 @@ cpu_seconds()
 	awk -v t=$ticks -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
 }
 
-# perf of the sink process and of the DR backends serving it
+# perf of the walsender, the source, the sink and the DR backends serving
+# the sink: the four processes that share the cores during a catch-up
 profile_start()
 {
-	local pids
+	local pids w
 	# the apply session, once it writes (the first sessions may be checks)
 	wait_until "the sink's apply session" 60 bash -c \
 		"[ -n \"\$(psql 'host=$DR_HOST port=$DR_PORT user=postgres dbname=ferry' -XAtc \"SELECT pid FROM pg_stat_activity WHERE datname = 'ferry' AND application_name = 'pgferry sink' AND backend_xid IS NOT NULL LIMIT 1\")\" ]"
 	pids=$(dr ferry "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE datname = 'ferry' AND application_name = 'pgferry sink'")
-	PROFILED_PIDS=$pids
-	PROFILE_T0=$(now_ms) SINK_CPU0=$(cpu_seconds "$(bg_pid sink)") BACKEND_CPU0=$(cpu_seconds "$pids")
-	bg_start perf_sink perf record -F 499 -g -o "$T/perf-sink.data" -p "$(bg_pid sink)"
-	bg_start perf_backend perf record -F 499 -g -o "$T/perf-backend.data" -p "$pids"
+	PROFILE_PIDS_backend=$pids
+	PROFILE_PIDS_sink=$(bg_pid sink)
+	PROFILE_PIDS_source=$(bg_pid source)
+	PROFILE_PIDS_walsender=$(psql_on primary -c "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '${SLOT_OF[pgferry]}'")
+	PROFILE_T0=$(now_ms)
+	for w in walsender source sink backend; do
+		eval "PROFILE_CPU0_$w=\$(cpu_seconds \"\$PROFILE_PIDS_$w\")"
+		eval "bg_start perf_$w perf record -F 499 -g -o \"\$T/perf-$w.data\" -p \"\$PROFILE_PIDS_$w\""
+	done
 }
 
 profile_stop()
 {
-	local w
-	awk -v wall=$(($(now_ms) - PROFILE_T0)) -v s0="$SINK_CPU0" -v s1="$(cpu_seconds "$(bg_pid sink)")" \
-		-v b0="$BACKEND_CPU0" -v b1="$(cpu_seconds "$PROFILED_PIDS")" 'BEGIN {
-		printf "CPU during pgferry'"'"'s catch-up: sink %.2f s, DR backend %.2f s, of %.2f s\n",
-			s1 - s0, b1 - b0, wall / 1000 }'
-	bg_stop perf_sink INT
-	bg_stop perf_backend INT
-	for w in sink backend; do
+	local w pids cpu0
+	for w in walsender source sink backend; do
+		eval "pids=\$PROFILE_PIDS_$w cpu0=\$PROFILE_CPU0_$w"
+		awk -v w=$w -v wall=$(($(now_ms) - PROFILE_T0)) -v c0="$cpu0" -v c1="$(cpu_seconds "$pids")" \
+			'BEGIN { printf "CPU during pgferry'"'"'s catch-up: %s %.2f s of %.2f s\n", w, c1 - c0, wall / 1000 }'
+	done
+	for w in walsender source sink backend; do
+		bg_stop "perf_$w" INT
+	done
+	for w in walsender source sink backend; do
 		perf report -i "$T/perf-$w.data" --no-children --percent-limit 1.5 --stdio -g none --sort symbol 2>/dev/null |
 			grep -v '^$' | grep -E '^ +[0-9]' | head -25 >"$T/profile-$w.txt"
 		echo "profile of the $w during pgferry's catch-up (self time, top symbols):"

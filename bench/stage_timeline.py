@@ -10,8 +10,10 @@ durable (pgferry_applied_lsn_bytes, what the source confirms to the slot).
 Each stage's progress is a fraction of the backlog (START_LSN to
 TARGET_LSN). Every 5 ms in between it samples what the sink's DR backend is
 doing (pg_stat_activity: on CPU, a wait event, or idle: waiting for the
-sink). Prints, per stage, the seconds from the start at which it passed 25,
-50, 75 and 100 % of the backlog, the DR backend's samples, then the CPU
+sink), and the walsender (Client:WalSenderWriteData: its socket is full,
+the source does not read fast enough). Prints, per stage, the seconds from the start at which it passed 25,
+50, 75 and 100 % of the backlog, the DR backend's and the walsender's
+samples, then the CPU
 seconds used by the walsender, the source and the sink (name=pid pairs) and
 the sink's DR backend (found by its application name) over the same time,
 so a stage that lags while everything idles shows as a wait, not as work.
@@ -108,9 +110,19 @@ def poll():
 
 
 waits = {}  # what the DR backends are doing, sampled every 5 ms
+sender_waits = {}  # what the walsender is doing, sampled with them
 
 
 def sample_waits():
+    if walsender:
+        pc.execute(
+            "SELECT coalesce(wait_event_type || ':' || wait_event, 'on CPU') FROM pg_stat_activity "
+            "WHERE pid = %s",
+            (int(walsender[0]),),
+        )
+        row = pc.fetchone()
+        if row:
+            sender_waits[row[0]] = sender_waits.get(row[0], 0) + 1
     if not backends:
         return
     dc.execute(
@@ -156,6 +168,14 @@ if total:
     print(
         "DR backend while applying (%d samples): %s"
         % (total, ", ".join("%s %.0f%%" % (w, 100.0 * n / total) for w, n in sorted(waits.items(), key=lambda x: -x[1])))
+    )
+total = sum(sender_waits.values())
+if total:
+    # on CPU and IO: decoding and sending; Client:WalSenderWriteData: a full
+    # socket, the source does not read fast enough
+    print(
+        "walsender while sending (%d samples): %s"
+        % (total, ", ".join("%s %.0f%%" % (w, 100.0 * n / total) for w, n in sorted(sender_waits.items(), key=lambda x: -x[1])))
     )
 if cpu0 is not None:
     wall = time.time() - cpu_t0

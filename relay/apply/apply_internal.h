@@ -163,6 +163,10 @@ int pipeline_send_plain(apply_pipeline_t *p, const char *sql, const char *what, 
 /* Sends sql with n text parameters (unnamed, not prepared). */
 int pipeline_send_params(apply_pipeline_t *p, const char *sql, int n, const char *const *params,
                          const char *what, pgf_error_t *err);
+/* Sends one of pgferry's own statements (sql: a constant, the same text
+ * every time) with n text parameters, prepared once per session. */
+int pipeline_send_own(apply_pipeline_t *p, const char *sql, int n, const char *const *params,
+                      const char *what, pgf_error_t *err);
 /* Sends sql and syncs; the result is left in p->kept. */
 int pipeline_query(apply_pipeline_t *p, const char *sql, int nparams, const char *const *params,
                    const char *what, pgf_error_t *err);

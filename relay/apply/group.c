@@ -60,8 +60,8 @@ int group_begin(apply_t *a, dr_group_event_t event, pgf_error_t *err)
 		return PGF_ERR;
 	/* parallel apply: both checks are made at the group's turn to commit
 	 * (pgferry.advance_progress), never while it waits for it */
-	if (!apply_parallel(a) && pipeline_send_params(&a->pl, own_sql_group_start_check, 1, params,
-	                                               "fence check", err) != PGF_OK)
+	if (!apply_parallel(a) && pipeline_send_own(&a->pl, own_sql_group_start_check, 1, params,
+	                                            "fence check", err) != PGF_OK)
 		return PGF_ERR;
 	a->group.txns = a->group.rows = a->group.bytes = 0;
 	a->group.end_lsn = 0;
@@ -155,11 +155,10 @@ static int group_send_commit(apply_t *a, bool sync_now, pgf_error_t *err)
 	if (parallel && a->hooks.turn(a->hooks.arg, a->group.end_lsn, &expected, err) != PGF_OK)
 		return group_rollback(a);
 	lsn_format(expected, prev);
-	if (pipeline_send_params(&a->pl, own_sql_origin_xact_setup, 2, params, "progress", err) !=
+	if (pipeline_send_own(&a->pl, own_sql_origin_xact_setup, 2, params, "progress", err) !=
 	            PGF_OK ||
-	    pipeline_send_params(&a->pl,
-	                         parallel ? own_sql_progress_advance : own_sql_progress_record,
-	                         parallel ? 3 : 2, params, "progress", err) != PGF_OK ||
+	    pipeline_send_own(&a->pl, parallel ? own_sql_progress_advance : own_sql_progress_record,
+	                      parallel ? 3 : 2, params, "progress", err) != PGF_OK ||
 	    (sync_now && pipeline_send_plain(&a->pl, "SET LOCAL synchronous_commit = on",
 	                                     "durability", err) != PGF_OK) ||
 	    pipeline_send_plain(&a->pl, "COMMIT", "commit", err) != PGF_OK)

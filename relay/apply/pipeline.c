@@ -334,6 +334,47 @@ int pipeline_send_params(apply_pipeline_t *p, const char *sql, int n, const char
 	return PGF_OK;
 }
 
+/*
+ * pgferry's own statements of every group (the position check, the origin's
+ * and pgferry.progress's records) are prepared once per session instead of
+ * being parsed and planned by the DR backend again for each group: their
+ * text is a constant, so it is their cache key (after a 0 byte, which no
+ * change's key starts with). A failed pipeline clears the cache, as it
+ * does for changes (pipeline_rollback), and they are prepared again.
+ */
+int pipeline_send_own(apply_pipeline_t *p, const char *sql, int n, const char *const *params,
+                      const char *what, pgf_error_t *err)
+{
+	const stmt_t *s;
+	buf_t text = {(char *)sql, strlen(sql), strlen(sql) + 1, false};
+	int i;
+
+	if (p->failed)
+		return already_failed(p, err);
+	buf_reset(&p->scratch);
+	buf_append_u8(&p->scratch, 0);
+	buf_append(&p->scratch, sql, text.len);
+	if (buf_failed(&p->scratch))
+		return error_set(err, PGF_E_MEMORY, "out of memory");
+	s = stmt_find(p, &p->scratch);
+	if (s == NULL) {
+		for (i = 0; i < n; i++)
+			p->types[i] = 0; /* the statement casts each parameter */
+		s = stmt_prepare(p, &p->scratch, &text, n, err);
+		if (s == NULL)
+			return PGF_ERR;
+	}
+	for (i = 0; i < n; i++) {
+		p->values[i] = params[i];
+		p->lengths[i] = params[i] ? (int)strlen(params[i]) : 0;
+		p->formats[i] = 0;
+	}
+	if (PQsendQueryPrepared(p->conn, s->name, n, p->values, p->lengths, p->formats, 0) != 1)
+		return apply_conn_error(err, p->conn, what);
+	pipeline_push(p, what, 0, false, s);
+	return PGF_OK;
+}
+
 int pipeline_send_plain(apply_pipeline_t *p, const char *sql, const char *what, pgf_error_t *err)
 {
 	return pipeline_send_params(p, sql, 0, NULL, what, err);
