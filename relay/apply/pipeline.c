@@ -334,19 +334,14 @@ int pipeline_send_params(apply_pipeline_t *p, const char *sql, int n, const char
 	return PGF_OK;
 }
 
-/*
- * pgferry's own statements of every group (the position check, the origin's
- * and pgferry.progress's records) are prepared once per session instead of
- * being parsed and planned by the DR backend again for each group: their
- * text is a constant, so it is their cache key (after a 0 byte, which no
- * change's key starts with). A failed pipeline clears the cache, as it
- * does for changes (pipeline_rollback), and they are prepared again.
- */
+/* pgferry's own statements of every group, prepared once per session, not
+ * parsed and planned again per group; key: a 0 byte (no change's key starts
+ * so) and their constant text. pipeline_rollback clears them after a failure. */
 int pipeline_send_own(apply_pipeline_t *p, const char *sql, int n, const char *const *params,
                       const char *what, pgf_error_t *err)
 {
-	const stmt_t *s;
 	buf_t text = {(char *)sql, strlen(sql), strlen(sql) + 1, false};
+	const stmt_t *s;
 	int i;
 
 	if (p->failed)
