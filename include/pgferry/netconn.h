@@ -63,6 +63,9 @@ void netconn_close(netconn_t *c, uint16_t code, const char *message);
 /* Whether the peer's first frame was in wire protocol 1's framing (an
  * older pgferry); netconn_close then answers it in that framing. */
 bool netconn_peer_is_v1(const netconn_t *c);
+/* The sink said in the TLS handshake that batches may follow the hello
+ * before its welcome (tls_early_stream); false without TLS. */
+bool netconn_early_stream(const netconn_t *c);
 /* "address (certificate subject)" for log lines */
 const char *netconn_peer_name(const netconn_t *c);
 /* When bytes last arrived (the loop's clock; 0 before any): a large frame

@@ -13,6 +13,7 @@
 #include "pgferry/error.h"
 
 #include <openssl/ssl.h>
+#include <stdbool.h>
 
 typedef enum { TLS_ROLE_CLIENT, TLS_ROLE_SERVER } tls_role_t;
 
@@ -35,5 +36,9 @@ SSL *tls_session_new(tls_context_t *t, int fd, const char *host, pgf_error_t *er
 void tls_describe_failure(SSL *ssl, char *out, size_t len);
 /* The peer certificate's subject, for log lines ("" if none). */
 void tls_peer_subject(SSL *ssl, char *out, size_t len);
+/* After the handshake, on the source's side: whether the sink said (by
+ * ALPN, in its first flight) that batches may follow the hello before its
+ * welcome. An older sink ignores the offer: false. */
+bool tls_early_stream(SSL *ssl);
 
 #endif

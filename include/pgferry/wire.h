@@ -57,6 +57,11 @@ typedef struct wire_hello {
 	int64_t source_time;   /* pgtime, the source host's clock */
 	char database[128];
 	char slot[128];
+	/* with WIRE_CAP_EARLY_STREAM: the stream started before the welcome,
+	 * at stream_from (the slot's confirmed position), when the primary had
+	 * flushed WAL up to primary_flush */
+	uint64_t stream_from;
+	uint64_t primary_flush;
 } wire_hello_t;
 
 typedef struct wire_welcome {
@@ -136,6 +141,10 @@ uint8_t wire_slot_wal_status_code(const char *name);
 /* the source can code batches as differences (batch_delta.h); in a
  * welcome: the sink reads them, and batches come so coded from then on */
 #define WIRE_CAP_DELTA 0x2u
+/* the batches follow the hello without waiting for the welcome; only to a
+ * sink that said in the TLS handshake that it holds them until its verdict
+ * (tls_early_stream), and the hello then carries two more fields */
+#define WIRE_CAP_EARLY_STREAM 0x4u
 
 /* CRC-32C (Castagnoli) of n bytes. */
 uint32_t wire_crc32c(const void *data, size_t n);

@@ -96,6 +96,7 @@ void sink_drop_source(sink_t *s, uint16_t code, const char *why)
 	s->conn = NULL;
 	s->welcomed = false;
 	s->said_hello = false;
+	s->awaiting_verdict = false;
 	huge_change_abort(&s->huge); /* the source sends it again whole */
 	end = queue_item_new(QUEUE_SESSION_END, s->session);
 	if (end)
@@ -118,6 +119,7 @@ static void source_closed(netconn_t *c, void *arg, const pgf_error_t *err)
 	s->conn = NULL; /* netconn frees itself after this callback */
 	s->welcomed = false;
 	s->said_hello = false;
+	s->awaiting_verdict = false;
 	huge_change_abort(&s->huge);
 	queue_push(&s->queue, queue_item_new(QUEUE_SESSION_END, s->session));
 	lag_set_source_state(s->lag, LAG_SOURCE_DISCONNECTED, 0);
@@ -159,6 +161,9 @@ static void on_hello(sink_t *s, const uint8_t *payload, size_t len)
 	batch_decoder_reset(s->decoder);
 	/* the source codes its batches as differences once welcomed */
 	s->delta = (h.capabilities & WIRE_CAP_DELTA) != 0;
+	s->early = (h.capabilities & WIRE_CAP_EARLY_STREAM) != 0;
+	s->early_from = h.stream_from;
+	s->early_flush = h.primary_flush;
 	batch_decoder_set_delta(s->decoder, s->delta);
 	lag_set_identity(s->lag, h.system_identifier, h.database, h.slot);
 	it = queue_item_new(QUEUE_SESSION_START, s->session);
@@ -174,6 +179,12 @@ static void on_hello(sink_t *s, const uint8_t *payload, size_t len)
 	log_info("hello from system %" PRIu64 ", database \"%s\", slot \"%s\", timeline %u",
 	         h.system_identifier, h.database, h.slot, h.timeline);
 	queue_push(&s->queue, it);
+	/* nothing after the hello is read until the DR database accepted this
+	 * stream: a source that streams before the welcome (the TLS handshake
+	 * told it this sink waits) finds its batches handled only then, or
+	 * never if the stream is refused */
+	s->awaiting_verdict = true;
+	netconn_pause(s->conn, true);
 }
 
 static void send_ping(sink_t *s)
@@ -353,6 +364,36 @@ static bool source_accept(netconn_t *c, void *arg)
 
 /* ---- the loop's own work ---------------------------------------------------------- */
 
+/* A source that streamed before the welcome started where its slot stood
+ * and could not check that against the DR side's progress: the sink does,
+ * before it reads a batch. A slot past the progress released transactions
+ * the DR database never got; progress past the primary's flush position
+ * came from another stream. Either way nothing is applied. */
+static bool early_stream_refused(sink_t *s, uint64_t resume_lsn)
+{
+	char why[600], a[LSN_TEXT_LEN], b[LSN_TEXT_LEN], c[LSN_TEXT_LEN];
+
+	if (s->early_from > resume_lsn && resume_lsn != 0)
+		snprintf(why, sizeof(why),
+		         "the source's slot is ahead of the DR database: it confirmed %s but the "
+		         "DR side committed only up to %s; rebuild the DR copy (pgferry clone)",
+		         lsn_format(s->early_from, a), lsn_format(resume_lsn, b));
+	else if (resume_lsn > s->early_flush)
+		snprintf(why, sizeof(why),
+		         "the DR database resumes at %s, beyond the primary's WAL flush position "
+		         "%s: its progress came from another stream (forged or misdirected); "
+		         "nothing is applied and the slot is not confirmed past %s; check who "
+		         "holds a certificate this sink accepts, then rebuild the DR copy "
+		         "(pgferry clone)",
+		         lsn_format(resume_lsn, a), lsn_format(s->early_flush, b),
+		         lsn_format(s->early_from, c));
+	else
+		return false;
+	log_error("refusing the stream: %s", why);
+	sink_drop_source(s, WIRE_ERR_IDENTITY, why);
+	return true;
+}
+
 static void on_wakeup(struct ev_loop *loop, ev_async *w, int revents)
 {
 	sink_t *s = w->data;
@@ -376,6 +417,9 @@ static void on_wakeup(struct ev_loop *loop, ev_async *w, int revents)
 	applied = s->applied_changed;
 	pthread_mutex_unlock(&s->lock);
 
+	if (verdict && s->conn && v.session == s->session && v.accepted && s->early &&
+	    early_stream_refused(s, v.resume_lsn))
+		verdict = false;
 	if (verdict && s->conn && v.session == s->session) {
 		if (v.accepted) {
 			wire_welcome_t w = {0};
@@ -390,6 +434,9 @@ static void on_wakeup(struct ev_loop *loop, ev_async *w, int revents)
 			send_frame(s, WIRE_WELCOME, &b);
 			buf_free(&b);
 			s->welcomed = true;
+			s->awaiting_verdict = false;
+			if (!s->paused)
+				netconn_pause(s->conn, false);
 			log_step("welcome sent");
 			s->received_lsn = v.resume_lsn;
 			s->received_at_welcome = v.resume_lsn;
@@ -446,7 +493,7 @@ static void ping_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	 * larger than the link carries in source_timeout is no silence */
 	if (s->conn && netconn_last_input(s->conn) > s->last_heard)
 		s->last_heard = netconn_last_input(s->conn);
-	if (s->conn && !s->paused &&
+	if (s->conn && !s->paused && !s->awaiting_verdict &&
 	    ev_now(loop) - s->last_heard > (double)s->cfg->source_timeout / 1000.0) {
 		log_error("nothing heard from the source for %.1f s; disconnecting it",
 		          ev_now(loop) - s->last_heard);

@@ -57,6 +57,10 @@ typedef struct sink {
 	uint64_t session;
 	bool said_hello; /* a connection that has not may be displaced by another */
 	bool welcomed;
+	bool awaiting_verdict; /* hello taken, reading held until the DR side's verdict */
+	bool early;            /* the source streams before the welcome (WIRE_CAP_EARLY_STREAM) */
+	uint64_t early_from;   /* from where: its slot's confirmed position */
+	uint64_t early_flush;  /* the primary's flush position then */
 	uint64_t received_at_welcome; /* where this session resumed */
 	bool first_ack_sent;          /* its first ack past that (its step is logged) */
 	bool delta;  /* the source codes its batches as differences (WIRE_CAP_DELTA) */

@@ -199,7 +199,7 @@ static bool queue_over(sink_t *s, int div)
 /* Reads from the source again once apply has taken half of what waited. */
 void sink_maybe_resume(sink_t *s)
 {
-	if (s->paused && s->conn && !queue_over(s, 2)) {
+	if (s->paused && s->conn && !s->awaiting_verdict && !queue_over(s, 2)) {
 		netconn_pause(s->conn, false);
 		s->paused = false;
 		/* the silence while paused was ours, not the source's */
@@ -251,7 +251,9 @@ void sink_on_batch(sink_t *s, const uint8_t *payload, size_t len)
 	/* with the DR group's commits (group.c): a batch's time to the DR side */
 	log_debug("batch %llu queued: %u records up to %X/%X", (unsigned long long)view.seq,
 	          view.nrecords, (unsigned)(last_lsn >> 32), (unsigned)last_lsn);
-	s->received_lsn = last_lsn;
+	/* a stream started before the welcome resends what was applied */
+	if (last_lsn > s->received_lsn)
+		s->received_lsn = last_lsn;
 	if (s->blocked_lsn != 0 && last_lsn >= s->blocked_lsn) {
 		log_info("the change the source could not ship has passed");
 		s->blocked_lsn = 0;

@@ -87,6 +87,7 @@ void source_session_close(source_t *s, const char *why)
 		netconn_close(c, 0, NULL);
 	}
 	s->state = SOURCE_IDLE;
+	s->early = false;
 	schedule_reconnect(s);
 }
 

@@ -84,6 +84,10 @@ typedef struct source {
 	uint64_t last_reported_flush;
 	uint64_t last_record_lsn;
 	bool first_data_seen; /* this session's first XLogData came (its step is logged) */
+	/* streaming before the welcome (source_link.c), from early_from: the
+	 * slot's confirmed position when it started */
+	bool early;
+	uint64_t early_from;
 
 	rpo_guard_t *guard; /* rpo_guard = on (rpo_guard.h), else NULL */
 	ev_timer guard_timer;
@@ -125,6 +129,8 @@ int source_ship_facts(source_t *s, PGresult *res, bool welcomed, double sent_at,
  * what went wrong without stopping it (the first fact not shipped) */
 int source_start_streaming(source_t *s, uint64_t resume_lsn, uint64_t *from, pgf_error_t *err,
                            pgf_error_t *warning);
+/* streams from early_from (the hello said so) before the welcome */
+int source_stream_early(source_t *s, pgf_error_t *err, pgf_error_t *warning);
 void source_repl_pause(source_t *s, bool pause);
 void source_send_status(source_t *s, bool reply_requested);
 void source_status_tick(struct ev_loop *loop, ev_timer *w, int revents);

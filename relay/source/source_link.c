@@ -33,37 +33,73 @@ static int on_welcome(source_t *s, const uint8_t *payload, size_t len, pgf_error
 	}
 	log_step("welcome received");
 	log_info("the sink resumes at %s", lsn_format(w.resume_lsn, lsn));
-	batch_encoder_reset(s->encoder);
-	/* an older sink takes the records as the walsender sent them */
-	batch_encoder_set_delta(s->encoder, (w.capabilities & WIRE_CAP_DELTA) != 0);
-	s->batch_seq = 0;
-	if (replication_ensure_slot(&s->repl, s->cfg->slot_name, false, &created, &consistent,
-	                            err) != PGF_OK)
+	if (s->early && !(w.capabilities & WIRE_CAP_DELTA)) {
+		error_set(err, PGF_E_PROTOCOL,
+		          "the sink held batches coded as differences but does not read them");
 		goto failed;
-	log_step("slot ensured");
-	if (created)
-		log_info("created replication slot \"%s\" at %s", s->cfg->slot_name,
-		         lsn_format(consistent, lsn));
+	}
+	if (!s->early) {
+		batch_encoder_reset(s->encoder);
+		/* an older sink takes the records as the walsender sent them */
+		batch_encoder_set_delta(s->encoder, (w.capabilities & WIRE_CAP_DELTA) != 0);
+		s->batch_seq = 0;
+		if (replication_ensure_slot(&s->repl, s->cfg->slot_name, false, &created,
+		                            &consistent, err) != PGF_OK)
+			goto failed;
+		log_step("slot ensured");
+		if (created)
+			log_info("created replication slot \"%s\" at %s", s->cfg->slot_name,
+			         lsn_format(consistent, lsn));
+	}
 	error_clear(&warning);
 	rc = source_start_streaming(s, w.resume_lsn, &from, err, &warning);
 	if (warning.message[0] != '\0')
 		log_error_value(LOG_WARNING, &warning);
 	if (rc != PGF_OK)
 		goto failed;
-	log_info("streaming slot \"%s\" from %s (pgoutput protocol %d)", s->cfg->slot_name,
-	         lsn_format(from, lsn), s->proto_version);
+	log_info("streaming slot \"%s\" from %s (pgoutput protocol %d)%s", s->cfg->slot_name,
+	         lsn_format(from, lsn), s->proto_version,
+	         s->early ? ", started before the welcome" : "");
 	return PGF_OK;
 failed:
 	source_note_error(s, err);
 	return PGF_ERR;
 }
 
+/* Whether this session streams before the welcome, saving the welcome's
+ * round trip: only to a sink that said in the TLS handshake that it holds
+ * what follows the hello until the DR side accepted the stream, and only
+ * from a slot that exists (a new one is made once the sink accepted this
+ * primary). The stream starts where the slot stands, at or before the DR
+ * side's progress: the sink skips what it committed already, and checks
+ * the start and the flush position, which the hello carries, against its
+ * progress before it reads a batch. A failed query here is asked again,
+ * and reported, on the usual way after the welcome. */
+static bool early_start_point(source_t *s, netconn_t *c)
+{
+	bool exists = false;
+	uint64_t confirmed = 0;
+	pgf_error_t err;
+
+	if (!netconn_early_stream(c))
+		return false;
+	error_clear(&err);
+	if (replication_slot_position(&s->repl, s->cfg->slot_name, &exists, &confirmed, &err) !=
+	            PGF_OK ||
+	    !exists || confirmed == 0 ||
+	    replication_flush_position(&s->repl, &s->primary_flush_lsn, &err) != PGF_OK)
+		return false;
+	s->early_from = confirmed;
+	return true;
+}
+
 static void sink_connected(netconn_t *c, void *arg)
 {
 	source_t *s = arg;
 	wire_hello_t hello = {0};
-	pgf_error_t err;
+	pgf_error_t err, warning;
 	buf_t b;
+	bool early = early_start_point(s, c);
 
 	log_info("connected to the sink at %s (%s)", s->cfg->sink_address, netconn_peer_name(c));
 	hello.protocol_version = WIRE_PROTOCOL_VERSION;
@@ -74,17 +110,35 @@ static void sink_connected(netconn_t *c, void *arg)
 	snprintf(hello.slot, sizeof(hello.slot), "%s", s->cfg->slot_name);
 	hello.source_time = daemon_clock_now(s->cfg);
 	hello.capabilities = WIRE_CAP_PRIMARY_FACTS | WIRE_CAP_DELTA;
+	if (early) {
+		hello.capabilities |= WIRE_CAP_EARLY_STREAM;
+		hello.stream_from = s->early_from;
+		hello.primary_flush = s->primary_flush_lsn;
+	}
 	buf_init(&b);
 	error_clear(&err);
+	error_clear(&warning);
 	wire_encode_hello(&hello, &b);
 	if (netconn_send(c, WIRE_HELLO, b.data, b.len, &err) != PGF_OK) {
+		buf_free(&b);
 		source_report_failure(s, &err);
 		source_session_close(s, "could not greet the sink");
-	} else {
-		s->state = SOURCE_HELLO;
-		log_step("hello sent");
+		return;
 	}
 	buf_free(&b);
+	s->state = SOURCE_HELLO;
+	log_step("hello sent");
+	if (!early)
+		return;
+	if (source_stream_early(s, &err, &warning) != PGF_OK) {
+		source_report_failure(s, &err);
+		source_note_error(s, &err);
+		source_session_close(s, "could not start the stream");
+		return;
+	}
+	if (warning.message[0] != '\0')
+		log_error_value(LOG_WARNING, &warning);
+	log_step("streaming before the welcome");
 }
 
 static void on_ack(source_t *s, const wire_ack_t *ack)

@@ -280,16 +280,69 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
+/* A first fact, and the last error, at once: a walsender that fails on its
+ * first change ends the session within milliseconds, before any heartbeat
+ * (a replication connection takes plain SQL before START_REPLICATION). */
+static void ship_first_facts(source_t *s, pgf_error_t *warning)
+{
+	double sent = rpo_guard_clock();
+	PGresult *res = PQexec(s->repl.conn, source_facts_sql);
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+		source_ship_facts(s, res, true, sent, warning);
+	PQclear(res);
+	log_step("first primary facts shipped");
+}
+
+/* START_REPLICATION at start_lsn, and the loop's watch on the stream. */
+static int open_stream(source_t *s, uint64_t start_lsn, pgf_error_t *err)
+{
+	replication_options_t opts = {0};
+
+	opts.slot_name = s->cfg->slot_name;
+	opts.publication = s->cfg->publication;
+	opts.proto_version = s->proto_version;
+	opts.streaming = true;
+	opts.messages = true;
+	/* prepared transactions are decoded when decided (see README) */
+	opts.two_phase = false;
+	if (replication_start(&s->repl, start_lsn, &opts, err) != PGF_OK)
+		return PGF_ERR;
+	log_step("START_REPLICATION done");
+	s->first_data_seen = false;
+	ev_io_init(&s->repl_watcher, repl_readable, replication_socket(&s->repl), EV_READ);
+	s->repl_watcher.data = s;
+	ev_io_start(s->loop, &s->repl_watcher);
+	/* data may already be buffered by libpq */
+	ev_feed_event(s->loop, &s->repl_watcher, EV_READ);
+	return PGF_OK;
+}
+
+int source_stream_early(source_t *s, pgf_error_t *err, pgf_error_t *warning)
+{
+	ship_first_facts(s, warning);
+	batch_encoder_reset(s->encoder);
+	/* announced in the hello; a sink that holds early batches reads it */
+	batch_encoder_set_delta(s->encoder, true);
+	s->batch_seq = 0;
+	if (open_stream(s, s->early_from, err) != PGF_OK)
+		return PGF_ERR;
+	s->early = true;
+	return PGF_OK;
+}
+
 int source_start_streaming(source_t *s, uint64_t resume_lsn, uint64_t *from, pgf_error_t *err,
                            pgf_error_t *warning)
 {
-	replication_options_t opts = {0};
-	bool exists;
-	uint64_t confirmed;
+	bool exists = true;
+	uint64_t confirmed = s->early_from;
 	char a[LSN_TEXT_LEN], b[LSN_TEXT_LEN];
 
-	if (replication_slot_position(&s->repl, s->cfg->slot_name, &exists, &confirmed, err) !=
-	    PGF_OK)
+	/* streaming before the welcome: the slot's position and the flush
+	 * position were read before START_REPLICATION (the sink checked them
+	 * too, before it read a batch) */
+	if (!s->early && replication_slot_position(&s->repl, s->cfg->slot_name, &exists, &confirmed,
+	                                           err) != PGF_OK)
 		return PGF_ERR;
 	if (!exists)
 		return error_set(err, PGF_E_CONFIG, "slot \"%s\" disappeared", s->cfg->slot_name);
@@ -311,7 +364,7 @@ int source_start_streaming(source_t *s, uint64_t resume_lsn, uint64_t *from, pgf
 	/* the sink's progress can only be a position the primary wrote: one
 	 * beyond its flush position was recorded from a forged or misdirected
 	 * stream, and streaming from there would skip what lies between */
-	if (replication_flush_position(&s->repl, &s->primary_flush_lsn, err) != PGF_OK)
+	if (!s->early && replication_flush_position(&s->repl, &s->primary_flush_lsn, err) != PGF_OK)
 		return PGF_ERR;
 	log_step("the primary's flush position read");
 	ship_rule_reset(&s->ship);
@@ -332,41 +385,18 @@ int source_start_streaming(source_t *s, uint64_t resume_lsn, uint64_t *from, pgf
 		           "the DR copy with pgferry clone.");
 		return PGF_ERR;
 	}
-	/* a first fact, and the last error, at once: a walsender that fails on
-	 * its first change ends the session within milliseconds, before any
-	 * heartbeat (a replication connection takes plain SQL before
-	 * START_REPLICATION) */
-	{
-		double sent = rpo_guard_clock();
-		PGresult *res = PQexec(s->repl.conn, source_facts_sql);
-		if (PQresultStatus(res) == PGRES_TUPLES_OK)
-			source_ship_facts(s, res, true, sent, warning);
-		PQclear(res);
+	if (!s->early) {
+		ship_first_facts(s, warning);
+		if (open_stream(s, resume_lsn, err) != PGF_OK)
+			return PGF_ERR;
 	}
-	log_step("first primary facts shipped");
-	opts.slot_name = s->cfg->slot_name;
-	opts.publication = s->cfg->publication;
-	opts.proto_version = s->proto_version;
-	opts.streaming = true;
-	opts.messages = true;
-	/* prepared transactions are decoded when decided (see README) */
-	opts.two_phase = false;
-	if (replication_start(&s->repl, resume_lsn, &opts, err) != PGF_OK)
-		return PGF_ERR;
-	log_step("START_REPLICATION done");
-	s->first_data_seen = false;
-	*from = resume_lsn ? resume_lsn : confirmed;
+	*from = s->early ? s->early_from : resume_lsn ? resume_lsn : confirmed;
 	s->sink_applied_lsn = resume_lsn;
 	s->sink_received_lsn = resume_lsn;
 	s->flush_fact_sent = 0;
-	ev_io_init(&s->repl_watcher, repl_readable, replication_socket(&s->repl), EV_READ);
-	s->repl_watcher.data = s;
-	ev_io_start(s->loop, &s->repl_watcher);
 	s->state = SOURCE_STREAMING;
 	s->streamed_once = true;
 	s->streaming_since = ev_now(s->loop);
 	ev_timer_again(s->loop, &s->status_timer);
-	/* data may already be buffered by libpq */
-	ev_feed_event(s->loop, &s->repl_watcher, EV_READ);
 	return PGF_OK;
 }

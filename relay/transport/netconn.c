@@ -231,6 +231,11 @@ bool netconn_peer_is_v1(const netconn_t *c)
 	return c->peer_v1;
 }
 
+bool netconn_early_stream(const netconn_t *c)
+{
+	return c->ssl != NULL && tls_early_stream(c->ssl);
+}
+
 const char *netconn_peer_name(const netconn_t *c)
 {
 	return c->peer;

@@ -91,7 +91,9 @@ void netconn_pause(netconn_t *c, bool pause)
 		return;
 	c->paused = pause;
 	nc_watch_open(c);
-	if (!pause && c->ssl && SSL_pending(c->ssl) > 0)
+	/* frames read before the pause wait in the buffer: no new byte may
+	 * come to hand them out */
+	if (!pause && ((c->ssl && SSL_pending(c->ssl) > 0) || c->in.len > c->in_off))
 		ev_feed_event(c->loop, &c->io, EV_READ);
 }
 
@@ -198,6 +200,9 @@ static bool nc_parse_frames(netconn_t *c)
 
 void nc_read(netconn_t *c)
 {
+	/* complete frames left by a pause go first */
+	if (!c->paused && c->in_off > 0 && !nc_parse_frames(c))
+		return;
 	for (;;) {
 		ssize_t n;
 		if (c->paused)

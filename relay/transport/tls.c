@@ -55,6 +55,41 @@ static int check_key_permissions(const char *key_file, pgf_error_t *err)
 	return PGF_OK;
 }
 
+/* The ALPN name by which a sink says it holds what follows a hello until
+ * its verdict, so a source may stream before the welcome (source_link.c) */
+static const unsigned char early_stream_alpn[] = "\x14pgferry-early-stream";
+
+static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+	const unsigned char *p = in;
+
+	(void)ssl;
+	(void)arg;
+	while (p < in + inlen && p + 1 + *p <= in + inlen) {
+		if (*p + 1u == sizeof(early_stream_alpn) - 1 &&
+		    memcmp(p, early_stream_alpn, sizeof(early_stream_alpn) - 1) == 0) {
+			*out = p + 1;
+			*outlen = *p;
+			return SSL_TLSEXT_ERR_OK;
+		}
+		p += 1 + *p;
+	}
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
+bool tls_early_stream(SSL *ssl)
+{
+	const unsigned char *name = NULL;
+	unsigned int len = 0;
+
+	if (ssl == NULL)
+		return false;
+	SSL_get0_alpn_selected(ssl, &name, &len);
+	return name != NULL && len + 1 == sizeof(early_stream_alpn) - 1 &&
+	       memcmp(name, early_stream_alpn + 1, len) == 0;
+}
+
 tls_context_t *tls_context_create(tls_role_t role, const char *ca_file, const char *cert_file,
                                   const char *key_file, const char *peer_name, pgf_error_t *err)
 {
@@ -73,6 +108,13 @@ tls_context_t *tls_context_create(tls_role_t role, const char *ca_file, const ch
 	SSL_CTX_set_min_proto_version(t->ctx, TLS1_3_VERSION);
 	SSL_CTX_set_mode(t->ctx,
 	                 SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (role == TLS_ROLE_SERVER)
+		SSL_CTX_set_alpn_select_cb(t->ctx, select_alpn, NULL);
+	else if (SSL_CTX_set_alpn_protos(t->ctx, early_stream_alpn,
+	                                 sizeof(early_stream_alpn) - 1) != 0) {
+		openssl_error(err, "could not set up the TLS context", "ALPN");
+		goto fail;
+	}
 	if (SSL_CTX_load_verify_locations(t->ctx, ca_file, NULL) != 1) {
 		openssl_error(err, "could not load the CA file (tls_ca)", ca_file);
 		goto fail;

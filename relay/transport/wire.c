@@ -209,6 +209,10 @@ void wire_encode_hello(const wire_hello_t *m, buf_t *b)
 	buf_append_be64(b, (uint64_t)m->source_time);
 	put_string(b, m->database);
 	put_string(b, m->slot);
+	if (m->capabilities & WIRE_CAP_EARLY_STREAM) {
+		buf_append_be64(b, m->stream_from);
+		buf_append_be64(b, m->primary_flush);
+	}
 	seal(b, start);
 }
 
@@ -232,7 +236,10 @@ int wire_decode_hello(const uint8_t *p, size_t len, wire_hello_t *m, pgf_error_t
 	    reader_u32(&r, &m->capabilities) != PGF_OK ||
 	    reader_i64(&r, &m->source_time) != PGF_OK ||
 	    get_string(&r, m->database, sizeof(m->database)) != PGF_OK ||
-	    get_string(&r, m->slot, sizeof(m->slot)) != PGF_OK)
+	    get_string(&r, m->slot, sizeof(m->slot)) != PGF_OK ||
+	    ((m->capabilities & WIRE_CAP_EARLY_STREAM) &&
+	     (reader_u64(&r, &m->stream_from) != PGF_OK ||
+	      reader_u64(&r, &m->primary_flush) != PGF_OK)))
 		return malformed(err, "hello", &r);
 	if (m->proto_version < 1 || m->proto_version > 4) {
 		error_set(err, PGF_E_PROTOCOL, "hello names pgoutput protocol %u; 1 to 4 are known",

@@ -70,7 +70,8 @@ END_TEST
 START_TEST(messages_round_trip)
 {
 	buf_t b;
-	wire_hello_t h = {WIRE_PROTOCOL_VERSION, 7311, 2, 3, 0, -5, "postgres", "pgferry"}, h2;
+	wire_hello_t h = {WIRE_PROTOCOL_VERSION, 7311, 2, 3, 0, -5, "postgres", "pgferry", 0, 0},
+	             h2;
 	wire_ack_t a = {10, 9, 8}, a2;
 	wire_pong_t p = {1, 2, 3}, p2;
 	wire_error_t e = {WIRE_ERR_IDENTITY, "another primary"}, e2;
@@ -83,6 +84,17 @@ START_TEST(messages_round_trip)
 	ck_assert_uint_eq(h2.system_identifier, 7311);
 	ck_assert_str_eq(h2.slot, "pgferry");
 	ck_assert_int_eq(h2.source_time, -5);
+	for (n = 2; n < b.len; n++)
+		ck_assert_int_eq(wire_decode_hello((uint8_t *)b.data, n, &h2, &err), PGF_ERR);
+	/* streaming before the welcome: the start and the flush position follow */
+	buf_reset(&b);
+	h.capabilities = WIRE_CAP_EARLY_STREAM;
+	h.stream_from = 0x10;
+	h.primary_flush = 0x20;
+	wire_encode_hello(&h, &b);
+	ck_assert_int_eq(wire_decode_hello((uint8_t *)b.data, b.len, &h2, &err), PGF_OK);
+	ck_assert_uint_eq(h2.stream_from, 0x10);
+	ck_assert_uint_eq(h2.primary_flush, 0x20);
 	for (n = 2; n < b.len; n++)
 		ck_assert_int_eq(wire_decode_hello((uint8_t *)b.data, n, &h2, &err), PGF_ERR);
 	buf_reset(&b);
