@@ -235,7 +235,7 @@ static void append_where(apply_t *a, const relcache_entry_t *rel, const dr_colum
 	for (i = 0; guard && i < rel->ncolumns; i++) {
 		if (!guard[i])
 			continue;
-		a->pl.types[*pno] = dr[i].type_oid;
+		a->pl.types[*pno] = dr ? dr[i].type_oid : 0;
 		buf_append_str(&a->sql, " AND ");
 		apply_sql_ident(&a->sql, rel->columns[i].name);
 		buf_printf(&a->sql, " = $%d", ++*pno);

@@ -52,8 +52,10 @@ static int value_reserve(lexer_t *lx, size_t need, pgf_error_t *err)
 	if (cap < need)
 		cap = need;
 	nv = realloc(lx->value, cap);
-	if (nv == NULL)
-		return error_set(err, PGF_E_MEMORY, "out of memory");
+	if (nv == NULL) {
+		error_set(err, PGF_E_MEMORY, "out of memory");
+		return PGF_ERR;
+	}
 	lx->value = nv;
 	lx->vcap = cap;
 	return PGF_OK;

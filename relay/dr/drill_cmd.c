@@ -453,7 +453,6 @@ static int drill_report(PGconn *dr, bool as_json)
 	json_t *list;
 	json_error_t je;
 	size_t i;
-	json_t *o;
 
 	error_clear(&err);
 	if (!drill_sql(dr,
@@ -477,9 +476,8 @@ static int drill_report(PGconn *dr, bool as_json)
 	}
 	if (json_array_size(list) == 0)
 		printf("no drill recorded in pgferry.drills yet\n");
-	json_array_foreach(list, i, o)
-	{
-		json_t *s, *steps = json_object_get(o, "steps");
+	for (i = 0; i < json_array_size(list); i++) {
+		json_t *o = json_array_get(list, i), *steps = json_object_get(o, "steps");
 		size_t k;
 		char rpo[32], loss[32], rto[32];
 		number_text(json_object_get(o, "rpo_bound_ms"), "%.1f", rpo, sizeof(rpo));
@@ -497,9 +495,12 @@ static int drill_report(PGconn *dr, bool as_json)
 		               ? json_string_value(json_object_get(o, "source_commit_time"))
 		               : "-",
 		       rpo, loss, rto);
-		json_array_foreach(steps, k, s) printf(
-		        "    %-10s %10.1f ms\n", json_string_value(json_object_get(s, "step")),
-		        json_number_value(json_object_get(s, "ms")));
+		for (k = 0; k < json_array_size(steps); k++) {
+			json_t *st = json_array_get(steps, k);
+			printf("    %-10s %10.1f ms\n",
+			       json_string_value(json_object_get(st, "step")),
+			       json_number_value(json_object_get(st, "ms")));
+		}
 		if (json_is_string(json_object_get(o, "smoke_script")))
 			printf("    smoke      %s: %s\n",
 			       json_string_value(json_object_get(o, "smoke_script")),

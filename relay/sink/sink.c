@@ -144,7 +144,7 @@ static void on_hello(sink_t *s, const uint8_t *payload, size_t len)
 		snprintf(why, sizeof(why),
 		         "the source speaks wire protocol %u, this sink %u: upgrade the %s so both "
 		         "run the same pgferry version",
-		         h.protocol_version, WIRE_PROTOCOL_VERSION,
+		         h.protocol_version, (unsigned)WIRE_PROTOCOL_VERSION,
 		         h.protocol_version < WIRE_PROTOCOL_VERSION ? "source" : "sink");
 		log_error("refused the source at %s: %s", netconn_peer_name(s->conn), why);
 		sink_drop_source(s, WIRE_ERR_VERSION, why);

@@ -360,8 +360,8 @@ static void chart_path(buf_t *b, const lag_history_point_t *p, int n, bool rpo, 
 
 static void chart(buf_t *b, const lag_snapshot_t *s, const lag_history_point_t *p, int n)
 {
-	double top = 1000, tick;
-	int i;
+	double top = 1000;
+	int i, k;
 
 	for (i = 0; i < n; i++) {
 		if (p[i].rpo_bound_ms > top)
@@ -377,8 +377,8 @@ static void chart(buf_t *b, const lag_snapshot_t *s, const lag_history_point_t *
 	           "the last hour\"><rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" "
 	           "fill=\"#fafbfc\" stroke=\"#d0d5dc\"/>",
 	           CHART_W, CHART_H, CHART_LEFT, CHART_TOP, PLOT_W, PLOT_H);
-	for (tick = 0; tick <= 1.0001; tick += 0.25) {
-		double y = CHART_TOP + PLOT_H - tick * PLOT_H;
+	for (k = 0; k <= 4; k++) {
+		double tick = k * 0.25, y = CHART_TOP + PLOT_H - tick * PLOT_H;
 		buf_printf(b,
 		           "<line x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e3e6ea\"/>"
 		           "<text x=\"%d\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\" "

@@ -520,14 +520,16 @@ void rpo_guard_on_fact(rpo_guard_t *g, uint64_t position_lsn, double sent_at)
 			g->proof_at = sent_at;
 		return;
 	}
-	tail = g->count ? &g->facts[(g->head + g->count - 1) % FACTS_MAX] : NULL;
-	if (tail != NULL && position_lsn <= tail->lsn)
-		return;
-	if (g->count == FACTS_MAX) {
-		/* full: the newest moves forward, a later proof, never an earlier */
-		tail->lsn = position_lsn;
-		tail->sent_at = sent_at;
-		return;
+	if (g->count > 0) {
+		tail = &g->facts[(g->head + g->count - 1) % FACTS_MAX];
+		if (position_lsn <= tail->lsn)
+			return;
+		if (g->count == FACTS_MAX) {
+			/* full: the newest moves forward, a later proof, never an earlier */
+			tail->lsn = position_lsn;
+			tail->sent_at = sent_at;
+			return;
+		}
 	}
 	tail = &g->facts[(g->head + g->count) % FACTS_MAX];
 	tail->lsn = position_lsn;

@@ -306,7 +306,7 @@ bool http_request_query(const http_request_t *req, const char *const *names, con
 	memset(&q, 0, sizeof(q));
 	q.names = names;
 	MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_collect, &q);
-	for (i = 0; names[i] && i < 4; i++)
+	for (i = 0; i < 4 && names[i]; i++)
 		values[i] = q.values[i];
 	snprintf(error, error_len, "%s", q.error);
 	return q.error[0] == '\0';
