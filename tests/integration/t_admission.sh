@@ -99,7 +99,9 @@ restart_under_attack()
 	touch "$T/$name.stop"
 	wait_until "the attack ($name) stopped" 30 bash -c "! kill -0 $(bg_pid "$name")"
 	cat "$T/$name.log"
-	if grep -Ei "certificate|tls_ca|tls_peer_name" "$T/source.log"; then
+	# a handshake the sink dropped in the flood is retried, and its hint
+	# says that no certificate was refused: that line blames nothing
+	if grep -Ei "certificate|tls_ca|tls_peer_name" "$T/source.log" | grep -v "No certificate was refused"; then
 		fail "the source's log blames the certificates"
 	fi
 }
