@@ -22,11 +22,15 @@
 #   replica_progress_reached SYSTEM LSN   the DR origin of SYSTEM is at LSN
 #   copies_equal    every enabled copy matches the primary (fails if not)
 #
+# BENCH_DR_SHARED_BUFFERS (1GB): the DR cluster's shared_buffers; it holds
+# every system's copy, so each copy's working set fits as it would on a DR
+# server of its own (at 256 MB the copies evicted each other's pages).
+#
 # BENCH_BASELINE=PATH adds the system "baseline": the pgferry binary at PATH
 # (an older build, say) with its own slot, sink, DR database and proxy, so
 # a change is measured against what it replaces in the same run;
-# BENCH_BASELINE_SINK_EXTRA is one more line of its sink's configuration
-# (a later line wins).
+# BENCH_BASELINE_SINK_EXTRA and BENCH_BASELINE_SOURCE_EXTRA are one more
+# line of its sink's and its source's configuration (a later line wins).
 
 PROXY=$ROOT/build/faultproxy
 [ -x "$PROXY" ] || (cd "$ROOT" && make -s build/faultproxy) || fail "cannot build the proxy"
@@ -190,7 +194,9 @@ bench_setup()
 	shift
 	[ $PGLOGICAL = 1 ] && preload=("shared_preload_libraries = 'pglogical'")
 	cluster_start primary "max_wal_size = 4GB" "shared_buffers = 256MB" "${preload[@]}"
-	cluster_start dr "max_wal_size = 4GB" "shared_buffers = 256MB" "${preload[@]}"
+	# the DR cluster holds every system's copy: room for each copy's
+	# working set, as on a DR server of its own
+	cluster_start dr "max_wal_size = 4GB" "shared_buffers = ${BENCH_DR_SHARED_BUFFERS:-1GB}" "${preload[@]}"
 	log "preparing: pgbench scale $scale on the primary and on a DR database for each of: $SYSTEMS"
 	pgbench -q -i -s "$scale" "$PRIMARY_CONN" >/dev/null 2>&1 || fail "pgbench -i on the primary"
 	psql_on primary -c "CREATE TABLE pgferry_test_marker (id text PRIMARY KEY)" >/dev/null
@@ -223,6 +229,7 @@ bench_setup()
 		sed -e "s/^sink_address = .*/sink_address = '127.0.0.1:$BASE_PROXY_PORT'/" "$T/source.conf" >"$T/source_base.conf"
 		echo "slot_name = 'pgferry_base'" >>"$T/source_base.conf"
 		echo "${BENCH_BASELINE_SINK_EXTRA:-}" >>"$T/sink_base.conf"
+		echo "${BENCH_BASELINE_SOURCE_EXTRA:-}" >>"$T/source_base.conf"
 	fi
 	for s in $SYSTEMS; do proxy_start "$s"; done
 

@@ -32,13 +32,13 @@ BEGIN
         COMMIT;
     END LOOP;
 END \$\$" >/dev/null
-relay_setup
+relay_setup "sink:apply_group_max_transactions = 100"
 sink_start
 source_start
 wait_applied 60
 
 # a backlog: the transaction the DR side refuses, then 600 more (several
-# groups of apply_group_max_transactions)
+# groups of the 100 transactions set above)
 sink_stop
 psql_on primary -c "INSERT INTO t VALUES (2, -1)" >/dev/null
 psql_on primary -c "CALL fill(600)" >/dev/null

@@ -16,8 +16,9 @@ psql_on primary -c "CREATE PUBLICATION pgferry FOR ALL TABLES" >/dev/null
 psql_on primary -c "CREATE TABLE pgferry_test_marker (id text PRIMARY KEY)" >/dev/null
 psql_on dr -c "CREATE TABLE pgferry_test_marker (id text PRIMARY KEY)" >/dev/null
 
-# debug: the DR group's transitions say how many COMMITs were in flight
-relay_setup "sink:log_level = debug"
+# debug: the DR group's transitions say how many COMMITs were in flight;
+# groups of 100 transactions, so several are in flight at the kill
+relay_setup "sink:log_level = debug" "sink:apply_group_max_transactions = 100"
 sink_start
 source_start
 wait_applied 60
