@@ -261,10 +261,17 @@ static void append_element(buf_t *b, const tuple_column_t *c)
 		return;
 	}
 	buf_append_char(b, '"');
-	for (i = 0; i < c->len; i++) {
-		if (c->data[i] == '"' || c->data[i] == '\\')
-			buf_append_char(b, '\\');
-		buf_append_char(b, c->data[i]);
+	/* runs without a character to escape go in one copy */
+	for (i = 0; i < c->len;) {
+		uint32_t j = i;
+		while (j < c->len && c->data[j] != '"' && c->data[j] != '\\')
+			j++;
+		buf_append(b, c->data + i, j - i);
+		if (j == c->len)
+			break;
+		buf_append_char(b, '\\');
+		buf_append_char(b, c->data[j]);
+		i = j + 1;
 	}
 	buf_append_char(b, '"');
 }

@@ -128,6 +128,9 @@ static int inspect_records(sink_t *s, const batch_view_t *v, queue_item_t *it,
                            queue_record_t *records, pgf_error_t *err)
 {
 	uint32_t i;
+	uint64_t wal_end = 0;
+	int64_t send_time = 0;
+	bool heard = false;
 
 	for (i = 0; i < v->nrecords; i++) {
 		queue_record_t *qr = &records[i];
@@ -148,7 +151,13 @@ static int inspect_records(sink_t *s, const batch_view_t *v, queue_item_t *it,
 			error_where(err, "record %u of batch %" PRIu64, i + 1, v->seq);
 			return PGF_ERR;
 		}
-		lag_on_primary_wal(s->lag, wm.wal_end, wm.send_time);
+		/* the tracker keeps the newest of each: told once per batch, it
+		 * reads its clocks and takes its lock once, not per message */
+		if (wm.wal_end > wal_end)
+			wal_end = wm.wal_end;
+		if (!heard || wm.send_time > send_time)
+			send_time = wm.send_time;
+		heard = true;
 		qr->kind = wm.kind;
 		if (wm.kind != 'w') {
 			qr->wal_end = wm.wal_end;
@@ -169,6 +178,8 @@ static int inspect_records(sink_t *s, const batch_view_t *v, queue_item_t *it,
 		it->last_lsn = wm.wal_start;
 		note_message(s, it, wm.payload_len);
 	}
+	if (heard)
+		lag_on_primary_wal(s->lag, wal_end, send_time);
 	return PGF_OK;
 }
 
