@@ -165,6 +165,12 @@ for link in $LINKS; do
 		log "$link, run $RUN: building a backlog of $N transactions ($CLIENTS clients)"
 		pgbench -n -c $CLIENTS -j 2 -t $((N / CLIENTS)) "$PRIMARY_CONN" >"$T/pgbench.log" 2>&1 || fail "pgbench run"
 		TARGET=$(psql_on primary -c "SELECT pg_current_wal_lsn()")
+		# a published commit after TARGET: WAL written after the backlog's
+		# last commit (autovacuum's, say) holds no commit a replica applies,
+		# so an origin could stop short of TARGET for good; every replica
+		# passes TARGET when it applies this one
+		psql_on primary -c "INSERT INTO pgferry_test_marker VALUES ('catch-up $link $RUN')" >/dev/null ||
+			fail "the end marker"
 		WAL=$(psql_on primary -c "SELECT pg_wal_lsn_diff('$TARGET', confirmed_flush_lsn) FROM pg_replication_slots WHERE slot_name = 'native'")
 		log "backlog: $((WAL / 1048576)) MB of WAL up to $TARGET"
 		# rotate: run r starts with the r-th system
