@@ -16,8 +16,9 @@
 # (mutual TLS); native without SSL.
 #
 #   BENCH_SCALE (10), BENCH_RATE (3000), BENCH_SECONDS (30), BENCH_RUNS (3),
-#   BENCH_CLIENTS (8), BENCH_PGBENCH_FLAGS ("-M prepared"), BENCH_SOURCE_EXTRA (one more line of the source's
-#   configuration, e.g. "batch_max_delay = 1ms"), BENCH_SAMPLES=PREFIX (each
+#   BENCH_CLIENTS (8), BENCH_PGBENCH_FLAGS ("-M prepared"),
+#   BENCH_SOURCE_EXTRA (one more line of the source's configuration, e.g.
+#   "batch_max_delay = 1ms"), BENCH_SAMPLES=PREFIX (each
 #   probe row's stamp and latency in PREFIX.SYSTEM.RUN, to see when the tail
 #   happened and whether both systems stalled alike)
 . "$(dirname "$0")/../tests/integration/lib.sh"

@@ -195,10 +195,10 @@ bench_setup()
 	[ $PGLOGICAL = 1 ] && preload=("shared_preload_libraries = 'pglogical'")
 	cluster_start primary "max_wal_size = 4GB" "shared_buffers = 256MB" "${preload[@]}"
 	# the DR cluster holds every system's copy: room for each copy's
-	# working set, as on a DR server of its own
-	# and native's apply worker starts at once when enabled: by default the
-	# launcher waits 5 s after the worker's last start, which a short
-	# backlog's next run hit (10,000 transactions: 5.5 s instead of 0.7)
+	# working set, as on a DR server of its own. Native's apply worker
+	# starts at once when enabled: by default the launcher waits 5 s after
+	# the worker's last start, which a short backlog's next run hit
+	# (10,000 transactions: 5.5 s instead of 0.7)
 	cluster_start dr "max_wal_size = 4GB" "shared_buffers = ${BENCH_DR_SHARED_BUFFERS:-1GB}" \
 		"wal_retrieve_retry_interval = 100ms" "${preload[@]}"
 	log "preparing: pgbench scale $scale on the primary and on a DR database for each of: $SYSTEMS"
