@@ -55,9 +55,16 @@ void source_report_failure(source_t *s, const pgf_error_t *err)
 		log_debug("the session failed again for the same cause: %s", err->message);
 }
 
+/* The sink hears the error at once if it can: the next session may fail
+ * before the sink reads anything of it (a DR database slow to accept the
+ * stream), and the sink's status and verdict must not say "no error"
+ * meanwhile. */
 void source_note_error(source_t *s, const pgf_error_t *err)
 {
 	snprintf(s->last_error, sizeof(s->last_error), "%s", err->message);
+	if (s->last_record_lsn > s->error_frontier)
+		s->error_frontier = s->last_record_lsn;
+	source_ship_error(s);
 }
 
 /* ---- sessions ------------------------------------------------------------------ */

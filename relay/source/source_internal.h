@@ -83,6 +83,9 @@ typedef struct source {
 	uint64_t flush_fact_sent;  /* the flush position last sent on its own */
 	uint64_t last_reported_flush;
 	uint64_t last_record_lsn;
+	/* the furthest record delivered when last_error was noted: records up
+	 * to it come again on the next session and prove nothing mended */
+	uint64_t error_frontier;
 	bool first_data_seen; /* this session's first XLogData came (its step is logged) */
 	/* streaming before the welcome (source_link.c), from early_from: the
 	 * slot's confirmed position when it started */
@@ -112,6 +115,7 @@ static inline uint64_t backpressure_limit(const source_t *s)
  * follows after a backoff) */
 void source_report_failure(source_t *s, const pgf_error_t *err);
 void source_note_error(source_t *s, const pgf_error_t *err);
+void source_ship_error(source_t *s);
 void source_session_close(source_t *s, const char *why);
 
 /* source_heartbeat.c: the plain connection to the primary */

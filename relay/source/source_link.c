@@ -81,7 +81,10 @@ static bool early_start_point(source_t *s, netconn_t *c)
 	uint64_t confirmed = 0;
 	pgf_error_t err;
 
-	if (!netconn_early_stream(c))
+	/* after a failed session, wait for the welcome: a stream that fails
+	 * again at once would close the link before the sink, holding what
+	 * follows the hello, read the facts that carry the error */
+	if (!netconn_early_stream(c) || s->last_error[0] != '\0')
 		return false;
 	error_clear(&err);
 	if (replication_slot_position(&s->repl, s->cfg->slot_name, &exists, &confirmed, &err) !=

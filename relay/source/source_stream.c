@@ -42,6 +42,26 @@ static int ship_flush_fact(source_t *s, pgf_error_t *err)
 	return rc;
 }
 
+/* The last error, to a sink that reads facts (source_note_error). */
+void source_ship_error(source_t *s)
+{
+	wire_primary_facts_t f;
+	pgf_error_t err;
+	buf_t b;
+
+	if (s->sink == NULL || (s->state != SOURCE_HELLO && s->state != SOURCE_STREAMING))
+		return;
+	memset(&f, 0, sizeof(f));
+	f.flush_lsn = s->primary_flush_lsn;
+	snprintf(f.source_error, sizeof(f.source_error), "%s", s->last_error);
+	buf_init(&b);
+	wire_encode_primary_facts(&f, &b);
+	error_clear(&err);
+	if (netconn_send(s->sink, WIRE_PRIMARY_FACTS, b.data, b.len, &err) != PGF_OK)
+		log_debug("the error did not reach the sink: %s", err.message);
+	buf_free(&b);
+}
+
 /* ---- reporting to the walsender ------------------------------------------- */
 
 /* Standby status: write = what the sink holds, flush = what the DR database
@@ -225,7 +245,11 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 				log_step("first XLogData");
 			}
 			s->last_record_lsn = wm.wal_start;
-			s->last_error[0] = '\0'; /* the stream delivers again */
+			/* the stream delivers again: past what it delivered before
+			 * the error, since a transaction the sink has not confirmed
+			 * comes again before the change that fails */
+			if (wm.wal_start > s->error_frontier)
+				s->last_error[0] = '\0';
 		}
 		/* the walsender reads only flushed WAL */
 		if (wm.wal_end > s->primary_flush_lsn)

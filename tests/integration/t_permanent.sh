@@ -2,7 +2,9 @@
 # five times a second: with a dropped publication every session fails on
 # the first change; the source backs off (doubling, up to
 # reconnect_max_delay) and logs the cause once; the sink's /v1/status
-# (source_error) and verdict name it.
+# (source_error) and verdict name it. The sink hears the cause from the
+# session that met it: the next sessions' hellos wait here on a DR database
+# that holds the stream's identity locked, so nothing of theirs is read.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/relay.sh"
 
@@ -19,6 +21,17 @@ source_start
 wait_until "the slot" 60 bash -c \
 	"[ \"\$(psql '$PRIMARY_CONN' -XAtc \"SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgferry'\")\" = 1 ]"
 psql_on primary -c "DROP PUBLICATION pgferyy" >/dev/null
+
+bg_start locker psql "$DR_CONN" -X -q -c "SET application_name = 'locker'" \
+	-c "BEGIN" -c "LOCK TABLE pgferry.identity" -c "SELECT pg_sleep(120)"
+wait_until "the DR lock" 30 bash -c \
+	"[ \"\$(psql '$DR_CONN' -XAtc \"SELECT count(*) FROM pg_locks WHERE granted AND relation = 'pgferry.identity'::regclass AND mode = 'AccessExclusiveLock'\")\" = 1 ]"
+psql_on primary -c "INSERT INTO t VALUES (0)" >/dev/null
+wait_until "the cause in the source's log" 30 grep -q 'publication "pgferyy" does not exist' "$T/source.log"
+wait_until "the cause in the sink's status while its DR database holds the next sessions" 30 \
+	bash -c "curl -s '$SINK_URL/v1/status' | grep -q 'pgferyy'"
+psql_on dr -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'locker'" >/dev/null
+bg_stop locker
 
 # commits keep coming for 15 s: each session meets one and fails
 for i in $(seq 1 30); do
