@@ -105,17 +105,6 @@ timeline_stop()
 	sed 's/^/  /' "$T/timeline.log"
 }
 
-# CPU seconds used so far by the processes PIDS (comma-separated)
-cpu_seconds()
-{
-	local pid ticks=0
-	for pid in ${1//,/ }; do
-		[ -r "/proc/$pid/stat" ] || continue
-		ticks=$((ticks + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
-	done
-	awk -v t=$ticks -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
-}
-
 # perf of the walsender, the source, the sink and the DR backends serving
 # the sink: the four processes that share the cores during a catch-up
 profile_start()

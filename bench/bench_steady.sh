@@ -12,7 +12,9 @@
 # independent probe (latency_probe.py: its own connections) commits a
 # timestamped row on the primary every 10 ms and polls the DR side over a
 # persistent connection; it reports commit-to-visible percentiles. The one
-# way delay of the link (40 ms) is the floor. pgferry runs with its defaults
+# way delay of the link (40 ms) is the floor. Beside them: the CPU seconds
+# each system's processes spent over the run (replica side: pgferry's
+# source, sink and DR sessions, or the apply worker; and the walsender). pgferry runs with its defaults
 # (mutual TLS); native without SSL.
 #
 #   BENCH_SCALE (10), BENCH_RATE (3000), BENCH_SECONDS (30), BENCH_RUNS (3),
@@ -66,17 +68,26 @@ for RUN in $(seq "$RUNS"); do
 		PROBE_SAMPLES=${BENCH_SAMPLES:+$BENCH_SAMPLES.$s.$RUN} bg_start "probe_$s" "$PY" \
 			"$(dirname "$0")/latency_probe.py" "$PRIMARY_CONN" \
 			"host=$DR_HOST port=$DR_PORT user=postgres dbname=$db" 10 "$first"
+		parts=$(replica_parts "$s")
+		parts=$(printf '%s\nwalsender %s' "$parts" "$(walsender_pid "$s")")
+		cpu0=$(while read -r part pids; do cpu_seconds "$pids" && echo; done <<<"$parts")
 		pgbench -n $PGBENCH_FLAGS -c "$CLIENTS" -j 2 -R "$RATE" -T "$SECS" "$PRIMARY_CONN" >"$T/pgbench_$s.log" 2>&1 ||
 			fail "pgbench ($s)"
+		# CPU seconds per part over the run; rcpu: the replica side's sum
+		cpu1=$(while read -r part pids; do cpu_seconds "$pids" && echo; done <<<"$parts")
+		cpu=$(paste -d ' ' <(echo "$parts" | cut -d ' ' -f 1) <(echo "$cpu0") <(echo "$cpu1") |
+			awk '{ printf "%s%s %.2f", (NR > 1 ? ", " : ""), $1, $3 - $2 }')
+		rcpu=$(paste -d ' ' <(echo "$parts" | cut -d ' ' -f 1) <(echo "$cpu0") <(echo "$cpu1") |
+			awk '$1 != "walsender" { t += $3 - $2 } END { printf "%.2f", t }')
 		bg_stop "probe_$s" TERM
 		line=$(grep '^probe ' "$T/probe_$s.log" | tail -1)
 		[ -n "$line" ] || fail "the probe printed nothing: $(tail -3 "$T/probe_$s.log")"
 		tps=$(grep -Eo 'tps = [0-9.]+' "$T/pgbench_$s.log" | head -1 | awk '{print $3}')
-		log "run $RUN, $s: primary at $tps tps; $line"
+		log "run $RUN, $s: primary at $tps tps; $line; CPU s: $cpu"
 		caught_up "$s" "after its run"
 		replica_disable "$s"
 		proxy_stop "$s"
-		echo "$RUN $s $tps $(echo "$line" | sed 's/[a-z0-9]*=//g; s/^probe //')" >>"$RESULTS"
+		echo "$RUN $s $tps $(echo "$line" | sed 's/[a-z0-9]*=//g; s/^probe //') $rcpu" >>"$RESULTS"
 	done
 done
 # catch every copy up (each missed the others' runs), then compare
@@ -97,18 +108,18 @@ function median(a, k,   i, j, t, b) {
 }
 function lo(a, k,   i, m) { m = a[1]; for (i = 2; i <= k; i++) if (a[i] < m) m = a[i]; return m }
 function hi(a, k,   i, m) { m = a[1]; for (i = 2; i <= k; i++) if (a[i] > m) m = a[i]; return m }
-{ tps[$2, $1] = $3; p50[$2, $1] = $5; p90[$2, $1] = $6; p99[$2, $1] = $7; mx[$2, $1] = $8; unseen[$2, $1] = $9 }
+{ tps[$2, $1] = $3; p50[$2, $1] = $5; p90[$2, $1] = $6; p99[$2, $1] = $7; mx[$2, $1] = $8; unseen[$2, $1] = $9; cpu[$2, $1] = $10 }
 END {
 	printf "\ncommit-to-visible under %d tx/s for %d s across an 80 ms round trip, 50 Mbit/s, %d runs (ms, median [range])\n", rate, secs, runs
-	printf "  %-9s %16s %20s %20s %20s %20s\n", "", "primary tps", "p50", "p90", "p99", "max"
+	printf "  %-9s %16s %20s %20s %20s %20s %20s\n", "", "primary tps", "p50", "p90", "p99", "max", "replica CPU s"
 	ns = split(systems, sys, " ")
 	for (i = 1; i <= ns; i++) {
 		s = sys[i]
-		for (r = 1; r <= runs; r++) { a[r] = tps[s, r]; b[r] = p50[s, r]; c[r] = p90[s, r]; d[r] = p99[s, r]; e[r] = mx[s, r] }
-		printf "  %-9s %7.0f [%.0f-%.0f] %7.1f [%.1f-%.1f] %7.1f [%.1f-%.1f] %7.1f [%.1f-%.1f] %7.1f [%.1f-%.1f]\n", s,
+		for (r = 1; r <= runs; r++) { a[r] = tps[s, r]; b[r] = p50[s, r]; c[r] = p90[s, r]; d[r] = p99[s, r]; e[r] = mx[s, r]; f[r] = cpu[s, r] }
+		printf "  %-9s %7.0f [%.0f-%.0f] %7.1f [%.1f-%.1f] %7.1f [%.1f-%.1f] %7.1f [%.1f-%.1f] %7.1f [%.1f-%.1f] %7.1f [%.1f-%.1f]\n", s,
 			median(a, runs), lo(a, runs), hi(a, runs), median(b, runs), lo(b, runs), hi(b, runs),
 			median(c, runs), lo(c, runs), hi(c, runs), median(d, runs), lo(d, runs), hi(d, runs),
-			median(e, runs), lo(e, runs), hi(e, runs)
+			median(e, runs), lo(e, runs), hi(e, runs), median(f, runs), lo(f, runs), hi(f, runs)
 		rows[i] = sprintf("| %s | %.0f | %.1f [%.1f–%.1f] | %.1f [%.1f–%.1f] | %.1f [%.1f–%.1f] |", s, median(a, runs),
 			median(b, runs), lo(b, runs), hi(b, runs), median(d, runs), lo(d, runs), hi(d, runs), median(e, runs), lo(e, runs), hi(e, runs))
 	}

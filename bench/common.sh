@@ -67,6 +67,38 @@ if [ -n "$BASELINE_BIN" ]; then
 	SYSTEMS="$SYSTEMS baseline"
 fi
 
+# CPU seconds used so far by the processes PIDS (comma-separated)
+cpu_seconds()
+{
+	local pid ticks=0
+	for pid in ${1//,/ }; do
+		[ -r "/proc/$pid/stat" ] || continue
+		ticks=$((ticks + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
+	done
+	awk -v t=$ticks -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
+}
+
+# The processes that do SYSTEM's replica-side work, one "part pids" line
+# each (pids comma-separated): the source, the sink and the sink's DR
+# sessions for pgferry; the apply worker for native and pglogical.
+replica_parts()
+{
+	local db
+	db=$(db_of "$1")
+	case $1 in
+	pgferry) echo "source $(bg_pid source)" && echo "sink $(bg_pid sink)" ;;
+	baseline) echo "source $(bg_pid source_base)" && echo "sink $(bg_pid sink_base)" ;;
+	esac
+	case $1 in
+	pgferry | baseline)
+		echo "dr $(dr "$db" "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE datname = '$db' AND application_name = 'pgferry sink'")"
+		;;
+	*) echo "apply $(dr "$db" "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE datname = '$db' AND backend_type = 'logical replication worker'")" ;;
+	esac
+}
+
+walsender_pid() { psql_on primary -c "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '${SLOT_OF[$1]}'"; }
+
 link_set()
 {
 	case $1 in

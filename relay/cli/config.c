@@ -60,6 +60,10 @@ const config_key_t config_keys[] = {
 	{"batch_max_delay", CONFIG_DURATION, "5ms", ROLE_SOURCE, OFF(batch_max_delay), 0, 10000, NULL, false,
 	 "a batch is shipped at the latest this long after its first message (at once when it "
 	 "ends with a commit and the walsender has sent all the primary had flushed)", true},
+	{"read_round_delay", CONFIG_DURATION, "4ms", ROLE_SOURCE, OFF(read_round_delay), 0, 1000, NULL, false,
+	 "under a trickle of small transactions the stream is read in rounds this far apart, so "
+	 "several travel in one batch and apply in one DR transaction (0 = each message as it "
+	 "comes)", true},
 	{"compression_level", CONFIG_INT, "1", ROLE_SOURCE, OFF(compression_level), -7, 19, NULL, false,
 	 "zstd level for batches"},
 	{"heartbeat_interval", CONFIG_DURATION, "100ms", ROLE_SOURCE, OFF(heartbeat_interval), 0, 3600000, NULL, false,

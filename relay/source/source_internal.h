@@ -67,6 +67,7 @@ typedef struct source {
 	batch_encoder_t *encoder;
 	ev_timer batch_timer;
 	bool batch_timer_armed;
+	ev_timer round_timer; /* reading waits for the next round (source_stream.c) */
 	uint64_t batch_seq;
 	ship_rule_t ship; /* whether a batch ships before batch_max_delay */
 
@@ -140,6 +141,7 @@ void source_send_status(source_t *s, bool reply_requested);
 void source_status_tick(struct ev_loop *loop, ev_timer *w, int revents);
 void source_ship_batch(source_t *s);
 void source_batch_deadline(struct ev_loop *loop, ev_timer *w, int revents);
+void source_round_due(struct ev_loop *loop, ev_timer *w, int revents);
 
 /* source_link.c: the callbacks of the link to the sink */
 void source_link_callbacks(source_t *s, netconn_callbacks_t *cb);

@@ -62,6 +62,10 @@ void source_ship_error(source_t *s)
 	buf_free(&b);
 }
 
+/* A round of at most this many messages that emptied the socket is a
+ * trickle: a backlog is read in rounds of thousands. */
+#define READ_ROUND_SMALL 64
+
 /* ---- reporting to the walsender ------------------------------------------- */
 
 /* Standby status: write = what the sink holds, flush = what the DR database
@@ -152,8 +156,8 @@ void source_repl_pause(source_t *s, bool pause)
 		return;
 	if (pause)
 		ev_io_stop(s->loop, &s->repl_watcher);
-	else if (!ev_is_active(&s->repl_watcher))
-		ev_io_start(s->loop, &s->repl_watcher);
+	else if (!ev_is_active(&s->repl_watcher) && !ev_is_active(&s->round_timer))
+		ev_io_start(s->loop, &s->repl_watcher); /* a round waits for its timer */
 }
 
 /*
@@ -302,6 +306,30 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 		s->stats.batches_at_once++;
 		source_ship_batch(s);
 	}
+	/* a trickle (small transactions committed one by one) would wake this
+	 * process for each message the walsender sends, and make a batch, a
+	 * frame and a DR transaction of each transaction: once a small round
+	 * shipped whole transactions, the next waits read_round_delay and
+	 * reads what came meanwhile at once (the socket holds it; the
+	 * walsender does not wait). A transaction begun is read on at once. */
+	if (drained && n <= READ_ROUND_SMALL && s->repl_open && s->cfg->read_round_delay > 0 &&
+	    batch_encoder_records(s->encoder) == 0) {
+		ev_io_stop(s->loop, &s->repl_watcher);
+		ev_timer_set(&s->round_timer, (double)s->cfg->read_round_delay / 1000.0, 0.0);
+		ev_timer_start(s->loop, &s->round_timer);
+	}
+}
+
+void source_round_due(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	source_t *s = w->data;
+
+	(void)loop;
+	(void)revents;
+	/* the link's backpressure restarts reading itself (sink_writable) */
+	if (s->sink != NULL && netconn_queued_bytes(s->sink) > backpressure_limit(s))
+		return;
+	source_repl_pause(s, false);
 }
 
 /* A first fact, and the last error, at once: a walsender that fails on its

@@ -3,6 +3,8 @@
 # backlog fill its batches (relay/source/ship_rule.c). Checked by what the
 # source counts (pgferry_source_batches_at_once_total), not by a clock:
 # with batch_max_delay = 10s a row arrives either way, the count says why.
+# Last, a trickle of small transactions with read_round_delay = 1s: read
+# in rounds, several travel in one batch, and every row arrives once.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/relay.sh"
 
@@ -49,4 +51,25 @@ shipped() { [ "$(source_metric pgferry_source_batches_total)" -ge 1 ]; }
 wait_until "the source's counters published" 30 shipped
 n=$(source_metric pgferry_source_batches_at_once_total)
 [ "$n" -le 1 ] || fail "$n batches of the backlog were shipped at once (at most the last one may)"
+
+log "a trickle of 20 transactions is read in rounds (read_round_delay = 1s)"
+source_stop
+echo "read_round_delay = 1000ms" >>"$T/source.conf"
+source_start
+psql_on primary -c "INSERT INTO t VALUES (302, 'marker')" >/dev/null
+wait_until "the marker on the DR side" 60 visible 302
+wait_until "the source's counters published" 30 shipped
+sleep 1.5 # the counters are published once a second: these are final
+before=$(source_metric pgferry_source_batches_total)
+# one session, 20 transactions 20 ms apart: each its own batch if read as
+# it comes (the source takes far less than 20 ms for one)
+seq 1001 1020 | sed "s/.*/INSERT INTO t VALUES (&, 'trickle'); SELECT pg_sleep(0.02);/" |
+	psql_on primary >/dev/null || fail "the trickle"
+wait_until "the trickle on the DR side" 60 visible 1020
+sleep 1.5
+n=$(($(source_metric pgferry_source_batches_total) - before))
+log "20 transactions in $n batches"
+[ "$n" -ge 1 ] && [ "$n" -le 10 ] || fail "20 transactions in $n batches: not read in rounds"
+[ "$(psql_on dr -c "SELECT count(*) FROM t WHERE id BETWEEN 1001 AND 1020")" = 20 ] ||
+	fail "the trickle is incomplete on the DR side"
 tables_equal t
