@@ -196,7 +196,7 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 	source_t *s = w->data;
 	pgf_error_t err;
 	int n = 0;
-	bool drained = false;
+	bool drained = false, at_once = false;
 
 	(void)loop;
 	(void)revents;
@@ -305,15 +305,17 @@ static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 	if (drained && ship_rule_at_once(&s->ship) && batch_encoder_records(s->encoder) > 0) {
 		s->stats.batches_at_once++;
 		source_ship_batch(s);
+		at_once = true;
 	}
 	/* a trickle (small transactions committed one by one) would wake this
 	 * process for each message the walsender sends, and make a batch, a
 	 * frame and a DR transaction of each transaction: once a small round
-	 * shipped whole transactions, the next waits read_round_delay and
-	 * reads what came meanwhile at once (the socket holds it; the
-	 * walsender does not wait). A transaction begun is read on at once. */
-	if (drained && n <= READ_ROUND_SMALL && s->repl_open && s->cfg->read_round_delay > 0 &&
-	    batch_encoder_records(s->encoder) == 0) {
+	 * shipped whole transactions at once (no backlog known), the next
+	 * waits read_round_delay and reads what came meanwhile at once (the
+	 * socket holds it; the walsender does not wait). A transaction begun
+	 * is read on at once; a backlog, whose batches fill, without pauses. */
+	if (at_once && n <= READ_ROUND_SMALL && s->repl_open && s->cfg->read_round_delay > 0 &&
+	    s->sink != NULL) {
 		ev_io_stop(s->loop, &s->repl_watcher);
 		ev_timer_set(&s->round_timer, (double)s->cfg->read_round_delay / 1000.0, 0.0);
 		ev_timer_start(s->loop, &s->round_timer);
