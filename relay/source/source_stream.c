@@ -21,50 +21,45 @@
  * justify idle progress up to it (a shutting-down primary waits for that
  * confirmation, and its plain connections are gone by then). No time, no
  * position: it proves nothing about commits. */
-static int ship_flush_fact(source_t *s, pgf_error_t *err)
+static int send_flush_fact(source_t *s, pgf_error_t *err)
 {
 	wire_primary_facts_t f;
 	buf_t b;
 	int rc;
 
-	if (s->sink == NULL || s->state != SOURCE_STREAMING ||
-	    s->primary_flush_lsn <= s->flush_fact_sent)
-		return PGF_OK;
 	memset(&f, 0, sizeof(f));
 	f.flush_lsn = s->primary_flush_lsn;
 	snprintf(f.source_error, sizeof(f.source_error), "%s", s->last_error);
 	buf_init(&b);
 	wire_encode_primary_facts(&f, &b);
 	rc = netconn_send(s->sink, WIRE_PRIMARY_FACTS, b.data, b.len, err);
-	if (rc == PGF_OK)
-		s->flush_fact_sent = s->primary_flush_lsn;
 	buf_free(&b);
 	return rc;
 }
 
-/* The last error, to a sink that reads facts (source_note_error). */
+static int ship_flush_fact(source_t *s, pgf_error_t *err)
+{
+	if (s->sink == NULL || s->state != SOURCE_STREAMING ||
+	    s->primary_flush_lsn <= s->flush_fact_sent)
+		return PGF_OK;
+	if (send_flush_fact(s, err) != PGF_OK)
+		return PGF_ERR;
+	s->flush_fact_sent = s->primary_flush_lsn;
+	return PGF_OK;
+}
+
+/* The last error, on the same kind of fact, to a sink that reads facts
+ * (source_note_error). */
 void source_ship_error(source_t *s)
 {
-	wire_primary_facts_t f;
 	pgf_error_t err;
-	buf_t b;
 
 	if (s->sink == NULL || (s->state != SOURCE_HELLO && s->state != SOURCE_STREAMING))
 		return;
-	memset(&f, 0, sizeof(f));
-	f.flush_lsn = s->primary_flush_lsn;
-	snprintf(f.source_error, sizeof(f.source_error), "%s", s->last_error);
-	buf_init(&b);
-	wire_encode_primary_facts(&f, &b);
 	error_clear(&err);
-	if (netconn_send(s->sink, WIRE_PRIMARY_FACTS, b.data, b.len, &err) != PGF_OK)
+	if (send_flush_fact(s, &err) != PGF_OK)
 		log_debug("the error did not reach the sink: %s", err.message);
-	buf_free(&b);
 }
-
-/* A round of at most this many messages that emptied the socket is a
- * trickle: a backlog is read in rounds of thousands. */
-#define READ_ROUND_SMALL 64
 
 /* ---- reporting to the walsender ------------------------------------------- */
 
@@ -190,6 +185,10 @@ static int batch_message(source_t *s, const uint8_t *data, size_t len, uint64_t 
 	}
 	return PGF_OK;
 }
+
+/* A round of at most this many messages that emptied the socket is a
+ * trickle: a backlog is read in rounds of thousands. */
+#define READ_ROUND_SMALL 64
 
 static void repl_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
