@@ -73,12 +73,37 @@ void relcache_free(relcache_t *c)
 	free(c);
 }
 
+bool relcache_same(const relcache_t *c, const pgoutput_message_t *m)
+{
+	const relcache_entry_t *e = relcache_get(c, m->u.relation.relid);
+	uint16_t i;
+
+	if (e == NULL || e->replica_identity != m->u.relation.replica_identity ||
+	    e->ncolumns != m->u.relation.ncolumns ||
+	    strcmp(e->namespace, m->u.relation.namespace) != 0 ||
+	    strcmp(e->name, m->u.relation.name) != 0)
+		return false;
+	for (i = 0; i < e->ncolumns; i++) {
+		const relation_column_t *src = &m->u.relation.columns[i];
+		const relcache_column_t *have = &e->columns[i];
+		if (strcmp(have->name, src->name) != 0 || have->type_oid != src->type_oid ||
+		    have->type_mod != src->type_mod || have->key != ((src->flags & 1) != 0))
+			return false;
+	}
+	return true;
+}
+
 int relcache_update(relcache_t *c, const pgoutput_message_t *m, pgf_error_t *err)
 {
 	unsigned b = m->u.relation.relid % BUCKETS;
 	rel_node_t *n, **pp;
 	uint16_t i;
 
+	/* the walsender describes a table again after any invalidation of it,
+	 * a VACUUM or ANALYZE among them: the same description keeps the entry
+	 * and its generation, so what was checked and prepared for it holds */
+	if (relcache_same(c, m))
+		return PGF_OK;
 	n = calloc(1, sizeof(*n));
 	if (n == NULL)
 		return error_set(err, PGF_E_MEMORY, "out of memory caching relation %u",

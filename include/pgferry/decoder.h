@@ -351,8 +351,12 @@ typedef struct relcache relcache_t;
 
 relcache_t *relcache_create(void);
 void relcache_free(relcache_t *c);
-/* Records a Relation message (replacing any earlier entry of that relid). */
+/* Records a Relation message (replacing any earlier entry of that relid;
+ * one that describes the relation exactly as its entry does changes
+ * nothing, not even the generation). */
 int relcache_update(relcache_t *c, const pgoutput_message_t *relation, pgf_error_t *err);
+/* relation describes its relid exactly as the cached entry does. */
+bool relcache_same(const relcache_t *c, const pgoutput_message_t *relation);
 /* Records a Type message. */
 int relcache_update_type(relcache_t *c, const pgoutput_message_t *type, pgf_error_t *err);
 /* NULL if unknown. Valid until the next relcache_update of that relid or

@@ -45,6 +45,10 @@ static void apply_error_context(const apply_t *a, uint64_t wal_start, pgf_error_
 
 static int apply_handle_relation(apply_t *a, const pgoutput_message_t *m, pgf_error_t *err)
 {
+	/* the same description again (after a VACUUM or ANALYZE on the
+	 * primary, say): nothing changes, held images stay held */
+	if (relcache_same(a->relcache, m))
+		return PGF_OK;
 	/* held images follow the old description: write them first */
 	if (!coalesce_empty(&a->net) && rows_flush_held(a, err) != PGF_OK)
 		return PGF_ERR;

@@ -12,7 +12,7 @@ JOBS=${INTEGRATION_JOBS:-2}
 [ -n "$filter" ] && JOBS=1
 # these run pgferry built with AddressSanitizer + UndefinedBehaviorSanitizer
 # (the others measure memory or time, for which the plain build is right)
-ASAN_TESTS=" forge frame_header verdict cli deploy prometheus pipeline integrity tls secrets files readahead admission http_attack identity apply_error metrics lag promote drift ddl verify clone coalesce batch partition spool missing_row types encoding origins seeding sequences permanent slot_wal check replay reload events rpo_guard status_page sigterm drill commit_failure "
+ASAN_TESTS=" forge frame_header verdict cli deploy prometheus pipeline integrity tls secrets files readahead admission http_attack identity apply_error metrics lag promote drift ddl relation_again verify clone coalesce batch partition spool missing_row types encoding origins seeding sequences permanent slot_wal check replay reload events rpo_guard status_page sigterm drill commit_failure "
 # the longest tests, started first so that two lanes end together
 FIRST="truth crash large_txn lag verify clone pipeline bigrow"
 passed=0

@@ -139,6 +139,7 @@ START_TEST(relation_and_cache)
 	buf_t b;
 	relcache_t *rc = relcache_create();
 	const relcache_entry_t *e;
+	uint64_t gen;
 
 	buf_init(&b);
 	relation_message(&b, false);
@@ -157,8 +158,37 @@ START_TEST(relation_and_cache)
 	ck_assert(e->columns[0].key);
 	ck_assert(!e->columns[1].key);
 	ck_assert_str_eq(e->columns[1].name, "v");
-	/* a re-sent Relation replaces the entry */
+	/* the same description again (the walsender re-sends it after a VACUUM
+	 * or ANALYZE) keeps the entry and its generation: what apply checked
+	 * and prepared for it holds */
+	gen = e->generation;
+	ck_assert(relcache_same(rc, m));
+	ck_assert_int_eq(relcache_update(rc, m, &err), PGF_OK);
+	ck_assert_ptr_eq(relcache_get(rc, 16384), e);
+	ck_assert_uint_eq(e->generation, gen);
+	/* any difference is a new description with a new generation */
+	m->u.relation.columns[1].type_mod = 15;
+	ck_assert(!relcache_same(rc, m));
+	ck_assert_int_eq(relcache_update(rc, m, &err), PGF_OK);
+	ck_assert_uint_gt(relcache_get(rc, 16384)->generation, gen);
+	gen = relcache_get(rc, 16384)->generation;
+	m->u.relation.columns[0].flags = 0;
+	ck_assert(!relcache_same(rc, m));
+	ck_assert_int_eq(relcache_update(rc, m, &err), PGF_OK);
+	ck_assert_uint_gt(relcache_get(rc, 16384)->generation, gen);
+	m->u.relation.replica_identity = 'f';
+	ck_assert(!relcache_same(rc, m));
+	m->u.relation.replica_identity = 'd';
+	m->u.relation.name = "t2";
+	ck_assert(!relcache_same(rc, m));
+	m->u.relation.name = "t \"q\"";
+	m->u.relation.columns[1].name = "w";
+	ck_assert(!relcache_same(rc, m));
+	m->u.relation.columns[1].name = "v";
+	ck_assert(relcache_same(rc, m));
+	/* a re-sent Relation with another column list replaces the entry */
 	m->u.relation.ncolumns = 1;
+	ck_assert(!relcache_same(rc, m));
 	ck_assert_int_eq(relcache_update(rc, m, &err), PGF_OK);
 	ck_assert_int_eq(relcache_get(rc, 16384)->ncolumns, 1);
 	ck_assert_ptr_null(relcache_get(rc, 1));
