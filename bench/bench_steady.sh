@@ -17,6 +17,14 @@
 # source, sink and DR sessions, or the apply worker; and the walsender). pgferry runs with its defaults
 # (mutual TLS); native without SSL.
 #
+# Before each system's run, VACUUM ANALYZE on the primary and on that
+# system's DR database: at 3,000 transactions/s autovacuum analyzes
+# pgbench_accounts about every 33 s and vacuums it about every 67 s, and
+# whichever system's run it fell into took a stall the others did not
+# (a run of 30 s now starts below both thresholds). BENCH_MAINTENANCE=1
+# instead gives every run the same maintenance: ANALYZE pgbench_accounts on
+# the primary halfway through.
+#
 #   BENCH_SCALE (10), BENCH_RATE (3000), BENCH_SECONDS (30), BENCH_RUNS (3),
 #   BENCH_CLIENTS (8), BENCH_PGBENCH_FLAGS ("-M prepared"),
 #   BENCH_SOURCE_EXTRA (one more line of the source's configuration, e.g.
@@ -63,6 +71,9 @@ for RUN in $(seq "$RUNS"); do
 		db=$(db_of "$s")
 		proxy_start "$s"
 		replica_enable "$s"
+		# no autovacuum of the big table inside the run (see above)
+		psql_on primary -c "VACUUM ANALYZE" >/dev/null || fail "VACUUM ANALYZE on the primary"
+		dr "$db" "VACUUM ANALYZE" >/dev/null || fail "VACUUM ANALYZE on $db"
 		caught_up "$s" "before its run"
 		first=$(psql_on primary -c "SELECT coalesce(max(id), 0) FROM bench_probe")
 		PROBE_SAMPLES=${BENCH_SAMPLES:+$BENCH_SAMPLES.$s.$RUN} bg_start "probe_$s" "$PY" \
@@ -71,8 +82,14 @@ for RUN in $(seq "$RUNS"); do
 		parts=$(replica_parts "$s")
 		parts=$(printf '%s\nwalsender %s' "$parts" "$(walsender_pid "$s")")
 		cpu0=$(while read -r part pids; do cpu_seconds "$pids" && echo; done <<<"$parts")
+		maintenance=
+		if [ "${BENCH_MAINTENANCE:-0}" = 1 ]; then
+			(sleep "$((SECS / 2))" && psql_on primary -c "ANALYZE pgbench_accounts" >/dev/null) &
+			maintenance=$!
+		fi
 		pgbench -n $PGBENCH_FLAGS -c "$CLIENTS" -j 2 -R "$RATE" -T "$SECS" "$PRIMARY_CONN" >"$T/pgbench_$s.log" 2>&1 ||
 			fail "pgbench ($s)"
+		[ -z "$maintenance" ] || wait "$maintenance" || fail "ANALYZE during the run ($s)"
 		# CPU seconds per part over the run; rcpu: the replica side's sum
 		cpu1=$(while read -r part pids; do cpu_seconds "$pids" && echo; done <<<"$parts")
 		cpu=$(paste -d ' ' <(echo "$parts" | cut -d ' ' -f 1) <(echo "$cpu0") <(echo "$cpu1") |
