@@ -2,10 +2,9 @@
 # invalidation of it (a VACUUM or ANALYZE on the primary, which updates
 # pg_class); the same description must not make the sink check the table
 # against the DR database again, nor prepare its statements again
-# (decoder/relcache.c): that stopped apply for a round trip and a catalog
-# query each time, and showed as a tail of late rows under a steady load.
-# A new description (a column added) is checked. Counted by an independent
-# probe: the DR server's own statement log.
+# (decoder/relcache.c): each such check waits for every group in flight
+# and runs a catalog query. A new description (a column added) is checked.
+# Counted by an independent probe: the DR server's own statement log.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/relay.sh"
 
