@@ -202,7 +202,7 @@ replica_progress_reached()
 # order-independent digest of a pgbench table: rows and a sum of row hashes
 table_digest_of()
 { # table_digest_of CONNINFO TABLE
-	psql "$1" -XAtc "SELECT count(*), sum(hashtext(t::text)::bigint) FROM $2 t"
+	psql "$1" -XAtc "SELECT count(*), sum(hashtext(ROW(t.*)::text)::bigint) FROM $2 t"
 }
 
 copies_equal()

@@ -147,7 +147,7 @@ schema_both()
 
 table_digest()
 { # rows in a stable order, hashed: equal digests mean equal contents
-	psql_on "$1" -c "SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '') FROM $2 t"
+	psql_on "$1" -c "SELECT count(*) || ':' || coalesce(md5(string_agg(ROW(t.*)::text, E'\\n' ORDER BY ROW(t.*)::text)), '') FROM $2 t"
 }
 
 tables_equal()

@@ -85,7 +85,7 @@ WAIT_SLOT=second
 wait_applied 120
 for t in $TABLES; do
 	p=$(table_digest primary "$t")
-	d=$(psql "$DR2_CONN" -XAtc "SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '') FROM $t t")
+	d=$(psql "$DR2_CONN" -XAtc "SELECT count(*) || ':' || coalesce(md5(string_agg(ROW(t.*)::text, E'\\n' ORDER BY ROW(t.*)::text)), '') FROM $t t")
 	[ "$p" = "$d" ] || fail "table $t differs on the second copy"
 done
 DR_CONN=$DR_CONN_SAVED

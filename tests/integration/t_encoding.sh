@@ -33,7 +33,7 @@ DELETE FROM plein WHERE v = 'naïve'" >/dev/null
 wait_applied 60
 for t in café plein; do
 	# the hash of the rows' texts in UTF-8 on both sides
-	q="SELECT count(*) || ':' || md5(convert_to(string_agg(t::text, E'\\n' ORDER BY t::text), 'UTF8')) FROM $t t"
+	q="SELECT count(*) || ':' || md5(convert_to(string_agg(ROW(t.*)::text, E'\\n' ORDER BY ROW(t.*)::text), 'UTF8')) FROM $t t"
 	p=$(psql_on primary -c "$q") && d=$(psql_on dr -c "$q") || fail "cannot read $t"
 	[ "$p" = "$d" ] || fail "table $t differs: primary $p, DR $d"
 	log "table $t equal (${p%%:*} rows)"

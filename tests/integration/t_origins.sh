@@ -49,7 +49,7 @@ wait_applied 60
 DR_CONN_SAVED=$DR_CONN
 DR_CONN=$SECOND_CONN WAIT_SLOT=second wait_applied 60
 tables_equal t
-[ "$(table_digest primary t)" = "$(second -c "SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '') FROM t t")" ] ||
+[ "$(table_digest primary t)" = "$(second -c "SELECT count(*) || ':' || coalesce(md5(string_agg(ROW(t.*)::text, E'\\n' ORDER BY ROW(t.*)::text)), '') FROM t t")" ] ||
 	fail "the second DR database differs: $(second -c "SELECT at, count(*) FROM t GROUP BY 1 ORDER BY 1")"
 log "both DR databases equal to the primary"
 o1=$(psql_on dr -c "SELECT pgferry.origin()")

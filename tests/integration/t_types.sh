@@ -242,7 +242,7 @@ PIN="-c timezone=UTC -c datestyle=ISO -c intervalstyle=postgres -c extra_float_d
 digest()
 { # digest CONNINFO TABLE: row count and a hash of the ordered row texts
 	PGOPTIONS="$PIN" psql "$1" -XAtq -v ON_ERROR_STOP=1 -c \
-		"SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text COLLATE \"C\")), '') FROM $2 t"
+		"SELECT count(*) || ':' || coalesce(md5(string_agg(ROW(t.*)::text, E'\\n' ORDER BY ROW(t.*)::text COLLATE \"C\")), '') FROM $2 t"
 }
 native_digests()
 { # prints the tables native replication has not (yet) made equal
@@ -264,9 +264,9 @@ compare()
 	d=$(digest "$DR_CONN" "$t") || fail "cannot read $t on the DR database"
 	if [ "$p" != "$d" ]; then
 		log "rows of $t on the primary, then on the DR database:"
-		PGOPTIONS="$PIN" psql "$PRIMARY_CONN" -XAtc "SELECT t::text FROM $t t ORDER BY 1 COLLATE \"C\"" | cut -c1-200 | head -50
+		PGOPTIONS="$PIN" psql "$PRIMARY_CONN" -XAtc "SELECT ROW(t.*)::text FROM $t t ORDER BY 1 COLLATE \"C\"" | cut -c1-200 | head -50
 		echo ---
-		PGOPTIONS="$PIN" psql "$DR_CONN" -XAtc "SELECT t::text FROM $t t ORDER BY 1 COLLATE \"C\"" | cut -c1-200 | head -50
+		PGOPTIONS="$PIN" psql "$DR_CONN" -XAtc "SELECT ROW(t.*)::text FROM $t t ORDER BY 1 COLLATE \"C\"" | cut -c1-200 | head -50
 		fail "table $t differs: primary $p, DR $d"
 	fi
 	log "table $t equal $2 (${p%%:*} rows)"
