@@ -54,6 +54,7 @@ typedef struct config {
 	int64_t batch_max_bytes;
 	int64_t batch_max_delay;
 	int64_t read_round_delay; /* ms */
+	bool batch_scheduling;
 	int64_t compression_level;
 	int64_t heartbeat_interval;
 	int64_t status_interval;

@@ -64,6 +64,10 @@ const config_key_t config_keys[] = {
 	 "under a trickle of small transactions the stream is read in rounds this far apart, so "
 	 "several travel in one batch and apply in one DR transaction (0 = each message as it "
 	 "comes)", true},
+	{"batch_scheduling", CONFIG_BOOL, "on", ROLE_SOURCE, OFF(batch_scheduling), 0, 0, NULL, false,
+	 "run the source under the kernel's SCHED_BATCH policy: woken for each message the walsender "
+	 "sends, it does not preempt the walsender or another backend of the primary (off: the normal "
+	 "policy)"},
 	{"compression_level", CONFIG_INT, "1", ROLE_SOURCE, OFF(compression_level), -7, 19, NULL, false,
 	 "zstd level for batches"},
 	{"heartbeat_interval", CONFIG_DURATION, "100ms", ROLE_SOURCE, OFF(heartbeat_interval), 0, 3600000, NULL, false,

@@ -5,6 +5,9 @@
 # with batch_max_delay = 10s a row arrives either way, the count says why.
 # Last, a trickle of small transactions with read_round_delay = 1s: read
 # in rounds, several travel in one batch, and every row arrives once.
+# Throughout, the kernel's scheduling policy of every thread of the source
+# (/proc, field 41 of stat): SCHED_BATCH (3) by default, the normal one
+# (0) with batch_scheduling = off.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/relay.sh"
 
@@ -19,6 +22,17 @@ relay_setup "source:source_http_listen = '127.0.0.1:$SOURCE_HTTP_PORT'" \
 sink_start
 source_start
 wait_applied 60
+
+# the policies of the source's threads, each once, sorted
+source_policies()
+{
+	local f
+	for f in /proc/"$(bg_pid source)"/task/*/stat; do
+		sed 's/.*) //' "$f" | awk '{ print $39 }'
+	done | sort -u | tr '\n' ' '
+}
+p=$(source_policies)
+[ "$p" = "3 " ] || fail "the source's threads run under scheduling policies '$p', not SCHED_BATCH (3) alone"
 
 source_metric()
 {
@@ -55,9 +69,12 @@ n=$(source_metric pgferry_source_batches_at_once_total)
 log "a trickle of 20 transactions is read in rounds (read_round_delay = 1s)"
 source_stop
 echo "read_round_delay = 1000ms" >>"$T/source.conf"
+echo "batch_scheduling = off" >>"$T/source.conf"
 source_start
 psql_on primary -c "INSERT INTO t VALUES (302, 'marker')" >/dev/null
 wait_until "the marker on the DR side" 60 visible 302
+p=$(source_policies)
+[ "$p" = "0 " ] || fail "with batch_scheduling = off the source's threads run under policies '$p', not the normal one (0)"
 wait_until "the source's counters published" 30 shipped
 sleep 1.5 # the counters are published once a second: these are final
 before=$(source_metric pgferry_source_batches_total)

@@ -130,6 +130,7 @@ START_TEST(defaults)
 	ck_assert_int_eq(cfg.heartbeat_interval, 100);
 	ck_assert_int_eq(cfg.max_frame_bytes, 64 << 20);
 	ck_assert_int_eq(cfg.compression_level, 1);
+	ck_assert(cfg.batch_scheduling);
 	ck_assert(cfg.tls);
 	ck_assert_ptr_null(cfg.primary_conninfo);
 }
