@@ -22,6 +22,8 @@ typedef struct buf {
 void buf_init(buf_t *b);
 void buf_free(buf_t *b);
 void buf_reset(buf_t *b); /* len = 0, memory kept */
+/* Drops what follows the first len bytes (len <= b->len), memory kept. */
+void buf_truncate(buf_t *b, size_t len);
 bool buf_reserve(buf_t *b, size_t extra);
 /* Gives back what the buffer holds beyond max(keep, len + 1) bytes: after
  * one large message, so that it does not stay allocated for good. */

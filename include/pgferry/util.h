@@ -6,6 +6,7 @@
 #ifndef PGFERRY_UTIL_H
 #define PGFERRY_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,5 +30,10 @@ int64_t pgtime_now(void);
 /* Sleeps ms milliseconds; a signal cuts it short (a caller that waits for
  * a stop request sleeps in slices and checks in between). */
 void util_sleep_ms(int64_t ms);
+
+/* Whether s[0..len) is an integer of that many bytes (2, 4 or 8) written
+ * as PostgreSQL's int2out, int4out and int8out write one: an optional
+ * minus, digits, no leading zero, nothing else; *out its value. */
+bool util_parse_int(const char *s, size_t len, int bytes, int64_t *out);
 
 #endif

@@ -3,7 +3,8 @@
  * instead of one statement per row: the rows of one table, one kind of
  * write and one shape (which columns are unchanged TOAST) go as one
  * statement whose parameters are arrays, one per column, read element by
- * element by the DR column type's own input function:
+ * element by the DR column type's own input function (integers and text
+ * types go in binary form, see binary_class, read by its receive function):
  *
  *   INSERT INTO t (c...) SELECT * FROM unnest($1::T1[], ...)
  *   UPDATE t SET c = v.c ... FROM unnest(...) WITH ORDINALITY v WHERE t.key = v.key
@@ -27,6 +28,8 @@
  * update are written row by row (rows.c).
  */
 #include "apply_internal.h"
+
+#include "pgferry/util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -276,12 +279,87 @@ static void append_element(buf_t *b, const tuple_column_t *c)
 	buf_append_char(b, '"');
 }
 
+/* Built-in types whose binary form the sink can write from pgoutput's
+ * text exactly as the type's input function would read it: the integers
+ * (the schema check holds a built-in type the same on both sides, so the
+ * text is int2out's, int4out's or int8out's) and the text types, whose
+ * binary form is their characters, read with the same encoding check and
+ * the same padding rules. array_recv then reads a column's array with no
+ * parsing of quotes, escapes or digits on the DR server. */
+enum { BIN_NONE = 0, BIN_TEXT = 1, BIN_INT2 = 2, BIN_INT4 = 4, BIN_INT8 = 8 };
+
+static int binary_class(Oid type)
+{
+	switch (type) {
+	case 21: /* int2 */
+		return BIN_INT2;
+	case 23: /* int4 */
+		return BIN_INT4;
+	case 20: /* int8 */
+		return BIN_INT8;
+	case 25:   /* text */
+	case 1042: /* bpchar */
+	case 1043: /* varchar */
+		return BIN_TEXT;
+	default:
+		return BIN_NONE;
+	}
+}
+
+/* Column i of rows h[0..n) as a one-dimensional array in binary form
+ * (array_recv's: dimensions, a NULL flag, the element type, then each
+ * element's length and bytes), appended to b; false, with b as it was,
+ * where a value is not in its type's output form. */
+static bool binary_array(buf_t *b, Oid type, const held_t *h, size_t n, int i)
+{
+	int klass = binary_class(type);
+	size_t start = b->len, j;
+	bool nulls = false;
+
+	if (klass == BIN_NONE)
+		return false;
+	buf_append_be32(b, 1); /* dimensions */
+	buf_append_be32(b, 0); /* has NULLs: set below */
+	buf_append_be32(b, type);
+	buf_append_be32(b, (uint32_t)n);
+	buf_append_be32(b, 1); /* lower bound */
+	for (j = 0; j < n; j++) {
+		const tuple_column_t *c = &h[j].row->cols[i];
+		int64_t v;
+		if (c->kind == 'n') {
+			buf_append_be32(b, 0xFFFFFFFFu); /* -1: NULL */
+			nulls = true;
+			continue;
+		}
+		if (klass == BIN_TEXT) {
+			buf_append_be32(b, c->len);
+			buf_append(b, c->data, c->len);
+			continue;
+		}
+		if (!util_parse_int(c->data, c->len, klass, &v)) {
+			buf_truncate(b, start);
+			return false;
+		}
+		buf_append_be32(b, (uint32_t)klass);
+		if (klass == BIN_INT2)
+			buf_append_be16(b, (uint16_t)v);
+		else if (klass == BIN_INT4)
+			buf_append_be32(b, (uint32_t)v);
+		else
+			buf_append_be64(b, (uint64_t)v);
+	}
+	if (nulls && !buf_failed(b))
+		b->data[start + 7] = 1;
+	return true;
+}
+
 /* Writes rows h[0..n) (one statement's worth) as one statement. */
 static int batch_send(apply_t *a, const relcache_entry_t *rel, const held_t *h, size_t n,
                       buf_t *arrays, pgf_error_t *err)
 {
 	static const char *const what[] = {"delete", "insert", "update", "insert"};
 	size_t offsets[PGOUTPUT_MAX_COLUMNS], lengths[PGOUTPUT_MAX_COLUMNS];
+	char kinds[PGOUTPUT_MAX_COLUMNS];
 	tuple_column_t param;
 	const stmt_t *s = batch_statement(a, rel, h, err);
 	const dr_column_t *dr = schema_columns(&a->schema, rel, NULL);
@@ -295,6 +373,13 @@ static int batch_send(apply_t *a, const relcache_entry_t *rel, const held_t *h, 
 		if (!column_sent(rel, h->row, h->phase, i))
 			continue;
 		offsets[k] = arrays->len;
+		kinds[k] = 'b';
+		if (binary_array(arrays, dr[i].type_oid, h, n, i)) {
+			lengths[k] = arrays->len - offsets[k];
+			k++;
+			continue;
+		}
+		kinds[k] = 't';
 		buf_append_char(arrays, '{');
 		for (j = 0; j < n; j++) {
 			if (j)
@@ -309,7 +394,7 @@ static int batch_send(apply_t *a, const relcache_entry_t *rel, const held_t *h, 
 		return error_set(err, PGF_E_MEMORY, "out of memory for %zu rows of %s.%s", n,
 		                 rel->namespace, rel->name);
 	for (i = 0; i < k; i++) {
-		param.kind = 't';
+		param.kind = kinds[i];
 		param.data = arrays->data + offsets[i];
 		param.len = (uint32_t)lengths[i];
 		pipeline_add_param(&a->pl, &nparams, &param);

@@ -28,6 +28,15 @@ void buf_reset(buf_t *b)
 		b->data[0] = '\0';
 }
 
+void buf_truncate(buf_t *b, size_t len)
+{
+	if (len >= b->len)
+		return;
+	b->len = len;
+	if (b->data != NULL)
+		b->data[len] = '\0';
+}
+
 bool buf_reserve(buf_t *b, size_t extra)
 {
 	size_t need, cap;

@@ -102,3 +102,25 @@ void util_sleep_ms(int64_t ms)
 	ts.tv_nsec = (long)(ms % 1000) * 1000000L;
 	nanosleep(&ts, NULL);
 }
+
+bool util_parse_int(const char *s, size_t len, int bytes, int64_t *out)
+{
+	uint64_t limit = bytes == 2 ? 32767 : bytes == 4 ? 2147483647 : 9223372036854775807ULL;
+	uint64_t v = 0;
+	bool negative = len > 0 && s[0] == '-';
+	size_t i = negative ? 1 : 0;
+
+	/* only the output functions' own form: "+1", " 1", "01" and "-0" are
+	 * integers to int4in but not written by int4out */
+	if (i == len || (s[i] == '0' && (len - i > 1 || negative)))
+		return false;
+	for (; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9' || v > (limit + 1) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	if (v > limit + (negative ? 1 : 0))
+		return false;
+	*out = negative ? (int64_t)(0 - v) : (int64_t)v;
+	return true;
+}

@@ -4,6 +4,8 @@
 # primary's. Values that an array literal must escape (quotes, backslashes,
 # braces, the delimiter, NULL and the text 'NULL', empty strings, unicode),
 # a type whose arrays use another delimiter (box: ';'), composites, jsonb,
+# integers of each width at their limits and padded or trailing-space
+# characters (these go as arrays in binary form),
 # a key of two columns, unchanged TOAST values (another shape), and a
 # column whose type has no array type (arrays: row by row). Exactness
 # holds per row: a missing row, a key the DR side holds twice (no unique
@@ -22,13 +24,14 @@ CREATE TABLE two_key (a int, b text, v int, PRIMARY KEY (a, b));
 CREATE TABLE toasty (id int PRIMARY KEY, doc text, small int);
 ALTER TABLE toasty ALTER doc SET STORAGE EXTERNAL;
 CREATE TABLE arrays (id int PRIMARY KEY, a int[]);
-CREATE TABLE keyless (n int, note text)"
+CREATE TABLE keyless (n int, note text);
+CREATE TABLE widths (id int8 PRIMARY KEY, s smallint, i int, c char(6), vc varchar(8), t text)"
 schema_both "$SCHEMA"
 # on the DR side dup has no unique key, so a key may be there twice
 psql_on primary -c "CREATE TABLE dup (id int PRIMARY KEY, v text)" >/dev/null
 psql_on dr -c "CREATE TABLE dup (id int, v text)" >/dev/null
 psql_on primary -c "CREATE PUBLICATION pgferry FOR ALL TABLES" >/dev/null
-TABLES="plain composite two_key toasty arrays keyless dup"
+TABLES="plain composite two_key toasty arrays keyless dup widths"
 relay_setup "sink:reconnect_max_delay = 300ms"
 sink_start
 source_start
@@ -49,6 +52,12 @@ INSERT INTO toasty SELECT g, repeat('toast' || g, 2000), 0 FROM generate_series(
 INSERT INTO arrays SELECT g, ARRAY[g, NULL, -g] FROM generate_series(1, 100) g;
 INSERT INTO keyless SELECT g, 'n' || g FROM generate_series(1, 500) g;
 INSERT INTO dup SELECT g, 'd' || g FROM generate_series(1, 100) g;
+INSERT INTO widths VALUES (-9223372036854775808, -32768, -2147483648, '', '', ''),
+    (9223372036854775807, 32767, 2147483647, 'ab', 'ab  ', ' x '),
+    (0, 0, 0, 'abcdef', 'abcdefgh', E'\\0'), (-1, -1, -1, ' ', ' ', 'NULL'),
+    (10, NULL, NULL, NULL, NULL, NULL);
+INSERT INTO widths SELECT g::int8 * 1000000007, g, -g * 65537, 'c' || g, 'v' || g || ' ', g::text
+    FROM generate_series(1, 40) g;
 COMMIT;
 SQL
 wait_applied 60
@@ -64,6 +73,9 @@ UPDATE toasty SET small = id;
 UPDATE arrays SET a = a || 7;
 INSERT INTO keyless SELECT g, NULL FROM generate_series(501, 600) g;
 INSERT INTO plain SELECT g, 'late', 0, NULL, NULL, NULL FROM generate_series(3001, 3100) g;
+UPDATE widths SET s = -(s / 2), i = i / 2, c = rpad(coalesce(c, ''), 3), vc = left(vc, 7) || '.' WHERE id <> 10;
+UPDATE widths SET s = 32767, i = -2147483648, c = 'z', vc = '' WHERE id = 10;
+DELETE FROM widths WHERE id IN (-1, 40000000280);
 COMMIT;
 SQL
 wait_applied 60
@@ -77,6 +89,8 @@ grep -q 'DELETE FROM "public"."two_key" AS pgferry_t USING unnest' "$T/dr/server
 	fail "the deletes of two_key were not batched"
 grep -q 'UPDATE "public"."toasty" AS pgferry_t SET "id" = pgferry_v.c0, "small"' "$T/dr/server.log" ||
 	fail "the updates of toasty (unchanged TOAST left out) were not batched"
+n=$(grep -c 'UPDATE "public"."widths" SET' "$T/dr/server.log")
+[ "$n" = 0 ] || fail "$n row-by-row updates of widths logged (expected none)"
 n=$(grep -c 'UPDATE "public"."arrays" SET' "$T/dr/server.log")
 [ "$n" = 100 ] || fail "$n row-by-row updates of arrays (int[]: no array type) logged, expected 100"
 n=$(grep -c 'UPDATE "public"."composite" SET' "$T/dr/server.log")

@@ -1,5 +1,6 @@
 /*
- * test_util.c — byte order, the I/O loops and the clocks of util.
+ * test_util.c — byte order, the I/O loops, the clocks and the integer parser
+ * of util.
  */
 #include "pgferry/buf.h"
 #include "pgferry/byteorder.h"
@@ -41,6 +42,62 @@ START_TEST(big_endian)
 	ck_assert_uint_eq(be32_read((const uint8_t *)out.data + 2), 0xdeadbeefu);
 	ck_assert(be64_read((const uint8_t *)out.data + 6) == UINT64_C(0x1122334455667788));
 	buf_free(&out);
+}
+END_TEST
+
+/* Only what int2out, int4out and int8out write is taken, up to each
+ * type's limits (the sink writes those values in binary form). */
+START_TEST(parse_int)
+{
+	static const struct {
+		const char *s;
+		int bytes;
+		bool ok;
+		int64_t v;
+	} cases[] = {
+	        {"0", 4, true, 0},
+	        {"7", 2, true, 7},
+	        {"-1", 4, true, -1},
+	        {"32767", 2, true, 32767},
+	        {"-32768", 2, true, -32768},
+	        {"32768", 2, false, 0},
+	        {"-32769", 2, false, 0},
+	        {"2147483647", 4, true, 2147483647},
+	        {"-2147483648", 4, true, -2147483647 - 1},
+	        {"2147483648", 4, false, 0},
+	        {"9223372036854775807", 8, true, INT64_MAX},
+	        {"-9223372036854775808", 8, true, INT64_MIN},
+	        {"9223372036854775808", 8, false, 0},
+	        {"-9223372036854775809", 8, false, 0},
+	        {"99999999999999999999", 8, false, 0},
+	        {"", 4, false, 0},
+	        {"-", 4, false, 0},
+	        {"-0", 4, false, 0},
+	        {"00", 4, false, 0},
+	        {"01", 4, false, 0},
+	        {"+1", 4, false, 0},
+	        {" 1", 4, false, 0},
+	        {"1 ", 4, false, 0},
+	        {"1.0", 4, false, 0},
+	        {"1e3", 4, false, 0},
+	        {"--1", 4, false, 0},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int64_t v = 12345;
+		bool ok = util_parse_int(cases[i].s, strlen(cases[i].s), cases[i].bytes, &v);
+		ck_assert_msg(ok == cases[i].ok, "\"%s\" as %d bytes: %s", cases[i].s,
+		              cases[i].bytes, ok ? "taken" : "refused");
+		if (ok)
+			ck_assert_msg(v == cases[i].v, "\"%s\" read as %lld", cases[i].s,
+			              (long long)v);
+	}
+	/* the length bounds the text: what follows is not read */
+	{
+		int64_t v = 0;
+		ck_assert(util_parse_int("123x", 3, 4, &v) && v == 123);
+	}
 }
 END_TEST
 
@@ -89,6 +146,7 @@ Suite *util_suite(void)
 
 	tcase_add_test(tc, big_endian);
 	tcase_add_test(tc, io_loops);
+	tcase_add_test(tc, parse_int);
 	tcase_add_test(tc, clocks);
 	suite_add_tcase(s, tc);
 	return s;
