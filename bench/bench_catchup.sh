@@ -33,7 +33,8 @@
 #
 # Prints per run and, per link, the median and range of each system's
 # seconds, its ratio to native (native seconds / its seconds) and its wire
-# bytes; the last lines are markdown table rows for the README.
+# bytes, then markdown table rows for the README, then the median CPU
+# seconds each system's processes used over a catch-up.
 . "$(dirname "$0")/../tests/integration/lib.sh"
 . "$(dirname "$0")/../tests/integration/relay.sh"
 
@@ -48,6 +49,26 @@ bench_setup "$SCALE" ${BENCH_SINK_EXTRA:+"sink:$BENCH_SINK_EXTRA"} ${BENCH_SOURC
 psql_on primary -c "SELECT pg_create_logical_replication_slot('decode_limit', 'pgoutput')" >/dev/null ||
 	fail "decode_limit slot"
 ALL="decode $SYSTEMS"
+
+# The CPU seconds each process of SYSTEM's data path used, read when its
+# catch-up ended: every one of them started with it (the walsender, the
+# apply worker, pgferry's source, sink and the sink's DR sessions) and
+# idles once it is done, so their lifetime is the catch-up's. Sets CPU
+# ("part=seconds ...") and appends "link run system part seconds" lines to
+# CPUS. On 2 shared cores the seconds of a run swing with the machine's
+# load; the CPU a system used swings less, so a change that saves work
+# shows there first.
+catch_up_cpu()
+{
+	local part pids line
+	CPU="walsender=$(cpu_seconds "$(walsender_pid "$1")")"
+	while read -r part pids; do
+		CPU="$CPU $part=$(cpu_seconds "$pids")"
+	done < <(replica_parts "$1")
+	for line in $CPU; do
+		echo "$link $RUN $1 ${line%=*} ${line#*=}" >>"$CPUS"
+	done
+}
 
 # catch_up SYSTEM TARGET: sets SECS and BYTES
 catch_up()
@@ -71,6 +92,7 @@ catch_up()
 	[ "$s" = pgferry ] && [ "${BENCH_PROFILE:-0}" = 1 ] && [ "$RUN" = 1 ] && profile_start
 	wait_until "$s catch-up" 3600 replica_progress_reached "$s" "$target"
 	SECS=$(awk -v ms=$(($(now_ms) - start)) 'BEGIN { printf "%.2f", ms / 1000 }')
+	catch_up_cpu "$s"
 	[ "$s" = pgferry ] && [ "${BENCH_PROFILE:-0}" = 1 ] && [ "$RUN" = 1 ] && profile_stop
 	[ "$s" = pgferry ] && [ "${BENCH_TIMELINE:-0}" != 0 ] && timeline_stop
 	replica_disable "$s"
@@ -147,7 +169,10 @@ profile_stop()
 }
 
 RESULTS=$T/results # link run system seconds bytes
+CPUS=$T/cpus       # link run system part seconds
+CPU=
 : >"$RESULTS"
+: >"$CPUS"
 for link in $LINKS; do
 	link_set "$link"
 	for RUN in $(seq "$RUNS"); do
@@ -171,7 +196,8 @@ for link in $LINKS; do
 		done
 		for s in "${order[@]}"; do
 			catch_up "$s" "$TARGET"
-			log "  $s: $SECS s, $BYTES bytes"
+			log "  $s: $SECS s, $BYTES bytes${CPU:+; CPU s: $CPU}"
+			CPU=
 			echo "$link $RUN $s $SECS $BYTES" >>"$RESULTS"
 		done
 		copies_equal
@@ -211,3 +237,30 @@ END {
 	print "\nREADME rows: | scale | link | decode limit s | native s | pglogical s | pgferry s | pgferry vs native | pgferry wire / native |"
 	for (l = 1; l <= nl; l++) print rows[l]
 }' "$RESULTS"
+awk -v runs="$RUNS" '
+function median(a, k,   i, j, t, b) {
+	for (i = 1; i <= k; i++) b[i] = a[i]
+	for (i = 2; i <= k; i++) for (j = i; j > 1 && b[j - 1] > b[j]; j--) { t = b[j]; b[j] = b[j - 1]; b[j - 1] = t }
+	return k % 2 ? b[(k + 1) / 2] : (b[k / 2] + b[k / 2 + 1]) / 2
+}
+{
+	k = $1 SUBSEP $3 SUBSEP $4
+	if (!(k in n)) { keys[++nk] = k; if (!(($1, $3) in tot)) sl[++ns] = $1 SUBSEP $3 }
+	v[k, ++n[k]] = $5; tot[$1, $3, $2] += $5; nt[$1, $3] = $2 > nt[$1, $3] ? $2 : nt[$1, $3]
+	tot[$1, $3] = 1
+}
+END {
+	if (nk == 0) exit
+	print "\nCPU seconds of each process over a catch-up (median of the runs)"
+	for (j = 1; j <= ns; j++) {
+		split(sl[j], ls, SUBSEP); line = ""
+		for (i = 1; i <= nk; i++) {
+			split(keys[i], p, SUBSEP)
+			if (p[1] != ls[1] || p[2] != ls[2]) continue
+			for (r = 1; r <= n[keys[i]]; r++) a[r] = v[keys[i], r]
+			line = line sprintf(" %s %.2f", p[3], median(a, n[keys[i]]))
+		}
+		for (r = 1; r <= nt[ls[1], ls[2]]; r++) a[r] = tot[ls[1], ls[2], r]
+		printf "  %-8s %-10s total %.2f:%s\n", ls[1], ls[2], median(a, nt[ls[1], ls[2]]), line
+	}
+}' "$CPUS"

@@ -211,6 +211,7 @@ typedef struct apply_schema {
 		uint32_t relid;
 		uint64_t generation;
 		uint8_t mode;         /* coalesce_mode_t */
+		bool key_unique;      /* see schema_key_unique */
 		bool identity_always; /* a column is GENERATED ALWAYS AS IDENTITY */
 		dr_column_t *columns; /* owned; one per column of the Relation message */
 	} verified[VERIFIED_SLOTS];
@@ -223,6 +224,11 @@ void schema_clear(apply_schema_t *s);
  * coalesce: whether apply_coalesce is on. */
 int schema_check(apply_schema_t *s, apply_pipeline_t *p, const relcache_entry_t *rel, bool coalesce,
                  pgf_error_t *err);
+/* Whether a unique index on rel's DR table, on exactly its key, finds at
+ * most one row for each key (checked with apply_coalesce on; false when
+ * not checked): then a set statement's rows changed, counted together,
+ * say whether each of its rows found exactly one (batch.c). */
+bool schema_key_unique(const apply_schema_t *s, const relcache_entry_t *rel);
 /* How rel's changes may be coalesced (COALESCE_NONE when not checked). */
 coalesce_mode_t schema_coalesce_mode(const apply_schema_t *s, const relcache_entry_t *rel);
 /* The DR columns of a checked relation (valid until the next check), or

@@ -42,7 +42,7 @@ static bool verified_get(const apply_schema_t *s, uint32_t relid, uint64_t gener
 
 /* Records a checked relation; takes ownership of columns. */
 static void verified_put(apply_schema_t *s, const relcache_entry_t *rel, uint8_t mode,
-                         dr_column_t *columns)
+                         bool key_unique, dr_column_t *columns)
 {
 	unsigned i = (rel->relid * 2654435761u) % VERIFIED_SLOTS;
 	int c;
@@ -59,6 +59,7 @@ static void verified_put(apply_schema_t *s, const relcache_entry_t *rel, uint8_t
 	s->verified[i].relid = rel->relid;
 	s->verified[i].generation = rel->generation;
 	s->verified[i].mode = mode;
+	s->verified[i].key_unique = key_unique;
 	s->verified[i].columns = columns;
 	s->verified[i].identity_always = false;
 	for (c = 0; c < rel->ncolumns; c++)
@@ -122,11 +123,12 @@ static int check_coalesce(apply_schema_t *s, apply_pipeline_t *p, const relcache
 {
 	const char *params[3] = {rel->namespace, rel->name, NULL};
 	uint8_t mode = COALESCE_NONE;
+	bool key_unique;
 	buf_t keys;
 	int i, n = 0;
 
 	if (!coalesce) {
-		verified_put(s, rel, COALESCE_NONE, columns);
+		verified_put(s, rel, COALESCE_NONE, false, columns);
 		return PGF_OK;
 	}
 	/* the key columns as a text[] literal, sorted like array_agg below */
@@ -164,7 +166,31 @@ static int check_coalesce(apply_schema_t *s, apply_pipeline_t *p, const relcache
 	            "k))) + (SELECT count(*) FROM pg_catalog.pg_constraint x WHERE x.conrelid IN "
 	            "(SELECT relid FROM r) AND x.contype = 'x'), (SELECT count(*) FROM "
 	            "pg_catalog.pg_trigger t WHERE t.tgrelid IN (SELECT relid FROM r) AND "
-	            "t.tgenabled = 'A')",
+	            "t.tgenabled = 'A'), "
+	            /* the key has a unique index that decides alone which rows
+	             * a change by key finds (see schema_key_unique): on the
+	             * table itself, which has no inheritance children (the
+	             * index would not cover their rows) unless they are
+	             * partitions (a partitioned table's unique index covers
+	             * them all); checked at once, whole (no predicate, no
+	             * expression, no INCLUDE columns), valid, exactly the key
+	             * columns, each with its type's default operator class and
+	             * its column's collation, so it means the same = as the
+	             * statements' WHERE t.key = v.key */
+	            "(SELECT c.relkind = 'p' OR NOT EXISTS (SELECT FROM pg_catalog.pg_inherits h "
+	            "WHERE h.inhparent = c.oid) FROM pg_catalog.pg_class c, t WHERE c.oid = t.rel) "
+	            "AND EXISTS (SELECT FROM pg_catalog.pg_index i, t WHERE i.indrelid = t.rel AND "
+	            "i.indisunique AND i.indimmediate AND i.indisvalid AND i.indpred IS NULL AND "
+	            "i.indexprs IS NULL AND i.indnatts = i.indnkeyatts AND i.indnatts = "
+	            "cardinality($3::text[]) AND (SELECT array_agg(a.attname::text ORDER BY "
+	            "a.attname::text COLLATE \"C\") FROM pg_catalog.pg_attribute a WHERE "
+	            "a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)) = (SELECT "
+	            "array_agg(k ORDER BY k COLLATE \"C\") FROM unnest($3::text[]) k) AND NOT "
+	            "EXISTS (SELECT FROM generate_subscripts(i.indkey::int2[], 1) j, "
+	            "pg_catalog.pg_attribute a, pg_catalog.pg_opclass o WHERE a.attrelid = "
+	            "i.indrelid AND a.attnum = (i.indkey::int2[])[j] AND o.oid = "
+	            "(i.indclass::oid[])[j] AND (NOT o.opcdefault OR (i.indcollation::oid[])[j] "
+	            "<> a.attcollation)))",
 	            3, params, "coalesce check", err) != PGF_OK) {
 		buf_free(&keys);
 		free(columns);
@@ -178,9 +204,11 @@ static int check_coalesce(apply_schema_t *s, apply_pipeline_t *p, const relcache
 		    strcmp(PQgetvalue(p->kept, 0, 0), "0") == 0)
 			mode = COALESCE_NET;
 	}
+	key_unique = PQntuples(p->kept) == 1 && rel->replica_identity != 'f' &&
+	             relation_has_key(rel) && strcmp(PQgetvalue(p->kept, 0, 2), "t") == 0;
 	PQclear(p->kept);
 	p->kept = NULL;
-	verified_put(s, rel, mode, columns);
+	verified_put(s, rel, mode, key_unique, columns);
 	return PGF_OK;
 }
 
@@ -275,6 +303,19 @@ int schema_check(apply_schema_t *s, apply_pipeline_t *p, const relcache_entry_t 
 	PQclear(p->kept);
 	p->kept = NULL;
 	return check_coalesce(s, p, rel, coalesce, columns, err);
+}
+
+bool schema_key_unique(const apply_schema_t *s, const relcache_entry_t *rel)
+{
+	unsigned i = (rel->relid * 2654435761u) % VERIFIED_SLOTS, n;
+
+	for (n = 0; n < VERIFIED_SLOTS && s->verified[i].relid != 0; n++) {
+		if (s->verified[i].relid == rel->relid)
+			return s->verified[i].generation == rel->generation &&
+			       s->verified[i].key_unique;
+		i = (i + 1) % VERIFIED_SLOTS;
+	}
+	return false;
 }
 
 coalesce_mode_t schema_coalesce_mode(const apply_schema_t *s, const relcache_entry_t *rel)
