@@ -29,6 +29,7 @@ typedef struct source_stats {
 	uint64_t messages, message_bytes; /* walsender messages read (decoded), their bytes */
 	uint64_t batches, raw_bytes, sent_bytes; /* batches shipped: bytes before and after zstd */
 	uint64_t batches_at_once; /* ... of them shipped before batch_max_delay (ship_rule.h) */
+	uint64_t flush_facts;     /* the walsender's flush positions shipped on their own */
 	uint64_t sessions,
 	        session_failures;  /* sessions started; sessions that ended on a failure */
 	uint64_t confirmed_lsn;    /* flush reported to the walsender */

@@ -85,6 +85,7 @@ void source_session_close(source_t *s, const char *why)
 	}
 	ev_timer_stop(s->loop, &s->status_timer);
 	ev_timer_stop(s->loop, &s->round_timer);
+	ev_timer_stop(s->loop, &s->fact_timer);
 	if (s->repl_open) {
 		ev_io_stop(s->loop, &s->repl_watcher);
 		replication_close(&s->repl);
@@ -336,6 +337,8 @@ int cmd_source(int argc, char **argv)
 	s.batch_timer.data = &s;
 	ev_timer_init(&s.round_timer, source_round_due, 0.0, 0.0);
 	s.round_timer.data = &s;
+	ev_timer_init(&s.fact_timer, source_fact_due, 0.0, 0.0);
+	s.fact_timer.data = &s;
 	ev_timer_init(&s.status_timer, source_status_tick, 0.0,
 	              (double)cli.cfg.status_interval / 1000.0);
 	s.status_timer.data = &s;

@@ -70,6 +70,11 @@ static void render_metrics(const source_stats_t *st, buf_t *b)
 	             "Batches shipped without waiting for batch_max_delay: the walsender had sent "
 	             "everything the primary had flushed and the batch ended with a commit.",
 	             st->batches_at_once);
+	prom_counter(
+	        b, "pgferry_source_flush_facts_total",
+	        "The primary's flush position (from a walsender keepalive) shipped to the sink "
+	        "on its own, at most once per 10 ms.",
+	        st->flush_facts);
 	prom_counter(b, "pgferry_source_batch_raw_bytes_total",
 	             "Bytes of the batches shipped, before compression.", st->raw_bytes);
 	prom_counter(b, "pgferry_source_batch_sent_bytes_total",

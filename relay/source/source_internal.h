@@ -82,6 +82,8 @@ typedef struct source {
 	bool same_cause;           /* the last failure repeated the one before */
 	ev_tstamp streaming_since; /* when this session started streaming (0: not yet) */
 	uint64_t flush_fact_sent;  /* the flush position last sent on its own */
+	ev_tstamp flush_fact_at;   /* when (source_stream.c: at most one per FLUSH_FACT_GAP) */
+	ev_timer fact_timer;       /* a newer one waits for its turn */
 	uint64_t last_reported_flush;
 	uint64_t last_record_lsn;
 	/* the furthest record delivered when last_error was noted: records up
@@ -142,6 +144,7 @@ void source_status_tick(struct ev_loop *loop, ev_timer *w, int revents);
 void source_ship_batch(source_t *s);
 void source_batch_deadline(struct ev_loop *loop, ev_timer *w, int revents);
 void source_round_due(struct ev_loop *loop, ev_timer *w, int revents);
+void source_fact_due(struct ev_loop *loop, ev_timer *w, int revents);
 
 /* source_link.c: the callbacks of the link to the sink */
 void source_link_callbacks(source_t *s, netconn_callbacks_t *cb);
