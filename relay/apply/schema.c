@@ -24,20 +24,29 @@ void schema_clear(apply_schema_t *s)
 	s->nverified = 0;
 }
 
-static bool verified_get(const apply_schema_t *s, uint32_t relid, uint64_t generation,
-                         uint8_t *mode)
+/* The slot of relid, or -1 when it was not checked. */
+static int verified_slot(const apply_schema_t *s, uint32_t relid)
 {
 	unsigned i = (relid * 2654435761u) % VERIFIED_SLOTS, n;
 
 	for (n = 0; n < VERIFIED_SLOTS && s->verified[i].relid != 0; n++) {
-		if (s->verified[i].relid == relid) {
-			if (mode)
-				*mode = s->verified[i].mode;
-			return s->verified[i].generation == generation;
-		}
+		if (s->verified[i].relid == relid)
+			return (int)i;
 		i = (i + 1) % VERIFIED_SLOTS;
 	}
-	return false;
+	return -1;
+}
+
+static bool verified_get(const apply_schema_t *s, uint32_t relid, uint64_t generation,
+                         uint8_t *mode)
+{
+	int i = verified_slot(s, relid);
+
+	if (i < 0)
+		return false;
+	if (mode)
+		*mode = s->verified[i].mode;
+	return s->verified[i].generation == generation;
 }
 
 /* Records a checked relation; takes ownership of columns. */
@@ -70,19 +79,13 @@ static void verified_put(apply_schema_t *s, const relcache_entry_t *rel, uint8_t
 const dr_column_t *schema_columns(const apply_schema_t *s, const relcache_entry_t *rel,
                                   bool *identity_always)
 {
-	unsigned i = (rel->relid * 2654435761u) % VERIFIED_SLOTS, n;
+	int i = verified_slot(s, rel->relid);
 
-	for (n = 0; n < VERIFIED_SLOTS && s->verified[i].relid != 0; n++) {
-		if (s->verified[i].relid == rel->relid) {
-			if (s->verified[i].generation != rel->generation)
-				return NULL;
-			if (identity_always)
-				*identity_always = s->verified[i].identity_always;
-			return s->verified[i].columns;
-		}
-		i = (i + 1) % VERIFIED_SLOTS;
-	}
-	return NULL;
+	if (i < 0 || s->verified[i].generation != rel->generation)
+		return NULL;
+	if (identity_always)
+		*identity_always = s->verified[i].identity_always;
+	return s->verified[i].columns;
 }
 
 static int drift(const relcache_entry_t *rel, pgf_error_t *err, const char *fmt, ...)
@@ -307,15 +310,9 @@ int schema_check(apply_schema_t *s, apply_pipeline_t *p, const relcache_entry_t 
 
 bool schema_key_unique(const apply_schema_t *s, const relcache_entry_t *rel)
 {
-	unsigned i = (rel->relid * 2654435761u) % VERIFIED_SLOTS, n;
+	int i = verified_slot(s, rel->relid);
 
-	for (n = 0; n < VERIFIED_SLOTS && s->verified[i].relid != 0; n++) {
-		if (s->verified[i].relid == rel->relid)
-			return s->verified[i].generation == rel->generation &&
-			       s->verified[i].key_unique;
-		i = (i + 1) % VERIFIED_SLOTS;
-	}
-	return false;
+	return i >= 0 && s->verified[i].generation == rel->generation && s->verified[i].key_unique;
 }
 
 coalesce_mode_t schema_coalesce_mode(const apply_schema_t *s, const relcache_entry_t *rel)
