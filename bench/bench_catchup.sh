@@ -86,12 +86,21 @@ catch_up()
 	proxy_start "$s"
 	replica_prepare "$s"
 	from=$(psql_on primary -c "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '${SLOT_OF[$s]}'")
+	# the end, seen over one connection every 10 ms (wait_progress.py)
+	rm -f "$T/wait_progress.log"
+	bg_start wait_progress /usr/bin/python3 "$(dirname "$0")/wait_progress.py" \
+		"host=$DR_HOST port=$DR_PORT user=postgres dbname=$(db_of "$s")" "$(origin_expr "$s")" "$target" 3600
+	until grep -q '^ready' "$T/wait_progress.log" 2>/dev/null; do
+		bg_alive wait_progress || fail "wait_progress.py: $(cat "$T/wait_progress.log")"
+		sleep 0.02
+	done
 	start=$(now_ms)
 	replica_enable "$s"
 	[ "$s" = pgferry ] && [ "${BENCH_TIMELINE:-0}" != 0 ] && timeline_start "$from" "$target"
 	[ "$s" = pgferry ] && [ "${BENCH_PROFILE:-0}" = 1 ] && [ "$RUN" = 1 ] && profile_start
-	wait_until "$s catch-up" 3600 replica_progress_reached "$s" "$target"
+	wait "$(bg_pid wait_progress)" || fail "$s catch-up: $(cat "$T/wait_progress.log")"
 	SECS=$(awk -v ms=$(($(now_ms) - start)) 'BEGIN { printf "%.2f", ms / 1000 }')
+	BG_PIDS[wait_progress]=""
 	catch_up_cpu "$s"
 	[ "$s" = pgferry ] && [ "${BENCH_PROFILE:-0}" = 1 ] && [ "$RUN" = 1 ] && profile_stop
 	[ "$s" = pgferry ] && [ "${BENCH_TIMELINE:-0}" != 0 ] && timeline_stop

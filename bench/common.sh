@@ -19,7 +19,6 @@
 #       link; proxy_stop sets WIRE_BYTES (both directions)
 #   replica_prepare SYSTEM   pgferry's sink up and listening (else nothing)
 #   replica_enable SYSTEM / replica_disable SYSTEM
-#   replica_progress_reached SYSTEM LSN   the DR origin of SYSTEM is at LSN
 #   copies_equal    every enabled copy matches the primary (fails if not)
 #
 # BENCH_DR_SHARED_BUFFERS (1GB): the DR cluster's shared_buffers; it holds
@@ -192,11 +191,6 @@ origin_expr()
 	pgferry | baseline) echo "pgferry.origin()" ;;
 	*) echo "'${ORIGIN_OF[$1]}'" ;;
 	esac
-}
-
-replica_progress_reached()
-{
-	[ "$(dr "$(db_of "$1")" "SELECT coalesce(pg_replication_origin_progress($(origin_expr "$1"), true) >= '$2'::pg_lsn, false)")" = t ]
 }
 
 # order-independent digest of a pgbench table: rows and a sum of row hashes
