@@ -30,6 +30,10 @@ typedef struct netconn_callbacks {
 	void *arg;
 	/* server: a peer completed the handshake; false refuses it (busy) */
 	bool (*accept)(netconn_t *c, void *arg);
+	/* client, with TLS: TCP connected and the handshake's first flight
+	 * sent; frames sent now are queued until the handshake is done, and
+	 * dropped if it fails */
+	void (*handshaking)(netconn_t *c, void *arg);
 	/* client: connected and (with TLS) the sink's certificate verified */
 	void (*connected)(netconn_t *c, void *arg);
 	void (*frame)(netconn_t *c, void *arg, uint8_t type, const uint8_t *payload, size_t len);

@@ -94,6 +94,9 @@ typedef struct source {
 	 * slot's confirmed position when it started */
 	bool early;
 	uint64_t early_from;
+	/* the last TLS handshake showed a sink that does not hold a stream
+	 * before its welcome: no session streams early until one does */
+	bool sink_holds_no_early;
 
 	rpo_guard_t *guard; /* rpo_guard = on (rpo_guard.h), else NULL */
 	ev_timer guard_timer;

@@ -66,16 +66,18 @@ failed:
 	return PGF_ERR;
 }
 
-/* Whether this session streams before the welcome, saving the welcome's
- * round trip: only to a sink that said in the TLS handshake that it holds
- * what follows the hello until the DR side accepted the stream, and only
- * from a slot that exists (a new one is made once the sink accepted this
- * primary). The stream starts where the slot stands, at or before the DR
- * side's progress: the sink skips what it committed already, and checks
- * the start and the flush position, which the hello carries, against its
- * progress before it reads a batch. A failed query here is asked again,
- * and reported, on the usual way after the welcome. */
-static bool early_start_point(source_t *s, netconn_t *c)
+/* Whether this session streams before the welcome, saving the round trips
+ * of the TLS handshake and of the welcome: only with TLS, unless the last
+ * handshake showed a sink that does not hold what follows the hello until
+ * the DR side accepted the stream (its ALPN answer, checked again when this
+ * handshake is done: sink_connected), and only from a slot that exists (a
+ * new one is made once the sink accepted this primary). The stream starts
+ * where the slot stands, at or before the DR side's progress: the sink
+ * skips what it committed already, and checks the start and the flush
+ * position, which the hello carries, against its progress before it reads
+ * a batch. A failed query here is asked again, and reported, on the usual
+ * way after the welcome. */
+static bool early_start_point(source_t *s)
 {
 	bool exists = false;
 	uint64_t confirmed = 0;
@@ -84,7 +86,7 @@ static bool early_start_point(source_t *s, netconn_t *c)
 	/* after a failed session, wait for the welcome: a stream that fails
 	 * again at once would close the link before the sink, holding what
 	 * follows the hello, read the facts that carry the error */
-	if (!netconn_early_stream(c) || s->last_error[0] != '\0')
+	if (s->sink_holds_no_early || s->last_error[0] != '\0')
 		return false;
 	error_clear(&err);
 	if (replication_slot_position(&s->repl, s->cfg->slot_name, &exists, &confirmed, &err) !=
@@ -96,15 +98,13 @@ static bool early_start_point(source_t *s, netconn_t *c)
 	return true;
 }
 
-static void sink_connected(netconn_t *c, void *arg)
+/* The hello, first on the link (queued until the handshake is done). */
+static int send_hello(source_t *s, netconn_t *c, bool early, pgf_error_t *err)
 {
-	source_t *s = arg;
 	wire_hello_t hello = {0};
-	pgf_error_t err, warning;
 	buf_t b;
-	bool early = early_start_point(s, c);
+	int rc;
 
-	log_info("connected to the sink at %s (%s)", s->cfg->sink_address, netconn_peer_name(c));
 	hello.protocol_version = WIRE_PROTOCOL_VERSION;
 	hello.system_identifier = s->repl.system_identifier;
 	hello.timeline = s->repl.timeline;
@@ -119,29 +119,98 @@ static void sink_connected(netconn_t *c, void *arg)
 		hello.primary_flush = s->primary_flush_lsn;
 	}
 	buf_init(&b);
-	error_clear(&err);
-	error_clear(&warning);
 	wire_encode_hello(&hello, &b);
-	if (netconn_send(c, WIRE_HELLO, b.data, b.len, &err) != PGF_OK) {
-		buf_free(&b);
+	rc = netconn_send(c, WIRE_HELLO, b.data, b.len, err);
+	buf_free(&b);
+	if (rc == PGF_OK)
+		s->state = SOURCE_HELLO;
+	return rc;
+}
+
+/* Streams from the slot's position before the welcome: the hello first. */
+static int stream_early(source_t *s, netconn_t *c, pgf_error_t *err)
+{
+	pgf_error_t warning;
+
+	if (send_hello(s, c, true, err) != PGF_OK)
+		return PGF_ERR;
+	error_clear(&warning);
+	if (source_stream_early(s, err, &warning) != PGF_OK) {
+		source_note_error(s, err);
+		return PGF_ERR;
+	}
+	if (warning.message[0] != '\0')
+		log_error_value(LOG_WARNING, &warning);
+	return PGF_OK;
+}
+
+/* TCP is up and the TLS handshake under way: a session that may stream
+ * before the welcome starts now, its hello, facts and batches queued until
+ * the handshake is done (and dropped if it fails: nothing leaves this host
+ * before the sink's certificate is verified), so the walsender decodes
+ * while the handshake crosses the link. Not before TCP is up: a sink that
+ * is down would cost the primary a decoding start at every retry. */
+static void sink_handshaking(netconn_t *c, void *arg)
+{
+	source_t *s = arg;
+	pgf_error_t err;
+
+	if (!early_start_point(s))
+		return;
+	error_clear(&err);
+	if (stream_early(s, c, &err) != PGF_OK) {
+		source_report_failure(s, &err);
+		source_session_close(s, "could not start the stream");
+		return;
+	}
+	log_step("streaming before the TLS handshake is done");
+}
+
+static void sink_connected(netconn_t *c, void *arg)
+{
+	source_t *s = arg;
+	pgf_error_t err;
+	bool holds = netconn_early_stream(c);
+
+	log_info("connected to the sink at %s (%s)", s->cfg->sink_address, netconn_peer_name(c));
+	error_clear(&err);
+	if (s->early && !holds) {
+		/* a sink older than the early stream would take the batches
+		 * queued behind the hello before it accepted this primary */
+		s->sink_holds_no_early = true;
+		error_set(&err, PGF_E_PROTOCOL,
+		          "the sink at %s does not hold a stream before its welcome (an older "
+		          "pgferry sink); this session ends before anything is sent, and the next "
+		          "waits for the welcome",
+		          s->cfg->sink_address);
+		error_hint(&err, "Upgrade the sink to this source's version; until then each "
+		                 "session waits one round trip more.");
+		source_report_failure(s, &err);
+		source_session_close(s, "the sink does not hold an early stream");
+		return;
+	}
+	s->sink_holds_no_early = !holds;
+	if (s->early) {
+		log_step("the hello and the stream behind it go out");
+		return;
+	}
+	/* the handshake ended within its first step (a sink close by), or
+	 * this one is the first to show a sink that holds the stream */
+	if (holds && early_start_point(s)) {
+		if (stream_early(s, c, &err) != PGF_OK) {
+			source_report_failure(s, &err);
+			source_session_close(s, "could not start the stream");
+			return;
+		}
+		log_step("streaming before the welcome");
+		return;
+	}
+	if (send_hello(s, c, false, &err) != PGF_OK) {
 		source_report_failure(s, &err);
 		source_session_close(s, "could not greet the sink");
 		return;
 	}
-	buf_free(&b);
-	s->state = SOURCE_HELLO;
 	log_step("hello sent");
-	if (!early)
-		return;
-	if (source_stream_early(s, &err, &warning) != PGF_OK) {
-		source_report_failure(s, &err);
-		source_note_error(s, &err);
-		source_session_close(s, "could not start the stream");
-		return;
-	}
-	if (warning.message[0] != '\0')
-		log_error_value(LOG_WARNING, &warning);
-	log_step("streaming before the welcome");
 }
 
 static void on_ack(source_t *s, const wire_ack_t *ack)
@@ -228,6 +297,7 @@ static void sink_closed(netconn_t *c, void *arg, const pgf_error_t *err)
 void source_link_callbacks(source_t *s, netconn_callbacks_t *cb)
 {
 	cb->arg = s;
+	cb->handshaking = sink_handshaking;
 	cb->connected = sink_connected;
 	cb->frame = sink_frame;
 	cb->writable = sink_writable;

@@ -386,6 +386,9 @@ static void nc_io(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		log_step("TCP connected to %s", c->peer);
 		nc_start_secure(c);
+		/* the client's first flight is out: the owner may work meanwhile */
+		if (c->state == NC_HANDSHAKE && c->cb.handshaking)
+			c->cb.handshaking(c, c->cb.arg);
 		break;
 	}
 	case NC_HANDSHAKE:
