@@ -127,21 +127,27 @@ static int send_hello(source_t *s, netconn_t *c, bool early, pgf_error_t *err)
 	return rc;
 }
 
-/* Streams from the slot's position before the welcome: the hello first. */
-static int stream_early(source_t *s, netconn_t *c, pgf_error_t *err)
+/* Streams from the slot's position before the welcome, the hello first;
+ * on failure the session is reported and closed. */
+static int stream_early(source_t *s, netconn_t *c)
 {
-	pgf_error_t warning;
+	pgf_error_t err, warning;
 
-	if (send_hello(s, c, true, err) != PGF_OK)
-		return PGF_ERR;
+	error_clear(&err);
 	error_clear(&warning);
-	if (source_stream_early(s, err, &warning) != PGF_OK) {
-		source_note_error(s, err);
-		return PGF_ERR;
+	if (send_hello(s, c, true, &err) != PGF_OK)
+		goto failed;
+	if (source_stream_early(s, &err, &warning) != PGF_OK) {
+		source_note_error(s, &err);
+		goto failed;
 	}
 	if (warning.message[0] != '\0')
 		log_error_value(LOG_WARNING, &warning);
 	return PGF_OK;
+failed:
+	source_report_failure(s, &err);
+	source_session_close(s, "could not start the stream");
+	return PGF_ERR;
 }
 
 /* TCP is up and the TLS handshake under way: a session that may stream
@@ -153,17 +159,9 @@ static int stream_early(source_t *s, netconn_t *c, pgf_error_t *err)
 static void sink_handshaking(netconn_t *c, void *arg)
 {
 	source_t *s = arg;
-	pgf_error_t err;
 
-	if (!early_start_point(s))
-		return;
-	error_clear(&err);
-	if (stream_early(s, c, &err) != PGF_OK) {
-		source_report_failure(s, &err);
-		source_session_close(s, "could not start the stream");
-		return;
-	}
-	log_step("streaming before the TLS handshake is done");
+	if (early_start_point(s) && stream_early(s, c) == PGF_OK)
+		log_step("streaming before the TLS handshake is done");
 }
 
 static void sink_connected(netconn_t *c, void *arg)
@@ -197,12 +195,8 @@ static void sink_connected(netconn_t *c, void *arg)
 	/* the handshake ended within its first step (a sink close by), or
 	 * this one is the first to show a sink that holds the stream */
 	if (holds && early_start_point(s)) {
-		if (stream_early(s, c, &err) != PGF_OK) {
-			source_report_failure(s, &err);
-			source_session_close(s, "could not start the stream");
-			return;
-		}
-		log_step("streaming before the welcome");
+		if (stream_early(s, c) == PGF_OK)
+			log_step("streaming before the welcome");
 		return;
 	}
 	if (send_hello(s, c, false, &err) != PGF_OK) {
